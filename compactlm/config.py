@@ -1,0 +1,341 @@
+"""Typed configuration: one dataclass per concern, loaded from YAML and overridable with ``a.b=value``.
+
+Every dataclass validates itself in ``__post_init__`` so a bad value fails before any compute, with a
+one-line message naming the field and the value (``train.batch_size must be >= 1, got 0``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from compactlm.errors import ConfigError
+
+
+def _check(ok: bool, field_name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{field_name} must be {expected}, got {value!r}")
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is split and versioned."""
+
+    source: str = "generator"  # "generator" or a CSV/JSONL/Parquet file path
+    n_rows: int = 10_000  # rows produced by the bundled generator
+    seed: int = 0
+    bias: float = 0.0  # bias injected by the generator (0 = none), to demo the audit
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    min_chars: int = 2
+    max_chars: int = 2_000
+    allowed_intents: list[str] | None = None  # None: the generator's intents, or any for other sources
+    dataset_name: str = "support-instructions"
+    dvc_remote: str | None = None  # None: a local remote under the state folder; or s3://bucket/prefix
+    expectation_suite: str = "support_instructions"
+
+    def __post_init__(self) -> None:
+        _check(self.n_rows >= 1, "data.n_rows", self.n_rows, ">= 1")
+        _check(0.0 <= self.bias < 1.0, "data.bias", self.bias, "in [0, 1)")
+        _check(0.0 < self.val_fraction < 0.5, "data.val_fraction", self.val_fraction, "in (0, 0.5)")
+        _check(0.0 < self.test_fraction < 0.5, "data.test_fraction", self.test_fraction, "in (0, 0.5)")
+        total = self.val_fraction + self.test_fraction
+        _check(total < 0.9, "data.val_fraction + data.test_fraction", total, "< 0.9")
+        _check(self.min_chars >= 1, "data.min_chars", self.min_chars, ">= 1")
+        _check(self.max_chars > self.min_chars, "data.max_chars", self.max_chars, "> data.min_chars")
+        _check(bool(self.source), "data.source", self.source, "'generator' or a file path")
+
+
+@dataclass
+class BiasConfig:
+    """AIF360 dataset audit: a protected attribute against a binary outcome label."""
+
+    protected_attribute: str = "age_band"
+    unprivileged_values: list[str] = field(default_factory=lambda: ["65+"])
+    label_column: str = "resolved"
+    favorable_label: int = 1
+    min_disparate_impact: float = 0.8
+    max_disparate_impact: float = 1.25
+    max_abs_statistical_parity: float = 0.1
+    fail_on_violation: bool = True
+
+    def __post_init__(self) -> None:
+        _check(len(self.unprivileged_values) > 0, "bias.unprivileged_values", self.unprivileged_values,
+               "a non-empty list")
+        _check(0.0 < self.min_disparate_impact <= 1.0, "bias.min_disparate_impact",
+               self.min_disparate_impact, "in (0, 1]")
+        _check(self.max_disparate_impact >= 1.0, "bias.max_disparate_impact", self.max_disparate_impact, ">= 1")
+        _check(0.0 <= self.max_abs_statistical_parity <= 1.0, "bias.max_abs_statistical_parity",
+               self.max_abs_statistical_parity, "in [0, 1]")
+
+
+@dataclass
+class ModelConfig:
+    """Which CompactLM preset to build and how its tokenizer is trained."""
+
+    preset: str = "decoder-micro"
+    vocab_size: int = 2048
+    max_seq_len: int = 128
+
+    def __post_init__(self) -> None:
+        from compactlm.models.presets import PRESETS
+
+        _check(self.preset in PRESETS, "model.preset", self.preset, f"one of {sorted(PRESETS)}")
+        _check(256 <= self.vocab_size <= 256_000, "model.vocab_size", self.vocab_size, "in [256, 256000]")
+        max_pos = PRESETS[self.preset].max_position_embeddings
+        _check(8 <= self.max_seq_len <= max_pos, "model.max_seq_len", self.max_seq_len,
+               f"in [8, {max_pos}] (the preset's positions)")
+
+
+@dataclass
+class TrainConfig:
+    """Causal-LM pretraining of the base model (HF Trainer)."""
+
+    epochs: float = 2.0
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 32
+    grad_accum: int = 1
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    lr_scheduler: str = "cosine"
+    logging_steps: int = 10
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+
+    def __post_init__(self) -> None:
+        _check(self.epochs > 0, "train.epochs", self.epochs, "> 0")
+        _check(self.batch_size >= 1, "train.batch_size", self.batch_size, ">= 1")
+        _check(self.grad_accum >= 1, "train.grad_accum", self.grad_accum, ">= 1")
+        _check(0.0 < self.learning_rate <= 1.0, "train.learning_rate", self.learning_rate, "in (0, 1]")
+        _check(0.0 <= self.warmup_ratio < 1.0, "train.warmup_ratio", self.warmup_ratio, "in [0, 1)")
+        _check(self.lr_scheduler in ("cosine", "linear", "constant"), "train.lr_scheduler",
+               self.lr_scheduler, "cosine, linear or constant")
+        _check(self.logging_steps >= 1, "train.logging_steps", self.logging_steps, ">= 1")
+        _check(self.device in ("auto", "cpu", "cuda"), "train.device", self.device, "auto, cpu or cuda")
+
+
+@dataclass
+class LoraConfig:
+    """Instruction fine-tuning with a PEFT LoRA adapter (loss on response tokens only)."""
+
+    enabled: bool = True
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    warmup_ratio: float = 0.05
+
+    def __post_init__(self) -> None:
+        _check(self.r >= 1, "lora.r", self.r, ">= 1")
+        _check(self.alpha >= 1, "lora.alpha", self.alpha, ">= 1")
+        _check(0.0 <= self.dropout < 1.0, "lora.dropout", self.dropout, "in [0, 1)")
+        _check(len(self.target_modules) > 0, "lora.target_modules", self.target_modules, "a non-empty list")
+        _check(self.epochs > 0, "lora.epochs", self.epochs, "> 0")
+        _check(self.batch_size >= 1, "lora.batch_size", self.batch_size, ">= 1")
+        _check(0.0 < self.learning_rate <= 1.0, "lora.learning_rate", self.learning_rate, "in (0, 1]")
+        _check(0.0 <= self.warmup_ratio < 1.0, "lora.warmup_ratio", self.warmup_ratio, "in [0, 1)")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation on the frozen test split: perplexity on all rows, generation metrics on a sample."""
+
+    max_generate_samples: int = 200
+    max_new_tokens: int = 64
+    batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.max_generate_samples >= 1, "eval.max_generate_samples", self.max_generate_samples, ">= 1")
+        _check(1 <= self.max_new_tokens <= 1024, "eval.max_new_tokens", self.max_new_tokens, "in [1, 1024]")
+        _check(self.batch_size >= 1, "eval.batch_size", self.batch_size, ">= 1")
+
+
+@dataclass
+class GateConfig:
+    """Promotion gate: absolute thresholds, and no worse than the champion re-scored on the same data."""
+
+    max_perplexity: float = 60.0
+    min_rouge_l: float = 0.20
+    min_bleu: float = 5.0
+    # The challenger may be at most this much worse (relative) than the champion on each metric.
+    champion_tolerance: float = 0.02
+
+    def __post_init__(self) -> None:
+        _check(self.max_perplexity > 1.0, "gate.max_perplexity", self.max_perplexity, "> 1")
+        _check(0.0 <= self.min_rouge_l <= 1.0, "gate.min_rouge_l", self.min_rouge_l, "in [0, 1]")
+        _check(0.0 <= self.min_bleu <= 100.0, "gate.min_bleu", self.min_bleu, "in [0, 100]")
+        _check(0.0 <= self.champion_tolerance < 1.0, "gate.champion_tolerance", self.champion_tolerance,
+               "in [0, 1)")
+
+
+@dataclass
+class RegistryConfig:
+    """MLflow experiment and registered-model names."""
+
+    experiment: str = "compactlm-retrain"
+    model_name: str = "compactlm-support-chat"
+    approval_timeout_s: int = 3600  # a reviewer who never answers means "rejected"
+
+    def __post_init__(self) -> None:
+        _check(bool(self.model_name.strip()), "registry.model_name", self.model_name, "non-empty")
+        _check(self.approval_timeout_s >= 1, "registry.approval_timeout_s", self.approval_timeout_s, ">= 1")
+
+
+@dataclass
+class ServeConfig:
+    """Serving defaults (see ``compactlm serve``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_new_tokens: int = 128
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.port <= 65535, "serve.port", self.port, "in [1, 65535]")
+
+
+@dataclass
+class PipelineConfig:
+    """The whole retrain pipeline: one section per concern."""
+
+    home: str = ".compactlm"  # all local state; COMPACTLM_HOME overrides
+    data: DataConfig = field(default_factory=DataConfig)
+    bias: BiasConfig = field(default_factory=BiasConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def config_hash(self) -> str:
+        """A short, stable hash of every value (the state folder excluded: it does not change results)."""
+        values = self.to_dict()
+        values.pop("home")
+        blob = json.dumps(values, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _coerce(value: Any, annotation: Any, name: str) -> Any:
+    """Convert a YAML value to the annotated type, or fail naming the field."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, vars(typing), {"list": list})  # noqa: S307 - our own annotations only
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], name)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        (item_type,) = typing.get_args(annotation)
+        return [_coerce(v, item_type, name) for v in value]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        try:
+            number = annotation(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        if annotation is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return number
+    if annotation is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"unknown config field {where!r} (known: {', '.join(sorted(known))})")
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}.{key}" if prefix else key
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value or {}, name)
+        else:
+            kwargs[key] = _coerce(value, hint, name)
+    return cls(**kwargs)
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.field=value`` overrides (values parsed as YAML) to a nested dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.field=value")
+        dotted, raw = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        target = values
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"override {item!r}: {key!r} is not a section")
+        target[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return values
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    """Load a pipeline config from YAML (or the defaults) and apply overrides.
+
+    Args:
+        path: a YAML file with any subset of the sections; None for the embedded defaults.
+        overrides: ``section.field=value`` strings, applied after the file.
+
+    Raises:
+        ConfigError: a missing or unreadable file, an unknown field, or an invalid value.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+    values = apply_overrides(values, overrides or [])
+    return _build(PipelineConfig, values, "")
+
+
+def config_from_dict(values: dict[str, Any]) -> PipelineConfig:
+    """Rebuild a config from ``PipelineConfig.to_dict()`` output (flow parameters, saved runs)."""
+    return _build(PipelineConfig, values, "")

@@ -1,0 +1,86 @@
+"""CompactLM presets: compact configs of standard transformers architectures.
+
+Decoders are Llama-style (RMSNorm, SwiGLU, RoPE) for chat and summarization; encoders are BERT-style
+for masked-LM pretraining and classification. Every preset is a plain ``transformers`` config, so a
+saved CompactLM model loads with ``AutoModelForCausalLM.from_pretrained`` anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from compactlm.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Shape of one preset; the vocabulary size comes from the trained tokenizer."""
+
+    kind: Literal["decoder", "encoder"]
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    max_position_embeddings: int
+    num_kv_heads: int | None = None  # grouped-query attention for the larger decoders
+
+    def approx_params(self, vocab_size: int) -> int:
+        """Parameters for a vocabulary (embeddings tied for decoders), to within a few percent."""
+        h, i, n = self.hidden_size, self.intermediate_size, self.num_layers
+        kv = (self.num_kv_heads or self.num_heads) * (h // self.num_heads)
+        if self.kind == "decoder":
+            per_layer = 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h
+            return n * per_layer + vocab_size * h + h
+        per_layer = 4 * h * h + 2 * h * i + 9 * h + i
+        return n * per_layer + (vocab_size + self.max_position_embeddings + 2) * h
+
+
+PRESETS: dict[str, Preset] = {
+    # Test-sized: trains in seconds on one CPU core.
+    "decoder-tiny": Preset("decoder", 64, 2, 4, 128, 256),
+    # The embedded demo: ~1M parameters, a few minutes on 2 CPU cores.
+    "decoder-micro": Preset("decoder", 128, 4, 4, 384, 256),
+    "decoder-mini": Preset("decoder", 256, 6, 8, 768, 512),
+    "decoder-small": Preset("decoder", 512, 8, 8, 1536, 1024, num_kv_heads=4),
+    "decoder-base": Preset("decoder", 768, 12, 12, 2304, 2048, num_kv_heads=4),
+    "encoder-tiny": Preset("encoder", 64, 2, 4, 128, 256),
+    "encoder-mini": Preset("encoder", 256, 4, 4, 1024, 512),
+    "encoder-small": Preset("encoder", 512, 8, 8, 2048, 512),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Return a preset by name, or fail naming the choices."""
+    if name not in PRESETS:
+        raise ConfigError(f"model.preset must be one of {sorted(PRESETS)}, got {name!r}")
+    return PRESETS[name]
+
+
+def build_decoder(name: str, vocab_size: int, pad_token_id: int, bos_token_id: int, eos_token_id: int):
+    """Build a randomly initialised Llama-style causal LM for a decoder preset.
+
+    Returns:
+        A ``transformers.LlamaForCausalLM`` with tied input/output embeddings.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    preset = get_preset(name)
+    if preset.kind != "decoder":
+        raise ConfigError(f"model.preset {name!r} is an encoder; this step needs a decoder preset")
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=preset.hidden_size,
+        intermediate_size=preset.intermediate_size,
+        num_hidden_layers=preset.num_layers,
+        num_attention_heads=preset.num_heads,
+        num_key_value_heads=preset.num_kv_heads or preset.num_heads,
+        max_position_embeddings=preset.max_position_embeddings,
+        pad_token_id=pad_token_id,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-6,
+        initializer_range=0.02,
+    )
+    return LlamaForCausalLM(config)

@@ -1,0 +1,175 @@
+"""MLflow tracking set-up and model-registry helpers: versions, lineage tags, aliases, approvals.
+
+Aliases: ``challenger`` marks the newest candidate that passed the gate; ``champion`` the approved
+production model. Only ``promote`` moves ``champion``, and only for an approved decision.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from compactlm.state import StatePaths
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def setup_tracking(paths: StatePaths, experiment: str) -> str:
+    """Point MLflow at the tracking server (or the local SQLite store) and return the experiment id.
+
+    With local tracking, artifacts go under the state folder instead of ./mlruns.
+    """
+    uri = paths.tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    location = (paths.mlflow_artifacts / experiment).resolve().as_uri() if paths.uses_local_tracking() else None
+    try:
+        return mlflow.create_experiment(experiment, artifact_location=location)
+    except MlflowException:  # created concurrently by another run
+        return mlflow.get_experiment_by_name(experiment).experiment_id
+
+
+def git_commit(repo_dir: str | Path | None = None) -> str:
+    """The checked-out commit of the code, with ``-dirty`` when it has uncommitted changes."""
+    cwd = str(repo_dir or Path(__file__).resolve().parents[2])
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def lineage_tags(*, data_version: str, data_remote: str, config_hash: str, quality: Any, bias: Any, gate: Any,
+                 metrics: dict[str, float], extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The tags a registered version carries: where its data, code and config came from and how it was judged.
+
+    ``quality``, ``bias`` and ``gate`` are the validation, bias and gate reports of the run.
+    """
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    tags = {
+        "data_version": data_version,
+        "data_remote": data_remote,
+        "git_commit": git_commit(),
+        "config_hash": config_hash,
+        "ge_result": quality.summary(),
+        "ge_success": str(quality.success),
+        "bias_audited": str(bias.audited),
+        "bias_disparate_impact": fmt(bias.disparate_impact),
+        "bias_statistical_parity_difference": fmt(bias.statistical_parity_difference),
+        "bias_passed": str(bias.passed),
+        "gate_verdict": gate.verdict,
+        **{f"metric.{k}": fmt(v) for k, v in metrics.items()},
+    }
+    tags.update(extra or {})
+    return tags
+
+
+@dataclass
+class VersionInfo:
+    """A registered version, its aliases and the tags a reviewer looks at."""
+
+    version: str
+    aliases: list[str]
+    tags: dict[str, str]
+    run_id: str | None
+    created: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "aliases": self.aliases, "tags": self.tags, "run_id": self.run_id,
+                "created": self.created}
+
+
+def register_version(model_uri: str, model_name: str, tags: dict[str, str], description: str = "") -> str:
+    """Register ``model_uri`` as a new version of ``model_name`` with lineage tags; returns the version."""
+    client = MlflowClient()
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException:
+        try:
+            client.create_registered_model(model_name, description="CompactLM customer-support chat model. "
+                                           "Aliases: challenger = newest gated candidate, champion = approved.")
+        except MlflowException:
+            pass  # created concurrently
+    version = mlflow.register_model(model_uri, model_name, tags={k: str(v) for k, v in tags.items()})
+    if description:
+        client.update_model_version(model_name, version.version, description=description)
+    return str(version.version)
+
+
+def alias_version(model_name: str, alias: str) -> str | None:
+    """The version an alias points to, or None when the model or the alias does not exist."""
+    try:
+        return str(MlflowClient().get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def set_alias(model_name: str, alias: str, version: str) -> None:
+    MlflowClient().set_registered_model_alias(model_name, alias, version)
+
+
+def tag_version(model_name: str, version: str, tags: dict[str, Any]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, str(value))
+
+
+def record_decision(model_name: str, version: str, approved: bool, reviewer: str, comment: str) -> None:
+    """Write a reviewer's decision on the version (who, when, what, why)."""
+    tag_version(model_name, version, {
+        "approval": "approved" if approved else "rejected",
+        "approval.reviewer": reviewer or "unknown",
+        "approval.time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "approval.comment": comment or "",
+    })
+
+
+def promote(model_name: str, version: str) -> str | None:
+    """Move ``champion`` to ``version``, remembering the previous champion on the version for rollback.
+
+    Returns:
+        The previous champion version, or None on the first promotion.
+    """
+    previous = alias_version(model_name, CHAMPION)
+    if previous == str(version):
+        return previous
+    if previous is not None:
+        tag_version(model_name, version, {"previous_champion": previous})
+    set_alias(model_name, CHAMPION, version)
+    tag_version(model_name, version, {"promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return previous
+
+
+def list_versions(model_name: str) -> list[VersionInfo]:
+    """Every version of ``model_name``, newest first, with aliases and tags."""
+    client = MlflowClient()
+    try:
+        model = client.get_registered_model(model_name)
+    except MlflowException:
+        return []
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (model.aliases or {}).items():
+        aliases.setdefault(str(version), []).append(alias)
+    versions = client.search_model_versions(f"name='{model_name}'")
+    out = []
+    for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        created = datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+        out.append(VersionInfo(str(mv.version), sorted(aliases.get(str(mv.version), [])), dict(mv.tags or {}),
+                               mv.run_id, created))
+    return out

@@ -1,0 +1,94 @@
+"""Where local state lives, and how the standard variables switch it to real servers.
+
+Everything the embedded default writes sits under one folder (``.compactlm/`` unless COMPACTLM_HOME
+or ``home:`` in the config says otherwise); delete it to start over. The same code talks to real
+services through the usual variables, with no code change:
+
+* ``MLFLOW_TRACKING_URI`` (and ``MLFLOW_REGISTRY_URI``): an MLflow server instead of SQLite.
+* ``PREFECT_API_URL``: a Prefect server instead of the ephemeral API.
+* ``COMPACTLM_DVC_REMOTE`` or ``data.dvc_remote``: ``s3://bucket/prefix`` with AWS_* credentials.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """The folders and URIs of one state home."""
+
+    home: Path
+
+    @property
+    def data_repo(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def local_remote(self) -> Path:
+        return self.home / "dvc-remote"
+
+    @property
+    def runs(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.home / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def last_run(self) -> Path:
+        return self.home / "last_run.json"
+
+    def tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI when set, else a SQLite database in the state folder."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_db.resolve()}"
+
+    def uses_local_tracking(self) -> bool:
+        return "MLFLOW_TRACKING_URI" not in os.environ
+
+    def dvc_remote(self, configured: str | None) -> str:
+        """COMPACTLM_DVC_REMOTE, else the configured remote, else a folder in the state folder."""
+        return os.environ.get("COMPACTLM_DVC_REMOTE") or configured or str(self.local_remote.resolve())
+
+
+def state_paths(home: str | Path | None = None) -> StatePaths:
+    """State paths for ``home`` (COMPACTLM_HOME wins, then the argument, then ``.compactlm``)."""
+    chosen = os.environ.get("COMPACTLM_HOME") or home or ".compactlm"
+    path = Path(chosen).expanduser().resolve()
+    return StatePaths(home=path)
+
+
+def configure_environment(home: str | Path | None = None) -> StatePaths:
+    """Set the process defaults the embedded mode needs, without overriding anything the user set.
+
+    Offline hub access, Prefect's home and a generous ephemeral-server start-up timeout (the server
+    takes 10-25 s to start on a busy 2-core machine), quiet telemetry.
+    """
+    paths = state_paths(home)
+    paths.home.mkdir(parents=True, exist_ok=True)
+    defaults = {
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "DVC_NO_ANALYTICS": "1",
+        "PREFECT_HOME": str(paths.prefect_home),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOCAL_STORAGE_PATH": str(paths.prefect_home / "storage"),
+        "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    return paths

@@ -1,0 +1,89 @@
+"""The retrain flow: ingest -> validate -> bias audit -> pretrain -> LoRA -> evaluate -> gate -> register -> review.
+
+Only wiring and decisions live here; every step is a task over the ``compactlm`` library. A critical
+data-quality failure, a bias violation (when configured to fail) or a failed gate stops the flow
+before anything is registered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from compactlm.config import PipelineConfig, load_config
+from compactlm.errors import CompactLMError
+from compactlm.state import configure_environment
+from flows.review import ApprovalMode, request_review
+from tasks.data import audit_bias, enforce_quality, ingest_dataset, validate_dataset
+from tasks.evaluate import decide_gate, evaluate_candidate, rescore_champion
+from tasks.common import publish
+from tasks.registry import end_tracking, find_champion, log_dataset, register_candidate, start_tracking, summarize_run
+from tasks.train import finetune, pretrain
+
+
+class BiasViolation(CompactLMError):
+    """The dataset bias audit failed and bias.fail_on_violation is set."""
+
+
+def resolve_config(config_path: str | None, overrides: list[str] | None, source: str | None) -> PipelineConfig:
+    """The flow's config: a YAML file, then overrides, then ``source`` (a shortcut for data.source)."""
+    extra = list(overrides or []) + ([f"data.source={source}"] if source else [])
+    return load_config(config_path, extra)
+
+
+@flow(name="retrain")
+def retrain(config_path: str | None = None, overrides: list[str] | None = None, source: str | None = None,
+            approval: ApprovalMode = "wait") -> dict[str, Any]:
+    """Retrain CompactLM from raw data to a reviewed model in the MLflow registry.
+
+    Args:
+        config_path: a YAML config (see configs/); the embedded defaults when empty.
+        overrides: ``section.field=value`` strings, e.g. ``["train.epochs=1", "data.n_rows=2000"]``.
+        source: a CSV/JSONL/Parquet file to train on instead of the bundled generator.
+        approval: ``wait`` for a reviewer's form in the Prefect UI, ``auto`` approve (demo/CI), or
+            ``defer`` (leave the version as ``challenger`` for the promote flow).
+    """
+    logger = get_run_logger()
+    config = resolve_config(config_path, overrides, source)
+    paths = configure_environment(config.home)
+    run_id = start_tracking(config, str(flow_run.id), "retrain")
+    work_dir = str(paths.runs / run_id)
+    try:
+        version = ingest_dataset(config.data, str(paths.home))
+        log_dataset(version, run_id)
+        quality = validate_dataset(version, config.data)
+        publish(run_id, "data-validation", quality.to_markdown(), quality.to_dict(), quality.summary())
+        enforce_quality(quality)
+        bias = audit_bias(version, config.bias)
+        publish(run_id, "bias-audit", bias.to_markdown(), bias.to_dict(), "AIF360 dataset bias audit")
+        if bias.audited and not bias.passed and config.bias.fail_on_violation:
+            raise BiasViolation(f"bias audit failed on {config.bias.protected_attribute}: {'; '.join(bias.reasons)}")
+
+        base = pretrain(version, config.model, config.train, work_dir, run_id)
+        tuned = finetune(base, version, config.model, config.lora, config.train, work_dir, run_id) \
+            if config.lora.enabled else base
+        candidate = evaluate_candidate(tuned.output_dir, version, config.eval, config.model.max_seq_len, run_id)
+        model_name = config.registry.model_name
+        champion_version = find_champion(model_name)
+        champion = None
+        if champion_version is not None:
+            champion = rescore_champion(f"models:/{model_name}/{champion_version}", version, config.eval,
+                                        config.model.max_seq_len, run_id)
+        gate = decide_gate(candidate, champion, champion_version, config.gate, run_id)
+
+        registered, review = None, {"status": "not reviewed: the gate failed", "approved": False}
+        if gate.passed:
+            registered = register_candidate(tuned.output_dir, config, version, quality, bias, gate, candidate.metrics,
+                                            run_id, str(flow_run.id))
+            review = request_review(config.registry.model_name, registered, approval,
+                                    config.registry.approval_timeout_s, context_markdown=gate.to_markdown())
+        else:
+            logger.warning("Gate failed: nothing registered, champion unchanged. See the 'gate' artifact.")
+        summary = summarize_run(config, version.md5, candidate.metrics, gate, registered, review, run_id)
+        end_tracking(run_id, "FINISHED")
+        return summary
+    except BaseException:
+        end_tracking(run_id, "FAILED")
+        raise
