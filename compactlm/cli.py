@@ -55,10 +55,13 @@ def _quiet_user_error_tracebacks() -> None:
             handler.addFilter(_StripUserErrorTracebacks())
 
 
-def _config_home(config: Path | None, overrides: list[str] | None) -> str:
+def _config_home(config: Path | None, overrides: list[str] | None, source: str | None = None) -> str:
+    """Validate the config (and the source file) before anything starts; return its state folder."""
     from compactlm.config import load_config
 
-    return load_config(config, overrides or []).home
+    resolved = load_config(config, (overrides or []) + ([f"data.source={source}"] if source else []))
+    resolved.data.check_source()
+    return resolved.home
 
 
 @config_app.command("show")
@@ -97,7 +100,7 @@ def data_ingest(
     set_: SetOption = None,
 ) -> None:
     """Ingest a source: clean, split, version with DVC, validate (GE) and audit bias (AIF360)."""
-    _prepare_runtime(_config_home(config, set_))
+    _prepare_runtime(_config_home(config, set_, source))
     from flows.ingest import ingest
 
     _quiet_user_error_tracebacks()
@@ -114,8 +117,7 @@ def pipeline_run(
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Approve the candidate without review.")] = False,
 ) -> None:
     """Run the retrain flow end to end and print a summary."""
-    home = _config_home(config, set_)
-    _prepare_runtime(home)
+    _prepare_runtime(_config_home(config, set_, source))
     if auto_approve:
         approval = "auto"
     elif os.environ.get("PREFECT_API_URL"):

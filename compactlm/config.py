@@ -53,6 +53,11 @@ class DataConfig:
         _check(self.max_chars > self.min_chars, "data.max_chars", self.max_chars, "> data.min_chars")
         _check(bool(self.source), "data.source", self.source, "'generator' or a file path")
 
+    def check_source(self) -> None:
+        """Fail early (before any server or compute starts) when a file source does not exist."""
+        if self.source != "generator" and "://" not in self.source and not Path(self.source).exists():
+            raise ConfigError(f"data.source: file {self.source} does not exist")
+
 
 @dataclass
 class BiasConfig:

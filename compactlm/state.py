@@ -55,7 +55,8 @@ class StatePaths:
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_db.resolve()}"
 
     def uses_local_tracking(self) -> bool:
-        return "MLFLOW_TRACKING_URI" not in os.environ
+        """True for the embedded SQLite store (mlflow.set_tracking_uri also exports the variable)."""
+        return self.tracking_uri() == f"sqlite:///{self.mlflow_db.resolve()}"
 
     def dvc_remote(self, configured: str | None) -> str:
         """COMPACTLM_DVC_REMOTE, else the configured remote, else a folder in the state folder."""

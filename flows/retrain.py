@@ -30,7 +30,9 @@ class BiasViolation(CompactLMError):
 def resolve_config(config_path: str | None, overrides: list[str] | None, source: str | None) -> PipelineConfig:
     """The flow's config: a YAML file, then overrides, then ``source`` (a shortcut for data.source)."""
     extra = list(overrides or []) + ([f"data.source={source}"] if source else [])
-    return load_config(config_path, extra)
+    config = load_config(config_path, extra)
+    config.data.check_source()
+    return config
 
 
 @flow(name="retrain")

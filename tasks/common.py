@@ -53,7 +53,7 @@ def mlflow_run(run_id: str, child: str | None = None) -> Iterator[Any]:
         if child is None:
             yield parent
         else:
-            with mlflow.start_run(run_name=child, nested=True) as nested:
+            with mlflow.start_run(run_name=child, nested=True, experiment_id=parent.info.experiment_id) as nested:
                 yield nested
 
 

@@ -28,8 +28,13 @@ def setup_tracking(paths: StatePaths, experiment: str) -> str:
     With local tracking, artifacts go under the state folder instead of ./mlruns.
     """
     uri = paths.tracking_uri()
+    exported = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    mlflow.set_registry_uri(exported["MLFLOW_REGISTRY_URI"] or uri)
+    # set_*_uri also export the variables; undo that so a later state folder in this process is honoured.
+    for key, value in exported.items():
+        if value is None:
+            os.environ.pop(key, None)
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id

@@ -1,0 +1,217 @@
+"""The retrain and promote flows end to end under a real Prefect API, MLflow (SQLite) and DVC.
+
+One module-scoped state folder: the first run creates the champion, later tests build on it in order
+(second run re-scored against the champion, review rejected / timed out / approved).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CI_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ci.yaml"
+
+pytestmark = pytest.mark.slow
+MODEL = "compactlm-support-chat"
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory, prefect_harness):
+    """A state folder shared by the ordered tests below, with the first run done (auto-approved)."""
+    folder = tmp_path_factory.mktemp("retrain") / "state"
+    previous = os.environ.get("COMPACTLM_HOME")
+    os.environ["COMPACTLM_HOME"] = str(folder)
+    from flows.retrain import retrain
+
+    first = retrain(config_path=str(CI_CONFIG), approval="auto")
+    yield {"home": folder, "first": first}
+    if previous is None:
+        os.environ.pop("COMPACTLM_HOME", None)
+    else:
+        os.environ["COMPACTLM_HOME"] = previous
+
+
+def _versions():
+    from compactlm.registry.registry import list_versions
+
+    return {v.version: v for v in list_versions(MODEL)}
+
+
+def _champion():
+    from compactlm.registry.registry import alias_version
+
+    return alias_version(MODEL, "champion")
+
+
+def test_first_run_registers_an_approved_champion_with_lineage(state):
+    first = state["first"]
+    assert first["version"] == "1"
+    assert set(first["aliases"]) == {"champion", "challenger"}
+    assert first["gate"]["verdict"] == "passed"
+    assert any("No champion yet" in note for note in first["gate"]["notes"])
+    tags = _versions()["1"].tags
+    assert tags["data_version"] == first["data_version"] and len(first["data_version"]) == 32
+    for key in ("git_commit", "config_hash", "ge_result", "bias_disparate_impact",
+                "bias_statistical_parity_difference", "gate_verdict", "metric.rouge_l", "prefect_flow_run_id"):
+        assert tags.get(key), f"missing tag {key}"
+    assert tags["gate_verdict"] == "passed"
+    assert tags["approval"] == "approved" and tags["approval.reviewer"] == "auto-approve"
+    assert "expectations passed" in tags["ge_result"]
+    summary = json.loads((state["home"] / "last_run.json").read_text())
+    for key in ("registered_model", "version", "aliases", "metrics", "gate", "data_version"):
+        assert key in summary
+    assert summary["metrics"]["perplexity"] > 1.0
+
+
+def test_first_run_logged_reports_and_dataset_to_mlflow(state):
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    run = client.get_run(state["first"]["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["data_version"] == state["first"]["data_version"]
+    assert "test_rouge_l" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
+    assert {"reports/gate.md", "reports/data-validation.md", "reports/bias-audit.md",
+            "reports/evaluation.md"} <= artifacts
+    digests = {d.dataset.digest for d in run.inputs.dataset_inputs}
+    assert state["first"]["data_version"][:32] in {d[:32] for d in digests}
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    names = {c.info.run_name for c in children}
+    assert {"pretrain", "finetune-lora"} <= names
+    pretrain_run = next(c for c in children if c.info.run_name == "pretrain")
+    assert len(client.get_metric_history(pretrain_run.info.run_id, "loss")) >= 2  # a loss curve, not a point
+
+
+def test_registered_model_loads_in_a_fresh_process(state):
+    code = (
+        "import mlflow, json;"
+        f"m = mlflow.pyfunc.load_model('models:/{MODEL}@champion');"
+        "out = m.predict(['Where is my order?', 'I want a refund'], params={'max_new_tokens': 8});"
+        "print(json.dumps(out))"
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{state['home'] / 'mlflow.db'}"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+def test_second_run_is_gated_against_the_rescored_champion(state):
+    from flows.retrain import retrain
+
+    second = retrain(config_path=str(CI_CONFIG), approval="defer")
+    assert second["version"] == "2"
+    assert second["champion"] == "1"  # deferred: not promoted
+    assert second["aliases"] == ["challenger"]
+    assert second["review"]["status"] == "deferred"
+    versus = [c for c in second["gate"]["checks"] if c["name"].endswith("vs champion")]
+    assert {c["name"] for c in versus} == {"rouge_l vs champion", "bleu vs champion", "word_perplexity vs champion"}
+    assert all(c["baseline"] is not None for c in versus)
+    assert any("re-scored" in note for note in second["gate"]["notes"])
+    from mlflow import MlflowClient
+
+    metrics = MlflowClient().get_run(second["mlflow_run_id"]).data.metrics
+    assert "champion_rouge_l" in metrics and "champion_word_perplexity" in metrics
+
+
+def _resume_when_paused(run_input: dict, found: list) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.flow_runs import resume_flow_run
+
+    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+    with get_client(sync_client=True) as client:
+        for _ in range(240):
+            runs = client.read_flow_runs(flow_run_filter=paused)
+            if runs:
+                found.append(runs[0].id)
+                resume_flow_run(runs[0].id, run_input=run_input)
+                return
+            time.sleep(0.5)
+
+
+def _review(run_input: dict | None, timeout_s: int = 120) -> dict:
+    from flows.review import promote
+
+    found: list = []
+    helper = threading.Thread(target=_resume_when_paused, args=(run_input, found)) if run_input else None
+    if helper:
+        helper.start()
+    result = promote(model_name=MODEL, version="2", approval="wait", timeout_s=timeout_s,
+                     home=str(os.environ["COMPACTLM_HOME"]))
+    if helper:
+        helper.join(timeout=5)
+        assert found, "the promote flow never paused for input"
+    return result
+
+
+def test_rejection_in_the_review_form_leaves_the_champion(state):
+    result = _review({"approved": False, "reviewer": "bob", "comment": "answers too short"})
+    assert result["status"] == "rejected" and result["champion"] == "1"
+    tags = _versions()["2"].tags
+    assert tags["approval"] == "rejected" and tags["approval.reviewer"] == "bob"
+    assert tags["approval.comment"] == "answers too short" and tags["approval.time"]
+    assert _champion() == "1"
+
+
+def test_review_timeout_counts_as_rejection(state):
+    result = _review(None, timeout_s=2)
+    assert result["status"] == "rejected" and result["reviewer"] == "timeout"
+    assert _versions()["2"].tags["approval"] == "rejected"
+    assert _champion() == "1"
+
+
+def test_approval_in_the_review_form_moves_the_champion(state):
+    result = _review({"approved": True, "reviewer": "alice", "comment": "looks good"})
+    assert result["status"] == "approved" and result["champion"] == "2"
+    tags = _versions()["2"].tags
+    assert tags["approval"] == "approved" and tags["previous_champion"] == "1"
+    assert _champion() == "2"
+
+
+def test_failed_gate_registers_nothing_and_keeps_the_champion(state):
+    from flows.retrain import retrain
+
+    before = set(_versions())
+    result = retrain(config_path=str(CI_CONFIG), overrides=["gate.min_rouge_l=1.0"], approval="auto")
+    assert result["gate"]["verdict"] == "failed" and result["version"] is None
+    assert set(_versions()) == before
+    assert _champion() == "2"
+    failed = [c for c in result["gate"]["checks"] if not c["passed"]]
+    assert [c["name"] for c in failed] == ["rouge_l threshold"]
+
+
+def test_corrupted_dataset_fails_validation_and_registers_nothing(tmp_path, prefect_harness, monkeypatch):
+    from compactlm.data.generator import INTENTS, generate_support_dataset
+    from compactlm.errors import ValidationFailed
+    from flows.retrain import retrain
+
+    home = tmp_path / "state"
+    monkeypatch.setenv("COMPACTLM_HOME", str(home))
+    frame = generate_support_dataset(n_rows=400, seed=5)
+    frame.loc[frame.index[::10], "intent"] = "refund_plz"  # labels outside the allowed set
+    source = tmp_path / "corrupted.csv"
+    frame.to_csv(source, index=False)
+    allowed = "[" + ",".join(sorted(INTENTS)) + "]"
+    with pytest.raises(ValidationFailed) as failure:
+        retrain(config_path=str(CI_CONFIG), source=str(source), overrides=[f"data.allowed_intents={allowed}"],
+                approval="auto")
+    message = str(failure.value)
+    assert "expect_column_values_to_be_in_set" in message and "'intent'" in message and "gen-" in message
+    assert "\n" not in message
+    from mlflow import MlflowClient
+
+    assert MlflowClient().search_registered_models() == []
+    runs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("compactlm-retrain").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert not list((home / "runs").glob("*/base")), "training must not start after a failed validation"
+    assert Path(home / "data" / "datasets" / "support-instructions.dvc").is_file()  # the bad version is kept for inspection
