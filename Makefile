@@ -1,0 +1,48 @@
+# CompactLM — `make demo` and `make test` work on a fresh machine with Python 3.11, pip and make.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# The install stamp changes whenever the dependency pins change, so `make` reinstalls only then.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+
+.PHONY: help install demo test test-fast lint ui clean reset
+
+help:
+	@echo "make demo      set up .venv and run the retrain pipeline on the embedded default"
+	@echo "make test      set up .venv and run the test suite"
+	@echo "make test-fast unit tests only (skips the end-to-end flow runs)"
+	@echo "make lint      ruff"
+	@echo "make ui        MLflow UI on http://127.0.0.1:5000 for the local state"
+	@echo "make reset     delete the local state (.compactlm/) to start over"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), f"CompactLM needs Python 3.11, .venv has {sys.version.split()[0]}"'
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: install
+	$(BIN)/compactlm pipeline run --config configs/demo.yaml --auto-approve
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check compactlm tasks flows tests benchmarks
+
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.compactlm/mlflow.db --port 5000
+
+reset:
+	rm -rf .compactlm
+
+clean: reset
+	rm -rf $(VENV) *.egg-info

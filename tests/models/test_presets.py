@@ -1,0 +1,28 @@
+"""Presets build real transformers models whose size matches the README table's formula."""
+
+from __future__ import annotations
+
+import pytest
+
+from compactlm.errors import ConfigError
+from compactlm.models.presets import PRESETS, build_decoder, get_preset
+
+
+@pytest.mark.parametrize("name", ["decoder-tiny", "decoder-micro"])
+def test_decoder_parameter_count_matches_formula(name: str):
+    model = build_decoder(name, vocab_size=512, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    assert sum(p.numel() for p in model.parameters()) == PRESETS[name].approx_params(512)
+    assert model.config.tie_word_embeddings
+    assert model.config.max_position_embeddings == PRESETS[name].max_position_embeddings
+
+
+def test_presets_span_about_1m_to_100m_parameters():
+    sizes = {n: p.approx_params(8192) for n, p in PRESETS.items() if p.kind == "decoder" and n != "decoder-tiny"}
+    assert min(sizes.values()) < 2_000_000 and 80_000_000 < max(sizes.values()) < 120_000_000
+
+
+def test_unknown_preset_and_wrong_kind_fail_clearly():
+    with pytest.raises(ConfigError, match="model.preset must be one of .* got 'decoder-huge'"):
+        get_preset("decoder-huge")
+    with pytest.raises(ConfigError, match="is an encoder"):
+        build_decoder("encoder-tiny", 512, 0, 1, 2)

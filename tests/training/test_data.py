@@ -1,0 +1,41 @@
+"""Token datasets: packing without padding, and loss masks covering only the response."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from compactlm.models.tokenizer import format_prompt, train_bpe_tokenizer
+from compactlm.training.data import IGNORE_INDEX, encode_instruction_pairs, instruction_documents, pack_documents
+
+FRAME = pd.DataFrame({"instruction": ["Where is my order?", "Cancel it please"],
+                      "response": ["It ships tomorrow.", "Done, it is cancelled."]})
+
+
+def _tokenizer():
+    return train_bpe_tokenizer(instruction_documents(FRAME) * 20, vocab_size=300, model_max_length=64)
+
+
+def test_packing_cuts_full_blocks_with_bos_and_eos():
+    tok = _tokenizer()
+    ds = pack_documents(instruction_documents(FRAME) * 10, tok, block_size=16)
+    assert all(len(ids) == 16 for ids in ds["input_ids"])
+    assert ds["input_ids"] == ds["labels"]
+    flat = [t for block in ds["input_ids"] for t in block]
+    assert flat[0] == tok.bos_token_id and tok.eos_token_id in flat
+
+
+def test_only_response_tokens_and_eos_carry_loss():
+    tok = _tokenizer()
+    encoded = encode_instruction_pairs(FRAME, tok, max_length=64)
+    for row, (ids, labels) in enumerate(zip(encoded["input_ids"], encoded["labels"])):
+        prompt_len = 1 + len(tok(format_prompt(FRAME.instruction[row]), add_special_tokens=False)["input_ids"])
+        assert labels[:prompt_len] == [IGNORE_INDEX] * prompt_len
+        assert labels[prompt_len:] == ids[prompt_len:]
+        assert ids[-1] == tok.eos_token_id
+        assert tok.decode(ids[prompt_len:-1]) == FRAME.response[row]
+
+
+def test_long_rows_are_cut_to_max_length():
+    tok = _tokenizer()
+    encoded = encode_instruction_pairs(FRAME, tok, max_length=8)
+    assert all(len(ids) == 8 for ids in encoded["input_ids"])
