@@ -26,3 +26,16 @@ def test_unknown_preset_and_wrong_kind_fail_clearly():
         get_preset("decoder-huge")
     with pytest.raises(ConfigError, match="is an encoder"):
         build_decoder("encoder-tiny", 512, 0, 1, 2)
+
+
+def test_readme_preset_table_matches_the_presets():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = re.findall(r"^\| (\w+-\w+) \| (decoder|encoder) \| ([\d.]+)M \| (\d+) \| (\d+) \|", readme, re.M)
+    assert {r[0] for r in rows} == set(PRESETS)
+    for name, kind, millions, layers, width in rows:
+        preset = PRESETS[name]
+        assert (kind, int(layers), int(width)) == (preset.kind, preset.num_layers, preset.hidden_size)
+        assert float(millions) == round(preset.approx_params(8192) / 1e6, 1)
