@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -29,8 +29,8 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(registry_app, name="registry")
 app.add_typer(config_app, name="config")
 
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="A YAML config (see configs/).")]
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override: section.field=value.")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="A YAML config (see configs/).")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override: section.field=value.")]
 
 
 class _StripUserErrorTracebacks(logging.Filter):
@@ -95,7 +95,7 @@ def data_generate(
 
 @data_app.command("ingest")
 def data_ingest(
-    source: Annotated[Optional[str], typer.Option(help="CSV/JSONL/Parquet file (default: the generator).")] = None,
+    source: Annotated[str | None, typer.Option(help="CSV/JSONL/Parquet file (default: the generator).")] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -113,7 +113,7 @@ def data_ingest(
 def pipeline_run(
     config: ConfigOption = None,
     set_: SetOption = None,
-    source: Annotated[Optional[str], typer.Option(help="Train on this CSV/JSONL/Parquet file.")] = None,
+    source: Annotated[str | None, typer.Option(help="Train on this CSV/JSONL/Parquet file.")] = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Approve the candidate without review.")] = False,
 ) -> None:
     """Run the retrain flow end to end and print a summary."""
@@ -139,7 +139,7 @@ def _print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(soft_wrap=True)
     table = Table(title="CompactLM retrain", show_header=False)
     table.add_row("registered model", summary["registered_model"])
     table.add_row("version", str(summary["version"] or "— (not registered)"))
@@ -163,7 +163,7 @@ def _print_summary(summary: dict) -> None:
 
 @registry_app.command("list")
 def registry_list(
-    model: Annotated[Optional[str], typer.Option(help="Registered model name (default: from the config).")] = None,
+    model: Annotated[str | None, typer.Option(help="Registered model name (default: from the config).")] = None,
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -189,14 +189,15 @@ def registry_list(
     for column in ("version", "aliases", "gate", "approval", "rouge_l", "data version", "created"):
         table.add_column(column)
     for v in versions:
-        table.add_row(v.version, ", ".join(v.aliases), v.tags.get("gate_verdict", ""), v.tags.get("approval", "pending"),
+        table.add_row(v.version, ", ".join(v.aliases), v.tags.get("gate_verdict", ""),
+                      v.tags.get("approval", "pending"),
                       v.tags.get("metric.rouge_l", ""), v.tags.get("data_version", "")[:12], v.created)
     Console().print(table)
 
 
 @registry_app.command("promote")
 def registry_promote(
-    version: Annotated[Optional[str], typer.Option(help="Version to review (default: the challenger).")] = None,
+    version: Annotated[str | None, typer.Option(help="Version to review (default: the challenger).")] = None,
     approve: Annotated[bool, typer.Option("--approve/--reject", help="The decision.")] = True,
     reviewer: Annotated[str, typer.Option(help="Who decides.")] = os.environ.get("USER", "cli"),
     comment: Annotated[str, typer.Option(help="Why.")] = "",
@@ -216,7 +217,8 @@ def registry_promote(
     registry.record_decision(name, version, approve, reviewer, comment)
     if approve:
         previous = registry.promote(name, version)
-        typer.echo(f"{name} v{version} approved by {reviewer}: champion moved from {previous or '(none)'} to {version}.")
+        typer.echo(f"{name} v{version} approved by {reviewer}: "
+                   f"champion moved from {previous or '(none)'} to {version}.")
     else:
         typer.echo(f"{name} v{version} rejected by {reviewer}: champion unchanged "
                    f"({registry.alias_version(name, registry.CHAMPION) or 'none'}).")

@@ -35,6 +35,7 @@ class DataConfig:
     bias: float = 0.0  # bias injected by the generator (0 = none), to demo the audit
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    min_rows: int = 20  # fewer usable rows than this fail validation
     min_chars: int = 2
     max_chars: int = 2_000
     allowed_intents: list[str] | None = None  # None: the generator's intents, or any for other sources
@@ -49,6 +50,7 @@ class DataConfig:
         _check(0.0 < self.test_fraction < 0.5, "data.test_fraction", self.test_fraction, "in (0, 0.5)")
         total = self.val_fraction + self.test_fraction
         _check(total < 0.9, "data.val_fraction + data.test_fraction", total, "< 0.9")
+        _check(self.min_rows >= 1, "data.min_rows", self.min_rows, ">= 1")
         _check(self.min_chars >= 1, "data.min_chars", self.min_chars, ">= 1")
         _check(self.max_chars > self.min_chars, "data.max_chars", self.max_chars, "> data.min_chars")
         _check(bool(self.source), "data.source", self.source, "'generator' or a file path")

@@ -16,9 +16,9 @@ from compactlm.config import PipelineConfig, load_config
 from compactlm.errors import CompactLMError
 from compactlm.state import configure_environment
 from flows.review import ApprovalMode, request_review
+from tasks.common import publish
 from tasks.data import audit_bias, enforce_quality, ingest_dataset, validate_dataset
 from tasks.evaluate import decide_gate, evaluate_candidate, rescore_champion
-from tasks.common import publish
 from tasks.registry import end_tracking, find_champion, log_dataset, register_candidate, start_tracking, summarize_run
 from tasks.train import finetune, pretrain
 
@@ -53,7 +53,7 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
     run_id = start_tracking(config, str(flow_run.id), "retrain")
     work_dir = str(paths.runs / run_id)
     try:
-        version = ingest_dataset(config.data, str(paths.home))
+        version = ingest_dataset(config.data, str(paths.home), run_id)
         log_dataset(version, run_id)
         quality = validate_dataset(version, config.data)
         publish(run_id, "data-validation", quality.to_markdown(), quality.to_dict(), quality.summary())

@@ -39,7 +39,8 @@ def request_review(model_name: str, version: str, mode: ApprovalMode, timeout_s:
                     "or `compactlm registry promote --version %s`.", version, version)
         return {"status": "deferred", "approved": False, "reviewer": "", "comment": ""}
     if mode == "auto":
-        decision = ReviewDecision(approved=True, reviewer="auto-approve", comment="approved by the auto-approve parameter")
+        decision = ReviewDecision(approved=True, reviewer="auto-approve",
+                                  comment="approved by the auto-approve parameter")
     else:
         form = ReviewDecision.with_initial_data(
             description=f"## Review `{model_name}` version {version}\n\n{context_markdown}\n\n"

@@ -15,18 +15,25 @@ from compactlm.errors import ValidationFailed
 from compactlm.quality.bias import BiasReport, audit_dataset_bias
 from compactlm.quality.expectations import ValidationReport, suite_path, validate_frame
 from compactlm.state import state_paths
-from tasks.common import CODE_AWARE_CACHE, IO_RETRIES
+from tasks.common import CODE_AWARE_CACHE, IO_RETRIES, publish_report
 
 
 @task(name="ingest", **IO_RETRIES)
-def ingest_dataset(config: DataConfig, home: str) -> DatasetVersion:
-    """Read the source, clean, split, and version the result with DVC (pushed to the remote)."""
+def ingest_dataset(config: DataConfig, home: str, run_id: str | None = None) -> DatasetVersion:
+    """Read the source, clean, split, and version the result with DVC (pushed to the remote).
+
+    The report (counts, quarantine reasons, split sizes) becomes a Prefect artifact, and is logged to
+    the MLflow run ``run_id`` when one is given.
+    """
     paths = state_paths(home)
     result = prepare_dataset(config)
     version = version_dataset(paths.data_repo, config.dataset_name, result.files(), paths.dvc_remote(config.dvc_remote))
-    create_markdown_artifact(
-        key="ingest-report", description=f"Dataset {version.name} version {version.md5[:12]}",
-        markdown=result.to_markdown() + f"\n\nDVC version `{version.md5}` pushed to `{version.remote}`.")
+    markdown = result.to_markdown() + f"\n\nDVC version `{version.md5}` pushed to `{version.remote}`."
+    description = f"Dataset {version.name} version {version.md5[:12]}"
+    if run_id is None:
+        create_markdown_artifact(key="ingest-report", description=description, markdown=markdown)
+    else:
+        publish_report(run_id, "ingest-report", markdown, {"counts": result.counts, **version.to_dict()}, description)
     return version
 
 
@@ -43,7 +50,7 @@ def run_quality_suite(version: DatasetVersion, config: DataConfig, suite_hash: s
     """Validate every split of a dataset version against the stored suite (cached per version + suite)."""
     frame = _load_all(version)
     parameters = {"allowed_intents": allowed_intents(config, frame), "min_chars": config.min_chars,
-                  "max_chars": config.max_chars, "min_rows": 10}
+                  "max_chars": config.max_chars, "min_rows": config.min_rows}
     return validate_frame(frame, config.expectation_suite, parameters)
 
 
@@ -58,7 +65,8 @@ def enforce_quality(report: ValidationReport) -> None:
     create_table_artifact(
         key="data-quality", description=report.summary(),
         table=[{"expectation": c.expectation, "column": c.column or "", "severity": c.severity,
-                "result": "pass" if c.success else "FAIL", "offending_rows": c.unexpected_count} for c in report.checks])
+                "result": "pass" if c.success else "FAIL", "offending_rows": c.unexpected_count}
+               for c in report.checks])
     if not report.success:
         first = report.critical_failures[0]
         more = len(report.critical_failures) - 1

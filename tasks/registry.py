@@ -39,7 +39,8 @@ def start_tracking(config: PipelineConfig, flow_run_id: str, flow_name: str) -> 
         run_id = run.info.run_id
     tracking = paths.tracking_uri()
     if tracking.startswith("http"):
-        create_link_artifact(key="mlflow-run", link=f"{tracking.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}",
+        create_link_artifact(key="mlflow-run",
+                             link=f"{tracking.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}",
                              description="This flow run's MLflow run")
     return run_id
 
@@ -63,7 +64,8 @@ def log_dataset(version: DatasetVersion, run_id: str) -> None:
         mlflow.set_tags({"data_version": version.md5, "data_remote": version.remote, "dataset": version.name})
         for split, context in (("train", "training"), ("val", "validation"), ("test", "testing")):
             frame = read_split(version.path, split)
-            dataset = mlflow.data.from_pandas(frame, source=f"{version.remote}#{version.md5}", name=f"{version.name}-{split}",
+            dataset = mlflow.data.from_pandas(frame, source=f"{version.remote}#{version.md5}",
+                                              name=f"{version.name}-{split}",
                                               digest=version.md5[:36])
             mlflow.log_input(dataset, context=context)
 
@@ -101,7 +103,8 @@ def apply_decision(model_name: str, version: str, approved: bool, reviewer: str,
     verdict = (f"approved by {reviewer}; `champion` moved to v{version}" if approved
                else f"rejected by {reviewer}; `champion` unchanged")
     create_markdown_artifact(key="review-decision", description=verdict,
-                             markdown=f"# Review of `{model_name}` v{version}\n\n{verdict}.\n\n> {comment or '(no comment)'}")
+                             markdown=f"# Review of `{model_name}` v{version}\n\n{verdict}.\n\n"
+                                      f"> {comment or '(no comment)'}")
     return previous
 
 

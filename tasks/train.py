@@ -10,23 +10,26 @@ from dataclasses import asdict
 from pathlib import Path
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
 
 from compactlm.config import LoraConfig, ModelConfig, TrainConfig
 from compactlm.data.versioning import DatasetVersion, read_split
 from compactlm.training.trainer import TrainSummary, finetune_lora, pretrain_decoder
-from tasks.common import mlflow_run
+from tasks.common import mlflow_run, publish_report
 
 
-def _report(stage: str, summary: TrainSummary) -> None:
+def _log_summary(summary: TrainSummary) -> None:
+    """Final figures on the active (nested) run, beside the Trainer's step curves."""
     import mlflow
 
     mlflow.log_metrics({"final_train_loss": summary.train_loss, "train_seconds": summary.seconds,
                         "trainable_parameters": summary.trainable_parameters,
                         **({"final_eval_loss": summary.eval_loss} if summary.eval_loss is not None else {})})
+
+
+def _publish(stage: str, summary: TrainSummary, run_id: str) -> None:
     rows = "\n".join(f"| {k} | {v} |" for k, v in summary.to_dict().items())
-    create_markdown_artifact(key=f"{stage}-summary", description=f"{stage} summary",
-                             markdown=f"# {stage}\n\n| field | value |\n|---|---|\n{rows}")
+    publish_report(run_id, stage, f"# {stage}\n\n| field | value |\n|---|---|\n{rows}", summary.to_dict(),
+                   f"{stage}: train loss {summary.train_loss:.4f} in {summary.seconds:.0f} s")
 
 
 @task(name="pretrain")
@@ -39,7 +42,8 @@ def pretrain(version: DatasetVersion, model_cfg: ModelConfig, train_cfg: TrainCo
         mlflow.log_params({f"model.{k}": v for k, v in asdict(model_cfg).items()})
         summary = pretrain_decoder(read_split(version.path, "train"), read_split(version.path, "val"),
                                    Path(work_dir) / "base", model_cfg, train_cfg)
-        _report("pretrain", summary)
+        _log_summary(summary)
+    _publish("pretrain", summary, run_id)
     return summary
 
 
@@ -54,5 +58,6 @@ def finetune(base: TrainSummary, version: DatasetVersion, model_cfg: ModelConfig
         summary = finetune_lora(base.output_dir, read_split(version.path, "train"), read_split(version.path, "val"),
                                 Path(work_dir) / "finetuned", model_cfg, lora_cfg, seed=train_cfg.seed,
                                 device=train_cfg.device)
-        _report("finetune", summary)
+        _log_summary(summary)
+    _publish("finetune", summary, run_id)
     return summary

@@ -14,9 +14,9 @@ catches an injected disparity; with ``bias = 0`` the outcome is independent of t
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections.abc import Callable, Sequence
 from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -104,12 +104,12 @@ _SLOTS: dict[str, tuple[str, ...]] = {
                "Android phone", "home computer", "Chromebook"),
 }
 
-# Templates live in support_templates.txt. Per intent: a [header]; "= " cores, verb phrases that every statement and question frame below
-# accepts (as Bitext composes its data, and it multiplies the distinct instructions); whole
-# instruction templates (questions end in "?"); then responses, each opened by "> " and continued on
-# indented lines. Every instruction template holds a concrete <slot>, or it would repeat verbatim. A
-# response only uses a <slot> that all of its intent's templates mention, so it never names something
-# the customer did not say.
+# Templates live in support_templates.txt. Per intent: a [header]; "= " cores, verb phrases that
+# every statement and question frame below accepts (as Bitext composes its data, and it multiplies
+# the distinct instructions); whole instruction templates (questions end in "?"); then responses,
+# each opened by "> " and continued on indented lines. Every instruction template holds a concrete
+# <slot>, or it would repeat verbatim. A response only uses a <slot> that all of its intent's
+# templates mention, so it never names something the customer did not say.
 _TEMPLATE_TEXT = (Path(__file__).with_name("support_templates.txt")).read_text(encoding="utf-8")
 
 _STATEMENT_FRAMES = ("I want to {}", "I need to {}", "I'd like to {}", "I'm trying to {}", "help me {}",

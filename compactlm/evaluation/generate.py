@@ -31,7 +31,8 @@ class LikelihoodResult:
         return math.exp(self.nll / max(self.words, 1))
 
 
-def response_likelihood(model, tokenizer, frame: pd.DataFrame, max_length: int, batch_size: int = 32) -> LikelihoodResult:
+def response_likelihood(model, tokenizer, frame: pd.DataFrame, max_length: int,
+                        batch_size: int = 32) -> LikelihoodResult:
     """Sum the NLL of each reference response (and its EOS) given its prompt, teacher-forced."""
     import torch
     import torch.nn.functional as F
@@ -74,7 +75,9 @@ def generate_responses(model, tokenizer, instructions: Sequence[str], max_new_to
     outputs: list[str] = []
     with torch.inference_mode():
         for start in range(0, len(prompts), batch_size):
-            batch = [[tokenizer.bos_token_id, *p][-(limit - max_new_tokens):] for p in prompts[start:start + batch_size]]
+            # Keep the end of over-long prompts: the question is usually at the end.
+            batch = [[tokenizer.bos_token_id, *p][-(limit - max_new_tokens):]
+                     for p in prompts[start:start + batch_size]]
             width = max(len(p) for p in batch)
             # Left padding keeps every prompt's last token at the same position for generation.
             input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)

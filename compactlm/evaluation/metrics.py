@@ -21,7 +21,8 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
     if not predictions:
         return 0.0
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return sum(scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)) / len(predictions)
+    scores = [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+    return sum(scores) / len(scores)
 
 
 def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:

@@ -103,5 +103,6 @@ def audit_dataset_bias(frame: pd.DataFrame, config: BiasConfig) -> BiasReport:
     report.passed = not report.reasons
     if report.passed:
         report.reasons.append("within thresholds "
-                              f"(DI in [{config.min_disparate_impact}, {config.max_disparate_impact}], |SPD| <= {config.max_abs_statistical_parity})")
+                              f"(DI in [{config.min_disparate_impact}, {config.max_disparate_impact}], "
+                              f"|SPD| <= {config.max_abs_statistical_parity})")
     return report

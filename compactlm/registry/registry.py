@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,7 @@ def record_decision(model_name: str, version: str, approved: bool, reviewer: str
     tag_version(model_name, version, {
         "approval": "approved" if approved else "rejected",
         "approval.reviewer": reviewer or "unknown",
-        "approval.time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "approval.time": datetime.now(UTC).isoformat(timespec="seconds"),
         "approval.comment": comment or "",
     })
 
@@ -157,7 +157,7 @@ def promote(model_name: str, version: str) -> str | None:
     if previous is not None:
         tag_version(model_name, version, {"previous_champion": previous})
     set_alias(model_name, CHAMPION, version)
-    tag_version(model_name, version, {"promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    tag_version(model_name, version, {"promoted_at": datetime.now(UTC).isoformat(timespec="seconds")})
     return previous
 
 
@@ -174,7 +174,7 @@ def list_versions(model_name: str) -> list[VersionInfo]:
     versions = client.search_model_versions(f"name='{model_name}'")
     out = []
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
-        created = datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+        created = datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC).isoformat(timespec="seconds")
         out.append(VersionInfo(str(mv.version), sorted(aliases.get(str(mv.version), [])), dict(mv.tags or {}),
                                mv.run_id, created))
     return out

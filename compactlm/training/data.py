@@ -45,7 +45,8 @@ def encode_instruction_pairs(frame: pd.DataFrame, tokenizer, max_length: int) ->
 
     Rows longer than ``max_length`` are cut at the end (the prompt is kept whole where it fits).
     """
-    prompts = tokenizer([format_prompt(i) for i in frame["instruction"]], add_special_tokens=False, verbose=False)["input_ids"]
+    prompts = tokenizer([format_prompt(i) for i in frame["instruction"]], add_special_tokens=False,
+                        verbose=False)["input_ids"]
     responses = tokenizer(list(frame["response"]), add_special_tokens=False, verbose=False)["input_ids"]
     input_ids, labels = [], []
     for prompt, response in zip(prompts, responses):

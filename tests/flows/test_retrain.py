@@ -80,7 +80,8 @@ def test_first_run_logged_reports_and_dataset_to_mlflow(state):
     assert "test_rouge_l" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
     assert {"reports/gate.md", "reports/data-validation.md", "reports/bias-audit.md",
-            "reports/evaluation.md"} <= artifacts
+            "reports/evaluation.md", "reports/ingest-report.md", "reports/pretrain.md",
+            "reports/finetune.md"} <= artifacts
     digests = {d.dataset.digest for d in run.inputs.dataset_inputs}
     assert state["first"]["data_version"][:32] in {d[:32] for d in digests}
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
@@ -214,4 +215,5 @@ def test_corrupted_dataset_fails_validation_and_registers_nothing(tmp_path, pref
     runs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("compactlm-retrain").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
     assert not list((home / "runs").glob("*/base")), "training must not start after a failed validation"
-    assert Path(home / "data" / "datasets" / "support-instructions.dvc").is_file()  # the bad version is kept for inspection
+    # The rejected version stays recorded in DVC so the offending rows can be inspected.
+    assert Path(home / "data" / "datasets" / "support-instructions.dvc").is_file()

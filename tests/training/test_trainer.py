@@ -50,7 +50,8 @@ def test_merged_model_reproduces_the_adapter_model_outputs(trained):
     tok = AutoTokenizer.from_pretrained(root / "ft" / "merged")
     ids = torch.tensor([tok(val.instruction.iloc[0], add_special_tokens=False)["input_ids"][:20]])
     merged = AutoModelForCausalLM.from_pretrained(root / "ft" / "merged").eval()
-    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(root / "base"), root / "ft" / "adapter").eval()
+    base = AutoModelForCausalLM.from_pretrained(root / "base")
+    adapted = PeftModel.from_pretrained(base, root / "ft" / "adapter").eval()
     with torch.no_grad():
         diff = (merged(ids).logits - adapted(ids).logits).abs().max().item()
     assert diff < 1e-4
