@@ -21,7 +21,6 @@ from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
 from compactlm.training.data import instruction_dataset, instruction_documents, pack_documents, padding_collator
 
-
 # PEFT still calls a transformers method that transformers 5 deprecates; nothing for users to act on.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
