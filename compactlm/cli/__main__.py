@@ -1,0 +1,5 @@
+"""``python -m compactlm.cli``."""
+
+from compactlm.cli import main
+
+main()

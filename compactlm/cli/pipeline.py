@@ -1,0 +1,64 @@
+"""`compactlm pipeline`: run the retrain flow."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from compactlm.cli.common import ConfigOption, SetOption, config_home, prepare_runtime, quiet_user_error_tracebacks
+
+app = typer.Typer(help="Run the retrain pipeline (Prefect flow).", no_args_is_help=True)
+
+
+@app.command("run")
+def pipeline_run(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    source: Annotated[str | None, typer.Option(help="Train on this CSV/JSONL/Parquet file.")] = None,
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Approve the candidate without review.")] = False,
+) -> None:
+    """Run the retrain flow end to end and print a summary."""
+    prepare_runtime(config_home(config, set_, source))
+    if auto_approve:
+        approval = "auto"
+    elif os.environ.get("PREFECT_API_URL"):
+        approval = "wait"
+        typer.echo("The flow will pause for review: approve it from the Prefect UI (flow run -> Resume).")
+    else:
+        approval = "defer"
+        typer.echo("No Prefect server (PREFECT_API_URL unset) and no --auto-approve: a passing candidate stays "
+                   "'challenger'; review it with `compactlm registry promote`.")
+    from flows.retrain import retrain
+
+    quiet_user_error_tracebacks()
+    summary = retrain(config_path=str(config) if config else None, overrides=set_ or [], source=source,
+                      approval=approval)
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=True)
+    table = Table(title="CompactLM retrain", show_header=False)
+    table.add_row("registered model", summary["registered_model"])
+    table.add_row("version", str(summary["version"] or "— (not registered)"))
+    table.add_row("aliases", ", ".join(summary["aliases"]) or "—")
+    table.add_row("champion", str(summary["champion"] or "—"))
+    for key in ("perplexity", "rouge_l", "bleu"):
+        table.add_row(key, f"{summary['metrics'].get(key, float('nan')):.4f}")
+    table.add_row("gate", summary["gate"]["verdict"].upper())
+    table.add_row("review", str(summary["review"].get("status")))
+    table.add_row("data version", summary["data_version"])
+    console.print(table)
+    for note in summary["gate"]["notes"]:
+        console.print(f"  {note}")
+    uri = summary.get("tracking_uri", "")
+    if uri.startswith("sqlite"):
+        console.print(f"MLflow UI: mlflow ui --backend-store-uri {uri} --port 5000")
+    else:
+        console.print(f"MLflow UI: {uri}")
+    console.print(f"Summary JSON: {summary['summary_path']}")
