@@ -174,21 +174,51 @@ class EvalConfig:
 
 
 @dataclass
-class GateConfig:
-    """Promotion gate: absolute thresholds, and no worse than the champion re-scored on the same data."""
+class GateCheckConfig:
+    """Bounds on one metric: absolute (``min``/``max``) and against the champion (``max_drop``).
 
-    max_perplexity: float = 60.0
-    min_rouge_l: float = 0.20
-    min_bleu: float = 5.0
-    # The challenger may be at most this much worse (relative) than the champion on each metric.
-    champion_tolerance: float = 0.02
+    ``max_drop`` is how much worse than the champion re-scored on the same data the candidate may
+    be: a fraction of the champion's value when ``relative`` (0.02 = 2 %), else in the metric's
+    units. "Worse" follows ``higher_is_better`` (known metrics have a default direction).
+    """
+
+    min: float | None = None
+    max: float | None = None
+    max_drop: float | None = None
+    relative: bool = True
+    higher_is_better: bool | None = None
+
+
+def _default_gate_checks() -> dict[str, GateCheckConfig]:
+    return {
+        "perplexity": GateCheckConfig(max=60.0),
+        "rouge_l": GateCheckConfig(min=0.20, max_drop=0.02),
+        "bleu": GateCheckConfig(min=5.0, max_drop=0.02),
+        "word_perplexity": GateCheckConfig(max_drop=0.02),
+    }
+
+
+@dataclass
+class GateConfig:
+    """Promotion gate: checks keyed by metric name (override one bound with gate.checks.<metric>.<bound>).
+
+    A check with no bound at all is reported as informational and never decides the verdict.
+    """
+
+    checks: dict[str, GateCheckConfig] = field(default_factory=_default_gate_checks)
 
     def __post_init__(self) -> None:
-        _check(self.max_perplexity > 1.0, "gate.max_perplexity", self.max_perplexity, "> 1")
-        _check(0.0 <= self.min_rouge_l <= 1.0, "gate.min_rouge_l", self.min_rouge_l, "in [0, 1]")
-        _check(0.0 <= self.min_bleu <= 100.0, "gate.min_bleu", self.min_bleu, "in [0, 100]")
-        _check(0.0 <= self.champion_tolerance < 1.0, "gate.champion_tolerance", self.champion_tolerance,
-               "in [0, 1)")
+        _check(len(self.checks) > 0, "gate.checks", self.checks, "at least one check")
+        from compactlm.evaluation.gate import direction_of
+
+        for metric, check in self.checks.items():
+            if check.min is not None and check.max is not None:
+                _check(check.min <= check.max, f"gate.checks.{metric}.min", check.min, f"<= max ({check.max})")
+            if check.max_drop is not None:
+                _check(check.max_drop >= 0, f"gate.checks.{metric}.max_drop", check.max_drop, ">= 0")
+            if check.max_drop is not None and check.higher_is_better is None and direction_of(metric) is None:
+                raise ConfigError(f"gate.checks.{metric}.higher_is_better must be set: {metric!r} is not a known "
+                                  "metric, so the direction of a drop is ambiguous")
 
 
 @dataclass
@@ -252,6 +282,13 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
         if value is None:
             return None
         return _coerce(value, args[0], name)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a mapping, got {value!r}")
+        _, value_type = typing.get_args(annotation)
+        if dataclasses.is_dataclass(value_type):
+            return {str(k): _build(value_type, v or {}, f"{name}.{k}") for k, v in value.items()}
+        return {str(k): _coerce(v, value_type, f"{name}.{k}") for k, v in value.items()}
     if origin is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -339,8 +376,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections")
-    values = apply_overrides(values, overrides or [])
-    return _build(PipelineConfig, values, "")
+    merged = _deep_merge(PipelineConfig().to_dict(), values)
+    merged = apply_overrides(merged, overrides or [])
+    return _build(PipelineConfig, merged, "")
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` on top of ``base``: mappings merge key by key, everything else is replaced."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def config_from_dict(values: dict[str, Any]) -> PipelineConfig:

@@ -144,8 +144,9 @@ def split_rows(rows: pd.DataFrame, val_fraction: float, test_fraction: float, se
         keys = members["key"].to_numpy()
         keys = keys[rng.permutation(len(keys))]
         n = len(keys)
-        n_test = int(round(n * test_fraction)) if n >= 3 else 0
-        n_val = int(round(n * val_fraction)) if n >= 3 else 0
+        # From 3 groups on, every intent gets at least one test and one validation group.
+        n_test = max(1, int(round(n * test_fraction))) if n >= 3 else 0
+        n_val = max(1, int(round(n * val_fraction))) if n >= 3 else 0
         for i, k in enumerate(keys):
             assignment[k] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
     split_of = key.map(assignment)

@@ -27,7 +27,7 @@ def _check_utf8(path: Path) -> None:
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
     records = []
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:  # tolerate the BOM some Windows tools write
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

@@ -1,8 +1,13 @@
-"""The promotion gate: absolute thresholds, and no worse than the champion re-scored on the same data.
+"""The promotion gate: configurable checks on any metric, absolute and against the champion.
 
-Each check reports its metric, value, baseline, threshold, pass/fail and a sentence of reason; the
-verdict is "passed" only when every check passes. A missing metric fails its check (never passes by
-default), and the first run without a champion says so in the report.
+Every configured bound becomes one row of the report with its metric, value, baseline, threshold,
+pass/fail and a sentence of reason. The verdict is "passed" only when every deciding row passes.
+Edge cases are explicit, never silent:
+
+* a missing (or NaN) metric fails its row;
+* without a champion (first run), comparison rows are reported as skipped and do not decide;
+* a metric present on the challenger but missing on the champion fails the comparison;
+* a check configured with no bound is reported as informational and does not decide.
 """
 
 from __future__ import annotations
@@ -11,33 +16,53 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from compactlm.config import GateConfig
+from compactlm.config import GateCheckConfig, GateConfig
 
-# Metrics compared against the champion, and which direction is better. Per-token perplexity is left
-# out on purpose: each run trains its own tokenizer, so only per-word perplexity is comparable.
-CHAMPION_METRICS: dict[str, Literal["higher", "lower"]] = {
-    "rouge_l": "higher",
-    "bleu": "higher",
-    "word_perplexity": "lower",
-}
+# Which direction is better for the metrics the pipeline produces. Comparisons against the champion
+# need it; absolute bounds do not. Per-token perplexity is absent on purpose from the defaults'
+# comparisons: each run trains its own tokenizer, so only per-word perplexity is comparable.
+_HIGHER_IS_BETTER_PREFIXES = ("rouge", "bleu", "exact_match", "accuracy", "macro_f1", "mcq_accuracy",
+                              "tokens_per_second", "slice_min_")
+_LOWER_IS_BETTER_PREFIXES = ("perplexity", "word_perplexity", "robustness_", "safety_", "pii_", "latency",
+                             "model_size", "generation_seconds")
+
+Status = Literal["pass", "fail", "skipped", "info"]
+
+
+def direction_of(metric: str) -> bool | None:
+    """True when higher is better, False when lower is, None when unknown."""
+    if metric.startswith(_LOWER_IS_BETTER_PREFIXES):
+        return False
+    if metric.startswith(_HIGHER_IS_BETTER_PREFIXES):
+        return True
+    return None
 
 
 @dataclass
 class GateCheck:
-    """One check of the gate."""
+    """One row of the gate report."""
 
     name: str
     metric: str
     value: float | None
     baseline: float | None
-    threshold: float
-    passed: bool
+    threshold: float | None
+    status: Status
     reason: str
+
+    @property
+    def passed(self) -> bool:
+        """Rows that do not decide (skipped, informational) never block the verdict."""
+        return self.status != "fail"
+
+    @property
+    def decides(self) -> bool:
+        return self.status in ("pass", "fail")
 
 
 @dataclass
 class GateReport:
-    """The gate's verdict with every check and the context it was decided in."""
+    """The gate's verdict with every row and the context it was decided in."""
 
     verdict: Literal["passed", "failed"]
     checks: list[GateCheck]
@@ -49,16 +74,15 @@ class GateReport:
         return self.verdict == "passed"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "checks": [{**asdict(c), "passed": c.passed} for c in self.checks]}
 
     def to_markdown(self) -> str:
         lines = [f"# Promotion gate: **{self.verdict.upper()}**", ""]
         lines += [f"- {note}" for note in self.notes]
-        lines += ["", "| check | metric | value | baseline | threshold | result | reason |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["", "| check | value | baseline | threshold | result | reason |", "|---|---|---|---|---|---|"]
         for c in self.checks:
-            lines.append(f"| {c.name} | {c.metric} | {_fmt(c.value)} | {_fmt(c.baseline)} | {_fmt(c.threshold)} | "
-                         f"{'pass' if c.passed else 'FAIL'} | {c.reason} |")
+            lines.append(f"| {c.name} | {_fmt(c.value)} | {_fmt(c.baseline)} | {_fmt(c.threshold)} | "
+                         f"{c.status.upper() if c.status == 'fail' else c.status} | {c.reason} |")
         return "\n".join(lines)
 
 
@@ -66,40 +90,49 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
-def _value(metrics: dict[str, float], name: str) -> float | None:
+def _value(metrics: dict[str, float] | None, name: str) -> float | None:
+    if metrics is None:
+        return None
     value = metrics.get(name)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return float(value)
 
 
-def _absolute(name: str, metrics: dict[str, float], threshold: float, better: str) -> GateCheck:
-    value = _value(metrics, name)
-    if value is None:
-        return GateCheck(f"{name} threshold", name, None, None, threshold, False,
-                         f"{name} is missing from the evaluation, so the check cannot pass")
-    ok = value <= threshold if better == "lower" else value >= threshold
-    op = "<=" if better == "lower" else ">="
-    return GateCheck(f"{name} threshold", name, value, None, threshold, ok,
-                     f"{name} {value:.4g} {'meets' if ok else 'misses'} the bound {op} {threshold:.4g}")
+def _absolute_rows(metric: str, check: GateCheckConfig, value: float | None) -> list[GateCheck]:
+    rows = []
+    for bound, op, ok in (("min", ">=", lambda v, t: v >= t), ("max", "<=", lambda v, t: v <= t)):
+        threshold = getattr(check, bound)
+        if threshold is None:
+            continue
+        name = f"{metric} {op} {threshold:g}"
+        if value is None:
+            rows.append(GateCheck(name, metric, None, None, threshold, "fail",
+                                  f"{metric} is missing from the evaluation, so this check cannot pass"))
+            continue
+        passed = ok(value, threshold)
+        rows.append(GateCheck(name, metric, value, None, threshold, "pass" if passed else "fail",
+                              f"{value:.4g} {'meets' if passed else 'violates'} the bound {op} {threshold:g}"))
+    return rows
 
 
-def _versus_champion(name: str, metrics: dict[str, float], champion: dict[str, float], tolerance: float,
-                     better: str) -> GateCheck:
-    value, baseline = _value(metrics, name), _value(champion, name)
+def _champion_row(metric: str, check: GateCheckConfig, value: float | None, baseline: float | None,
+                  has_champion: bool) -> GateCheck:
+    higher = check.higher_is_better if check.higher_is_better is not None else direction_of(metric)
+    allowed = f"{check.max_drop:.0%}" if check.relative else f"{check.max_drop:g}"
+    name = f"{metric} vs champion (max drop {allowed})"
+    if not has_champion:
+        return GateCheck(name, metric, value, None, None, "skipped", "no champion yet: nothing to compare with")
     if value is None or baseline is None:
-        missing = "challenger" if value is None else "champion"
-        return GateCheck(f"{name} vs champion", name, value, baseline, math.nan, False,
-                         f"{name} is missing for the {missing}, so the comparison cannot pass")
-    if better == "higher":
-        threshold = baseline * (1 - tolerance)
-        ok = value >= threshold
-    else:
-        threshold = baseline * (1 + tolerance)
-        ok = value <= threshold
-    change = (value - baseline) / abs(baseline) if baseline else 0.0
-    return GateCheck(f"{name} vs champion", name, value, baseline, threshold, ok,
-                     f"{change:+.1%} against the champion ({better} is better, {tolerance:.0%} tolerance)")
+        missing = "the challenger" if value is None else "the champion"
+        return GateCheck(name, metric, value, baseline, None, "fail",
+                         f"{metric} is missing for {missing}, so the comparison cannot pass")
+    slack = abs(baseline) * check.max_drop if check.relative else check.max_drop
+    threshold = baseline - slack if higher else baseline + slack
+    passed = value >= threshold if higher else value <= threshold
+    change = f"{(value - baseline) / abs(baseline):+.1%}" if baseline else f"{value - baseline:+.4g}"
+    return GateCheck(name, metric, value, baseline, threshold, "pass" if passed else "fail",
+                     f"{change} against the champion ({'higher' if higher else 'lower'} is better)")
 
 
 def run_gate(metrics: dict[str, float], config: GateConfig, champion_metrics: dict[str, float] | None = None,
@@ -107,25 +140,33 @@ def run_gate(metrics: dict[str, float], config: GateConfig, champion_metrics: di
     """Decide whether a challenger may be registered and proposed for promotion.
 
     Args:
-        metrics: the challenger's metrics on the frozen test split.
-        config: thresholds and the tolerance against the champion.
-        champion_metrics: the champion's metrics re-scored on the same split now, or None.
+        metrics: the challenger's metrics on the frozen test split (and probes).
+        config: the checks, keyed by metric name.
+        champion_metrics: the champion's metrics re-scored on the same data now, or None.
         champion_version: the champion's registry version, for the report.
     """
-    checks = [
-        _absolute("perplexity", metrics, config.max_perplexity, "lower"),
-        _absolute("rouge_l", metrics, config.min_rouge_l, "higher"),
-        _absolute("bleu", metrics, config.min_bleu, "higher"),
-    ]
+    has_champion = champion_metrics is not None
+    checks: list[GateCheck] = []
+    for metric, check in config.checks.items():
+        value = _value(metrics, metric)
+        rows = _absolute_rows(metric, check, value)
+        if check.max_drop is not None:
+            rows.append(_champion_row(metric, check, value, _value(champion_metrics, metric), has_champion))
+        if not rows:
+            rows.append(GateCheck(f"{metric} (no bound)", metric, value, _value(champion_metrics, metric), None,
+                                  "info", "no threshold configured: reported for information, does not decide"))
+        checks.extend(rows)
     notes: list[str] = []
-    if champion_metrics is None:
-        notes.append("No champion yet: this first candidate is judged by the absolute thresholds alone.")
+    if has_champion:
+        notes.append(f"Champion version {champion_version} was re-scored now on the same data; stored metrics "
+                     "from other runs are not used.")
     else:
-        notes.append(f"Champion version {champion_version} was re-scored now on the same test split; "
-                     "stored metrics from other runs are not used.")
-        checks += [_versus_champion(name, metrics, champion_metrics, config.champion_tolerance, better)
-                   for name, better in CHAMPION_METRICS.items()]
-    verdict: Literal["passed", "failed"] = "passed" if all(c.passed for c in checks) else "failed"
-    failed = [c.name for c in checks if not c.passed]
-    notes.append("All checks passed." if not failed else f"Failed: {', '.join(failed)}.")
+        notes.append("No champion yet: this first candidate is judged by the absolute thresholds alone "
+                     "(comparison checks are skipped).")
+    failed = [c.name for c in checks if c.status == "fail"]
+    informational = [c.metric for c in checks if c.status == "info"]
+    if informational:
+        notes.append(f"Informational only (no threshold): {', '.join(informational)}.")
+    notes.append("All deciding checks passed." if not failed else f"Failed: {'; '.join(failed)}.")
+    verdict: Literal["passed", "failed"] = "failed" if failed else "passed"
     return GateReport(verdict=verdict, checks=checks, champion_version=champion_version, notes=notes)

@@ -73,9 +73,13 @@ def audit_dataset_bias(frame: pd.DataFrame, config: BiasConfig) -> BiasReport:
             return report
     data = frame[[attribute, label]].dropna()
     try:
-        outcome = pd.to_numeric(data[label]).astype(int)
+        numeric_label = pd.to_numeric(data[label])
     except (TypeError, ValueError):
-        raise DataError(f"bias.label_column {label!r} must hold 0/1 values") from None
+        numeric_label = None
+    if numeric_label is None or not numeric_label.isin([0, 1]).all():
+        bad = data[label][~pd.to_numeric(data[label], errors="coerce").isin([0, 1])].iloc[0]
+        raise DataError(f"bias.label_column {label!r} must hold 0/1 values, found {bad!r}")
+    outcome = numeric_label.astype(int)
     unprivileged = data[attribute].astype(str).isin(config.unprivileged_values)
     if not unprivileged.any() or unprivileged.all():
         raise DataError(f"bias.unprivileged_values {config.unprivileged_values} must match some but not all "

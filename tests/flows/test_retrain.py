@@ -113,8 +113,8 @@ def test_second_run_is_gated_against_the_rescored_champion(state):
     assert second["champion"] == "1"  # deferred: not promoted
     assert second["aliases"] == ["challenger"]
     assert second["review"]["status"] == "deferred"
-    versus = [c for c in second["gate"]["checks"] if c["name"].endswith("vs champion")]
-    assert {c["name"] for c in versus} == {"rouge_l vs champion", "bleu vs champion", "word_perplexity vs champion"}
+    versus = [c for c in second["gate"]["checks"] if "vs champion" in c["name"]]
+    assert {c["metric"] for c in versus} == {"rouge_l", "bleu", "word_perplexity"}
     assert all(c["baseline"] is not None for c in versus)
     assert any("re-scored" in note for note in second["gate"]["notes"])
     from mlflow import MlflowClient
@@ -183,12 +183,12 @@ def test_failed_gate_registers_nothing_and_keeps_the_champion(state):
     from flows.retrain import retrain
 
     before = set(_versions())
-    result = retrain(config_path=str(CI_CONFIG), overrides=["gate.min_rouge_l=1.0"], approval="auto")
+    result = retrain(config_path=str(CI_CONFIG), overrides=["gate.checks.rouge_l.min=1.0"], approval="auto")
     assert result["gate"]["verdict"] == "failed" and result["version"] is None
     assert set(_versions()) == before
     assert _champion() == "2"
     failed = [c for c in result["gate"]["checks"] if not c["passed"]]
-    assert [c["name"] for c in failed] == ["rouge_l threshold"]
+    assert [c["name"] for c in failed] == ["rouge_l >= 1"]
 
 
 def test_corrupted_dataset_fails_validation_and_registers_nothing(tmp_path, prefect_harness, monkeypatch):
