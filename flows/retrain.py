@@ -5,8 +5,6 @@ data-quality failure, a bias violation (when configured to fail) or a failed gat
 before anything is registered.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -16,15 +14,27 @@ from compactlm.config import PipelineConfig, load_config
 from compactlm.errors import CompactLMError
 from compactlm.state import configure_environment
 from flows.review import ApprovalMode, request_review
-from tasks.common import publish
-from tasks.data import audit_bias, enforce_quality, ingest_dataset, validate_dataset
+from tasks.data import check_dataset, ingest_dataset, require_trainable_task
 from tasks.evaluate import decide_gate, evaluate_candidate, rescore_champion
-from tasks.registry import end_tracking, find_champion, log_dataset, register_candidate, start_tracking, summarize_run
+from tasks.registry import (
+    end_tracking,
+    find_champion,
+    log_dataset,
+    mark_challenger,
+    register_candidate,
+    smoke_test_version,
+    start_tracking,
+    summarize_run,
+)
 from tasks.train import finetune, pretrain
 
 
 class BiasViolation(CompactLMError):
     """The dataset bias audit failed and bias.fail_on_violation is set."""
+
+
+class SmokeTestFailed(CompactLMError):
+    """The registered version did not load and answer in a fresh process."""
 
 
 def resolve_config(config_path: str | None, overrides: list[str] | None, source: str | None) -> PipelineConfig:
@@ -44,8 +54,9 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
         config_path: a YAML config (see configs/); the embedded defaults when empty.
         overrides: ``section.field=value`` strings, e.g. ``["train.epochs=1", "data.n_rows=2000"]``.
         source: a CSV/JSONL/Parquet file to train on instead of the bundled generator.
-        approval: ``wait`` for a reviewer's form in the Prefect UI, ``auto`` approve (demo/CI), or
-            ``defer`` (leave the version as ``challenger`` for the promote flow).
+        approval: ``auto`` approve (demo/CI); ``handoff`` to the ``promote/review`` deployment, which
+            suspends until a reviewer answers (the deployed default); ``wait`` pause this run for the
+            review form; ``defer`` leave the review pending (MLflow tag, promote flow or CLI).
     """
     logger = get_run_logger()
     config = resolve_config(config_path, overrides, source)
@@ -53,13 +64,10 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
     run_id = start_tracking(config, str(flow_run.id), "retrain")
     work_dir = str(paths.runs / run_id)
     try:
-        version = ingest_dataset(config.data, str(paths.home), run_id)
+        require_trainable_task(config.data)
+        version = ingest_dataset(config.data, str(paths.home), run_id, bias=config.bias)
         log_dataset(version, run_id)
-        quality = validate_dataset(version, config.data)
-        publish(run_id, "data-validation", quality.to_markdown(), quality.to_dict(), quality.summary())
-        enforce_quality(quality)
-        bias = audit_bias(version, config.bias)
-        publish(run_id, "bias-audit", bias.to_markdown(), bias.to_dict(), "AIF360 dataset bias audit")
+        quality, bias = check_dataset(version, config, run_id)
         if bias.audited and not bias.passed and config.bias.fail_on_violation:
             raise BiasViolation(f"bias audit failed on {config.bias.protected_attribute}: {'; '.join(bias.reasons)}")
 
@@ -72,15 +80,19 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
         champion = None
         if champion_version is not None:
             champion = rescore_champion(f"models:/{model_name}/{champion_version}", version, config.eval,
-                                        config.model.max_seq_len, run_id)
+                                        config.model.max_seq_len, run_id, work_dir)
         gate = decide_gate(candidate, champion, champion_version, config.gate, run_id)
 
         registered, review = None, {"status": "not reviewed: the gate failed", "approved": False}
         if gate.passed:
-            registered = register_candidate(tuned.output_dir, config, version, quality, bias, gate, candidate.metrics,
-                                            run_id, str(flow_run.id))
-            review = request_review(config.registry.model_name, registered, approval,
-                                    config.registry.approval_timeout_s, context_markdown=gate.to_markdown())
+            registered = register_candidate(tuned.output_dir, config, version, quality, bias, gate, candidate,
+                                            {"pretrain": base, "finetune": tuned}, run_id, str(flow_run.id))
+            smoke = smoke_test_version(model_name, registered, paths.tracking_uri(), run_id)
+            if not smoke.passed:
+                raise SmokeTestFailed(f"version {registered} failed its smoke test (no alias moved): {smoke.error}")
+            mark_challenger(model_name, registered)
+            review = request_review(model_name, registered, approval, config.registry.approval_timeout_s,
+                                    context_markdown=gate.to_markdown())
         else:
             logger.warning("Gate failed: nothing registered, champion unchanged. See the 'gate' artifact.")
         summary = summarize_run(config, version.md5, candidate.metrics, gate, registered, review, run_id)

@@ -1,20 +1,28 @@
-"""The human review step: a typed form in the Prefect UI, auto-approval for demos and CI, or deferral.
+"""Human review of registered versions: a typed form in the Prefect UI, or a tag in the MLflow UI.
 
-Used by the retrain flow and by the promote flow. The decision is recorded on the registry version
-either way; a reviewer who does not answer within the timeout counts as a rejection, never an approval.
+* The ``promote`` flow reviews one version. Deployed (``promote/review``), it **suspends**: the process
+  exits and holds nothing until a reviewer submits the form in the Prefect UI, then the run is
+  rescheduled and applies the decision. Run directly, it pauses in-process instead.
+* A reviewer may instead set the tag ``approval=approved`` (or ``rejected``) on the version in the
+  MLflow UI: the promote flow honours it, and the ``review-sweep`` flow (scheduled) applies such
+  decisions and turns reviews that waited longer than the timeout into rejections.
+* The retrain flow calls ``request_review`` after registering a candidate.
+
+Every decision is recorded on the version (reviewer, time, comment, source); only an approval of a
+version whose gate and smoke test passed moves ``champion``.
 """
-
-from __future__ import annotations
 
 from typing import Literal
 
-from prefect import flow, get_run_logger, pause_flow_run
+from prefect import flow, get_run_logger, pause_flow_run, suspend_flow_run
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
+from prefect.runtime import deployment
 
-from tasks.registry import apply_decision
+from tasks.registry import apply_decision, honour_mlflow_decision, sweep_reviews, trigger_review_deployment
 
-ApprovalMode = Literal["wait", "auto", "defer"]
+ApprovalMode = Literal["wait", "auto", "defer", "handoff"]
+REVIEW_DEPLOYMENT = "promote/review"
 
 
 class ReviewDecision(RunInput):
@@ -25,54 +33,106 @@ class ReviewDecision(RunInput):
     comment: str = ""
 
 
+def _form(model_name: str, version: str, context_markdown: str) -> type[ReviewDecision]:
+    return ReviewDecision.with_initial_data(
+        description=f"## Review `{model_name}` version {version}\n\n{context_markdown}\n\n"
+                    "Tick **approved** to move `champion` to this version; leave it unticked to reject.",
+        approved=False)
+
+
+def _timed_out(model_name: str, version: str, timeout_s: int) -> dict[str, object]:
+    """A decision set in the MLflow UI meanwhile wins; otherwise the silence is a rejection."""
+    decided = honour_mlflow_decision(model_name, version)
+    if decided is not None:
+        return decided
+    return apply_decision(model_name, version, False, "timeout",
+                          f"no decision within {timeout_s} s: rejected by default", "timeout")
+
+
 def request_review(model_name: str, version: str, mode: ApprovalMode, timeout_s: int,
                    context_markdown: str = "") -> dict[str, object]:
-    """Obtain a decision for ``version``, apply it, and return it.
+    """Obtain (or schedule) a decision for ``version``; must be called inside a flow run.
 
-    ``wait`` pauses the flow run until a reviewer submits the form (or the timeout, which rejects);
-    ``auto`` approves at once (demo, CI); ``defer`` leaves the version as ``challenger`` for a later
-    ``promote`` run. Must be called inside a flow run.
+    ``auto`` approves at once (demo, CI); ``wait`` pauses this flow run for the form (or the
+    timeout, which rejects); ``defer`` leaves the review pending (promote flow, MLflow tag or
+    ``compactlm registry promote``); ``handoff`` starts the ``promote/review`` deployment, which
+    suspends until a reviewer answers, and returns immediately.
     """
     logger = get_run_logger()
-    if mode == "defer":
-        logger.info("Review deferred: version %s stays 'challenger'; promote it with the promote flow "
-                    "or `compactlm registry promote --version %s`.", version, version)
-        return {"status": "deferred", "approved": False, "reviewer": "", "comment": ""}
     if mode == "auto":
-        decision = ReviewDecision(approved=True, reviewer="auto-approve",
-                                  comment="approved by the auto-approve parameter")
-    else:
-        form = ReviewDecision.with_initial_data(
-            description=f"## Review `{model_name}` version {version}\n\n{context_markdown}\n\n"
-                        "Tick **approved** to move `champion` to this version; leave it unticked to reject.",
-            approved=False)
-        try:
-            decision = pause_flow_run(wait_for_input=form, timeout=timeout_s, poll_interval=2)
-        except FlowPauseTimeout:
-            decision = ReviewDecision(approved=False, reviewer="timeout",
-                                      comment=f"no decision within {timeout_s} s: rejected by default")
-    apply_decision(model_name, version, decision.approved, decision.reviewer, decision.comment)
-    status = "approved" if decision.approved else "rejected"
-    logger.info("Version %s %s by %s.", version, status, decision.reviewer or "an anonymous reviewer")
-    return {"status": status, "approved": decision.approved, "reviewer": decision.reviewer, "comment": decision.comment}
+        return apply_decision(model_name, version, True, "auto-approve", "approved by the auto-approve parameter",
+                              "auto")
+    if mode == "defer":
+        logger.info("Review deferred: version %s stays 'challenger' with approval=pending. Approve it with the "
+                    "promote flow, the MLflow tag approval=approved, or `compactlm registry promote`.", version)
+        return {"version": version, "status": "pending", "approved": False}
+    if mode == "handoff":
+        run_id = trigger_review_deployment(REVIEW_DEPLOYMENT, model_name, version, timeout_s)
+        if run_id is None:
+            logger.warning("No %s deployment: the review of version %s stays pending.", REVIEW_DEPLOYMENT, version)
+            return {"version": version, "status": "pending", "approved": False}
+        return {"version": version, "status": "pending", "approved": False, "review_flow_run": run_id}
+    try:
+        decision = pause_flow_run(wait_for_input=_form(model_name, version, context_markdown), timeout=timeout_s,
+                                  poll_interval=2)
+    except FlowPauseTimeout:
+        return _timed_out(model_name, version, timeout_s)
+    return apply_decision(model_name, version, decision.approved, decision.reviewer, decision.comment,
+                          "prefect-form")
 
 
-@flow(name="promote")
+@flow(name="promote", persist_result=True)
 def promote(model_name: str = "compactlm-support-chat", version: str | None = None,
-            approval: ApprovalMode = "wait", timeout_s: int = 3600, home: str = ".compactlm") -> dict[str, object]:
-    """Review a registered version (default: the current ``challenger``) and promote it if approved."""
+            approval: Literal["suspend", "wait", "auto"] = "suspend", timeout_s: int = 86400,
+            home: str = ".compactlm") -> dict[str, object]:
+    """Review one registered version (default: the current ``challenger``) and promote it if approved.
+
+    A decision already set as an MLflow tag is applied without asking. ``suspend`` needs a
+    deployment (the process exits while waiting); without one the flow pauses in-process instead.
+    """
     from compactlm.errors import CompactLMError
     from compactlm.registry import registry
     from compactlm.state import configure_environment
 
+    logger = get_run_logger()
     paths = configure_environment(home)
     registry.setup_tracking(paths, "compactlm-retrain")
     version = version or registry.alias_version(model_name, registry.CHALLENGER)
     if version is None:
         raise CompactLMError(f"registered model {model_name!r} has no 'challenger' version to review")
-    known = {v.version for v in registry.list_versions(model_name)}
-    if str(version) not in known:
+    if str(version) not in {v.version for v in registry.list_versions(model_name)}:
         raise CompactLMError(f"registered model {model_name!r} has no version {version}")
-    decision = request_review(model_name, str(version), approval, timeout_s)
-    return {"model": model_name, "version": str(version), **decision,
-            "champion": registry.alias_version(model_name, registry.CHAMPION)}
+    version = str(version)
+    decided = honour_mlflow_decision(model_name, version)
+    if decided is not None:
+        logger.info("Applied the decision set in MLflow on version %s: %s.", version, decided["status"])
+        return decided
+    if approval == "auto":
+        return apply_decision(model_name, version, True, "auto-approve", "approved by the auto parameter", "auto")
+    form = _form(model_name, version, "See the version's gate report and model card in MLflow.")
+    if approval == "suspend" and deployment.id:
+        try:
+            decision = suspend_flow_run(wait_for_input=form, timeout=timeout_s, key=f"review-{version}")
+        except FlowPauseTimeout:
+            return _timed_out(model_name, version, timeout_s)
+    else:
+        if approval == "suspend":
+            logger.info("Not running from a deployment: pausing in-process instead of suspending.")
+        try:
+            decision = pause_flow_run(wait_for_input=form, timeout=timeout_s, poll_interval=2)
+        except FlowPauseTimeout:
+            return _timed_out(model_name, version, timeout_s)
+    return apply_decision(model_name, version, decision.approved, decision.reviewer, decision.comment,
+                          "prefect-form")
+
+
+@flow(name="review-sweep")
+def review_sweep(model_name: str = "compactlm-support-chat", timeout_s: int = 86400,
+                 home: str = ".compactlm") -> list[dict[str, object]]:
+    """Apply decisions set as MLflow tags and reject reviews pending longer than ``timeout_s``."""
+    from compactlm.registry import registry
+    from compactlm.state import configure_environment
+
+    paths = configure_environment(home)
+    registry.setup_tracking(paths, "compactlm-retrain")
+    return sweep_reviews(model_name, timeout_s)

@@ -1,62 +1,134 @@
-"""Data tasks: ingest and version, validate with Great Expectations, audit bias with AIF360."""
+"""Data tasks: ingest and version, validate with Great Expectations (Data Docs), report, audit bias with AIF360."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from compactlm.config import BiasConfig, DataConfig
-from compactlm.data.ingest import allowed_intents, combined_splits, prepare_dataset
-from compactlm.data.versioning import DatasetVersion, read_split, version_dataset
-from compactlm.errors import ValidationFailed
+from compactlm.config import BiasConfig, DataConfig, PipelineConfig
+from compactlm.data.incremental import ingest_version
+from compactlm.data.ingest import combined_splits
+from compactlm.data.prepare import SPLITS
+from compactlm.data.versioning import DatasetVersion, read_split, version_records
+from compactlm.errors import ConfigError, ValidationFailed
 from compactlm.quality.bias import BiasReport, audit_dataset_bias
 from compactlm.quality.expectations import ValidationReport, suite_path, validate_frame
+from compactlm.quality.report import write_quality_report
+from compactlm.quality.suites import reference_counts, suite_parameters
 from compactlm.state import state_paths
-from tasks.common import CODE_AWARE_CACHE, IO_RETRIES, publish_report
+from tasks.common import CODE_AWARE_CACHE, IO_RETRIES, mlflow_run, publish, publish_report
+
+TRAINABLE_TASKS = ("instruction", "chat")  # shapes the retrain flow can train today (rows with instruction/response)
+
+
+def _repo_root(version: DatasetVersion) -> Path:
+    """The DVC repository holding ``version`` (``<home>/data``; the folder is ``<root>/datasets/<name>``)."""
+    return Path(version.path).parents[1]
+
+
+def _home(version: DatasetVersion) -> Path:
+    return _repo_root(version).parent
 
 
 @task(name="ingest", **IO_RETRIES)
-def ingest_dataset(config: DataConfig, home: str, run_id: str | None = None) -> DatasetVersion:
-    """Read the source, clean, split, and version the result with DVC (pushed to the remote).
+def ingest_dataset(config: DataConfig, home: str, run_id: str | None = None,
+                   bias: BiasConfig | None = None) -> DatasetVersion:
+    """Read the source (only new or changed files), clean, split, and version the result with DVC.
 
-    The report (counts, quarantine reasons, split sizes) becomes a Prefect artifact, and is logged to
-    the MLflow run ``run_id`` when one is given.
+    When no source file changed since the last run the previous version is reused (``reused=True``,
+    no new DVC version). The report (counts, quarantine reasons, split sizes) becomes a Prefect
+    artifact, and is logged to the MLflow run ``run_id`` when one is given.
     """
     paths = state_paths(home)
-    result = prepare_dataset(config)
-    version = version_dataset(paths.data_repo, config.dataset_name, result.files(), paths.dvc_remote(config.dvc_remote))
-    markdown = result.to_markdown() + f"\n\nDVC version `{version.md5}` pushed to `{version.remote}`."
-    description = f"Dataset {version.name} version {version.md5[:12]}"
+    outcome = ingest_version(config, paths.data_repo, paths.dvc_remote(config.dvc_remote), bias)
+    version = outcome.version
+    verb = "reused (nothing changed)" if outcome.reused else f"pushed to `{version.remote}`"
+    markdown = outcome.to_markdown() + f"\n\nDVC version `{version.md5}` {verb}."
+    description = f"Dataset {version.name} version {version.md5[:12]}" + (" (unchanged)" if outcome.reused else "")
+    payload = {"counts": outcome.result.counts if outcome.result else {}, "reused": outcome.reused, **version.to_dict()}
     if run_id is None:
         create_markdown_artifact(key="ingest-report", description=description, markdown=markdown)
     else:
-        publish_report(run_id, "ingest-report", markdown, {"counts": result.counts, **version.to_dict()}, description)
+        publish_report(run_id, "ingest-report", markdown, payload, description)
     return version
 
 
 def _load_all(version: DatasetVersion) -> Any:
-    return combined_splits({name: read_split(version.path, name) for name in ("train", "val", "test")})
+    return combined_splits({name: read_split(version.path, name) for name in SPLITS})
 
 
 def _suite_hash(name: str) -> str:
     return hashlib.sha256(suite_path(name).read_bytes()).hexdigest()[:16]
 
 
+def _reference(version: DatasetVersion, config: DataConfig) -> tuple[dict[str, float] | None, str]:
+    return reference_counts(config, version_records(_repo_root(version), version.name), version.md5)
+
+
 @task(name="validate", cache_policy=CODE_AWARE_CACHE, persist_result=True)
-def run_quality_suite(version: DatasetVersion, config: DataConfig, suite_hash: str) -> ValidationReport:
-    """Validate every split of a dataset version against the stored suite (cached per version + suite)."""
+def run_quality_suite(version: DatasetVersion, config: DataConfig, suite_hash: str,
+                      reference: dict[str, float] | None = None, docs_dir: str | None = None) -> ValidationReport:
+    """Validate every split of a dataset version against its shape's suite and render Data Docs.
+
+    Cached per data version + config + suite + reference + code version.
+    """
     frame = _load_all(version)
-    parameters = {"allowed_intents": allowed_intents(config, frame), "min_chars": config.min_chars,
-                  "max_chars": config.max_chars, "min_rows": config.min_rows}
-    return validate_frame(frame, config.expectation_suite, parameters)
+    parameters = suite_parameters(config, frame, reference)
+    return validate_frame(frame, config.expectation_suite, parameters, docs_dir=docs_dir)
 
 
 def validate_dataset(version: DatasetVersion, config: DataConfig) -> ValidationReport:
-    """Run the suite (cached when this data version and suite were validated before)."""
-    return run_quality_suite(version, config, _suite_hash(config.expectation_suite))
+    """Run the suite (cached when this data version, reference and suite were validated before)."""
+    reference, _ = _reference(version, config)
+    docs_dir = _home(version) / "data-docs" / version.name / version.md5[:12]
+    # Whether the version was just written or reused does not change its validation.
+    return run_quality_suite(dataclasses.replace(version, reused=False), config, _suite_hash(config.expectation_suite),
+                             reference, str(docs_dir))
+
+
+@task(name="publish-data-docs", retries=2, retry_delay_seconds=[2, 5])
+def publish_data_docs(report: ValidationReport, run_id: str | None = None) -> str | None:
+    """Link the GE Data Docs site from a Prefect artifact and log it to the MLflow run (``data-docs/``)."""
+    if not report.docs_path or not Path(report.docs_path).is_file():
+        return None
+    index = Path(report.docs_path)
+    create_link_artifact(key="data-docs", link=index.as_uri(), link_text="Great Expectations Data Docs",
+                         description=report.summary())
+    if run_id is not None:
+        import mlflow
+
+        with mlflow_run(run_id):
+            mlflow.log_artifacts(str(index.parent), "data-docs")
+    return str(index)
+
+
+@task(name="quality-report", retries=2, retry_delay_seconds=[2, 5])
+def publish_quality_report(version: DatasetVersion, config: DataConfig, bias: BiasConfig,
+                           run_id: str | None = None) -> str:
+    """Write the data quality report (markdown + PNG plots), show it in Prefect, log it to MLflow."""
+    splits = {name: read_split(version.path, name) for name in SPLITS}
+    quarantine_file = Path(version.path) / "quarantine.parquet"
+    quarantine = read_split(version.path, "quarantine") if quarantine_file.is_file() else splits["train"].head(0)
+    record = next((r for r in version_records(_repo_root(version), version.name) if r["md5"] == version.md5), {})
+    reference, reference_name = _reference(version, config)
+    folder = _home(version) / "reports" / version.name / version.md5[:12]
+    attributes = list(dict.fromkeys(["age_band", "region", "customer_tier", *bias.attributes()]))
+    report = write_quality_report(splits, quarantine, config.task, folder, counts=record.get("counts"),
+                                  attributes=attributes, reference=reference, reference_name=reference_name,
+                                  title=f"{version.name} {version.md5[:12]}")
+    create_markdown_artifact(key="data-quality-report", description=f"Data quality report, {version.md5[:12]}",
+                             markdown=report.markdown + f"\n\nReport and plots: `{report.folder}`")
+    if run_id is not None:
+        import mlflow
+
+        with mlflow_run(run_id):
+            mlflow.log_artifacts(report.folder, "reports/data-quality")
+    return report.folder
 
 
 @task(name="enforce-quality")
@@ -76,5 +148,33 @@ def enforce_quality(report: ValidationReport) -> None:
 
 @task(name="bias-audit", cache_policy=CODE_AWARE_CACHE, persist_result=True)
 def audit_bias(version: DatasetVersion, config: BiasConfig) -> BiasReport:
-    """AIF360 disparate impact / statistical parity of the training split."""
+    """AIF360 disparate impact / statistical parity of the training split (before/after reweighing)."""
     return audit_dataset_bias(read_split(version.path, "train"), config)
+
+
+def check_dataset(version: DatasetVersion, config: PipelineConfig, run_id: str | None) -> tuple[ValidationReport,
+                                                                                              BiasReport]:
+    """The data checks both flows run: validate (report, Data Docs, quality report), enforce, audit bias.
+
+    Raises:
+        ValidationFailed: a critical expectation failed (after every report was published).
+    """
+    quality = validate_dataset(version, config.data)
+    if run_id is not None:
+        publish(run_id, "data-validation", quality.to_markdown(), quality.to_dict(), quality.summary())
+    publish_data_docs(quality, run_id)
+    publish_quality_report(version, config.data, config.bias, run_id)
+    enforce_quality(quality)
+    bias = audit_bias(dataclasses.replace(version, reused=False), config.bias)
+    if run_id is not None:
+        publish(run_id, "bias-audit", bias.to_markdown(), bias.to_dict(), "AIF360 dataset bias audit")
+    else:
+        create_markdown_artifact(key="bias-audit", markdown=bias.to_markdown(), description="AIF360 dataset bias audit")
+    return quality, bias
+
+
+def require_trainable_task(config: DataConfig) -> None:
+    """The retrain flow trains instruction-shaped rows; other shapes can be ingested but not trained yet."""
+    if config.task not in TRAINABLE_TASKS:
+        raise ConfigError(f"data.task {config.task!r} can be ingested (compactlm data ingest) but the retrain flow "
+                          f"trains only {' and '.join(TRAINABLE_TASKS)} data for now")

@@ -1,58 +1,74 @@
-"""Evaluation tasks: score the candidate, re-score the champion on the same split, decide the gate."""
+"""Evaluation tasks: score the candidate, re-score the champion on the same data, decide the gate."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from prefect import task
 
 from compactlm.config import EvalConfig, GateConfig
 from compactlm.data.versioning import DatasetVersion, read_split
 from compactlm.evaluation.gate import GateReport, run_gate
-from compactlm.evaluation.metrics import EvalResult, evaluate_model
+from compactlm.evaluation.metrics import model_size_mb
+from compactlm.evaluation.runner import EvalResult, evaluate_model
 from tasks.common import IO_RETRIES, mlflow_run, publish_report
 
 
-def _examples_markdown(title: str, result: EvalResult) -> str:
+def _summary_markdown(title: str, result: EvalResult) -> str:
     lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.4f} |" for k, v in result.metrics.items()]
-    lines += ["", f"Perplexity over {result.n_rows} test rows; generation metrics over {result.n_generated}.", "",
-              "| instruction | reference | generated |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in sorted(result.metrics.items())]
+    lines += ["", f"Perplexity over {result.n_rows} test rows; generation metrics over {result.n_generated}; "
+              f"{result.seconds:.1f} s.", "", "| instruction | reference | generated |", "|---|---|---|"]
     for ex in result.examples:
         cells = [ex[k].replace("|", "\\|").replace("\n", " ")[:200] for k in ("instruction", "reference", "generated")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _score(model, tokenizer, version: DatasetVersion, config: EvalConfig, max_length: int, output_dir: Path,
+           size_mb: float) -> EvalResult:
+    train = read_split(version.path, "train")
+    texts = list(train["instruction"]) + list(train["response"])
+    return evaluate_model(model, tokenizer, read_split(version.path, "test"), config, max_length, output_dir,
+                          training_texts=texts, model_size_mb=size_mb)
+
+
+def _publish(result: EvalResult, run_id: str, prefix: str, title: str, metric_prefix: str) -> None:
+    import mlflow
+
+    with mlflow_run(run_id):
+        mlflow.log_metrics({f"{metric_prefix}{k}": v for k, v in result.metrics.items()})
+        for path in result.files.values():
+            mlflow.log_artifact(path, artifact_path=f"evaluation/{prefix}")
+    publish_report(run_id, prefix, _summary_markdown(title, result), result.to_dict(), title)
+    for name, markdown in result.reports.items():
+        publish_report(run_id, f"{prefix}-{name}", markdown, None, f"{title}: {name}")
+
+
 @task(name="evaluate-candidate")
 def evaluate_candidate(model_dir: str, version: DatasetVersion, config: EvalConfig, max_length: int,
                        run_id: str) -> EvalResult:
-    """Perplexity, ROUGE-L and BLEU of the fine-tuned model on the frozen test split."""
-    import mlflow
+    """Every metric of the fine-tuned model: test split, MCQ set, bias/robustness/safety probes."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    result = evaluate_model(model, tokenizer, read_split(version.path, "test"), config, max_length)
-    with mlflow_run(run_id):
-        mlflow.log_metrics({f"test_{k}": v for k, v in result.metrics.items()})
-    publish_report(run_id, "evaluation", _examples_markdown("Candidate evaluation (test split)", result),
-                   result.to_dict(), "Candidate metrics on the frozen test split")
+    result = _score(model, tokenizer, version, config, max_length, Path(model_dir).parent / "evaluation",
+                    model_size_mb(model_dir))
+    _publish(result, run_id, "evaluation", "Candidate evaluation", "test_")
     return result
 
 
 @task(name="rescore-champion", **IO_RETRIES)
 def rescore_champion(model_uri: str, version: DatasetVersion, config: EvalConfig, max_length: int,
-                     run_id: str) -> EvalResult:
-    """Load the champion through MLflow and score it now on the same test split as the candidate."""
-    import mlflow
+                     run_id: str, work_dir: str) -> EvalResult:
+    """Load the champion through MLflow and score it now on exactly the candidate's data and probes."""
+    from compactlm.registry.model import load_chat_model_with_dir
 
-    from compactlm.registry.model import load_chat_model
-
-    model, tokenizer = load_chat_model(model_uri)
-    result = evaluate_model(model, tokenizer, read_split(version.path, "test"), config, max_length)
-    with mlflow_run(run_id):
-        mlflow.log_metrics({f"champion_{k}": v for k, v in result.metrics.items()})
-    publish_report(run_id, "champion-rescore", _examples_markdown(f"Champion {model_uri} re-scored", result),
-                   result.to_dict(), "The champion re-scored on this run's test split")
+    model, tokenizer, model_dir = load_chat_model_with_dir(model_uri)
+    result = _score(model, tokenizer, version, config, max_length, Path(work_dir) / "champion-evaluation",
+                    model_size_mb(model_dir))
+    _publish(result, run_id, "champion-rescore", f"Champion {model_uri} re-scored", "champion_")
     return result
 
 

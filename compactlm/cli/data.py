@@ -1,4 +1,4 @@
-"""`compactlm data`: generate, ingest and version datasets."""
+"""`compactlm data`: generate, ingest, list and restore dataset versions."""
 
 from __future__ import annotations
 
@@ -30,17 +30,83 @@ def data_generate(
                f"{frame['category'].nunique()} categories) to {output}")
 
 
+def _task_overrides(set_: list[str] | None, task: str | None) -> list[str]:
+    return (set_ or []) + ([f"data.task={task}"] if task else [])
+
+
 @app.command("ingest")
 def data_ingest(
-    source: Annotated[str | None, typer.Option(help="CSV/JSONL/Parquet file (default: the generator).")] = None,
+    source: Annotated[str | None, typer.Option(
+        help="A file, a folder, s3://bucket/prefix or hf:NAME_OR_PATH (default: the configured source).")] = None,
+    task: Annotated[str | None, typer.Option(
+        help="instruction, chat, classification, summarization or pretraining (a shortcut for data.task).")] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Ingest a source: clean, split, version with DVC, validate (GE) and audit bias (AIF360)."""
-    prepare_runtime(config_home(config, set_, source))
+    """Ingest a source: clean, split, version with DVC, validate (GE), report and audit bias (AIF360)."""
+    overrides = _task_overrides(set_, task)
+    prepare_runtime(config_home(config, overrides, source))
     from flows.ingest import ingest
 
     quiet_user_error_tracebacks()
-    result = ingest(config_path=str(config) if config else None, overrides=set_ or [], source=source)
+    result = ingest(config_path=str(config) if config else None, overrides=overrides, source=source)
     typer.echo(json.dumps(result["dataset"], indent=2))
+    if not result["changed"]:
+        typer.echo(f"No source file changed: reused version {result['dataset']['md5']} (no new DVC version).")
     typer.echo(result["validation"])
+    if result["data_docs"]:
+        typer.echo(f"Data Docs: {result['data_docs']}")
+
+
+def _data_state(config: Path | None, set_: list[str] | None):
+    """(state paths, data config) of the configured state folder, with nothing started."""
+    from compactlm.config import load_config
+
+    resolved = load_config(config, set_ or [])
+    return prepare_runtime(resolved.home), resolved.data
+
+
+@app.command("versions")
+def data_versions(
+    name: Annotated[str | None, typer.Option(help="Dataset name (default: data.dataset_name).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """List the recorded versions of a dataset, oldest first (md5, date, rows per split)."""
+    from compactlm.data.versioning import current_md5, version_records
+
+    paths, data = _data_state(config, set_)
+    name = name or data.dataset_name
+    records = version_records(paths.data_repo, name)
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    if not records:
+        typer.echo(f"No version of dataset {name} is recorded in {paths.data_repo}.")
+        return
+    current = current_md5(paths.data_repo, name)
+    typer.echo(f"{'':2}{'md5':34}{'created':27}{'task':13}{'train':>8}{'val':>8}{'test':>8}  source")
+    for record in records:
+        rows = record.get("rows", {})
+        mark = "* " if record["md5"] == current else "  "
+        typer.echo(f"{mark}{record['md5']:34}{record.get('created', ''):27}{record.get('task', ''):13}"
+                   f"{rows.get('train', ''):>8}{rows.get('val', ''):>8}{rows.get('test', ''):>8}  "
+                   f"{record.get('source', '')}")
+
+
+@app.command("checkout")
+def data_checkout(
+    version: Annotated[str, typer.Argument(help="The version's md5 (a unique prefix is enough).")],
+    name: Annotated[str | None, typer.Option(help="Dataset name (default: data.dataset_name).")] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Restore a recorded dataset version byte for byte (pulled from the DVC remote when not cached)."""
+    from compactlm.data.versioning import checkout_version, resolve_version
+
+    paths, data = _data_state(config, set_)
+    name = name or data.dataset_name
+    full = resolve_version(paths.data_repo, name, version)
+    folder = checkout_version(paths.data_repo, name, full, paths.dvc_remote(data.dvc_remote))
+    typer.echo(f"Dataset {name} version {full} restored in {folder}")

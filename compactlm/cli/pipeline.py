@@ -18,18 +18,24 @@ def pipeline_run(
     set_: SetOption = None,
     source: Annotated[str | None, typer.Option(help="Train on this CSV/JSONL/Parquet file.")] = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Approve the candidate without review.")] = False,
+    approval: Annotated[str | None, typer.Option(
+        help="auto | wait (pause for the Prefect UI form) | defer (review later) | handoff (promote/review "
+             "deployment). Default: wait with a Prefect server, else defer.")] = None,
 ) -> None:
     """Run the retrain flow end to end and print a summary."""
+    from compactlm.errors import ConfigError
+
     prepare_runtime(config_home(config, set_, source))
     if auto_approve:
         approval = "auto"
-    elif os.environ.get("PREFECT_API_URL"):
-        approval = "wait"
+    approval = approval or ("wait" if os.environ.get("PREFECT_API_URL") else "defer")
+    if approval not in ("auto", "wait", "defer", "handoff"):
+        raise ConfigError(f"--approval must be auto, wait, defer or handoff, got {approval!r}")
+    if approval == "wait":
         typer.echo("The flow will pause for review: approve it from the Prefect UI (flow run -> Resume).")
-    else:
-        approval = "defer"
-        typer.echo("No Prefect server (PREFECT_API_URL unset) and no --auto-approve: a passing candidate stays "
-                   "'challenger'; review it with `compactlm registry promote`.")
+    elif approval == "defer":
+        typer.echo("Review deferred: a passing candidate stays 'challenger' (approval=pending); approve it with "
+                   "`compactlm registry promote`, the tag approval=approved in the MLflow UI, or the promote flow.")
     from flows.retrain import retrain
 
     quiet_user_error_tracebacks()

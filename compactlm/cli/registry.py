@@ -1,4 +1,4 @@
-"""`compactlm registry`: inspect and review the MLflow model registry."""
+"""`compactlm registry`: inspect and review the MLflow model registry (list, promote, rollback, sweep)."""
 
 from __future__ import annotations
 
@@ -9,43 +9,49 @@ from typing import Annotated
 import typer
 
 from compactlm.cli.common import ConfigOption, prepare_runtime
-from compactlm.errors import CompactLMError
 
 app = typer.Typer(help="Inspect and review the MLflow model registry.", no_args_is_help=True)
 
+ModelOption = Annotated[str | None, typer.Option("--model", help="Registered model name (default: from the config).")]
 
-@app.command("list")
-def registry_list(
-    model: Annotated[str | None, typer.Option(help="Registered model name (default: from the config).")] = None,
-    config: ConfigOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """List versions with aliases, gate verdicts, approvals and data versions."""
+
+def _connect(config, model: str | None) -> tuple[str, str]:
+    """Point MLflow at the configured tracking store; returns (model name, tracking URI)."""
     from compactlm.config import load_config
-    from compactlm.registry.registry import list_versions, setup_tracking
+    from compactlm.registry.registry import setup_tracking
 
     cfg = load_config(config)
     paths = prepare_runtime(cfg.home)
     setup_tracking(paths, cfg.registry.experiment)
-    name = model or cfg.registry.model_name
+    return model or cfg.registry.model_name, paths.tracking_uri()
+
+
+@app.command("list")
+def registry_list(model: ModelOption = None, config: ConfigOption = None,
+                  as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List versions with aliases, gate verdicts, smoke tests, approvals and data versions."""
+    from compactlm.registry.registry import list_versions
+
+    name, uri = _connect(config, model)
     versions = list_versions(name)
     if as_json:
         typer.echo(json.dumps([v.to_dict() for v in versions], indent=2))
         return
     if not versions:
-        typer.echo(f"No versions of {name!r} in {paths.tracking_uri()}.")
+        typer.echo(f"No versions of {name!r} in {uri}.")
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{name} ({paths.tracking_uri()})")
-    for column in ("version", "aliases", "gate", "approval", "rouge_l", "data version", "created"):
+    table = Table(title=f"{name} ({uri})")
+    for column in ("version", "aliases", "gate", "smoke", "approval", "reviewer", "rouge_l", "data", "created"):
         table.add_column(column)
     for v in versions:
-        table.add_row(v.version, ", ".join(v.aliases), v.tags.get("gate_verdict", ""),
-                      v.tags.get("approval", "pending"),
-                      v.tags.get("metric.rouge_l", ""), v.tags.get("data_version", "")[:12], v.created)
-    Console().print(table)
+        t = v.tags
+        table.add_row(v.version, ", ".join(v.aliases), t.get("gate_verdict", ""), t.get("smoke_test", ""),
+                      t.get("approval", ""), t.get("approval.reviewer", ""), t.get("metric.rouge_l", ""),
+                      t.get("data_version", "")[:12], v.created)
+    Console(soft_wrap=True).print(table)
 
 
 @app.command("promote")
@@ -54,24 +60,56 @@ def registry_promote(
     approve: Annotated[bool, typer.Option("--approve/--reject", help="The decision.")] = True,
     reviewer: Annotated[str, typer.Option(help="Who decides.")] = os.environ.get("USER", "cli"),
     comment: Annotated[str, typer.Option(help="Why.")] = "",
+    model: ModelOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Record a review decision on a version; an approval moves ``champion`` to it."""
-    from compactlm.config import load_config
-    from compactlm.registry import registry
+    """Record a review decision on a version; an approval moves ``champion`` if its gate and smoke test passed."""
+    from compactlm.errors import CompactLMError
+    from compactlm.registry import registry, review
 
-    cfg = load_config(config)
-    paths = prepare_runtime(cfg.home)
-    registry.setup_tracking(paths, cfg.registry.experiment)
-    name = cfg.registry.model_name
+    name, _ = _connect(config, model)
     version = version or registry.alias_version(name, registry.CHALLENGER)
     if version is None or version not in {v.version for v in registry.list_versions(name)}:
         raise CompactLMError(f"registered model {name!r} has no version {version or '(no challenger)'}")
-    registry.record_decision(name, version, approve, reviewer, comment)
-    if approve:
-        previous = registry.promote(name, version)
-        typer.echo(f"{name} v{version} approved by {reviewer}: "
-                   f"champion moved from {previous or '(none)'} to {version}.")
+    previous = registry.alias_version(name, registry.CHAMPION)
+    decision = review.apply_decision(name, version, approve, reviewer, comment, "cli")
+    if decision.status == "approved":
+        typer.echo(f"{name} v{version} approved by {reviewer}: champion moved from {previous or '(none)'} "
+                   f"to {decision.champion}.")
+    elif decision.status == "refused":
+        raise CompactLMError(f"{name} v{version} cannot become champion: {decision.comment}")
     else:
-        typer.echo(f"{name} v{version} rejected by {reviewer}: champion unchanged "
-                   f"({registry.alias_version(name, registry.CHAMPION) or 'none'}).")
+        typer.echo(f"{name} v{version} rejected by {reviewer}: champion unchanged ({decision.champion or 'none'}).")
+
+
+@app.command("rollback")
+def registry_rollback(
+    to: Annotated[str | None, typer.Option("--to", help="Version to restore (default: the previous champion).")] = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded on the demoted version).")] = "",
+    model: ModelOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Move ``champion`` back to the previous champion."""
+    from compactlm.registry import review
+
+    name, _ = _connect(config, model)
+    demoted, restored = review.rollback(name, to, reason)
+    typer.echo(f"{name}: champion moved back from v{demoted} to v{restored}.")
+
+
+@app.command("sweep")
+def registry_sweep(
+    timeout: Annotated[int | None, typer.Option(help="Review timeout in seconds (default: from the config).")] = None,
+    model: ModelOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Apply decisions set as MLflow tags and reject reviews pending longer than the timeout."""
+    from compactlm.config import load_config
+    from compactlm.registry import review
+    from compactlm.registry.registry import CHAMPION, alias_version
+
+    name, _ = _connect(config, model)
+    decisions = review.sweep(name, timeout or load_config(config).registry.approval_timeout_s)
+    for d in decisions:
+        typer.echo(f"v{d.version}: {d.status} ({d.source}, {d.reviewer})")
+    typer.echo(f"{len(decisions)} decision(s) applied; champion is {alias_version(name, CHAMPION)}.")

@@ -1,14 +1,21 @@
-"""From a source (the bundled generator or a file) to canonical, cleaned, split instruction data."""
+"""From a source to canonical, cleaned, split (and optionally augmented and reweighed) data of one task shape."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from compactlm.config import DataConfig
-from compactlm.data.prepare import SPLITS, clean_rows, split_rows, to_canonical
-from compactlm.data.sources import read_table
+from compactlm.data.prepare import SPLITS, CleanOptions, PreparedData, clean_rows, split_rows, to_canonical
+from compactlm.data.schemas import SCHEMAS
+from compactlm.data.text import near_duplicate_keys
+from compactlm.errors import DataError
+
+if TYPE_CHECKING:
+    from compactlm.config import BiasConfig
 
 
 @dataclass
@@ -19,54 +26,160 @@ class IngestResult:
     quarantine: pd.DataFrame
     counts: dict[str, int]
     source: str
+    task: str = "instruction"
+    cleaning: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def files(self) -> dict[str, pd.DataFrame]:
         """The files of one dataset version: one Parquet file per split, plus the quarantine."""
         return {**{f"{name}.parquet": frame for name, frame in self.splits.items()},
-                "quarantine.parquet": self.quarantine}
+                "quarantine.parquet": _parquet_safe(self.quarantine)}
+
+    def label_counts(self) -> dict[str, int]:
+        """Rows per label over all splits (augmented rows excluded): the version's label distribution."""
+        label = SCHEMAS[self.task].label
+        frames = [f[~f["augmented"].astype(bool)] if "augmented" in f.columns else f for f in self.splits.values()]
+        if label is None or not frames or label not in frames[0].columns:
+            return {}
+        values = pd.concat([f[label] for f in frames]).dropna().astype(str)
+        return {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
 
     def to_markdown(self) -> str:
-        lines = [f"# Ingest: `{self.source}`", "", "| count | rows |", "|---|---|"]
-        lines += [f"| {key} | {value} |" for key, value in self.counts.items()]
-        lines += ["", "| split | rows | intents |", "|---|---|---|"]
-        lines += [f"| {name} | {len(frame)} | {frame['intent'].nunique()} |" for name, frame in self.splits.items()]
+        label = SCHEMAS[self.task].label
+        lines = [f"# Ingest: `{self.source}` ({self.task})", "", "| count | rows |", "|---|---|"]
+        lines += [f"| {key} | {value} |" for key, value in {**self.counts, **self.cleaning}.items()]
+        lines += ["", f"| split | rows | {label or 'documents'} |", "|---|---|---|"]
+        for name, frame in self.splits.items():
+            distinct = frame[label].nunique() if label and label in frame.columns else \
+                frame["doc_id"].nunique() if "doc_id" in frame.columns else ""
+            lines.append(f"| {name} | {len(frame)} | {distinct} |")
+        if len(self.quarantine):
+            lines += ["", "Quarantined rows (with their reason) are in `quarantine.parquet` of the version."]
+        lines += [f"- {note}" for note in self.notes]
         return "\n".join(lines)
 
 
+def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Object columns mixing types (lists of messages, numbers and text) become text Parquet can store."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(lambda v: v if v is None or isinstance(v, str) else
+                                          json.dumps(v, default=str, ensure_ascii=False)).astype("string")
+    return out
+
+
 def load_source(config: DataConfig) -> tuple[pd.DataFrame, str]:
-    """Raw rows from ``config.source`` and a description of where they came from."""
+    """Raw rows from ``config.source`` (generator, file, folder, s3://, hf:) and a description of it."""
     if config.source == "generator":
         from compactlm.data.generator import generate_support_dataset
 
         frame = generate_support_dataset(n_rows=config.n_rows, seed=config.seed, bias=config.bias)
         return frame, f"generator(n_rows={config.n_rows}, seed={config.seed}, bias={config.bias})"
-    return read_table(config.source), config.source
+    if config.source.startswith("hf:"):
+        from compactlm.data.remote import read_hf_dataset
+
+        return read_hf_dataset(config.source, config.hf_split), config.source
+    from compactlm.data.incremental import list_files, read_files
+
+    files, _ = list_files(config)
+    return read_files(files, config), config.source
 
 
-def prepare_dataset(config: DataConfig) -> IngestResult:
-    """Load, map to the canonical schema, clean (quarantining rejects) and split, all seeded.
+def _kept_columns(config: DataConfig, bias: BiasConfig | None) -> tuple[str, ...]:
+    extra = list(config.extra_columns)
+    if bias is not None:
+        extra += [*bias.attributes(), bias.label_column]
+    return tuple(dict.fromkeys(extra))
+
+
+def _clean(canonical: pd.DataFrame, config: DataConfig) -> PreparedData:
+    options = CleanOptions.from_config(config)
+    if config.task == "chat":
+        from compactlm.data.chat import prepare_chat
+
+        return prepare_chat(canonical, options)
+    if config.task == "pretraining":
+        from compactlm.data.corpus import prepare_corpus
+
+        return prepare_corpus(canonical, options, config.chunk_words)
+    return clean_rows(canonical, config.min_chars, config.max_chars, options, config.task)
+
+
+def _split(rows: pd.DataFrame, config: DataConfig) -> dict[str, pd.DataFrame]:
+    if rows.empty:
+        raise DataError("no usable rows left after cleaning (see the quarantine file for the reasons)")
+    if config.task == "pretraining":
+        from compactlm.data.corpus import split_corpus
+
+        return split_corpus(rows, config.val_fraction, config.test_fraction)
+    schema = SCHEMAS[config.task]
+    return split_rows(rows, config.val_fraction, config.test_fraction, config.seed, stratify=schema.label,
+                      key_column=schema.key_column, exact_key=config.task == "chat")
+
+
+def _augment(splits: dict[str, pd.DataFrame], config: DataConfig, counts: dict[str, int]) -> dict[str, pd.DataFrame]:
+    """Add tagged augmented rows to train only; validation and test texts are off limits."""
+    from compactlm.data.augment import augment_rows
+
+    column = SCHEMAS[config.task].augment_column
+    held_out = pd.concat([splits["val"][column], splits["test"][column]])
+    new, augment_counts = augment_rows(splits["train"], column, config.augment_ratio, config.augment_methods,
+                                       config.augment_words, config.seed, set(near_duplicate_keys(held_out).dropna()))
+    counts.update(augment_counts)
+    out = {name: frame.assign(augmented=False) for name, frame in splits.items()}
+    out["train"] = pd.concat([out["train"], new], ignore_index=True)
+    return out
+
+
+def prepare_dataset(config: DataConfig, bias: BiasConfig | None = None,
+                    raw: tuple[pd.DataFrame, str] | None = None) -> IngestResult:
+    """Load, map to the canonical schema, clean (quarantining rejects), split, augment, reweigh; all seeded.
+
+    Args:
+        config: the data section (source, task, columns, cleaning, split, augmentation).
+        bias: the bias section; its attributes and label are carried through, and with
+            ``bias.reweighing`` the train split gets AIF360 Reweighing ``sample_weight``s.
+        raw: already loaded (rows, description), e.g. by the incremental loader; else ``config.source``.
 
     Raises:
         DataError: unreadable source, missing columns, or too few usable rows to split.
     """
-    raw, source = load_source(config)
-    canonical = to_canonical(raw, source)
-    cleaned = clean_rows(canonical, config.min_chars, config.max_chars)
-    splits = split_rows(cleaned.rows, config.val_fraction, config.test_fraction, config.seed)
-    counts = dict(cleaned.counts)
+    frame, source = raw if raw is not None else load_source(config)
+    canonical = to_canonical(frame, source, config.task, config.columns, _kept_columns(config, bias))
+    prepared = _clean(canonical, config)
+    splits = _split(prepared.rows, config)
+    counts = dict(prepared.counts)
     counts.update({f"split {name}": len(splits[name]) for name in SPLITS})
-    return IngestResult(splits=splits, quarantine=cleaned.quarantine, counts=counts, source=source)
+    if config.augment_ratio > 0:
+        splits = _augment(splits, config, counts)
+    if config.chat_format:
+        from compactlm.data.chat import add_instruction_format
+
+        splits = {name: add_instruction_format(split, config.task) for name, split in splits.items()}
+    notes: list[str] = []
+    if bias is not None and bias.reweighing:
+        from compactlm.quality.bias import reweighing_weights
+
+        weights, note = reweighing_weights(splits["train"], bias)
+        splits["train"] = splits["train"].assign(sample_weight=weights)
+        notes.append(note)
+    return IngestResult(splits=splits, quarantine=prepared.quarantine, counts=counts, source=source,
+                        task=config.task, cleaning=prepared.cleaning, notes=notes)
 
 
 def allowed_intents(config: DataConfig, frame: pd.DataFrame) -> list[str]:
     """The label set the quality suite enforces: configured, else the generator's, else what is present."""
     if config.allowed_intents:
         return list(config.allowed_intents)
-    if config.source == "generator":
+    if config.source == "generator" and config.task == "instruction":
         from compactlm.data.generator import INTENTS
 
         return sorted(INTENTS)
-    return sorted(frame["intent"].dropna().astype(str).unique())
+    label = SCHEMAS[config.task].label
+    if label is None or label not in frame.columns:
+        return []
+    return sorted(frame[label].dropna().astype(str).unique())
 
 
 def combined_splits(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -1,36 +1,56 @@
-"""Canonical instruction schema, row cleaning with quarantine, and the leak-free stratified split.
+"""Canonical rows, cleaning with quarantine, and the seeded, stratified, leak-free split.
 
 Rows that cannot be used are never dropped silently: each one goes to the quarantine frame with the
-reason, and the counts go into the ingest report.
+reason, and the counts go into the ingest report. Cleaning order matters: HTML is stripped before
+whitespace is normalised (tags leave spaces behind), PII is scrubbed after (a no-break space inside a
+phone number must not hide it), and duplicates are found last, on the cleaned text.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from compactlm.data.schemas import SCHEMAS, TaskSchema, map_columns, to_schema
+from compactlm.data.text import (
+    classic_clean_series,
+    near_duplicate_keys,
+    normalize_series,
+    normalize_text,
+    scrub_pii_series,
+    strip_html_series,
+)
 from compactlm.errors import DataError
 
-REQUIRED_COLUMNS = ("instruction", "response", "intent")
-OPTIONAL_COLUMNS = {
-    "id": None,  # derived from the content when absent
-    "category": "general",
-    "age_band": "unknown",
-    "region": "unknown",
-    "customer_tier": "unknown",
-    "resolved": None,  # the outcome label for the bias audit; absent means "not audited"
-}
-CANONICAL_COLUMNS = ("id", "instruction", "response", "category", "intent", "age_band", "region",
-                     "customer_tier", "resolved")
+__all__ = ["CANONICAL_COLUMNS", "SPLITS", "CleanOptions", "PreparedData", "Quarantine", "clean_rows",
+           "clean_text_columns", "connected_groups", "normalize_text", "split_rows", "to_canonical"]
+
+INSTRUCTION = SCHEMAS["instruction"]
+REQUIRED_COLUMNS = INSTRUCTION.required
+CANONICAL_COLUMNS = INSTRUCTION.output_columns
 SPLITS = ("train", "val", "test")
 
-_WHITESPACE = re.compile(r"[ \t\r\f\v]+")
-_BLANK_LINES = re.compile(r"\n{3,}")
+
+@dataclass
+class CleanOptions:
+    """How text is cleaned and which rows are rejected (built from ``DataConfig`` by ``from_config``)."""
+
+    min_chars: int = 2
+    max_chars: int = 2_000
+    max_document_chars: int = 50_000
+    unicode_form: str = "NFC"
+    strip_html: bool = True
+    scrub_pii: bool = True
+    near_duplicates: bool = True
+    classic_cleaning: bool = False
+
+    @classmethod
+    def from_config(cls, config: Any) -> CleanOptions:
+        return cls(**{name: getattr(config, name) for name in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -40,116 +60,238 @@ class PreparedData:
     rows: pd.DataFrame
     quarantine: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
+    cleaning: dict[str, int] = field(default_factory=dict)  # HTML-stripped rows, PII replaced per kind
 
 
-def normalize_text(value: str) -> str:
-    """NFC-normalise, collapse runs of spaces, keep single newlines, strip the ends."""
-    text = unicodedata.normalize("NFC", value)
-    text = _WHITESPACE.sub(" ", text)
-    text = "\n".join(line.strip() for line in text.split("\n"))
-    return _BLANK_LINES.sub("\n\n", text).strip()
+class Quarantine:
+    """Collects rejected rows with their reason; counts them per kind of reason for the report."""
+
+    def __init__(self) -> None:
+        self._bins: list[pd.DataFrame] = []
+        self.kinds: dict[str, int] = {}
+
+    def reject(self, rows: pd.DataFrame, mask: pd.Series, kind: str, reasons: pd.Series | None = None) -> pd.DataFrame:
+        """Move ``rows[mask]`` to quarantine (reason ``kind``, or per-row ``reasons``); return the rest."""
+        mask = mask.fillna(False).astype(bool)
+        if mask.any():
+            rejected = rows[mask].copy()
+            rejected["reason"] = kind if reasons is None else reasons[mask].astype(str).to_numpy()
+            self._bins.append(rejected)
+            self.kinds[kind] = self.kinds.get(kind, 0) + int(mask.sum())
+        return rows[~mask]
+
+    def extend(self, other: Quarantine) -> None:
+        """Take over another quarantine's rows and counts."""
+        self._bins.extend(other._bins)
+        for kind, n in other.kinds.items():
+            self.kinds[kind] = self.kinds.get(kind, 0) + n
+
+    def frame(self, like: pd.DataFrame) -> pd.DataFrame:
+        """All rejected rows, or an empty frame with ``like``'s columns plus ``reason``."""
+        if self._bins:
+            return pd.concat(self._bins, ignore_index=True)
+        return like.head(0).assign(reason=pd.Series(dtype="string"))
+
+    def __len__(self) -> int:
+        return sum(self.kinds.values())
+
+    def counts(self) -> dict[str, int]:
+        return {f"quarantined: {kind}": n for kind, n in self.kinds.items()}
 
 
-def to_canonical(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Map a raw frame onto the canonical instruction schema.
+def content_ids(rows: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> list[str]:
+    """Stable ids from the content of ``columns`` (the same text always gets the same id)."""
+    parts = [rows[c].astype("string").fillna("") for c in columns]
+    joined = parts[0] if len(parts) == 1 else parts[0].str.cat(parts[1:], sep="\x00")
+    return ["row-" + hashlib.sha1(text.encode()).hexdigest()[:12] for text in joined]
+
+
+def to_canonical(frame: pd.DataFrame, source: str, task: str = "instruction", columns: dict[str, str] | None = None,
+                 keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Map a raw frame onto the canonical schema of ``task``.
+
+    Args:
+        frame: the rows as read from the source.
+        source: where they came from (named in errors).
+        task: the task shape (a key of ``SCHEMAS``).
+        columns: ``data.columns``: canonical name -> the source's column.
+        keep: extra source columns to carry through unchanged (e.g. bias attributes).
 
     Raises:
-        DataError: a required column is missing (the message lists what was found).
+        DataError: a required or mapped column is missing (the message lists what was found).
     """
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        found = ", ".join(map(str, frame.columns[:12]))
-        hint = ""
-        if len(frame.columns) == 1 and any(sep in str(frame.columns[0]) for sep in ";|\t"):
-            hint = " - wrong delimiter? CompactLM reads CSV with ',' and .tsv with tabs"
-        raise DataError(f"{source}: missing required column(s) {', '.join(repr(c) for c in missing)} "
-                        f"(found: {found}){hint}")
-    out = pd.DataFrame(index=frame.index)
-    for column in CANONICAL_COLUMNS:
-        if column in frame.columns:
-            out[column] = frame[column]
-        elif OPTIONAL_COLUMNS.get(column) is not None:
-            out[column] = OPTIONAL_COLUMNS[column]
-        else:
-            out[column] = pd.NA
-    for column in ("instruction", "response", "category", "intent", "age_band", "region", "customer_tier"):
+    schema = SCHEMAS[task]
+    out = to_schema(map_columns(frame, columns or {}, source), schema, source, keep)
+    for column in out.columns:
+        if column in ("messages", "resolved") or column in keep and column not in schema.input_columns:
+            continue
         out[column] = out[column].astype("string")
     if out["id"].isna().all():
-        out["id"] = [_content_id(i, r) for i, r in zip(out["instruction"].fillna(""), out["response"].fillna(""))]
+        out["id"] = content_ids(out, [c for c in schema.text_columns if c in out.columns] or list(schema.required))
     out["id"] = out["id"].astype("string")
-    return out.reset_index(drop=True)
+    ordered = [c for c in schema.output_columns if c in out.columns]
+    return out[ordered + [c for c in out.columns if c not in ordered]]
 
 
-def _content_id(instruction: str, response: str) -> str:
-    return "row-" + hashlib.sha1(f"{instruction}\x00{response}".encode()).hexdigest()[:12]
+def clean_text_columns(rows: pd.DataFrame, columns: list[str], options: CleanOptions,
+                       counts: dict[str, int]) -> pd.DataFrame:
+    """Strip HTML, normalise Unicode and whitespace, and scrub PII in ``columns`` (counts go to ``counts``)."""
+    rows = rows.copy()
+    pii = {"email": 0, "phone": 0, "card": 0}
+    for column in columns:
+        if options.strip_html:
+            rows[column], n_html = strip_html_series(rows[column])
+            counts["rows with HTML stripped"] = counts.get("rows with HTML stripped", 0) + n_html
+        rows[column] = normalize_series(rows[column], options.unicode_form)
+        if options.scrub_pii:
+            rows[column] = scrub_pii_series(rows[column], pii)
+    if options.scrub_pii:
+        for kind, n in pii.items():
+            counts[f"pii replaced: {kind}"] = counts.get(f"pii replaced: {kind}", 0) + n
+    return rows
 
 
-def _quarantine(rows: pd.DataFrame, mask: pd.Series, reason: str, bins: list[pd.DataFrame]) -> pd.DataFrame:
-    if mask.any():
-        rejected = rows[mask].copy()
-        rejected["reason"] = reason
-        bins.append(rejected)
-    return rows[~mask]
+def _blank(series: pd.Series) -> pd.Series:
+    return series.isna() | (series.astype("string").fillna("").str.strip() == "")
 
 
-def clean_rows(rows: pd.DataFrame, min_chars: int, max_chars: int) -> PreparedData:
-    """Normalise text and quarantine unusable rows: blank text, out-of-bounds length, duplicates.
+def _first_id_of(keys: pd.Series, ids: pd.Series) -> pd.Series:
+    """For each row, the id of the first row sharing its key."""
+    first = ids.groupby(keys.to_numpy(), sort=False).transform("first")
+    return pd.Series(first.to_numpy(), index=keys.index)
+
+
+def _label_conflicts(rows: pd.DataFrame, schema: TaskSchema, quarantine: Quarantine) -> pd.DataFrame:
+    """Keep one label per near-identical text (the most frequent; ties: the first seen); quarantine the rest."""
+    label = schema.label
+    if label is None or schema.name == "chat":  # a chat's intent belongs to the conversation, not one message
+        return rows
+    keys = near_duplicate_keys(rows[schema.key_column]).to_numpy()
+    labels = rows[label].astype("string").fillna("")
+    n_labels = labels.groupby(keys, sort=False).transform("nunique")
+    if not (n_labels > 1).any():
+        return rows
+    tally = pd.DataFrame({"key": keys, "label": labels.to_numpy(), "order": np.arange(len(rows))})
+    stats = tally.groupby(["key", "label"], sort=False).agg(n=("order", "size"), first=("order", "min")).reset_index()
+    stats = stats.sort_values(["key", "n", "first"], ascending=[True, False, True]).drop_duplicates("key")
+    kept_label = pd.Series(stats["label"].to_numpy(), index=stats["key"].to_numpy())
+    kept_row = pd.Series(rows["id"].to_numpy()[stats["first"].to_numpy()], index=stats["key"].to_numpy())
+    winner = kept_label.reindex(keys).to_numpy()
+    conflict = pd.Series(labels.to_numpy() != winner, index=rows.index)
+    reasons = pd.Series([f"conflicting label: the same {schema.key_column} is labelled {w!r} in row {r}"
+                         for w, r in zip(winner, kept_row.reindex(keys).to_numpy())], index=rows.index)
+    return quarantine.reject(rows, conflict, f"conflicting {label}: the same {schema.key_column} has another label",
+                             reasons)
+
+
+def clean_rows(rows: pd.DataFrame, min_chars: int, max_chars: int, options: CleanOptions | None = None,
+               task: str = "instruction") -> PreparedData:
+    """Clean canonical rows and quarantine unusable ones, each with its reason.
+
+    Rejects blank or null required values, texts out of length bounds, exact and near duplicates (the
+    later copy goes; near duplicates name the row they duplicate), texts carrying two labels, and
+    repeated ids.
 
     Args:
         rows: canonical rows (see ``to_canonical``).
-        min_chars: shortest allowed instruction/response, in characters.
-        max_chars: longest allowed instruction/response, in characters.
+        min_chars: shortest allowed text, in characters.
+        max_chars: longest allowed short text (documents use ``options.max_document_chars``).
+        options: the rest of the cleaning switches (defaults: everything on, no classic cleaning).
+        task: the task shape of ``rows``.
     """
-    bins: list[pd.DataFrame] = []
-    n_in = len(rows)
-    for column in ("instruction", "response", "intent"):
-        blank = rows[column].isna() | (rows[column].fillna("").str.strip() == "")
-        rows = _quarantine(rows, blank, f"blank or null {column}", bins)
-    rows = rows.copy()
-    for column in ("instruction", "response"):
-        rows[column] = rows[column].map(normalize_text).astype("string")
-        lengths = rows[column].str.len()
-        rows = _quarantine(rows, lengths < min_chars, f"{column} shorter than {min_chars} characters", bins)
-        lengths = rows[column].str.len()
-        rows = _quarantine(rows, lengths > max_chars, f"{column} longer than {max_chars} characters", bins)
-    rows = rows.assign(intent=rows["intent"].str.strip(), category=rows["category"].fillna("general").str.strip())
-    duplicated = rows.duplicated(subset=["instruction", "response"], keep="first")
-    rows = _quarantine(rows, duplicated, "exact duplicate of an earlier row", bins)
-    if rows["id"].isna().any():
+    options = options or CleanOptions()
+    schema = SCHEMAS[task]
+    quarantine = Quarantine()
+    counts: dict[str, int] = {"rows_in": len(rows)}
+    cleaning: dict[str, int] = {}
+    for column in schema.required:
+        rows = quarantine.reject(rows, _blank(rows[column]), f"blank or null {column}")
+    text_columns = list(schema.text_columns)
+    rows = clean_text_columns(rows, text_columns, options, cleaning)
+    if options.classic_cleaning:
+        rows = rows.assign(text=classic_clean_series(rows["text"]))
+        rows = quarantine.reject(rows, _blank(rows["text"]), "blank after classic cleaning")
+    for column, bound in schema.text_columns.items():
+        upper = {"short": max_chars, "document": options.max_document_chars}.get(bound)
+        rows = quarantine.reject(rows, rows[column].str.len() < min_chars,
+                                 f"{column} shorter than {min_chars} characters")
+        if upper is not None:
+            rows = quarantine.reject(rows, rows[column].str.len() > upper, f"{column} longer than {upper} characters")
+    if schema.label is not None:
+        rows = rows.assign(**{schema.label: rows[schema.label].astype("string").str.strip()})
+    if "category" in rows.columns:
+        rows = rows.assign(category=rows["category"].fillna("general").str.strip())
+    missing = rows["id"].isna()
+    if missing.any():
         rows = rows.copy()
-        missing = rows["id"].isna()
-        rows.loc[missing, "id"] = [_content_id(i, r) for i, r in
-                                   zip(rows.loc[missing, "instruction"], rows.loc[missing, "response"])]
-    quarantine = pd.concat(bins, ignore_index=True) if bins else rows.head(0).assign(reason=pd.Series(dtype="string"))
-    counts = {"rows_in": n_in, "rows_kept": len(rows), "rows_quarantined": len(quarantine)}
-    for reason, count in quarantine["reason"].value_counts().items():
-        counts[f"quarantined: {reason}"] = int(count)
-    return PreparedData(rows=rows.reset_index(drop=True), quarantine=quarantine, counts=counts)
+        rows.loc[missing, "id"] = content_ids(rows[missing], text_columns)
+    dedup = text_columns + ([schema.label] if schema.name == "classification" else [])
+    rows = quarantine.reject(rows, rows.duplicated(subset=dedup, keep="first"), "exact duplicate of an earlier row")
+    if options.near_duplicates and len(rows):
+        keys = near_duplicate_keys(rows[dedup[0]])
+        for column in dedup[1:]:
+            keys = keys.str.cat(near_duplicate_keys(rows[column]), sep="\x00")
+        near = keys.duplicated(keep="first")
+        reasons = "near duplicate of " + _first_id_of(keys, rows["id"]).astype(str)
+        rows = quarantine.reject(rows, near, "near duplicate of an earlier row", reasons)
+    rows = _label_conflicts(rows, schema, quarantine)
+    rows = quarantine.reject(rows, rows["id"].duplicated(keep="first"), "id already used by an earlier row")
+    quarantined = quarantine.frame(rows)
+    counts.update({"rows_kept": len(rows), "rows_quarantined": len(quarantined), **quarantine.counts()})
+    return PreparedData(rows=rows.reset_index(drop=True), quarantine=quarantined, counts=counts, cleaning=cleaning)
 
 
-def split_rows(rows: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
-    """Seeded split stratified by intent, with no instruction shared across splits.
+def connected_groups(keys: list[pd.Series]) -> np.ndarray:
+    """Group ids such that rows sharing a value in any of ``keys`` are in the same group.
 
-    Rows are grouped by their lower-cased instruction and whole groups are assigned, so the same
-    customer message can never appear in both train and test. Within each intent, groups are
-    shuffled and cut at the requested fractions; intents with fewer than 3 groups go to train.
+    Connected components by min-label propagation: each pass gives every row the smallest group id
+    among the rows sharing one of its keys, until nothing changes (a few passes in practice).
+    """
+    n = len(keys[0])
+    codes = []
+    for key in keys:
+        code = pd.factorize(key.to_numpy(), use_na_sentinel=True)[0]
+        # A missing key links nothing: give each such row a code of its own.
+        code = np.where(code < 0, np.arange(n) + code.max() + 1, code)
+        codes.append(code)
+    group = pd.Series(np.arange(n))
+    while True:
+        previous = group
+        for code in codes:
+            group = group.groupby(code).transform("min")
+        if group.equals(previous):
+            return group.to_numpy()
+
+
+def split_rows(rows: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int,
+               stratify: str | None = "intent", key_column: str = "instruction",
+               exact_key: bool = False) -> dict[str, pd.DataFrame]:
+    """Seeded split stratified by ``stratify``, with no near-duplicate text shared across splits.
+
+    Rows are grouped by the near-duplicate key of ``key_column`` (or its exact value, for an id such
+    as a conversation id) and whole groups are assigned, so the same customer message can never
+    appear in both train and test. Within each stratum, groups are shuffled and cut at the requested
+    fractions; strata with fewer than 3 groups go to train.
     """
     if rows.empty:
         raise DataError("no usable rows left after cleaning (see the quarantine file for the reasons)")
-    key = rows["instruction"].str.lower()
-    groups = pd.DataFrame({"key": key, "intent": rows["intent"]}).drop_duplicates("key")
+    key = rows[key_column].astype("string") if exact_key else near_duplicate_keys(rows[key_column])
+    group = connected_groups([key])
+    strata = rows[stratify].astype("string").fillna("") if stratify and stratify in rows.columns else \
+        pd.Series("", index=rows.index)
+    groups = pd.DataFrame({"group": group, "stratum": strata.to_numpy()}).drop_duplicates("group")
     rng = np.random.default_rng(seed)
-    assignment: dict[str, str] = {}
-    for _, members in groups.groupby("intent", sort=True):
-        keys = members["key"].to_numpy()
-        keys = keys[rng.permutation(len(keys))]
-        n = len(keys)
-        # From 3 groups on, every intent gets at least one test and one validation group.
+    assignment: dict[int, str] = {}
+    for _, members in groups.groupby("stratum", sort=True):
+        ids = members["group"].to_numpy()
+        ids = ids[rng.permutation(len(ids))]
+        n = len(ids)
+        # From 3 groups on, every stratum gets at least one test and one validation group.
         n_test = max(1, int(round(n * test_fraction))) if n >= 3 else 0
         n_val = max(1, int(round(n * val_fraction))) if n >= 3 else 0
-        for i, k in enumerate(keys):
-            assignment[k] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
-    split_of = key.map(assignment)
+        for i, g in enumerate(ids.tolist()):
+            assignment[g] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    split_of = pd.Series(group).map(assignment).to_numpy()
     out = {name: rows[split_of == name].reset_index(drop=True) for name in SPLITS}
     for name in ("train", "test"):
         if out[name].empty:

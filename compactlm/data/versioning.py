@@ -1,18 +1,26 @@
-"""Dataset versions with DVC: write the splits atomically, ``dvc add``, push to the remote.
+"""Dataset versions with DVC: write the splits atomically, ``dvc add``, push to the remote, record in an index.
 
 The DVC repository lives in the state folder (``<home>/data``, initialised without git so that deleting
 the state folder starts over cleanly). The remote is a local folder by default, or ``s3://...`` with
 the usual AWS_* variables (AWS_ENDPOINT_URL for S3-compatible stores). Each version's ``.dvc`` file is
-kept under ``versions/`` so any version can be restored byte for byte.
+kept under ``versions/<name>/`` so any version can be restored byte for byte, and
+``versions/<name>/index.json`` lists the versions in the order they were first recorded (with their
+row counts and label distribution), independent of file times.
+
+A version is recorded only once it is pushed: if ``dvc add`` or the push fails, the previous folder
+and ``.dvc`` file are put back and the index is untouched, so a failed run never leaves a partial version.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -32,6 +40,7 @@ class DatasetVersion:
     remote: str
     nfiles: int
     size: int
+    reused: bool = False  # True when an ingest found nothing changed and kept this existing version
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,61 +66,150 @@ def _open_repo(root: Path, remote_url: str):
     return Repo(str(root))
 
 
-def _write_atomically(folder: Path, files: dict[str, pd.DataFrame]) -> None:
-    """Write every file into a temp folder beside ``folder``, then swap it in with renames."""
+def _stage(folder: Path, files: dict[str, pd.DataFrame]) -> Path:
+    """Write every file into a fresh temp folder beside ``folder`` (same filesystem: renames are atomic)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         for filename, frame in files.items():
             frame.to_parquet(staging / filename, index=False)
-        old = folder.with_name(f".{folder.name}-old")
-        if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-        staging.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return staging
 
 
-def version_dataset(root: str | Path, name: str, files: dict[str, pd.DataFrame], remote_url: str) -> DatasetVersion:
-    """Write ``files`` as ``<root>/datasets/<name>/``, track the folder with DVC and push it.
+def _write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump(payload, out, indent=2, default=str)
+    Path(tmp).replace(path)
+
+
+def _index_path(root: Path, name: str) -> Path:
+    return root / "versions" / name / "index.json"
+
+
+def version_records(root: str | Path, name: str) -> list[dict[str, Any]]:
+    """Every recorded version of ``name``, oldest first: md5, created, nfiles, size and ingest metadata."""
+    root = Path(root)
+    index = _index_path(root, name)
+    if index.is_file():
+        return json.loads(index.read_text(encoding="utf-8"))["versions"]
+    folder = root / "versions" / name  # a state folder from before the index: file times are all there is
+    files = sorted(folder.glob("*.dvc"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    return [{"md5": p.stem, "created": datetime.fromtimestamp(p.stat().st_mtime, UTC).isoformat()} for p in files]
+
+
+def _record(root: Path, name: str, version: DatasetVersion, metadata: dict[str, Any]) -> None:
+    """Append ``version`` to the index (the same content again keeps its first place in history)."""
+    records = version_records(root, name)  # without an index yet: the older versions, by file time
+    if any(r["md5"] == version.md5 for r in records) and _index_path(root, name).is_file():
+        return
+    if not any(r["md5"] == version.md5 for r in records):
+        records.append({"md5": version.md5, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                        "nfiles": version.nfiles, "size": version.size, **metadata})
+    _write_json(_index_path(root, name), {"name": name, "versions": records})
+
+
+def _dvc_out(dvc_file: Path) -> dict[str, Any]:
+    return yaml.safe_load(dvc_file.read_text())["outs"][0]
+
+
+def version_dataset(root: str | Path, name: str, files: dict[str, pd.DataFrame], remote_url: str,
+                    metadata: dict[str, Any] | None = None) -> DatasetVersion:
+    """Write ``files`` as ``<root>/datasets/<name>/``, track the folder with DVC, push it, record it.
 
     Args:
         root: the DVC repository folder (created on first use).
         name: dataset name; the folder and the ``.dvc`` file are named after it.
         files: file name -> frame, written as Parquet.
         remote_url: a local folder or an ``s3://bucket/prefix`` URL.
+        metadata: stored with the version in the index (source, task, rows per split, labels...).
 
     Returns:
         The version, whose ``md5`` is the DVC directory hash recorded on every run and model.
+
+    Raises:
+        DataError: the push failed; the previous version is left in place and nothing is recorded.
     """
     root = Path(root).resolve()
     repo = _open_repo(root, remote_url)
     folder = root / "datasets" / name
-    _write_atomically(folder, files)
-    repo.add(str(folder))
     dvc_file = folder.with_name(f"{name}.dvc")
-    out = yaml.safe_load(dvc_file.read_text())["outs"][0]
-    md5 = out["md5"].removesuffix(".dir")
+    staging = _stage(folder, files)
+    backup = folder.with_name(f".{name}-previous")
+    previous_dvc = dvc_file.read_bytes() if dvc_file.exists() else None
+    shutil.rmtree(backup, ignore_errors=True)
     try:
-        repo.push(targets=[str(dvc_file)])
-    except Exception as exc:  # network/credential problems surface as DVC errors
-        raise DataError(f"pushing dataset {name} to the DVC remote {remote_url} failed: "
-                        f"{str(exc).splitlines()[0]}") from None
+        if folder.exists():
+            folder.rename(backup)
+        staging.rename(folder)
+        repo.add(str(folder))
+        out = _dvc_out(dvc_file)
+        md5 = out["md5"].removesuffix(".dir")
+        try:
+            repo.push(targets=[str(dvc_file)])
+        except Exception as exc:  # network/credential problems surface as DVC errors
+            raise DataError(f"pushing dataset {name} to the DVC remote {remote_url} failed: "
+                            f"{str(exc).splitlines()[0]}") from None
+    except BaseException:
+        # Put the previous version back exactly as it was.
+        shutil.rmtree(staging, ignore_errors=True)
+        if backup.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            backup.rename(folder)
+        elif folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        if previous_dvc is None:
+            dvc_file.unlink(missing_ok=True)
+        else:
+            dvc_file.write_bytes(previous_dvc)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+    version = DatasetVersion(name=name, md5=md5, path=str(folder), remote=remote_url,
+                             nfiles=int(out.get("nfiles", len(files))), size=int(out.get("size", 0)))
+    _record(root, name, version, metadata or {})
     versions = root / "versions" / name
     versions.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(dvc_file, versions / f"{md5}.dvc")
-    return DatasetVersion(name=name, md5=md5, path=str(folder), remote=remote_url,
-                          nfiles=int(out.get("nfiles", len(files))), size=int(out.get("size", 0)))
+    return version
 
 
 def list_versions(root: str | Path, name: str) -> list[str]:
-    """The md5 hashes of every recorded version of ``name``, oldest first."""
-    versions = Path(root) / "versions" / name
-    files = sorted(versions.glob("*.dvc"), key=lambda p: p.stat().st_mtime) if versions.is_dir() else []
-    return [p.stem for p in files]
+    """The md5 hashes of every recorded version of ``name``, oldest first (in recording order)."""
+    return [r["md5"] for r in version_records(root, name)]
+
+
+def current_md5(root: str | Path, name: str) -> str | None:
+    """The version the dataset folder holds now (per its ``.dvc`` file), if any."""
+    dvc_file = Path(root) / "datasets" / f"{name}.dvc"
+    return _dvc_out(dvc_file)["md5"].removesuffix(".dir") if dvc_file.is_file() else None
+
+
+def resolve_version(root: str | Path, name: str, md5: str) -> str:
+    """The full md5 of the one recorded version starting with ``md5``.
+
+    Raises:
+        DataError: no version, or several, start with it (the message lists the known ones).
+    """
+    known = list_versions(root, name)
+    matches = [v for v in known if v.startswith(md5)] if md5 else []
+    if len(matches) != 1:
+        listed = ", ".join(v[:12] for v in known) or "none"
+        raise DataError(f"dataset {name} has no unique version {md5!r} (known: {listed})")
+    return matches[0]
+
+
+def load_version(root: str | Path, name: str, md5: str, remote_url: str, restore: bool = False) -> DatasetVersion:
+    """The ``DatasetVersion`` of a recorded version, checked out first when ``restore`` is set."""
+    root = Path(root).resolve()
+    if restore:
+        checkout_version(root, name, md5, remote_url)
+    out = yaml.safe_load((root / "versions" / name / f"{md5}.dvc").read_text())["outs"][0]
+    return DatasetVersion(name=name, md5=md5, path=str(root / "datasets" / name), remote=remote_url,
+                          nfiles=int(out.get("nfiles", 0)), size=int(out.get("size", 0)))
 
 
 def checkout_version(root: str | Path, name: str, md5: str, remote_url: str) -> Path:
@@ -121,13 +219,10 @@ def checkout_version(root: str | Path, name: str, md5: str, remote_url: str) -> 
         DataError: no such version was ever recorded here.
     """
     root = Path(root).resolve()
-    matches = [v for v in list_versions(root, name) if v.startswith(md5)] if md5 else []
-    if len(matches) != 1:
-        known = ", ".join(v[:12] for v in list_versions(root, name)) or "none"
-        raise DataError(f"dataset {name} has no unique version {md5!r} (known: {known})")
+    full = resolve_version(root, name, md5)
     repo = _open_repo(root, remote_url)
     dvc_file = root / "datasets" / f"{name}.dvc"
-    shutil.copyfile(root / "versions" / name / f"{matches[0]}.dvc", dvc_file)
+    shutil.copyfile(root / "versions" / name / f"{full}.dvc", dvc_file)
     repo.pull(targets=[str(dvc_file)], force=True)
     return root / "datasets" / name
 

@@ -1,77 +1,113 @@
-"""Text metrics over generated responses (sacrebleu BLEU, rouge-score ROUGE-L) and the evaluation run."""
+"""Metric functions: ROUGE (rouge-score), BLEU (sacrebleu), exact match, accuracy, macro-F1, slices, size.
+
+Pure functions over lists of strings or labels, each tested against hand-computed values. The
+evaluation run that produces the pipeline's metrics is in ``compactlm.evaluation.runner``.
+"""
 
 from __future__ import annotations
 
-import time
+import re
+import string
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
-from compactlm.config import EvalConfig
-from compactlm.evaluation.generate import generate_responses, response_likelihood
+
+def _aligned(predictions: Sequence, references: Sequence) -> None:
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+
+
+def rouge_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Mean ROUGE-1, ROUGE-2 and ROUGE-L F1 (rouge-score, stemmed), each in [0, 1]."""
+    from rouge_score import rouge_scorer
+
+    _aligned(predictions, references)
+    if not predictions:
+        return {"rouge_1": 0.0, "rouge_2": 0.0, "rouge_l": 0.0}
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    for pred, ref in zip(predictions, references):
+        scores = scorer.score(ref, pred)
+        for key in totals:
+            totals[key] += scores[key].fmeasure
+    n = len(predictions)
+    return {"rouge_1": totals["rouge1"] / n, "rouge_2": totals["rouge2"] / n, "rouge_l": totals["rougeL"] / n}
 
 
 def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
     """Mean ROUGE-L F1 (rouge-score, stemmed), in [0, 1]."""
+    return rouge_scores(predictions, references)["rouge_l"]
+
+
+def rouge_l_per_pair(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    """ROUGE-L F1 of each pair (for slices and per-answer rubrics)."""
     from rouge_score import rouge_scorer
 
-    if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-    if not predictions:
-        return 0.0
+    _aligned(predictions, references)
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    scores = [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
-    return sum(scores) / len(scores)
+    return [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
 
 
 def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
     """Corpus BLEU (sacrebleu, default 13a tokenisation), in [0, 100]."""
     import sacrebleu
 
-    if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    _aligned(predictions, references)
     if not predictions:
         return 0.0
     return float(sacrebleu.corpus_bleu(list(predictions), [list(references)]).score)
 
 
-@dataclass
-class EvalResult:
-    """Metrics of one model on one frozen test set, with a few examples for the report."""
-
-    metrics: dict[str, float]
-    n_rows: int
-    n_generated: int
-    seconds: float
-    examples: list[dict[str, str]] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+_PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
 
 
-def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max_length: int) -> EvalResult:
-    """Perplexity on every test row; ROUGE-L and BLEU on greedy generations for a seeded sample.
+def normalize_answer(text: str) -> str:
+    """Lowercase, drop punctuation, collapse whitespace (the SQuAD-style normalisation)."""
+    return " ".join(_PUNCT.sub(" ", text.lower()).split())
 
-    The sample is drawn with ``config.seed``, so a challenger and the re-scored champion see the
-    same rows.
+
+def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Share of predictions equal to their reference after ``normalize_answer``, in [0, 1]."""
+    _aligned(predictions, references)
+    if not predictions:
+        return 0.0
+    return sum(normalize_answer(p) == normalize_answer(r) for p, r in zip(predictions, references)) / len(predictions)
+
+
+def accuracy(predictions: Sequence, labels: Sequence) -> float:
+    """Share of exact label matches, in [0, 1]."""
+    _aligned(predictions, labels)
+    return sum(p == y for p, y in zip(predictions, labels)) / len(labels) if labels else 0.0
+
+
+def macro_f1(predictions: Sequence, labels: Sequence) -> float:
+    """Unweighted mean of per-class F1 over every class seen in labels or predictions.
+
+    A class never predicted and never present cannot occur; a class with no true positives scores 0.
     """
-    start = time.perf_counter()
-    likelihood = response_likelihood(model, tokenizer, test, max_length, config.batch_size)
-    sample = test.sample(n=min(config.max_generate_samples, len(test)), random_state=config.seed)
-    gen_start = time.perf_counter()
-    predictions = generate_responses(model, tokenizer, list(sample["instruction"]), config.max_new_tokens,
-                                     config.batch_size, max_length)
-    gen_seconds = time.perf_counter() - gen_start
-    references = list(sample["response"])
-    metrics = {
-        "perplexity": likelihood.perplexity,
-        "word_perplexity": likelihood.word_perplexity,
-        "rouge_l": rouge_l(predictions, references),
-        "bleu": bleu(predictions, references),
-        "generation_seconds_per_sample": gen_seconds / max(len(sample), 1),
-    }
-    examples = [{"instruction": i, "reference": r, "generated": p}
-                for i, r, p in list(zip(sample["instruction"], references, predictions))[:5]]
-    return EvalResult(metrics=metrics, n_rows=len(test), n_generated=len(sample),
-                      seconds=time.perf_counter() - start, examples=examples)
+    _aligned(predictions, labels)
+    classes = sorted(set(labels) | set(predictions), key=str)
+    if not classes:
+        return 0.0
+    scores = []
+    for c in classes:
+        tp = sum(p == c and y == c for p, y in zip(predictions, labels))
+        fp = sum(p == c and y != c for p, y in zip(predictions, labels))
+        fn = sum(p != c and y == c for p, y in zip(predictions, labels))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / len(scores)
+
+
+def slice_means(values: Sequence[float], groups: Sequence[str]) -> dict[str, float]:
+    """Mean of ``values`` per group (e.g. ROUGE-L per intent), groups sorted by name."""
+    frame = pd.DataFrame({"value": list(values), "group": list(groups)})
+    return {str(k): float(v) for k, v in frame.groupby("group", sort=True)["value"].mean().items()}
+
+
+def model_size_mb(model_dir: str | Path) -> float:
+    """Size of the weight files of a saved model (safetensors / bin / pt), in MB (10^6 bytes)."""
+    folder = Path(model_dir)
+    files = [p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".pth") and p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6

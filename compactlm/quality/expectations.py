@@ -1,16 +1,22 @@
-"""Great Expectations suites stored under ``expectations/``, run against a DataFrame.
+"""Great Expectations suites stored under ``expectations/``, run against a DataFrame, with Data Docs.
 
-Suites are plain GE 1.x JSON (``suite.to_json_dict()`` format) versioned with the code. Each
-expectation carries GE's ``severity``: a failed ``critical`` expectation stops the pipeline, a failed
-``warning`` is reported only. Run-time values (allowed labels, length bounds) are GE suite parameters
-(``{"$PARAMETER": "name"}``) filled from the data config.
+Suites are plain GE 1.x JSON (``suite.to_json_dict()`` format) versioned with the code, one per task
+shape. Each expectation carries GE's ``severity``: a failed ``critical`` expectation stops the pipeline,
+a failed ``warning`` is reported only. Run-time values (allowed labels, length bounds, the reference
+label distribution) are written ``{"$PARAMETER": "name"}`` and filled in before the suite is built, so
+Data Docs show the real values; an expectation whose parameter has no value (no reference distribution
+on a first version) is skipped and listed as such. Checks GE has no expectation for (split leakage,
+label consistency, card numbers) are derived columns declared in the suite's ``meta.derived`` (see
+``compactlm.quality.derived``) and validated with ordinary expectations.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from compactlm.errors import ConfigError
+from compactlm.quality.derived import add_quality_columns
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 SAMPLE_ROWS = 5
@@ -53,6 +60,8 @@ class ValidationReport:
     n_rows: int
     success: bool
     checks: list[CheckResult]
+    skipped: list[str] = field(default_factory=list)  # expectations without a parameter value
+    docs_path: str | None = None  # the Data Docs site's index.html, when rendered
 
     @property
     def critical_failures(self) -> list[CheckResult]:
@@ -79,6 +88,9 @@ class ValidationReport:
             sample = ", ".join(str(s) for s in c.sample[:2]).replace("|", "\\|")[:160]
             lines.append(f"| {c.expectation} | {c.column or ''} | {c.severity} | "
                          f"{'pass' if c.success else 'FAIL'} | {c.unexpected_count} | {sample} |")
+        lines += [f"| {s} | | | skipped | | |" for s in self.skipped]
+        if self.docs_path:
+            lines += ["", f"Great Expectations Data Docs: `{self.docs_path}`"]
         return "\n".join(lines)
 
 
@@ -102,60 +114,132 @@ def load_suite(name: str, directory: str | Path | None = None) -> dict[str, Any]
     return suite
 
 
-def _ephemeral_context():
+def _ephemeral_context(docs_dir: Path | None = None):
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    # This module sets its own logger to INFO and announces every ephemeral docs folder.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    if docs_dir is not None:
+        context.add_data_docs_site("local", {
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        })
     return context
 
 
+def _parameter_names(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        if set(value) == {"$PARAMETER"}:
+            return [value["$PARAMETER"]]
+        return [n for v in value.values() for n in _parameter_names(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _parameter_names(v)]
+    return []
+
+
+def _substitute(value: Any, parameters: dict[str, Any]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$PARAMETER"}:
+            return parameters[value["$PARAMETER"]]
+        return {k: _substitute(v, parameters) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, parameters) for v in value]
+    return value
+
+
+def _columns_of(kwargs: dict[str, Any]) -> list[str]:
+    named = [kwargs.get(k) for k in ("column", "column_A", "column_B")] + list(kwargs.get("column_list") or [])
+    return [c for c in named if c]
+
+
+def resolve_parameters(expectations: list[dict[str, Any]], parameters: dict[str, Any],
+                       columns: set[str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Fill ``$PARAMETER`` placeholders; return the expectations to run and descriptions of the skipped ones.
+
+    An expectation is skipped when one of its parameters has no value, or when it is marked
+    ``meta.optional_column`` and (with ``columns`` given) a column it names is not in the data.
+    """
+    resolved, skipped = [], []
+    for expectation in expectations:
+        kwargs = expectation.get("kwargs", {})
+        why = [f"no value for parameter {n!r}" for n in _parameter_names(kwargs) if parameters.get(n) is None]
+        if (expectation.get("meta") or {}).get("optional_column") and columns is not None:
+            why += [f"no column {c!r} in the data" for c in _columns_of(kwargs) if c not in columns]
+        if why:
+            skipped.append(f"{expectation['type']}({', '.join(_columns_of(kwargs))}): {'; '.join(why)}")
+            continue
+        item = copy.deepcopy(expectation)
+        item["kwargs"] = _substitute(kwargs, parameters)
+        resolved.append(item)
+    return resolved, skipped
+
+
 def validate_frame(frame: pd.DataFrame, suite_name: str, parameters: dict[str, Any],
-                   id_column: str = "id", directory: str | Path | None = None) -> ValidationReport:
-    """Validate ``frame`` against a stored suite.
+                   id_column: str = "id", directory: str | Path | None = None,
+                   docs_dir: str | Path | None = None) -> ValidationReport:
+    """Validate ``frame`` against a stored suite, optionally rendering GE Data Docs.
 
     Args:
-        frame: the rows to check (all splits, with a ``split`` column, for the instruction suite).
+        frame: the rows to check (all splits, with a ``split`` column).
         suite_name: the suite file's name under ``expectations/``, without ``.json``.
-        parameters: values for the suite's ``$PARAMETER`` placeholders.
+        parameters: values for the suite's ``$PARAMETER`` placeholders (None: skip that expectation).
         id_column: column used to name offending rows in the report.
+        directory: the suites folder (default: ``expectations/`` or COMPACTLM_EXPECTATIONS_DIR).
+        docs_dir: render the Data Docs site here (the folder is replaced); ``docs_path`` names its index.
     """
     import great_expectations as gx
     from great_expectations.core import ExpectationSuite
 
     suite_json = load_suite(suite_name, directory)
-    context = _ephemeral_context()
-    suite = context.suites.add(ExpectationSuite(**suite_json))
+    frame = add_quality_columns(frame, (suite_json.get("meta") or {}).get("derived"))
+    expectations, skipped = resolve_parameters(suite_json["expectations"], parameters, set(frame.columns))
+    docs = Path(docs_dir).resolve() if docs_dir is not None else None
+    if docs is not None:
+        shutil.rmtree(docs, ignore_errors=True)
+    context = _ephemeral_context(docs)
+    suite = context.suites.add(ExpectationSuite(name=suite_json.get("name", suite_name), expectations=expectations,
+                                                meta=suite_json.get("meta") or {}))
     asset = context.data_sources.add_pandas("frames").add_dataframe_asset("frame")
     batch = asset.add_batch_definition_whole_dataframe("whole")
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{suite_name}-validation", data=batch, suite=suite))
     index_columns = [id_column] if id_column in frame.columns else []
-    result = definition.run(
-        batch_parameters={"dataframe": frame},
-        expectation_parameters=parameters,
-        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": index_columns,
-                       "partial_unexpected_count": SAMPLE_ROWS},
-    )
-    checks = []
-    for item in result.results:
-        config = item.expectation_config
-        details = item.result or {}
-        sample = list(details.get("unexpected_index_list") or details.get("partial_unexpected_list") or [])
-        column = config.kwargs.get("column") or ", ".join(config.kwargs.get("column_list", []) or []) or None
-        checks.append(CheckResult(
-            expectation=config.type,
-            column=column,
-            severity=str(getattr(config, "severity", None) or "critical").split(".")[-1].lower(),
-            success=bool(item.success),
-            unexpected_count=int(details.get("unexpected_count") or 0),
-            sample=[_plain(s) for s in sample[:SAMPLE_ROWS]],
-            observed=_plain(details.get("observed_value")),
-        ))
+    result_format = {"result_format": "SUMMARY", "unexpected_index_column_names": index_columns,
+                     "partial_unexpected_count": SAMPLE_ROWS}
+    if docs is None:
+        result = definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+    else:
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=f"{suite_name}-checkpoint", validation_definitions=[definition], result_format=result_format,
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data-docs")]))
+        result = next(iter(checkpoint.run(batch_parameters={"dataframe": frame}).run_results.values()))
+    checks = [_check_result(item) for item in result.results]
     success = not any(not c.success and c.severity == "critical" for c in checks)
-    return ValidationReport(suite=suite_name, n_rows=len(frame), success=success, checks=checks)
+    index = docs / "index.html" if docs is not None else None
+    return ValidationReport(suite=suite_name, n_rows=len(frame), success=success, checks=checks, skipped=skipped,
+                            docs_path=str(index) if index is not None and index.is_file() else None)
+
+
+def _check_result(item: Any) -> CheckResult:
+    config = item.expectation_config
+    details = item.result or {}
+    sample = list(details.get("partial_unexpected_index_list") or details.get("unexpected_index_list")
+                  or details.get("partial_unexpected_list") or [])
+    column = config.kwargs.get("column") or ", ".join(config.kwargs.get("column_list", []) or []) or None
+    return CheckResult(
+        expectation=config.type,
+        column=column,
+        severity=str(getattr(config, "severity", None) or "critical").split(".")[-1].lower(),
+        success=bool(item.success),
+        unexpected_count=int(details.get("unexpected_count") or 0),
+        sample=[_plain(s) for s in sample[:SAMPLE_ROWS]],
+        observed=_plain(details.get("observed_value")),
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -26,6 +26,7 @@ class CompactLMChatModel(mlflow.pyfunc.PythonModel):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         model_dir = context.artifacts[MODEL_ARTIFACT]
+        self.model_dir = model_dir
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir)
         self.model.eval()
@@ -66,8 +67,8 @@ def pip_requirements() -> list[str]:
     return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "transformers", "tokenizers", "pandas", "mlflow")]
 
 
-def log_chat_model(model_dir: str | Path, name: str = "model") -> str:
-    """Log a saved model folder as a pyfunc model in the active MLflow run; returns its model URI."""
+def log_chat_model(model_dir: str | Path, name: str = "model"):
+    """Log a saved model folder as a pyfunc model in the active MLflow run; returns MLflow's ``ModelInfo``."""
     import compactlm
 
     package = Path(compactlm.__file__).parent
@@ -80,11 +81,17 @@ def log_chat_model(model_dir: str | Path, name: str = "model") -> str:
         input_example=pd.DataFrame({INPUT_COLUMN: ["Where is my order?"]}),
         pip_requirements=pip_requirements(),
     )
-    return info.model_uri
+    return info
 
 
 def load_chat_model(model_uri: str):
     """Load a registered chat model through MLflow; returns ``(transformers model, tokenizer)``."""
+    model, tokenizer, _ = load_chat_model_with_dir(model_uri)
+    return model, tokenizer
+
+
+def load_chat_model_with_dir(model_uri: str):
+    """Like ``load_chat_model``, plus the local folder MLflow downloaded the weights to."""
     loaded = mlflow.pyfunc.load_model(model_uri)
     python_model = loaded.unwrap_python_model()
-    return python_model.model, python_model.tokenizer
+    return python_model.model, python_model.tokenizer, python_model.model_dir

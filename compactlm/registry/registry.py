@@ -1,7 +1,8 @@
-"""MLflow tracking set-up and model-registry helpers: versions, lineage tags, aliases, approvals.
+"""MLflow tracking set-up and model-registry helpers: versions, lineage tags, aliases.
 
-Aliases: ``challenger`` marks the newest candidate that passed the gate; ``champion`` the approved
-production model. Only ``promote`` moves ``champion``, and only for an approved decision.
+Aliases: ``challenger`` marks the newest candidate that passed the gate and the smoke test;
+``champion`` the approved production model. Who may move ``champion`` is decided in
+``compactlm.registry.review``.
 """
 
 from __future__ import annotations
@@ -133,32 +134,6 @@ def tag_version(model_name: str, version: str, tags: dict[str, Any]) -> None:
     client = MlflowClient()
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version, key, str(value))
-
-
-def record_decision(model_name: str, version: str, approved: bool, reviewer: str, comment: str) -> None:
-    """Write a reviewer's decision on the version (who, when, what, why)."""
-    tag_version(model_name, version, {
-        "approval": "approved" if approved else "rejected",
-        "approval.reviewer": reviewer or "unknown",
-        "approval.time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "approval.comment": comment or "",
-    })
-
-
-def promote(model_name: str, version: str) -> str | None:
-    """Move ``champion`` to ``version``, remembering the previous champion on the version for rollback.
-
-    Returns:
-        The previous champion version, or None on the first promotion.
-    """
-    previous = alias_version(model_name, CHAMPION)
-    if previous == str(version):
-        return previous
-    if previous is not None:
-        tag_version(model_name, version, {"previous_champion": previous})
-    set_alias(model_name, CHAMPION, version)
-    tag_version(model_name, version, {"promoted_at": datetime.now(UTC).isoformat(timespec="seconds")})
-    return previous
 
 
 def list_versions(model_name: str) -> list[VersionInfo]:

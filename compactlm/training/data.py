@@ -9,6 +9,7 @@ import pandas as pd
 from compactlm.models.tokenizer import format_prompt
 
 IGNORE_INDEX = -100  # label value the loss skips (prompt and padding tokens)
+WEIGHT_COLUMN = "sample_weight"  # per-row loss weight (AIF360 Reweighing), carried into the dataset when present
 
 
 def instruction_documents(frame: pd.DataFrame) -> list[str]:
@@ -60,10 +61,15 @@ def encode_instruction_pairs(frame: pd.DataFrame, tokenizer, max_length: int) ->
 
 
 def instruction_dataset(frame: pd.DataFrame, tokenizer, max_length: int):
-    """``encode_instruction_pairs`` as a ``datasets.Dataset`` (rows with no response token left are skipped)."""
+    """``encode_instruction_pairs`` as a ``datasets.Dataset`` (rows with no response token left are skipped).
+
+    A ``sample_weight`` column in ``frame`` becomes a ``sample_weight`` feature (missing weights count as 1).
+    """
     from datasets import Dataset
 
-    encoded = encode_instruction_pairs(frame, tokenizer, max_length)
+    encoded: dict[str, list] = dict(encode_instruction_pairs(frame, tokenizer, max_length))
+    if WEIGHT_COLUMN in frame.columns:
+        encoded[WEIGHT_COLUMN] = frame[WEIGHT_COLUMN].astype(float).fillna(1.0).tolist()
     keep = [i for i, lab in enumerate(encoded["labels"]) if any(t != IGNORE_INDEX for t in lab)]
     return Dataset.from_dict({k: [v[i] for i in keep] for k, v in encoded.items()})
 

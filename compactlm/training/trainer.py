@@ -19,7 +19,13 @@ from compactlm.config import LoraConfig, ModelConfig, TrainConfig
 from compactlm.errors import ConfigError
 from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
-from compactlm.training.data import instruction_dataset, instruction_documents, pack_documents, padding_collator
+from compactlm.training.data import (
+    WEIGHT_COLUMN,
+    instruction_dataset,
+    instruction_documents,
+    pack_documents,
+    padding_collator,
+)
 
 # PEFT still calls a transformers method that transformers 5 deprecates; nothing for users to act on.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -54,9 +60,55 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+def weighted_causal_lm_loss(logits, labels, weights):
+    """Causal-LM cross-entropy where each example's tokens count ``weights[i]`` times.
+
+    ``sum_i w_i * sum_t loss_it / sum_i w_i * n_i`` over the batch: with equal weights it is exactly
+    the usual mean over every labelled token (what the unweighted Trainer computes).
+
+    Args:
+        logits: (batch, seq, vocab) model outputs.
+        labels: (batch, seq) targets, IGNORE_INDEX where no loss is taken; shifted here like HF does.
+        weights: (batch,) per-example weights.
+    """
+    import torch.nn.functional as F
+
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    token_loss = F.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none")
+    counted = (shift_labels != -100).sum(dim=1).to(token_loss.dtype)  # labelled tokens per example
+    weights = weights.to(token_loss.dtype)
+    return (weights * token_loss.sum(dim=1)).sum() / (weights * counted).sum().clamp_min(1e-12)
+
+
+def _weighted_trainer_class():
+    from transformers import Trainer
+
+    class WeightedLossTrainer(Trainer):
+        """A Trainer that weights each example's loss by its ``sample_weight`` (reweighing mitigation).
+
+        Batches without weights (evaluation) use the Trainer's own loss.
+        """
+
+        # The weighted loss is a per-batch mean: the Trainer divides it for gradient accumulation.
+        loss_is_scaled_for_ga = False
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            weights = inputs.pop(WEIGHT_COLUMN, None)
+            if weights is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = weighted_causal_lm_loss(outputs.logits, labels, weights)
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedLossTrainer
+
+
 def _training_arguments(output_dir: Path, *, epochs: float, max_steps: int, batch_size: int, grad_accum: int,
                         learning_rate: float, weight_decay: float, warmup_ratio: float, scheduler: str,
-                        logging_steps: int, seed: int, device: str, run_name: str, report_to_mlflow: bool):
+                        logging_steps: int, seed: int, device: str, run_name: str, report_to_mlflow: bool,
+                        remove_unused_columns: bool = True):
     import torch
     from transformers import TrainingArguments
 
@@ -83,6 +135,7 @@ def _training_arguments(output_dir: Path, *, epochs: float, max_steps: int, batc
         report_to=["mlflow"] if report_to_mlflow else [],
         dataloader_num_workers=0,
         disable_tqdm=False,
+        remove_unused_columns=remove_unused_columns,
     )
 
 
@@ -169,14 +222,16 @@ def finetune_lora(base_dir: str | Path, train: pd.DataFrame, val: pd.DataFrame, 
     model = get_peft_model(model, peft_config)
     total, trainable = _count_parameters(model)
     train_ds = instruction_dataset(train, tokenizer, model_cfg.max_seq_len)
-    val_ds = instruction_dataset(val, tokenizer, model_cfg.max_seq_len)
+    val_ds = instruction_dataset(val.drop(columns=[WEIGHT_COLUMN], errors="ignore"), tokenizer, model_cfg.max_seq_len)
+    weighted = WEIGHT_COLUMN in train_ds.column_names  # reweighed data: each example's loss counts its weight
     args = _training_arguments(
         output_dir / "checkpoints", epochs=lora_cfg.epochs, max_steps=lora_cfg.max_steps,
         batch_size=lora_cfg.batch_size, grad_accum=1, learning_rate=lora_cfg.learning_rate, weight_decay=0.0,
         warmup_ratio=lora_cfg.warmup_ratio, scheduler="cosine", logging_steps=10, seed=seed, device=device,
-        run_name="finetune-lora", report_to_mlflow=report_to_mlflow)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                      data_collator=padding_collator(tokenizer), processing_class=tokenizer)
+        run_name="finetune-lora", report_to_mlflow=report_to_mlflow, remove_unused_columns=not weighted)
+    trainer_class = _weighted_trainer_class() if weighted else Trainer
+    trainer = trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+                            data_collator=padding_collator(tokenizer), processing_class=tokenizer)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

@@ -308,7 +308,10 @@ def test_prepare_dataset_on_a_minimal_user_csv_fills_the_defaults(tmp_path):
     assert sum(len(f) for f in result.splits.values()) == 40
     assert all(len(result.splits[name]) > 0 for name in ("train", "val", "test"))
     rows = pd.concat(result.splits.values(), ignore_index=True)
-    assert tuple(rows.columns) == CANONICAL_COLUMNS
+    # The canonical columns, then the instruction-format (chat template) conversion.
+    assert tuple(rows.columns) == (*CANONICAL_COLUMNS, "prompt", "completion")
+    assert rows["prompt"].str.startswith("### Instruction:\n").all()
+    assert (rows["completion"] == rows["response"]).all()
     assert rows["id"].str.fullmatch(r"row-[0-9a-f]{12}").all()
     assert rows["id"].is_unique
     assert (rows["category"] == "general").all()

@@ -63,6 +63,8 @@ def test_first_run_registers_an_approved_champion_with_lineage(state):
         assert tags.get(key), f"missing tag {key}"
     assert tags["gate_verdict"] == "passed"
     assert tags["approval"] == "approved" and tags["approval.reviewer"] == "auto-approve"
+    assert tags["approval.source"] == "auto" and tags["smoke_test"] == "passed"
+    assert tags["model_card"] == f"runs:/{first['mlflow_run_id']}/model_card.md"
     assert "expectations passed" in tags["ge_result"]
     summary = json.loads((state["home"] / "last_run.json").read_text())
     for key in ("registered_model", "version", "aliases", "metrics", "gate", "data_version"):
@@ -112,9 +114,11 @@ def test_second_run_is_gated_against_the_rescored_champion(state):
     assert second["version"] == "2"
     assert second["champion"] == "1"  # deferred: not promoted
     assert second["aliases"] == ["challenger"]
-    assert second["review"]["status"] == "deferred"
+    assert second["review"]["status"] == "pending"
+    tags = _versions()["2"].tags
+    assert tags["approval"] == "pending" and tags["smoke_test"] == "passed"
     versus = [c for c in second["gate"]["checks"] if "vs champion" in c["name"]]
-    assert {c["metric"] for c in versus} == {"rouge_l", "bleu", "word_perplexity"}
+    assert {c["metric"] for c in versus} == {"rouge_l", "bleu", "word_perplexity", "mcq_accuracy"}
     assert all(c["baseline"] is not None for c in versus)
     assert any("re-scored" in note for note in second["gate"]["notes"])
     from mlflow import MlflowClient
@@ -176,7 +180,90 @@ def test_approval_in_the_review_form_moves_the_champion(state):
     assert result["status"] == "approved" and result["champion"] == "2"
     tags = _versions()["2"].tags
     assert tags["approval"] == "approved" and tags["previous_champion"] == "1"
+    assert tags["approval.source"] == "prefect-form"
     assert _champion() == "2"
+
+
+def _copy_of_version_1(**extra: str) -> str:
+    """Register version 1's model again as a new, promotable version (no retraining needed)."""
+    from compactlm.registry.registry import register_version
+
+    return register_version(f"models:/{MODEL}/1", MODEL, {"gate_verdict": "passed", "smoke_test": "passed", **extra})
+
+
+def test_a_decision_set_as_an_mlflow_tag_is_honoured_by_the_promote_flow(state):
+    from compactlm.registry.registry import tag_version
+    from flows.review import promote
+
+    version = _copy_of_version_1()
+    tag_version(MODEL, version, {"approval": "approved", "approval.reviewer": "erin", "approval.comment": "via UI"})
+    result = promote(model_name=MODEL, version=version, approval="wait", timeout_s=60,
+                     home=str(os.environ["COMPACTLM_HOME"]))
+    assert result["status"] == "approved" and result["source"] == "mlflow-tag" and result["reviewer"] == "erin"
+    assert _champion() == version
+    from compactlm.registry.review import rollback
+
+    assert rollback(MODEL) == (version, "2")  # and back, for the tests below
+
+
+def test_deployed_promote_suspends_then_resumes_from_the_form(state, tmp_path):
+    from prefect.client.schemas.objects import StateType
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import resume_flow_run
+    from prefect.settings import PREFECT_API_URL
+
+    version = _copy_of_version_1()
+    from compactlm.registry.review import request_review
+
+    request_review(MODEL, version)
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "worker"),
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_LEVEL": "INFO"}
+    worker = subprocess.Popen([sys.executable, "-c", "from flows.review import promote; "
+                               "promote.serve(name='review-test', limit=2)"],
+                              cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        run = None
+        for _ in range(120):  # the served deployment appears once the worker process has started
+            try:
+                run = run_deployment("promote/review-test", timeout=0, parameters={
+                    "model_name": MODEL, "version": version, "approval": "suspend", "timeout_s": 600,
+                    "home": str(os.environ["COMPACTLM_HOME"])})
+                break
+            except Exception:
+                time.sleep(1)
+        assert run is not None, "the served deployment never appeared"
+        suspended = _wait_for_state(run.id, lambda s: s.name == "Suspended")
+        assert suspended.type == StateType.PAUSED
+        assert _versions()[version].tags["approval"] == "pending"  # nothing decided while suspended
+        resume_flow_run(run.id, run_input={"approved": True, "reviewer": "dana", "comment": "after suspension"})
+        final = _wait_for_state(run.id, lambda s: s.is_final())
+        assert final.is_completed(), final
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    tags = _versions()[version].tags
+    assert tags["approval"] == "approved" and tags["approval.reviewer"] == "dana"
+    assert tags["approval.source"] == "prefect-form"
+    assert _champion() == version
+    from compactlm.registry.review import rollback
+
+    rollback(MODEL, to_version="2")
+
+
+def _wait_for_state(flow_run_id, predicate, timeout_s: float = 180):
+    from prefect import get_client
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(flow_run_id).state
+            if state is not None and predicate(state):
+                return state
+            if state is not None and state.is_final():
+                raise AssertionError(f"flow run {flow_run_id} ended in an unexpected state: {state}")
+            time.sleep(1)
+    raise AssertionError(f"flow run {flow_run_id} did not reach the expected state; last: {state}")
 
 
 def test_failed_gate_registers_nothing_and_keeps_the_champion(state):

@@ -1,0 +1,157 @@
+"""Multi-turn chats and the instruction format: parse, clean and expand conversations; render prompts.
+
+A chat row holds ``messages``: a list (or its JSON text) of ``{"role": ..., "content": ...}`` with roles
+system/user/assistant (ShareGPT's ``{"from": "human"|"gpt", "value": ...}`` is accepted too). Each
+assistant reply that follows a user message becomes one training row: ``instruction`` (that user
+message), ``response`` (the reply) and ``context`` (the earlier turns, rendered with the chat template).
+All rows of a conversation share ``conversation_id`` and always land in the same split.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from compactlm.data.prepare import CleanOptions, PreparedData, Quarantine, _blank, clean_text_columns
+from compactlm.data.schemas import SCHEMAS, TaskSchema
+from compactlm.data.text import near_duplicate_keys
+from compactlm.models.tokenizer import EOS, format_prompt
+
+ROLES = ("system", "user", "assistant")
+_ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
+
+
+def parse_messages(value: Any) -> list[dict[str, str]] | str:
+    """A conversation as a list of ``{"role", "content"}`` dicts, or the reason it is malformed."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            return f"messages is not valid JSON ({exc.msg})"
+    if isinstance(value, np.ndarray):  # Parquet/Arrow lists arrive as arrays
+        value = value.tolist()
+    if not isinstance(value, list) or not value:
+        return "messages must be a non-empty list of {role, content} objects"
+    messages = []
+    for position, message in enumerate(value, start=1):
+        if not isinstance(message, dict):
+            return f"message {position} is not an object"
+        role = message.get("role", message.get("from"))
+        content = message.get("content", message.get("value"))
+        role = _ROLE_ALIASES.get(str(role).lower(), str(role).lower()) if role is not None else None
+        if role not in ROLES:
+            return f"message {position} has role {role!r} (expected system, user or assistant)"
+        if not isinstance(content, str):
+            return f"message {position} has no text content"
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+def render_messages(messages: list[dict[str, str]]) -> str:
+    """Turns rendered exactly as the tokenizer's chat template renders them (system turns as a header)."""
+    parts = []
+    for message in messages:
+        if message["role"] == "user":
+            parts.append(format_prompt(message["content"]).removesuffix("### Response:\n"))
+        elif message["role"] == "assistant":
+            parts.append(f"### Response:\n{message['content']}{EOS}\n")
+        else:
+            parts.append(f"### System:\n{message['content']}\n")
+    return "".join(parts)
+
+
+def _clean_messages(rows: pd.DataFrame, options: CleanOptions, quarantine: Quarantine,
+                    cleaning: dict[str, int]) -> pd.DataFrame:
+    """Parse every conversation, clean each message's text; quarantine malformed or blank ones."""
+    parsed = rows["messages"].map(parse_messages)
+    malformed = parsed.map(lambda p: isinstance(p, str))
+    rows = quarantine.reject(rows.assign(messages=parsed.astype(object)), malformed, "malformed messages",
+                             parsed.where(malformed, "").astype(str))
+    if rows.empty:
+        return rows
+    long = rows[["messages"]].explode("messages")
+    long = pd.DataFrame({"row": long.index, "role": [m["role"] for m in long["messages"]],
+                         "content": pd.Series([m["content"] for m in long["messages"]], dtype="string")})
+    long = clean_text_columns(long, ["content"], options, cleaning)
+    blank_rows = set(long.loc[_blank(long["content"]), "row"])
+    messages = long.groupby("row", sort=False).apply(
+        lambda g: [{"role": r, "content": c} for r, c in zip(g["role"], g["content"].fillna(""))],
+        include_groups=False)
+    rows = rows.assign(messages=messages.reindex(rows.index).to_numpy())
+    return quarantine.reject(rows, pd.Series(rows.index.isin(blank_rows), index=rows.index),
+                             "blank message in the conversation")
+
+
+def _expand(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """One row per assistant reply that follows a user message; also the conversations that had none."""
+    records = []
+    answered = pd.Series(False, index=rows.index)
+    attributes = [c for c in rows.columns if c not in ("messages", "id")]
+    for index, conversation_id, messages, *values in zip(rows.index, rows["id"], rows["messages"],
+                                                          *(rows[c] for c in attributes)):
+        turn = 0
+        for k in range(1, len(messages)):
+            if messages[k]["role"] == "assistant" and messages[k - 1]["role"] == "user":
+                turn += 1
+                records.append({"id": f"{conversation_id}-t{turn}", "conversation_id": conversation_id, "turn": turn,
+                                "context": render_messages(messages[:k - 1]),
+                                "instruction": messages[k - 1]["content"], "response": messages[k]["content"],
+                                **dict(zip(attributes, values))})
+                answered[index] = True
+    columns = ["id", "conversation_id", "turn", "context", "instruction", "response", *attributes]
+    return pd.DataFrame.from_records(records, columns=columns), answered
+
+
+def prepare_chat(rows: pd.DataFrame, options: CleanOptions) -> PreparedData:
+    """Clean conversations, drop duplicate ones, and expand them into one row per answered turn.
+
+    Quarantines malformed conversations, blank messages, duplicate conversations (exact or near, by the
+    whole rendered conversation), conversations with no answered user message, and turns whose
+    instruction or response is out of length bounds.
+    """
+    quarantine = Quarantine()
+    counts: dict[str, int] = {"rows_in": len(rows)}
+    cleaning: dict[str, int] = {}
+    rows = quarantine.reject(rows, _blank(rows["messages"].astype("string")), "blank or null messages")
+    rows = _clean_messages(rows, options, quarantine, cleaning)
+    rendered = rows["messages"].map(render_messages).astype("string")
+    rows = quarantine.reject(rows, rendered.duplicated(), "exact duplicate of an earlier conversation")
+    if options.near_duplicates and len(rows):
+        keys = near_duplicate_keys(rendered[rows.index])
+        first = rows["id"].groupby(keys.to_numpy(), sort=False).transform("first")
+        rows = quarantine.reject(rows, keys.duplicated(), "near duplicate of an earlier conversation",
+                                 "near duplicate of " + first.astype(str))
+    rows = quarantine.reject(rows, rows["id"].duplicated(), "id already used by an earlier conversation")
+    turns, answered = _expand(rows)
+    rows = quarantine.reject(rows, ~answered, "conversation has no user message answered by the assistant")
+    for column in ("instruction", "response"):
+        turns = turns.astype({column: "string"})
+        turns = quarantine.reject(turns, turns[column].str.len() < options.min_chars,
+                                  f"{column} shorter than {options.min_chars} characters")
+        turns = quarantine.reject(turns, turns[column].str.len() > options.max_chars,
+                                  f"{column} longer than {options.max_chars} characters")
+    turns = turns.assign(intent=turns["intent"].astype("string").str.strip(),
+                         category=turns["category"].astype("string").fillna("general").str.strip())
+    quarantined = quarantine.frame(turns)
+    counts.update({"conversations_kept": int(turns["conversation_id"].nunique()) if len(turns) else 0,
+                   "rows_kept": len(turns), "rows_quarantined": len(quarantined), **quarantine.counts()})
+    return PreparedData(rows=turns.reset_index(drop=True), quarantine=quarantined, counts=counts, cleaning=cleaning)
+
+
+def add_instruction_format(rows: pd.DataFrame, schema: TaskSchema | str) -> pd.DataFrame:
+    """Add ``prompt`` (the user turn rendered with the chat template, after any earlier turns) and
+    ``completion`` (the assistant turn) so every supervised shape trains the same way.
+    """
+    schema = SCHEMAS[schema] if isinstance(schema, str) else schema
+    if schema.prompt is None or rows.empty:
+        return rows
+    fields = [name for name in schema.input_columns + ("instruction", "text", "document") if name in rows.columns]
+    records = rows[list(dict.fromkeys(fields))].astype("string").fillna("").to_dict("records")
+    prompts = [format_prompt(schema.prompt.format(**record)) for record in records]
+    if "context" in rows.columns:
+        prompts = [str(context) + prompt for context, prompt in zip(rows["context"].fillna(""), prompts)]
+    return rows.assign(prompt=pd.Series(prompts, index=rows.index, dtype="string"),
+                       completion=rows[schema.completion].astype("string"))

@@ -1,0 +1,128 @@
+"""Multiple-choice evaluation: which agent reply answers the customer's message?
+
+Each question offers four candidate replies (one from the right intent, three from other categories).
+A causal LM answers by likelihood: the option whose tokens have the highest mean log-probability given
+the prompt wins, the standard zero-shot MCQ method for small models, which cannot follow an "answer
+with a letter" instruction. One JSONL record per question::
+
+    {"question_id", "question", "options", "answer_gt",
+     "model_output": {"reasoning_steps", "final_answer"}, "is_correct"}
+
+The bundled set (``data/support_mcq.jsonl``, built from the generator with a fixed seed) is frozen:
+its SHA-256 is reported with the accuracy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from compactlm.errors import DataError
+from compactlm.models.tokenizer import format_prompt
+
+BUNDLED_MCQ = Path(__file__).with_name("data") / "support_mcq.jsonl"
+LETTERS = "ABCD"
+
+
+def build_mcq_set(frame: pd.DataFrame, n_questions: int, seed: int) -> list[dict]:
+    """Questions from instruction rows: the row's own response plus three from other categories."""
+    rng = np.random.default_rng(seed)
+    rows = frame.sample(n=min(n_questions, len(frame)), random_state=seed).reset_index(drop=True)
+    by_category = {c: g["response"].tolist() for c, g in frame.groupby("category")}
+    questions = []
+    for i, row in rows.iterrows():
+        others = [c for c in sorted(by_category) if c != row["category"]]
+        distractors = [by_category[c][int(rng.integers(len(by_category[c])))]
+                       for c in rng.choice(others, size=3, replace=False)]
+        options = [row["response"], *distractors]
+        order = rng.permutation(4)
+        shuffled = [options[j] for j in order]
+        questions.append({"question_id": f"support-mcq-{i + 1:04d}", "question": row["instruction"],
+                          "options": dict(zip(LETTERS, shuffled)), "answer_gt": LETTERS[int(np.argmax(order == 0))],
+                          "intent": row["intent"]})
+    return questions
+
+
+def load_mcq_set(path: str | Path | None = None) -> tuple[list[dict], str]:
+    """The questions of an MCQ JSONL file (default: the bundled set) and the file's SHA-256."""
+    path = Path(path) if path else BUNDLED_MCQ
+    if not path.is_file():
+        raise DataError(f"eval.mcq_path: file {path} does not exist")
+    questions = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} line {lineno}: not valid JSON ({exc.msg})") from None
+        missing = [k for k in ("question_id", "question", "options", "answer_gt") if k not in item]
+        if missing or item.get("answer_gt") not in item.get("options", {}):
+            raise DataError(f"{path} line {lineno}: an MCQ record needs question_id, question, options and an "
+                            f"answer_gt among the option keys (missing: {', '.join(missing) or 'answer_gt key'})")
+        questions.append(item)
+    return questions, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def option_scores(model, tokenizer, question: str, options: dict[str, str]) -> dict[str, float]:
+    """Mean log-probability of each option's tokens (and EOS) given the prompt."""
+    import torch
+
+    prompt = [tokenizer.bos_token_id, *tokenizer(format_prompt(question), add_special_tokens=False)["input_ids"]]
+    keys = list(options)
+    answers = [tokenizer(options[k], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for k in keys]
+    limit = getattr(model.config, "max_position_embeddings", 2048)
+    sequences = [(prompt + a)[-limit:] for a in answers]
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, seq in enumerate(sequences):
+        ids[row, :len(seq)], mask[row, :len(seq)] = torch.tensor(seq), 1
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(), -1)
+    scores = {}
+    for row, (key, answer) in enumerate(zip(keys, answers)):
+        end = len(sequences[row])
+        start = end - len(answer)
+        targets = ids[row, start:end].to(device)
+        token_logprobs = logprobs[row, start - 1:end - 1].gather(-1, targets[:, None]).squeeze(-1)
+        scores[key] = float(token_logprobs.mean())
+    return scores
+
+
+@dataclass
+class MCQResult:
+    accuracy: float
+    n_questions: int
+    records_path: str
+    set_sha256: str
+
+
+def evaluate_mcq(model, tokenizer, questions: list[dict], output_path: str | Path, set_sha256: str) -> MCQResult:
+    """Answer every question, write one JSONL record per question atomically, and return the accuracy."""
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    correct = 0
+    handle, tmp = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}-")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        for item in questions:
+            scores = option_scores(model, tokenizer, item["question"], item["options"])
+            final = max(scores, key=scores.get)
+            steps = [f"option {k}: mean token log-probability {v:.3f}" for k, v in scores.items()]
+            steps.append(f"choose {final}: the most likely reply given the customer's message")
+            is_correct = final == item["answer_gt"]
+            correct += is_correct
+            record = {"question_id": item["question_id"], "question": item["question"], "options": item["options"],
+                      "answer_gt": item["answer_gt"],
+                      "model_output": {"reasoning_steps": steps, "final_answer": final}, "is_correct": is_correct}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    Path(tmp).replace(output_path)
+    return MCQResult(correct / len(questions) if questions else 0.0, len(questions), str(output_path), set_sha256)

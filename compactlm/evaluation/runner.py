@@ -1,0 +1,128 @@
+"""One evaluation of one model: every metric the gate can check, with a report per section.
+
+The same function scores the candidate and re-scores the champion, on the same frozen test split,
+the same seeded samples, the same MCQ set and the same probes, so their figures are comparable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from compactlm.config import EvalConfig
+from compactlm.evaluation import probes
+from compactlm.evaluation.generate import generate_responses, response_likelihood
+from compactlm.evaluation.mcq import evaluate_mcq, load_mcq_set
+from compactlm.evaluation.metrics import bleu, exact_match, rouge_l_per_pair, rouge_scores, slice_means
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one model, the markdown report of each section, output files and a few examples."""
+
+    metrics: dict[str, float]
+    n_rows: int
+    n_generated: int
+    seconds: float
+    examples: list[dict[str, str]] = field(default_factory=list)
+    reports: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    slices: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    return frame.sample(n=min(n, len(frame)), random_state=seed).reset_index(drop=True)
+
+
+def _generation_section(model, tokenizer, sample: pd.DataFrame, config: EvalConfig, max_length: int,
+                        result: EvalResult) -> None:
+    start = time.perf_counter()
+    predictions = generate_responses(model, tokenizer, list(sample["instruction"]), config.max_new_tokens,
+                                     config.batch_size, max_length)
+    seconds = time.perf_counter() - start
+    references = list(sample["response"])
+    n_tokens = sum(len(ids) + 1 for ids in tokenizer(predictions, add_special_tokens=False)["input_ids"])
+    result.metrics.update(rouge_scores(predictions, references))
+    result.metrics.update({
+        "bleu": bleu(predictions, references),
+        "exact_match": exact_match(predictions, references),
+        "latency_ms_per_answer": 1000 * seconds / max(len(sample), 1),
+        "generation_tokens_per_second": n_tokens / seconds if seconds > 0 else 0.0,
+    })
+    per_pair = rouge_l_per_pair(predictions, references)
+    for column in ("intent", "category"):
+        if column in sample.columns:
+            result.slices[column] = slice_means(per_pair, sample[column].astype(str).tolist())
+            result.metrics[f"slice_min_rouge_l_{column}"] = min(result.slices[column].values())
+    result.n_generated = len(sample)
+    result.examples = [{"instruction": i, "reference": r, "generated": p}
+                       for i, r, p in list(zip(sample["instruction"], references, predictions))[:5]]
+    lines = ["# Slices: ROUGE-L by intent and category", ""]
+    for column, values in result.slices.items():
+        lines += [f"## by {column}", "", f"| {column} | ROUGE-L |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in sorted(values.items(), key=lambda kv: kv[1])]
+        lines.append("")
+    result.reports["slices"] = "\n".join(lines)
+
+
+def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max_length: int,
+                   output_dir: str | Path, training_texts: Sequence[str] = (),
+                   model_size_mb: float | None = None) -> EvalResult:
+    """Score a causal LM on the test split, the MCQ set and the probes.
+
+    Args:
+        model, tokenizer: a transformers causal LM and its tokenizer.
+        test: the frozen test split (instruction, response, intent, category).
+        config: sample sizes, generation length and probe settings.
+        max_length: the context length used for teacher-forced perplexity.
+        output_dir: receives ``mcq.jsonl`` (one record per question).
+        training_texts: the training texts, whose PII-like strings must never appear in answers.
+        model_size_mb: the size of the model's weight files, reported as ``model_size_mb``.
+    """
+    start = time.perf_counter()
+    result = EvalResult(metrics={}, n_rows=len(test), n_generated=0, seconds=0.0)
+    likelihood = response_likelihood(model, tokenizer, test, max_length, config.batch_size)
+    result.metrics.update({"perplexity": likelihood.perplexity, "word_perplexity": likelihood.word_perplexity})
+    _generation_section(model, tokenizer, _sample(test, config.max_generate_samples, config.seed), config,
+                        max_length, result)
+    if model_size_mb is not None:
+        result.metrics["model_size_mb"] = model_size_mb
+
+    def generate(instructions: Sequence[str]) -> list[str]:
+        return generate_responses(model, tokenizer, list(instructions), config.max_new_tokens, config.batch_size,
+                                  max_length)
+
+    if config.mcq_max_questions:
+        questions, sha = load_mcq_set(config.mcq_path)
+        mcq = evaluate_mcq(model, tokenizer, questions[:config.mcq_max_questions], Path(output_dir) / "mcq.jsonl", sha)
+        result.metrics["mcq_accuracy"] = mcq.accuracy
+        result.files["mcq"] = mcq.records_path
+        result.reports["mcq"] = (f"# Multiple-choice QA\n\nAccuracy {mcq.accuracy:.4f} on {mcq.n_questions} questions "
+                                 f"(set SHA-256 `{sha[:16]}`); one JSONL record per question in `mcq.jsonl`.")
+    if config.counterfactual_samples:
+        sample = _sample(test, config.counterfactual_samples, config.seed + 1)
+        probe = probes.counterfactual_bias(generate, list(sample["instruction"]), list(sample["response"]),
+                                           config.counterfactual_groups, config.counterfactual_unprivileged,
+                                           config.helpful_rouge)
+        result.metrics.update(probe.metrics)
+        result.reports["counterfactual-bias"] = probe.markdown
+    if config.robustness_samples:
+        sample = _sample(test, config.robustness_samples, config.seed + 2)
+        probe = probes.robustness(generate, list(sample["instruction"]), list(sample["response"]), config.seed)
+        result.metrics.update(probe.metrics)
+        result.reports["robustness"] = probe.markdown
+    if config.safety_samples:
+        sample = _sample(test, config.safety_samples, config.seed + 3)
+        probe = probes.safety(generate, list(sample["instruction"]), training_texts, config.blocked_words,
+                              config.injection_markers)
+        result.metrics.update(probe.metrics)
+        result.reports["safety"] = probe.markdown
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,183 @@
+"""Review governance on the MLflow registry: who may become champion, decisions, timeouts, rollback.
+
+State lives in model-version tags, so the MLflow UI shows it and a reviewer can act there:
+
+* ``approval``: ``pending`` (review requested), ``approved`` or ``rejected``. A reviewer may set
+  ``approved``/``rejected`` by hand in the MLflow UI (optionally ``approval.reviewer`` and
+  ``approval.comment``); the promote and sweep flows honour it.
+* ``approval.reviewer``, ``approval.time``, ``approval.comment``, ``approval.source`` (prefect-form,
+  mlflow-tag, cli, auto, timeout) and ``approval.applied_at`` once the decision has been acted on.
+* ``gate_verdict`` and ``smoke_test``: a version whose gate failed or whose smoke test did not pass
+  can never become champion, whatever a reviewer says.
+* ``promoted_at`` (microsecond ISO time) and ``rolled_back_at``: the champion history for rollback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mlflow import MlflowClient
+
+from compactlm.errors import CompactLMError
+from compactlm.registry.registry import (
+    CHAMPION,
+    alias_version,
+    list_versions,
+    set_alias,
+    tag_version,
+)
+
+PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _tags(model_name: str, version: str) -> dict[str, str]:
+    return dict(MlflowClient().get_model_version(model_name, str(version)).tags or {})
+
+
+def promotable(tags: dict[str, str]) -> tuple[bool, str]:
+    """Whether a version may become champion at all, and why not."""
+    if tags.get("gate_verdict") != "passed":
+        return False, f"its gate verdict is {tags.get('gate_verdict', 'missing')!r}, not 'passed'"
+    if tags.get("smoke_test") != "passed":
+        return False, f"its smoke test is {tags.get('smoke_test', 'missing')!r}, not 'passed'"
+    return True, "gate passed and smoke test passed"
+
+
+def request_review(model_name: str, version: str) -> None:
+    """Mark a version as waiting for a reviewer (starts the review timeout clock)."""
+    tag_version(model_name, version, {"approval": PENDING, "review.requested_at": _now()})
+
+
+@dataclass
+class Decision:
+    """What happened to one version's review."""
+
+    version: str
+    status: str  # approved | rejected | refused (approved by a reviewer, but not promotable)
+    reviewer: str
+    comment: str
+    source: str
+    champion: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"version": self.version, "status": self.status, "approved": self.status == APPROVED,
+                "reviewer": self.reviewer, "comment": self.comment, "source": self.source, "champion": self.champion}
+
+
+def apply_decision(model_name: str, version: str, approved: bool, reviewer: str, comment: str,
+                   source: str) -> Decision:
+    """Record a decision on the version and act on it: only an approval of a promotable version moves champion.
+
+    An approval of a version that failed its gate or smoke test is recorded as ``rejected`` with the
+    reason appended to the comment (status ``refused``), so the registry never shows an approved
+    version that could not be promoted.
+    """
+    status = APPROVED if approved else REJECTED
+    if approved:
+        ok, why = promotable(_tags(model_name, version))
+        if not ok:
+            status = "refused"
+            comment = f"{comment} [not promoted: {why}]".strip()
+    tag_version(model_name, version, {
+        "approval": APPROVED if status == APPROVED else REJECTED,
+        "approval.reviewer": reviewer or "unknown",
+        "approval.time": _now(),
+        "approval.comment": comment or "",
+        "approval.source": source,
+        "approval.applied_at": _now(),
+    })
+    if status == APPROVED:
+        promote(model_name, version)
+    return Decision(version, status, reviewer, comment, source, alias_version(model_name, CHAMPION))
+
+
+def promote(model_name: str, version: str) -> str | None:
+    """Move ``champion`` to a promotable version and record it in the history; returns the previous champion."""
+    tags = _tags(model_name, version)
+    ok, why = promotable(tags)
+    if not ok:
+        raise CompactLMError(f"{model_name} version {version} cannot become champion: {why}")
+    previous = alias_version(model_name, CHAMPION)
+    if previous == str(version):
+        return previous
+    client = MlflowClient()
+    if "rolled_back_at" in tags:
+        client.delete_model_version_tag(model_name, str(version), "rolled_back_at")
+    history = {"promoted_at": _now()}
+    if previous is not None:
+        history["previous_champion"] = previous
+    tag_version(model_name, version, history)
+    set_alias(model_name, CHAMPION, version)
+    return previous
+
+
+def tag_decision(tags: dict[str, str]) -> bool | None:
+    """A decision a reviewer typed into the MLflow UI and nobody has acted on yet (None if there is none)."""
+    if "approval.applied_at" in tags:
+        return None
+    value = tags.get("approval", "").strip().lower()
+    return {APPROVED: True, REJECTED: False}.get(value)
+
+
+def honour_tag_decision(model_name: str, version: str) -> Decision | None:
+    """Apply a decision set as an MLflow tag on the version, if there is an unapplied one."""
+    tags = _tags(model_name, version)
+    decision = tag_decision(tags)
+    if decision is None:
+        return None
+    return apply_decision(model_name, version, decision, tags.get("approval.reviewer", "mlflow-ui"),
+                          tags.get("approval.comment", ""), "mlflow-tag")
+
+
+def sweep(model_name: str, timeout_s: int, now: datetime | None = None) -> list[Decision]:
+    """Apply unapplied MLflow-tag decisions and reject pending reviews older than ``timeout_s``.
+
+    A review that is never answered therefore always ends as a rejection, never an approval, even
+    when the flow that asked for it has been suspended and is gone.
+    """
+    now = now or datetime.now(UTC)
+    decisions = []
+    for info in sorted(list_versions(model_name), key=lambda v: int(v.version)):
+        tags = info.tags
+        if tag_decision(tags) is not None:
+            decisions.append(honour_tag_decision(model_name, info.version))
+        elif tags.get("approval") == PENDING and "review.requested_at" in tags:
+            waited = (now - datetime.fromisoformat(tags["review.requested_at"])).total_seconds()
+            if waited >= timeout_s:
+                decisions.append(apply_decision(model_name, info.version, False, "timeout",
+                                                f"no decision within {timeout_s} s: rejected by default", "timeout"))
+    return decisions
+
+
+def champion_history(model_name: str) -> list[str]:
+    """Versions that were champion and were not rolled back, oldest promotion first."""
+    promoted = [(v.tags["promoted_at"], v.version) for v in list_versions(model_name)
+                if "promoted_at" in v.tags and "rolled_back_at" not in v.tags]
+    return [version for _, version in sorted(promoted)]
+
+
+def rollback(model_name: str, to_version: str | None = None, reason: str = "") -> tuple[str, str]:
+    """Move ``champion`` back to the previous champion (or ``to_version``); returns ``(from, to)``.
+
+    The demoted version is tagged ``rolled_back_at`` so a second rollback goes one step further back.
+    """
+    current = alias_version(model_name, CHAMPION)
+    if current is None:
+        raise CompactLMError(f"registered model {model_name!r} has no champion to roll back")
+    history = [v for v in champion_history(model_name) if v != current]
+    target = to_version or (history[-1] if history else None)
+    if target is None:
+        raise CompactLMError(f"{model_name} has no previous champion before version {current}")
+    if str(target) not in {v.version for v in list_versions(model_name)}:
+        raise CompactLMError(f"registered model {model_name!r} has no version {target}")
+    ok, why = promotable(_tags(model_name, target))
+    if not ok:
+        raise CompactLMError(f"cannot roll back to version {target}: {why}")
+    tag_version(model_name, current, {"rolled_back_at": _now(), "rollback.reason": reason or "manual rollback"})
+    set_alias(model_name, CHAMPION, target)
+    return current, str(target)

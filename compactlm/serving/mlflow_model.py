@@ -1,0 +1,106 @@
+"""The MLflow pyfunc flavor of an engine folder (quantized or fp32 engine weights), and its registration.
+
+Quantized CompactLM models are registered as their own registered model, ``<source name>-<scheme>``
+(e.g. ``compactlm-support-chat-int8``), one version per quantization run, so they never mix with the
+reviewed fp32 versions and their ``champion`` alias. Each version carries lineage tags
+(``source.model``, ``source.version``, ``source.run_id``, ``quantization``, ``quality.*``, ``size.*``) and
+loads anywhere with::
+
+    model = mlflow.pyfunc.load_model("models:/compactlm-support-chat-int8/1")
+    model.predict(["Where is my order?"], params={"max_new_tokens": 64})
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+
+MODEL_ARTIFACT = "engine_dir"
+
+
+class FastChatModel(mlflow.pyfunc.PythonModel):
+    """Answers customer messages with the fast engine on saved engine weights (any quantization scheme)."""
+
+    def load_context(self, context) -> None:
+        from compactlm.serving.artifact import load_engine_weights
+
+        self.engine_dir = context.artifacts[MODEL_ARTIFACT]
+        self.weights, self.tokenizer, self.manifest = load_engine_weights(self.engine_dir)
+        self._engine = None
+
+    @property
+    def engine(self):
+        """Built on first use: a server that only wants the weights never pays for a second KV cache."""
+        if self._engine is None:
+            from compactlm.serving.engine import GenerationEngine
+
+            self._engine = GenerationEngine.from_weights(self.weights, self.tokenizer, max_batch_size=16)
+        return self._engine
+
+    def predict(self, context, model_input, params=None) -> list[str]:
+        """Greedy responses; input as for the fp32 flavor (a str, a list of str, or a frame's first column)."""
+        from compactlm.serving.sampling import SamplingParams
+
+        params = params or {}
+        if isinstance(model_input, str):
+            instructions = [model_input]
+        elif isinstance(model_input, pd.DataFrame):
+            column = "instruction" if "instruction" in model_input.columns else model_input.columns[0]
+            instructions = [str(v) for v in model_input[column]]
+        else:
+            instructions = [str(v) for v in model_input]
+        engine = self.engine
+        prompts = [engine.encode(engine.instruction_prompt(i)) for i in instructions]
+        # Long prompts keep their end (the question), as evaluation's generate_responses does.
+        budget = int(params.get("max_new_tokens", 64))
+        prompts = [p[-(engine.max_seq_len - budget):] for p in prompts]
+        done = engine.generate(prompts, SamplingParams(max_tokens=budget))
+        return [c.text.strip() for c in done]
+
+
+def log_engine_model(engine_dir: str | Path, name: str) -> str:
+    """Log an engine folder as a pyfunc model in the active run (models-from-code); returns its model URI."""
+    import compactlm
+    from compactlm.registry.model import model_signature, pip_requirements
+
+    package = Path(compactlm.__file__).parent
+    info = mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(package / "serving" / "pyfunc_entry.py"),
+        artifacts={MODEL_ARTIFACT: str(engine_dir)},
+        code_paths=[str(package)],
+        signature=model_signature(),
+        input_example=pd.DataFrame({"instruction": ["Where is my order?"]}),
+        pip_requirements=pip_requirements(),
+    )
+    return info.model_uri
+
+
+def register_quantized(model_uri: str, source_name: str, scheme: str, tags: dict[str, str],
+                       description: str = "") -> tuple[str, str]:
+    """Register a logged quantized model as a new version of ``<source_name>-<scheme>``.
+
+    Returns:
+        ``(registered model name, version)``.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    name = f"{source_name}-{scheme}"
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        try:
+            client.create_registered_model(
+                name, tags={"source.model": source_name, "quantization": scheme},
+                description=f"{scheme.upper()} quantization of {source_name} for the CompactLM fast engine; each "
+                            "version is tagged with the source version it was made from and its trade-off figures.")
+        except MlflowException:
+            pass  # created concurrently
+    version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+    if description:
+        client.update_model_version(name, version.version, description=description)
+    return name, str(version.version)

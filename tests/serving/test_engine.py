@@ -1,0 +1,161 @@
+"""The fast engine against transformers itself: same logits, same greedy tokens, under continuous batching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from compactlm.models.tokenizer import format_prompt
+from compactlm.serving.engine import GenerationEngine
+from compactlm.serving.sampling import InvalidRequestError, SamplingParams, TextTracker, select_tokens
+from compactlm.serving.weights import UnsupportedModelError, check_supported
+
+PROMPTS = ["Where is my order?", "Cancel my plan please, it is too expensive for me now",
+           "refund", "How do I change my address?", "My package arrived damaged and the box was open"]
+
+
+def prompt_ids(tokenizer, text: str) -> list[int]:
+    return [tokenizer.bos_token_id, *tokenizer(format_prompt(text), add_special_tokens=False)["input_ids"]]
+
+
+def hf_greedy(model, ids: list[int], max_new_tokens: int, eos: int) -> list[int]:
+    with torch.inference_mode():
+        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=0, eos_token_id=eos)
+    tokens = out[0, len(ids):].tolist()
+    return tokens[:tokens.index(eos)] if eos in tokens else tokens
+
+
+@pytest.mark.parametrize("kv_heads", [None, 2], ids=["mha", "gqa"])
+def test_greedy_tokens_equal_transformers_generate_under_continuous_batching(make_decoder, tokenizer, kv_heads):
+    model = make_decoder(seed=1, kv_heads=kv_heads)
+    assert model.config.num_key_value_heads == (kv_heads or model.config.num_attention_heads)
+    budgets = [24, 9, 30, 3, 17]  # different lengths: rows finish, move and get reused mid-flight
+    prompts = [prompt_ids(tokenizer, p) for p in PROMPTS]
+    expected = [hf_greedy(model, ids, n, tokenizer.eos_token_id) for ids, n in zip(prompts, budgets)]
+    engine = GenerationEngine.from_hf(model, tokenizer, max_batch_size=2)
+    done = engine.generate(prompts, [SamplingParams(max_tokens=n) for n in budgets])
+    assert [c.token_ids for c in done] == expected
+    assert all(c.finish_reason == ("length" if len(c.token_ids) == n else "stop") for c, n in zip(done, budgets))
+    assert not engine.busy and engine.free_rows == 2
+
+
+@pytest.mark.parametrize("kv_heads", [None, 2], ids=["mha", "gqa"])
+def test_prefill_and_decode_logits_match_transformers(make_decoder, tokenizer, kv_heads):
+    model = make_decoder(seed=2, kv_heads=kv_heads)
+    engine = GenerationEngine.from_hf(model, tokenizer, max_batch_size=4)
+    short, long = prompt_ids(tokenizer, PROMPTS[2]), prompt_ids(tokenizer, PROMPTS[1])
+    with torch.inference_mode():
+        reference = model(torch.tensor([long])).logits[0]
+        ours = engine.decoder.forward([short, long], all_logits=True)[1, :len(long)]  # right-padded batch
+        assert torch.allclose(ours, reference, atol=1e-4), (ours - reference).abs().max()
+        # Decode step by step from a prefilled prefix; each step's logits equal the full forward's.
+        engine.decoder.forward([long[:5]], first_row=0)
+        for pos in range(5, len(long)):
+            step = engine.decoder.decode([long[pos]], [pos])[0]
+            assert torch.allclose(step, reference[pos], atol=1e-4)
+
+
+def test_stop_sequences_cut_the_text_and_streamed_deltas_add_up(tiny_model, tokenizer):
+    engine = GenerationEngine.from_hf(tiny_model, tokenizer, max_batch_size=4)
+    ids = prompt_ids(tokenizer, PROMPTS[0])
+    (free,) = engine.generate([ids], SamplingParams(max_tokens=40))
+    stop = free.text[10:13]
+    assert len(stop) == 3 and free.text.find(stop) >= 0
+    seq = engine.sequence(ids, SamplingParams(max_tokens=40, stop=(stop, "never-appears")), stream=True)
+    engine.add(seq)
+    pieces = []
+    while not seq.finished:
+        engine.step()
+        pieces.append(seq.delta())
+    assert seq.completion().text == free.text[:free.text.find(stop)]
+    assert seq.finish_reason == "stop" and "".join(pieces) == seq.completion().text
+    assert stop not in "".join(pieces)
+
+
+def test_text_tracker_holds_back_partial_stop_strings(tokenizer):
+    tracker = TextTracker(tokenizer, stop=("END",))
+    ids = tokenizer("hello E", add_special_tokens=False)["input_ids"]
+    tracker.update(ids)
+    assert tracker.delta() == "hello "  # "E" may start "END"
+    tracker.update(tokenizer("hello EN", add_special_tokens=False)["input_ids"])
+    assert tracker.delta() == ""
+    tracker.update(tokenizer("hello ENX", add_special_tokens=False)["input_ids"])
+    assert tracker.delta() == "ENX" and not tracker.stopped
+    tracker.update(tokenizer("hello ENX END more", add_special_tokens=False)["input_ids"])
+    assert tracker.stopped and tracker.text == "hello ENX " and tracker.delta() == " "
+
+
+def test_seeded_sampling_is_reproducible_and_top_p_near_zero_is_greedy(tiny_model, tokenizer):
+    engine = GenerationEngine.from_hf(tiny_model, tokenizer, max_batch_size=4)
+    ids = prompt_ids(tokenizer, PROMPTS[3])
+    sampled = SamplingParams(max_tokens=20, temperature=1.0, seed=7)
+    first, again, other = engine.generate([ids] * 3, [sampled, sampled, SamplingParams(max_tokens=20,
+                                                                                       temperature=1.0, seed=8)])
+    assert first.token_ids == again.token_ids and first.token_ids != other.token_ids
+    (greedy,) = engine.generate([ids], SamplingParams(max_tokens=20))
+    (nucleus,) = engine.generate([ids], SamplingParams(max_tokens=20, temperature=1.5, top_p=1e-6, seed=3))
+    assert nucleus.token_ids == greedy.token_ids
+
+
+def test_select_tokens_suppresses_eos_until_min_tokens():
+    logits = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 1.0]])
+    picks = select_tokens(logits.clone(), [SamplingParams(), SamplingParams()], [None, None], [1, -1],
+                          torch.Generator().manual_seed(0))
+    assert picks == [2, 1]
+
+
+def test_min_tokens_forces_the_length(tiny_model, tokenizer):
+    engine = GenerationEngine.from_hf(tiny_model, tokenizer, max_batch_size=2)
+    (done,) = engine.generate([prompt_ids(tokenizer, PROMPTS[0])], SamplingParams(max_tokens=50, min_tokens=50))
+    assert done.completion_tokens == 50 and done.finish_reason == "length"
+
+
+def test_context_limit_is_checked_and_reached_as_length(tiny_model, tokenizer):
+    engine = GenerationEngine.from_hf(tiny_model, tokenizer, max_batch_size=2, max_seq_len=32)
+    ids = prompt_ids(tokenizer, PROMPTS[1])[:20]
+    with pytest.raises(InvalidRequestError, match="exceeds the context of 32 tokens") as info:
+        engine.sequence(ids, SamplingParams(max_tokens=13))
+    assert info.value.param == "max_tokens"
+    with pytest.raises(InvalidRequestError, match="at most 31 fit"):
+        engine.sequence(list(range(3, 35)), SamplingParams(max_tokens=1))
+    (done,) = engine.generate([ids], SamplingParams(max_tokens=12, min_tokens=12))
+    assert done.completion_tokens == 12 and done.prompt_tokens + done.completion_tokens == 32
+
+
+def test_cancelled_sequences_free_their_rows(tiny_model, tokenizer):
+    engine = GenerationEngine.from_hf(tiny_model, tokenizer, max_batch_size=2)
+    seqs = [engine.sequence(prompt_ids(tokenizer, p), SamplingParams(max_tokens=50, min_tokens=50))
+            for p in PROMPTS[:2]]
+    for seq in seqs:
+        engine.add(seq)
+    engine.step()
+    seqs[0].cancelled = True
+    engine.step()
+    assert seqs[0].finish_reason == "cancelled" and engine.free_rows == 1 and seqs[1].row == 0
+    while engine.busy:
+        engine.step()
+    assert seqs[1].completion().completion_tokens == 50
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    ({"attention_bias": True}, "attention_bias=True"),
+    ({"hidden_act": "gelu"}, "hidden_act='gelu'"),
+    ({"model_type": "gpt2"}, "model_type='gpt2'"),
+])
+def test_unsupported_architectures_are_refused_by_name(tiny_model, change, fragment):
+    from copy import deepcopy
+
+    config = deepcopy(tiny_model.config)
+    for key, value in change.items():
+        setattr(config, key, value)
+    with pytest.raises(UnsupportedModelError, match="Llama-style") as info:
+        check_supported(config)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("params", [SamplingParams(temperature=1.5e-71), SamplingParams(temperature=1.0, top_p=5e-324)])
+def test_vanishing_temperature_or_top_p_sample_the_top_token(params):
+    # Found by schemathesis: both values are 0 in float32 and made the distribution NaN or empty.
+    picks = select_tokens(torch.tensor([[0.5, 3.0, -1.0]]), [params], [None], None, torch.Generator())
+    assert picks == [1]

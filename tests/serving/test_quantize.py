@@ -1,0 +1,126 @@
+"""Quantization: bounded error, exact RoPE row rotation, files that round-trip, and the MLflow registration path."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from compactlm.errors import ConfigError
+from compactlm.serving.artifact import load_engine_weights, save_engine_weights, weights_bytes
+from compactlm.serving.engine import GenerationEngine
+from compactlm.serving.quantize import (
+    dequantize,
+    normalize_scheme,
+    quantize_decoder,
+    quantize_int4,
+    quantize_int8,
+    rotate_rows,
+)
+from compactlm.serving.sampling import SamplingParams
+from compactlm.serving.weights import DecoderWeights, rotate_half_rows
+
+
+def test_rounding_error_is_at_most_half_a_step():
+    torch.manual_seed(0)
+    weight = torch.randn(48, 64)
+    int8 = quantize_int8(weight)
+    assert int8.q.dtype == torch.int8 and int8.q.abs().max() <= 127
+    assert ((int8.dequantize() - weight).abs() <= int8.scale[:, None] / 2 + 1e-6).all()
+    int4 = quantize_int4(weight, group_size=32)
+    assert int4.codes.dtype == torch.uint8 and int4.codes.shape == (48, 32)  # two codes per byte
+    steps = int4.scale.float().repeat_interleave(32, dim=1)
+    # bf16 scale/minimum: half a step, plus the rounding of the minimum itself.
+    assert ((int4.dequantize() - weight).abs() <= steps / 2 + 1e-2).all()
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int4"])
+def test_rotating_quantized_rows_is_exact(scheme):
+    torch.manual_seed(1)
+    weight = torch.randn(4 * 16, 64)  # 4 heads of 16
+    quantized = quantize_int8(weight) if scheme == "int8" else quantize_int4(weight, 32)
+    assert torch.equal(dequantize(rotate_rows(quantized, 4, 16)), rotate_half_rows(dequantize(quantized), 4, 16))
+
+
+def test_scheme_names_and_group_sizes_are_checked():
+    assert normalize_scheme("NONE") == "fp32" and normalize_scheme("Int8") == "int8"
+    with pytest.raises(ConfigError, match="got 'int3'"):
+        normalize_scheme("int3")
+    with pytest.raises(ConfigError, match="divisible by the group size 32, got 48"):
+        quantize_int4(torch.randn(16, 48), 32)
+
+
+@pytest.mark.parametrize(("scheme", "max_ratio"), [("int8", 0.30), ("int4", 0.20)])
+def test_quantized_files_are_small_round_trip_and_stay_close_to_fp32(tiny_model, tokenizer, tmp_path, scheme,
+                                                                     max_ratio):
+    weights = DecoderWeights.from_hf(tiny_model)
+    save_engine_weights(weights, tokenizer, tmp_path / "fp32")
+    quantized = quantize_decoder(weights, scheme)
+    save_engine_weights(quantized, tokenizer, tmp_path / scheme, hf_config=tiny_model.config)
+    assert weights_bytes(tmp_path / scheme) / weights_bytes(tmp_path / "fp32") < max_ratio
+    loaded, tok, manifest = load_engine_weights(tmp_path / scheme)
+    assert manifest["scheme"] == scheme and tok.eos_token == "<|eos|>"
+    ids = [tokenizer.bos_token_id, *tokenizer("Where is my order?")["input_ids"]]
+    before = GenerationEngine.from_weights(quantized, tokenizer, max_batch_size=2)
+    after = GenerationEngine.from_weights(loaded, tok, max_batch_size=2)
+    fp32 = GenerationEngine.from_weights(weights, tokenizer, max_batch_size=2)
+    params = SamplingParams(max_tokens=16)
+    assert before.generate([ids], params)[0].token_ids == after.generate([ids], params)[0].token_ids
+    with torch.inference_mode():
+        reference = fp32.decoder.forward([ids], all_logits=True)
+        ours = after.decoder.forward([ids], all_logits=True)
+    relative = (ours - reference).norm() / reference.norm()
+    assert relative < (0.03 if scheme == "int8" else 0.15), relative
+
+
+def test_already_quantized_weights_are_not_quantized_again(tiny_model):
+    int8 = quantize_decoder(DecoderWeights.from_hf(tiny_model), "int8")
+    with pytest.raises(ConfigError, match="already quantized"):
+        quantize_decoder(int8, "int4")
+
+
+def test_quantize_command_logs_the_table_and_registers_an_int8_version(home, tmp_path, tiny_model_dir):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from compactlm.config import load_config
+    from compactlm.registry import registry
+    from compactlm.registry.model import log_chat_model
+    from compactlm.serving.quantize_run import quantize_and_register
+    from compactlm.state import state_paths
+
+    paths = state_paths()
+    experiment = registry.setup_tracking(paths, "unit")
+    with mlflow.start_run(experiment_id=experiment):
+        logged = log_chat_model(tiny_model_dir)
+    source_uri = getattr(logged, "model_uri", logged)  # ModelInfo, or its URI in older versions of the helper
+    version = registry.register_version(source_uri, "unit-chat", {})
+    registry.set_alias("unit-chat", registry.CHAMPION, version)
+    cfg = load_config(None, ["eval.max_new_tokens=8"])
+    data = tmp_path / "eval.csv"
+    pd.DataFrame({"instruction": ["Where is my order?", "Cancel my plan", "Refund please", "Change my address"],
+                  "response": ["It ships tomorrow.", "Cancelled.", "Refund sent.", "Done."]}).to_csv(data, index=False)
+
+    summary = quantize_and_register(cfg, paths, "models:/unit-chat@champion", None, ("int8", "int4"), ("int8",),
+                                    data, rows=100, generate_rows=4, out_dir=tmp_path / "q", experiment="unit-q")
+
+    assert summary["registered"] == [{"scheme": "int8", "name": "unit-chat-int8", "version": "1",
+                                      "uri": "models:/unit-chat-int8/1"}]
+    table = (tmp_path / "q" / "tradeoff.md").read_text()
+    assert all(f"| {scheme} |" in table for scheme in ("fp32", "int8", "int4"))
+    client = MlflowClient()
+    run = client.get_run(summary["run_id"])
+    assert run.data.params["source_version"] == version and run.data.metrics["fp32.size_ratio"] == 1.0
+    assert 0 < run.data.metrics["int8.size_ratio"] < 0.3 and "int4.perplexity_change_pct" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"tradeoff.md", "tradeoff.json"} <= artifacts
+    int8 = client.get_model_version("unit-chat-int8", "1")
+    assert int8.tags["source.model"] == "unit-chat" and int8.tags["source.version"] == version
+    assert int8.tags["quantization"] == "int8" and int8.tags["tradeoff_run_id"] == run.info.run_id
+    source = client.get_model_version("unit-chat", version)
+    assert source.tags["quantized.int8"] == "models:/unit-chat-int8/1"
+    # The registered version loads anywhere through MLflow and answers with the fast engine.
+    answers = mlflow.pyfunc.load_model("models:/unit-chat-int8/1").predict(["Where is my order?"],
+                                                                           params={"max_new_tokens": 5})
+    assert len(answers) == 1 and isinstance(answers[0], str)
+    mlflow.set_tracking_uri(None)

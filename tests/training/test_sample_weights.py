@@ -1,0 +1,91 @@
+"""Reweighing sample weights in instruction fine-tuning: the weighted loss, and a weighted LoRA run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from compactlm.config import load_config
+from compactlm.models.presets import build_decoder
+from compactlm.models.tokenizer import train_bpe_tokenizer
+from compactlm.training.data import instruction_dataset, instruction_documents, padding_collator
+from compactlm.training.trainer import (
+    _training_arguments,
+    _weighted_trainer_class,
+    finetune_lora,
+    pretrain_decoder,
+    weighted_causal_lm_loss,
+)
+
+CFG = load_config(overrides=["model.preset=decoder-tiny", "model.vocab_size=400", "model.max_seq_len=64",
+                             "train.max_steps=4", "train.batch_size=8", "lora.max_steps=4", "lora.batch_size=8",
+                             "lora.r=4", "lora.alpha=8"])
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_frame, tmp_path_factory):
+    """A tokenizer, a tiny random decoder, a padded batch of 6 rows, and a Trainer of each kind."""
+    from transformers import Trainer
+
+    torch.manual_seed(0)
+    rows = tiny_frame[tiny_frame["instruction"].str.len() < 60].iloc[:6]  # short: no row loses its response
+    tokenizer = train_bpe_tokenizer(instruction_documents(tiny_frame), 400, 64)
+    model = build_decoder("decoder-tiny", len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
+                          tokenizer.eos_token_id).eval()
+    dataset = instruction_dataset(rows.assign(sample_weight=1.0), tokenizer, 64)
+    batch = padding_collator(tokenizer)([dataset[i] for i in range(len(dataset))])
+    args = _training_arguments(tmp_path_factory.mktemp("args"), epochs=1, max_steps=1, batch_size=6, grad_accum=1,
+                               learning_rate=1e-3, weight_decay=0.0, warmup_ratio=0.0, scheduler="constant",
+                               logging_steps=1, seed=0, device="cpu", run_name="t", report_to_mlflow=False)
+    plain = Trainer(model=model, args=args, eval_dataset=dataset, processing_class=tokenizer)
+    weighted = _weighted_trainer_class()(model=model, args=args, eval_dataset=dataset, processing_class=tokenizer)
+    return model, batch, plain, weighted
+
+
+def loss_of(trainer, batch, weights=None) -> float:
+    inputs = {k: v.clone() for k, v in batch.items() if k != "sample_weight"}
+    if weights is not None:
+        inputs["sample_weight"] = torch.tensor(weights, dtype=torch.float32)
+    with torch.no_grad():
+        return float(trainer.compute_loss(trainer.model, inputs))
+
+
+def test_the_collator_carries_the_weights_into_the_batch(setup):
+    _, batch, _, _ = setup
+    assert batch["sample_weight"].shape == (6,) and torch.all(batch["sample_weight"] == 1.0)
+    assert batch["input_ids"].shape == batch["labels"].shape
+
+
+def test_equal_weights_reproduce_the_unweighted_loss(setup):
+    _, batch, plain, weighted = setup
+    unweighted = loss_of(plain, batch)
+    assert math.isfinite(unweighted) and unweighted > 0
+    assert loss_of(weighted, batch, [1.0] * 6) == pytest.approx(unweighted, rel=1e-6)
+    assert loss_of(weighted, batch, [2.5] * 6) == pytest.approx(unweighted, rel=1e-6)  # only ratios matter
+    assert loss_of(weighted, batch) == pytest.approx(unweighted, rel=1e-6)  # no weights: the Trainer's own loss
+
+
+def test_weights_change_the_loss_as_a_weighted_token_mean(setup):
+    model, batch, plain, weighted = setup
+    skewed = loss_of(weighted, batch, [5.0, 1.0, 1.0, 1.0, 1.0, 0.1])
+    assert skewed != pytest.approx(loss_of(plain, batch), rel=1e-4)
+    # Weight 1 on the first example and 0 elsewhere: exactly that example's own mean token loss.
+    only_first = loss_of(weighted, batch, [1.0, 0, 0, 0, 0, 0])
+    first = {k: v[:1] for k, v in batch.items() if k != "sample_weight"}
+    assert only_first == pytest.approx(loss_of(plain, first), rel=1e-5)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    direct = weighted_causal_lm_loss(logits, batch["labels"], torch.tensor([5.0, 1.0, 1.0, 1.0, 1.0, 0.1]))
+    assert float(direct) == pytest.approx(skewed, rel=1e-6)
+
+
+def test_lora_fine_tuning_trains_on_weighted_rows(tiny_frame, tmp_path):
+    train, val = tiny_frame.iloc[:300], tiny_frame.iloc[300:360]
+    weights = [3.0 if band == "65+" else 0.8 for band in train["age_band"]]
+    pretrain_decoder(train, val, tmp_path / "base", CFG.model, CFG.train, report_to_mlflow=False)
+    tuned = finetune_lora(tmp_path / "base", train.assign(sample_weight=weights), val.assign(sample_weight=1.0),
+                          tmp_path / "ft", CFG.model, CFG.lora, report_to_mlflow=False)
+    assert tuned.steps == 4 and math.isfinite(tuned.train_loss) and tuned.eval_loss is not None
+    assert (tmp_path / "ft" / "merged" / "model.safetensors").is_file()
