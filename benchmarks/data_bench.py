@@ -52,7 +52,8 @@ def main() -> None:
 
     raw = timed("generate", generate_support_dataset, n_rows=args.rows, seed=args.seed)
     canonical = timed("canonical", to_canonical, raw, "generator")
-    cleaned = timed("clean", clean_rows, canonical, config.min_chars, config.max_chars, CleanOptions.from_config(config))
+    options = CleanOptions.from_config(config)
+    cleaned = timed("clean", clean_rows, canonical, config.min_chars, config.max_chars, options)
     splits = timed("split", split_rows, cleaned.rows, config.val_fraction, config.test_fraction, config.seed)
     splits = timed("format", lambda: {n: add_instruction_format(f, "instruction") for n, f in splits.items()})
     frame = combined_splits(splits)

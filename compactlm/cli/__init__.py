@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from compactlm.cli import config, data, pipeline, registry, serve
+from compactlm.cli import config, data, evaluate, pipeline, registry, serve
 from compactlm.errors import CompactLMError
 
 app = typer.Typer(help="CompactLM: train, govern and serve compact language models.", no_args_is_help=True,
@@ -21,6 +21,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(registry.app, name="registry")
 app.add_typer(config.app, name="config")
+app.add_typer(evaluate.app, name="eval")
 app.command("serve")(serve.serve)
 app.command("predict")(serve.predict)
 app.command("quantize")(serve.quantize)

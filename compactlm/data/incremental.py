@@ -27,6 +27,7 @@ import pandas as pd
 
 from compactlm.config import DataConfig
 from compactlm.data.ingest import IngestResult, prepare_dataset
+from compactlm.data.schemas import SCHEMAS, check_required, map_columns
 from compactlm.data.sources import SourceFile, list_local_files, read_table
 from compactlm.data.versioning import DatasetVersion, current_md5, list_versions, load_version, version_dataset
 
@@ -69,7 +70,11 @@ def list_files(config: DataConfig, known: dict[str, SourceFile] | None = None) -
 
 
 def read_file(file: SourceFile, config: DataConfig) -> pd.DataFrame:
-    """Parse one source file (downloading it first when it is on S3)."""
+    """Parse one source file (downloading it first when it is on S3) and check it has the task's columns.
+
+    Checking each file on its own names the one at fault: in a union of files, a file with other
+    columns would otherwise only show up as rows with blank values.
+    """
     if file.uri.startswith("s3://"):
         from compactlm.data.remote import read_s3_file
 
@@ -78,6 +83,7 @@ def read_file(file: SourceFile, config: DataConfig) -> pd.DataFrame:
         frame = read_table(file.uri)
     if file.key.lower().endswith(".txt"):
         frame["id"] = file.key  # a document's id is its name within the source, stable across machines
+    check_required(map_columns(frame, config.columns, file.uri), SCHEMAS[config.task], file.uri)
     return frame
 
 

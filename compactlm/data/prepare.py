@@ -99,6 +99,18 @@ class Quarantine:
         return {f"quarantined: {kind}": n for kind, n in self.kinds.items()}
 
 
+def _uniform(series: pd.Series) -> pd.Series:
+    """One type per column (files of a folder may disagree: "1" in a CSV, 1 in a JSONL): numeric when every
+    value is a number, else text. Parquet cannot store a column mixing both.
+    """
+    if series.dtype != object and not pd.api.types.is_string_dtype(series):
+        return series
+    numeric = pd.to_numeric(series, errors="coerce")
+    if numeric.notna().sum() == series.notna().sum():
+        return numeric.astype("Int64") if (numeric.dropna() % 1 == 0).all() else numeric
+    return series.astype("string")
+
+
 def content_ids(rows: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> list[str]:
     """Stable ids from the content of ``columns`` (the same text always gets the same id)."""
     parts = [rows[c].astype("string").fillna("") for c in columns]
@@ -123,9 +135,10 @@ def to_canonical(frame: pd.DataFrame, source: str, task: str = "instruction", co
     schema = SCHEMAS[task]
     out = to_schema(map_columns(frame, columns or {}, source), schema, source, keep)
     for column in out.columns:
-        if column in ("messages", "resolved") or column in keep and column not in schema.input_columns:
+        if column == "messages":
             continue
-        out[column] = out[column].astype("string")
+        out[column] = _uniform(out[column]) if column == "resolved" or column not in schema.input_columns \
+            else out[column].astype("string")
     if out["id"].isna().all():
         out["id"] = content_ids(out, [c for c in schema.text_columns if c in out.columns] or list(schema.required))
     out["id"] = out["id"].astype("string")

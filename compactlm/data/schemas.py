@@ -98,12 +98,12 @@ def map_columns(frame: pd.DataFrame, columns: dict[str, str], source: str) -> pd
     return renamed
 
 
-def to_schema(frame: pd.DataFrame, schema: TaskSchema, source: str, keep: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Select the schema's input columns (filling optional ones with their defaults) plus ``keep``.
+def check_required(frame: pd.DataFrame, schema: TaskSchema, source: str) -> None:
+    """Fail naming ``source`` when a required column is missing.
 
     Raises:
-        DataError: a required column is missing (the message lists what was found, and hints at a wrong
-            delimiter when the whole header landed in one column).
+        DataError: the message lists what was found, and hints at a wrong delimiter when the whole
+            header landed in one column, or at ``data.columns`` when no required column is there.
     """
     missing = [c for c in schema.required if c not in frame.columns]
     if missing:
@@ -115,6 +115,15 @@ def to_schema(frame: pd.DataFrame, schema: TaskSchema, source: str, keep: tuple[
             hint = " - map your columns with data.columns (e.g. data.columns.instruction=question)"
         raise DataError(f"{source}: missing required column(s) {', '.join(repr(c) for c in missing)} "
                         f"(found: {found}){hint}")
+
+
+def to_schema(frame: pd.DataFrame, schema: TaskSchema, source: str, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Select the schema's input columns (filling optional ones with their defaults) plus ``keep``.
+
+    Raises:
+        DataError: a required column is missing (see ``check_required``).
+    """
+    check_required(frame, schema, source)
     out = pd.DataFrame(index=frame.index)
     for column in schema.input_columns:
         if column in frame.columns:

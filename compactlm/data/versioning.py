@@ -28,6 +28,9 @@ import yaml
 from compactlm.errors import DataError
 
 REMOTE_NAME = "storage"
+# Kept out of DVC's view: the per-version .dvc copies (DVC would see several files tracking one output),
+# the incremental manifests and the parsed-file cache.
+_DVCIGNORE = ("/versions/", "/manifests/", "/cache/")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,10 @@ def _open_repo(root: Path, remote_url: str):
     if not (root / ".dvc").is_dir():
         root.mkdir(parents=True, exist_ok=True)
         Repo.init(str(root), no_scm=True)
+    ignore = root / ".dvcignore"
+    lines = ignore.read_text().splitlines() if ignore.is_file() else []
+    if not set(_DVCIGNORE) <= set(lines):
+        ignore.write_text("\n".join([*lines, *(p for p in _DVCIGNORE if p not in lines)]) + "\n")
     repo = Repo(str(root))
     remote: dict[str, str] = {"url": remote_url}
     if remote_url.startswith("s3://") and os.environ.get("AWS_ENDPOINT_URL"):
@@ -62,7 +69,10 @@ def _open_repo(root: Path, remote_url: str):
             conf["remote"][REMOTE_NAME] = remote
         conf["core"]["remote"] = REMOTE_NAME
     if "://" not in remote_url:
-        Path(remote_url).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(remote_url).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"the DVC remote folder {remote_url} cannot be created ({exc.strerror})") from None
     return Repo(str(root))
 
 

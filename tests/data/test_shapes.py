@@ -202,7 +202,8 @@ def test_summarization_documents_have_their_own_length_bound(tmp_path):
     frame.loc[0, "article"] = "x" * 60_001
     path = tmp_path / "news.jsonl"
     frame.to_json(path, orient="records", lines=True)
-    config = DataConfig(source=str(path), task="summarization", columns={"document": "article", "summary": "highlights"})
+    columns = {"document": "article", "summary": "highlights"}
+    config = DataConfig(source=str(path), task="summarization", columns=columns)
     result = prepare_dataset(config)
     assert result.quarantine["reason"].tolist() == ["document longer than 50000 characters"]
     rows = pd.concat(result.splits.values())

@@ -4,28 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-import boto3
 import pandas as pd
-import pytest
 
 from compactlm.data.versioning import checkout_version, version_dataset
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(key, value)
-    client = boto3.client("s3", endpoint_url=endpoint)
-    client.create_bucket(Bucket="compactlm-data")
-    yield client
-    server.stop()
 
 
 def test_push_to_s3_and_restore_byte_for_byte_from_it(tmp_path, s3):

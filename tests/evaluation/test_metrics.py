@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from compactlm.evaluation.generate import LikelihoodResult, generate_responses, response_likelihood
-from compactlm.evaluation.metrics import bleu, rouge_l
+from compactlm.evaluation.metrics import (
+    accuracy,
+    bleu,
+    exact_match,
+    macro_f1,
+    model_size_mb,
+    rouge_l,
+    rouge_scores,
+    slice_means,
+)
 from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
 from compactlm.training.data import encode_instruction_pairs, instruction_documents
@@ -29,6 +38,36 @@ def test_bleu_by_hand():
     # 4 of 5 words right with no 4-gram match: precisions 4/5, 3/4, 2/3, 1/2 -> geometric mean, BP = 1.
     expected = 100 * math.exp((math.log(4 / 5) + math.log(3 / 4) + math.log(2 / 3) + math.log(1 / 2)) / 4)
     assert bleu(["a b c d x"], ["a b c d e"]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_rouge_1_and_2_by_hand():
+    # pred "the cat sat", ref "the cat sat on the mat": unigrams 3/3 precise, recall 3/6 -> F1 2/3;
+    # bigrams: pred {the cat, cat sat} all in ref (5 bigrams): P 1, R 2/5 -> F1 4/7.
+    scores = rouge_scores(["the cat sat"], ["the cat sat on the mat"])
+    assert scores["rouge_1"] == pytest.approx(2 / 3)
+    assert scores["rouge_2"] == pytest.approx(4 / 7)
+    assert scores["rouge_l"] == pytest.approx(2 / 3)
+
+
+def test_exact_match_normalises_case_punctuation_and_spaces():
+    assert exact_match(["Your order ships TODAY!", "no"], ["your order ships today", "yes"]) == 0.5
+    assert exact_match([], []) == 0.0
+
+
+def test_accuracy_and_macro_f1_by_hand():
+    labels = ["a", "a", "b", "c"]
+    preds = ["a", "b", "b", "b"]
+    assert accuracy(preds, labels) == 0.5
+    # F1(a) = 2*1/(2*1+0+1) = 2/3; F1(b) = 2*1/(2*1+2+0) = 1/2; F1(c) = 0 -> mean 7/18.
+    assert macro_f1(preds, labels) == pytest.approx(7 / 18)
+    assert macro_f1(["x"], ["x"]) == 1.0
+
+
+def test_slice_means_and_model_size(tmp_path):
+    assert slice_means([1.0, 0.0, 0.5], ["b", "a", "b"]) == {"a": 0.0, "b": 0.75}
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 2_000_000)
+    (tmp_path / "config.json").write_text("{}")
+    assert model_size_mb(tmp_path) == pytest.approx(2.0)
 
 
 def test_metric_inputs_must_align():

@@ -266,6 +266,41 @@ def _wait_for_state(flow_run_id, predicate, timeout_s: float = 180):
     raise AssertionError(f"flow run {flow_run_id} did not reach the expected state; last: {state}")
 
 
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", "compactlm.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=600, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_cli_lists_rolls_back_and_runs_a_blind_human_evaluation(state, tmp_path):
+    listing = _cli("registry", "list", "--json")
+    assert listing.returncode == 0, listing.stderr
+    rows = {v["version"]: v for v in json.loads(listing.stdout)}
+    assert "champion" in rows["2"]["aliases"] and rows["1"]["tags"]["approval"] == "approved"
+    exported = _cli("eval", "human-export", "--out", str(tmp_path / "sheet"), "--n", "4", "--challenger", "1")
+    assert exported.returncode == 0, exported.stderr
+    key = json.loads((tmp_path / "sheet" / "key.json").read_text())
+    assert key["metadata"] == {"champion_uri": f"models:/{MODEL}@champion", "challenger_uri": f"models:/{MODEL}/1"}
+    rows = [{"item_id": item, "best": next(k for k, v in slots.items() if v == "challenger"),
+             "human": next(k for k, v in slots.items() if v == "reference")} for item, slots in key["items"].items()]
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(tmp_path / "ratings.csv", index=False)
+    imported = _cli("eval", "human-import", "--ratings", str(tmp_path / "ratings.csv"),
+                    "--key", str(tmp_path / "sheet" / "key.json"))
+    assert imported.returncode == 0, imported.stderr
+    assert "human_win_rate_challenger: 1.000" in imported.stdout
+    assert "human_turing_fooled_rate: 0.000" in imported.stdout
+    rolled = _cli("registry", "rollback", "--reason", "test")
+    assert rolled.returncode == 0, rolled.stderr
+    assert _champion() != "2"
+    restored = _cli("registry", "rollback", "--to", "2")
+    assert restored.returncode == 0 and _champion() == "2"
+    refused = _cli("registry", "rollback", "--to", "99")
+    assert refused.returncode == 2 and "has no version 99" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_failed_gate_registers_nothing_and_keeps_the_champion(state):
     from flows.retrain import retrain
 

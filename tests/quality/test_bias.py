@@ -8,7 +8,7 @@ import pytest
 from compactlm.config import BiasConfig
 from compactlm.data.generator import generate_support_dataset
 from compactlm.errors import DataError
-from compactlm.quality.bias import audit_dataset_bias
+from compactlm.quality.bias import audit_dataset_bias, reweighing_weights
 
 
 def group(value: str, n: int, favorable: int) -> pd.DataFrame:
@@ -139,3 +139,81 @@ def test_numeric_labels_other_than_0_and_1_raise(bad):
     with pytest.raises(DataError) as excinfo:
         audit_dataset_bias(frame, BiasConfig())
     one_line_error(excinfo, "'resolved'")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Several attributes, label definitions, and Reweighing
+# ---------------------------------------------------------------------------------------------------
+
+
+def two_attribute_frame() -> pd.DataFrame:
+    """Age band disadvantaged (65+: 4/10 vs 8/10), region fair (north 6/10 vs south 6/10)."""
+    frame = frame_with_rates(privileged=8, unprivileged=4)
+    frame["region"] = ["north", "south"] * 10
+    return frame
+
+
+def test_every_configured_attribute_is_audited_and_any_violation_fails():
+    config = BiasConfig(protected_attributes={"age_band": ["65+"], "region": ["north"], "tier": ["gold"]})
+    report = audit_dataset_bias(two_attribute_frame(), config)
+    audits = {a.attribute: a for a in report.attributes}
+    assert audits["age_band"].before.disparate_impact == pytest.approx(0.5)
+    assert audits["region"].before.disparate_impact == pytest.approx(1.0)
+    assert audits["region"].before.passed and not audits["age_band"].before.passed
+    assert not audits["tier"].audited and "'tier'" in audits["tier"].reasons[0]
+    assert report.audited and not report.passed
+    assert report.attribute == "age_band" and report.disparate_impact == pytest.approx(0.5)
+    assert any(r.startswith("tier: not audited") for r in report.reasons)
+    markdown = report.to_markdown()
+    assert "| region | north | disparate impact | 1.0000 | — |" in markdown and "not audited" in markdown
+
+
+def test_a_string_label_with_favorable_values():
+    frame = two_attribute_frame()
+    frame["outcome"] = frame["resolved"].map({1: "solved", 0: "escalated"})
+    frame.loc[0, "outcome"] = "closed"  # any value outside favorable_values is unfavorable
+    config = BiasConfig(label_column="outcome", favorable_values=["solved"])
+    report = audit_dataset_bias(frame, config)
+    assert report.favorable_rate_unprivileged == pytest.approx(0.4)
+    assert report.favorable_rate_privileged == pytest.approx(0.7)
+
+
+def test_reweighing_weights_remove_the_disparity_and_the_verdict_follows_them():
+    frame = two_attribute_frame()
+    config = BiasConfig(protected_attributes={"age_band": ["65+"], "region": ["north"]}, reweighing=True)
+    weights, note = reweighing_weights(frame, config)
+    assert note.startswith("reweighed 20 train rows over age_band, region")
+    assert weights.mean() == pytest.approx(1.0) and (weights > 0).all()
+    # Kamiran & Calders: weight = P(group) P(label) / P(group, label); favorable 65+ rows weigh the most.
+    favorable_old = weights[(frame["age_band"] == "65+") & (frame["resolved"] == 1)]
+    unfavorable_old = weights[(frame["age_band"] == "65+") & (frame["resolved"] == 0)]
+    assert favorable_old.min() > 1 > unfavorable_old.max()
+    report = audit_dataset_bias(frame.assign(sample_weight=weights), config)
+    assert report.reweighed and report.passed
+    for audit in report.attributes:
+        assert audit.after.disparate_impact == pytest.approx(1.0, abs=1e-4)
+        assert audit.after.statistical_parity_difference == pytest.approx(0.0, abs=1e-4)
+    age = report.attributes[0]
+    assert age.before.disparate_impact == pytest.approx(0.5) and not age.before.passed
+    assert report.disparate_impact == pytest.approx(1.0, abs=1e-4)  # the effective (weighted) figure
+    assert any(r.startswith("mitigated by reweighing: age_band: disparate impact 0.500") for r in report.reasons)
+    assert "| age_band | 65+ | disparate impact | 0.5000 | 1.0000 |" in report.to_markdown()
+
+
+def test_generator_bias_is_mitigated_by_reweighing_in_the_prepared_train_split():
+    from compactlm.config import DataConfig
+    from compactlm.data.ingest import prepare_dataset
+
+    bias = BiasConfig(reweighing=True)
+    result = prepare_dataset(DataConfig(n_rows=3000, bias=0.5), bias)
+    train = result.splits["train"]
+    assert "sample_weight" in train.columns and "sample_weight" not in result.splits["test"].columns
+    report = audit_dataset_bias(train, bias)
+    assert not report.attributes[0].before.passed and report.passed
+    assert report.attributes[0].after.disparate_impact == pytest.approx(1.0, abs=1e-6)
+
+
+def test_reweighing_without_a_label_leaves_weights_at_one_and_says_why():
+    frame = frame_with_rates(privileged=8, unprivileged=4).assign(resolved=pd.NA)
+    weights, note = reweighing_weights(frame, BiasConfig(reweighing=True))
+    assert (weights == 1.0).all() and note.startswith("not reweighed: no 'resolved' label")

@@ -28,8 +28,13 @@ def tokenizer():
     return train_bpe_tokenizer(instruction_documents(FRAME) * 20, 300, 256)
 
 
-def tiny_decoder(tokenizer, seed: int = 0, kv_heads: int | None = None):
-    """decoder-tiny (hidden 64, 2 layers, 4 heads), or its grouped-query variant with ``kv_heads``."""
+def tiny_decoder(tokenizer, seed: int = 0, kv_heads: int | None = None, std: float | None = 0.2):
+    """decoder-tiny (hidden 64, 2 layers, 4 heads), or its grouped-query variant with ``kv_heads``.
+
+    Matrices are redrawn with ``std`` (None keeps transformers' 0.02 init): at 0.02 an untrained residual
+    model just repeats its last input token, which would make "same greedy tokens as transformers" a
+    weak check; at 0.2 it is chaotic, which makes quantization error look far worse than on a trained one.
+    """
     torch.manual_seed(seed)
     model = build_decoder("decoder-tiny", len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
                           tokenizer.eos_token_id)
@@ -38,8 +43,11 @@ def tiny_decoder(tokenizer, seed: int = 0, kv_heads: int | None = None):
 
         config = model.config
         config.num_key_value_heads = kv_heads
-        torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2 and std is not None:
+                param.normal_(0.0, std)
     return model.eval()
 
 
@@ -109,8 +117,8 @@ def start_server() -> Iterator:
 
 @pytest.fixture(scope="session")
 def make_decoder(tokenizer):
-    """``make_decoder(seed=0, kv_heads=None)``: a fresh tiny model."""
-    return lambda seed=0, kv_heads=None: tiny_decoder(tokenizer, seed, kv_heads)
+    """``make_decoder(seed=0, kv_heads=None, std=0.2)``: a fresh tiny model."""
+    return lambda seed=0, kv_heads=None, std=0.2: tiny_decoder(tokenizer, seed, kv_heads, std)
 
 
 @pytest.fixture(scope="session")

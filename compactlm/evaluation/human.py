@@ -1,0 +1,178 @@
+"""Blind human evaluation: champion vs challenger vs the reference answer, rated by people.
+
+``export_sheet`` writes, per item, the customer message and three answers in a random order:
+``sheet.csv`` (for spreadsheets), ``sheet.html`` (a static page with radio buttons that downloads the
+filled-in ratings as CSV) and ``key.json`` (which answer is which; keep it away from raters).
+Raters pick the best answer and the one they believe a human agent wrote.
+
+``import_ratings`` joins the ratings with the key: win rates per system, the challenger's head-to-head
+win rate against the champion, and the "Turing test" figure: how often raters could not tell a model
+answer from the human reference.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from compactlm.errors import DataError
+
+SLOTS = ("1", "2", "3")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(text)
+    Path(tmp).replace(path)
+
+
+def export_sheet(prompts: list[str], answers: dict[str, list[str]], out_dir: str | Path, seed: int = 0,
+                 metadata: dict[str, str] | None = None) -> dict[str, Path]:
+    """Write the blind rating sheet for three systems (e.g. reference, champion, challenger).
+
+    Args:
+        prompts: the customer messages.
+        answers: system name -> one answer per prompt; exactly three systems.
+        out_dir: receives sheet.csv, sheet.html and key.json.
+        seed: shuffles the order of the answers per item.
+        metadata: recorded in the key (model versions, data version...).
+    """
+    if len(answers) != 3:
+        raise DataError(f"a rating sheet compares exactly 3 systems, got {len(answers)}: {sorted(answers)}")
+    if any(len(a) != len(prompts) for a in answers.values()):
+        raise DataError("every system needs one answer per prompt")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    systems = sorted(answers)
+    rows, key = [], {}
+    for i, prompt in enumerate(prompts):
+        item_id = f"item-{i + 1:03d}"
+        order = [systems[j] for j in rng.permutation(3)]
+        key[item_id] = dict(zip(SLOTS, order))
+        rows.append({"item_id": item_id, "prompt": prompt, **{f"response_{s}": answers[name][i]
+                                                               for s, name in zip(SLOTS, order)},
+                     "best": "", "human": "", "notes": ""})
+    sheet = pd.DataFrame(rows)
+    paths = {"csv": out / "sheet.csv", "html": out / "sheet.html", "key": out / "key.json"}
+    _atomic_write(paths["csv"], sheet.to_csv(index=False))
+    _atomic_write(paths["html"], _html(sheet))
+    _atomic_write(paths["key"], json.dumps({"created": datetime.now(UTC).isoformat(timespec="seconds"),
+                                            "systems": systems, "metadata": metadata or {}, "items": key}, indent=2))
+    return paths
+
+
+def _html(sheet: pd.DataFrame) -> str:
+    items = []
+    for row in sheet.itertuples(index=False):
+        answers = "".join(
+            f"<tr><td>{s}</td><td>{html.escape(getattr(row, f'response_{s}'))}</td>"
+            f"<td><input type=radio name='best-{row.item_id}' value='{s}'></td>"
+            f"<td><input type=radio name='human-{row.item_id}' value='{s}'></td></tr>" for s in SLOTS)
+        items.append(f"<section data-item='{row.item_id}'><h3>{row.item_id}</h3><p class=prompt>"
+                     f"{html.escape(row.prompt)}</p><table><tr><th>#</th><th>answer</th><th>best</th>"
+                     f"<th>written by a human</th></tr>{answers}</table></section>")
+    return f"""<!doctype html><html><head><meta charset=utf-8><title>CompactLM blind rating</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:auto}} td{{vertical-align:top;padding:4px}}
+.prompt{{background:#eef;padding:6px}} section{{border-bottom:1px solid #ccc;padding:8px 0}}</style></head><body>
+<h1>Which answer is best, and which one did a human write?</h1>
+<p>For each customer message pick the most helpful answer and the one you think a human agent wrote
+(exactly one of the three is). Then press the button and send the downloaded file back.</p>
+{''.join(items)}
+<button onclick="save()">Download ratings (CSV)</button>
+<script>
+function save() {{
+  let lines = ["item_id,best,human"];
+  document.querySelectorAll("section").forEach(s => {{
+    const id = s.dataset.item;
+    const pick = n => (document.querySelector(`input[name='${{n}}-${{id}}']:checked`) || {{value: ""}}).value;
+    lines.push([id, pick("best"), pick("human")].join(","));
+  }});
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([lines.join("\\n")], {{type: "text/csv"}}));
+  a.download = "ratings.csv"; a.click();
+}}
+</script></body></html>"""
+
+
+@dataclass
+class HumanEvalResult:
+    """Win rates and the Turing-test figure over the rated items."""
+
+    n_items: int
+    n_rated_best: int
+    n_rated_human: int
+    win_rate: dict[str, float]
+    challenger_vs_champion: float | None
+    picked_as_human: dict[str, float]
+    turing_fooled_rate: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def metrics(self) -> dict[str, float]:
+        out = {f"human_win_rate_{k}": v for k, v in self.win_rate.items()}
+        out.update({f"human_picked_as_human_{k}": v for k, v in self.picked_as_human.items()})
+        if self.challenger_vs_champion is not None:
+            out["human_challenger_vs_champion"] = self.challenger_vs_champion
+        if self.turing_fooled_rate is not None:
+            out["human_turing_fooled_rate"] = self.turing_fooled_rate
+        return out
+
+
+def import_ratings(ratings_path: str | Path, key_path: str | Path, reference: str = "reference") -> HumanEvalResult:
+    """Join ratings (item_id, best, human; blanks allowed) with the key and compute the figures.
+
+    Raises:
+        DataError: a missing column, an unknown item id or a rating outside 1/2/3 (naming the row).
+    """
+    from compactlm.data.sources import read_table
+
+    ratings = read_table(ratings_path)
+    try:
+        key = json.loads(Path(key_path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{key_path}: not a readable key file ({exc})") from None
+    missing = [c for c in ("item_id", "best", "human") if c not in ratings.columns]
+    if missing:
+        raise DataError(f"{ratings_path}: missing column(s) {', '.join(missing)}")
+    systems, items = key["systems"], key["items"]
+    best_counts, human_counts = dict.fromkeys(systems, 0), dict.fromkeys(systems, 0)
+    head_to_head = {"challenger": 0, "champion": 0}
+    n_best = n_human = 0
+    for row_number, row in enumerate(ratings.itertuples(index=False), start=2):
+        item = str(row.item_id)
+        if item not in items:
+            raise DataError(f"{ratings_path} row {row_number}: unknown item_id {item!r}")
+        for column in ("best", "human"):
+            value = getattr(row, column)
+            if pd.isna(value) or str(value).strip() == "":
+                continue
+            slot = str(value).strip().removesuffix(".0")
+            if slot not in SLOTS:
+                raise DataError(f"{ratings_path} row {row_number}: column {column!r} must be 1, 2 or 3, got {value!r}")
+            system = items[item][slot]
+            if column == "best":
+                n_best += 1
+                best_counts[system] += 1
+                if system in head_to_head:
+                    head_to_head[system] += 1
+            else:
+                n_human += 1
+                human_counts[system] += 1
+    decided = head_to_head["challenger"] + head_to_head["champion"]
+    return HumanEvalResult(
+        n_items=len(items), n_rated_best=n_best, n_rated_human=n_human,
+        win_rate={s: best_counts[s] / n_best if n_best else 0.0 for s in systems},
+        challenger_vs_champion=head_to_head["challenger"] / decided if decided else None,
+        picked_as_human={s: human_counts[s] / n_human if n_human else 0.0 for s in systems},
+        turing_fooled_rate=1 - human_counts.get(reference, 0) / n_human if n_human else None)
