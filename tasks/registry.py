@@ -185,7 +185,8 @@ def trigger_review_deployment(deployment: str, model_name: str, version: str, ti
     from prefect.exceptions import ObjectNotFound
 
     try:
-        run = run_deployment(deployment, timeout=0, parameters={
+        # Not a subflow: a subflow cannot suspend, and the review must outlive this run.
+        run = run_deployment(deployment, timeout=0, as_subflow=False, parameters={
             "model_name": model_name, "version": version, "approval": "suspend", "timeout_s": timeout_s})
     except ObjectNotFound:
         return None
