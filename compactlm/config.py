@@ -99,7 +99,7 @@ class DataConfig:
         schema = SCHEMAS[self.task]
         for canonical, column in self.columns.items():
             _check(canonical in schema.input_columns, f"data.columns.{canonical}", column,
-                   f"keyed by a {self.task} column ({', '.join(schema.input_columns)})")
+                   f"keyed by a column of the {self.task} schema ({', '.join(schema.input_columns)})")
             _check(bool(str(column).strip()), f"data.columns.{canonical}", column, "a non-empty column name")
         _check(self.augment_ratio == 0 or schema.augment_column is not None, "data.augment_ratio",
                self.augment_ratio, f"0 for data.task={self.task!r} (augmentation needs a short text column)")
@@ -152,25 +152,46 @@ class BiasConfig:
 
 @dataclass
 class ModelConfig:
-    """Which CompactLM preset to build and how its tokenizer is trained."""
+    """Which model to train: a CompactLM preset (built here, its tokenizer trained here) or any HF base.
+
+    ``base`` is a local Hugging Face model folder or a hub id (causal, seq2seq such as T5, or an
+    encoder); when set, the preset and ``vocab_size`` are not used and ``max_seq_len`` is checked
+    against the base's positions when it is loaded.
+    """
 
     preset: str = "decoder-micro"
     vocab_size: int = 2048
     max_seq_len: int = 128
+    base: str | None = None  # a HF model folder or hub id to fine-tune instead of a preset
+    dropout: float | None = None  # preset dropout (Llama attention, BERT hidden+attention); None: the architecture's
 
     def __post_init__(self) -> None:
         from compactlm.models.presets import PRESETS
 
         _check(self.preset in PRESETS, "model.preset", self.preset, f"one of {sorted(PRESETS)}")
         _check(256 <= self.vocab_size <= 256_000, "model.vocab_size", self.vocab_size, "in [256, 256000]")
-        max_pos = PRESETS[self.preset].max_position_embeddings
-        _check(8 <= self.max_seq_len <= max_pos, "model.max_seq_len", self.max_seq_len,
-               f"in [8, {max_pos}] (the preset's positions)")
+        _check(self.base is None or bool(str(self.base).strip()), "model.base", self.base,
+               "a model folder or hub id (or null for the preset)")
+        _check(self.dropout is None or 0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "in [0, 1) or null")
+        if self.base is None:  # a base's positions are only known once its config is read (models.loading)
+            max_pos = PRESETS[self.preset].max_position_embeddings
+            _check(8 <= self.max_seq_len <= max_pos, "model.max_seq_len", self.max_seq_len,
+                   f"in [8, {max_pos}] (the preset's positions)")
+        else:
+            _check(self.max_seq_len >= 8, "model.max_seq_len", self.max_seq_len, ">= 8")
+
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass
 class TrainConfig:
-    """Causal-LM pretraining of the base model (HF Trainer)."""
+    """Pretraining optimisation, plus the training machinery every stage shares.
+
+    The machinery fields (precision, gradient checkpointing, evaluation, checkpoints, early stopping,
+    resume, tracking) apply to every stage: pretraining, distillation and fine-tuning. ``batch_size``
+    is per process: the global batch is ``batch_size x processes x grad_accum``.
+    """
 
     epochs: float = 2.0
     max_steps: int = -1  # > 0 overrides epochs
@@ -183,6 +204,21 @@ class TrainConfig:
     logging_steps: int = 10
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    max_grad_norm: float = 1.0
+    precision: str = "auto"  # auto: bf16 on a GPU that supports it, else fp32 | bf16 | fp16 | fp32
+    gradient_checkpointing: bool = False
+    pack_train: bool = True  # pretraining: concatenate documents into full blocks (no padding) ...
+    pack_eval: bool = True  # ... or one (truncated) document per row; switchable separately
+    eval_steps: int = 0  # evaluate every N steps; 0: once per epoch
+    save_steps: int = 0  # checkpoint every N steps; 0: no periodic checkpoints
+    save_total_limit: int = 2  # checkpoints kept (the best one is always kept)
+    load_best_model_at_end: bool = False  # end with the checkpoint of lowest validation loss
+    early_stopping_patience: int = 0  # stop after N evaluations without improvement; 0: off (implies load_best)
+    resume_from_checkpoint: str | None = None  # "last" (latest complete checkpoint, if any) or a checkpoint folder
+    mlm_probability: float = 0.15  # masked-LM pretraining: fraction of tokens masked
+    log_checkpoints: bool = False  # log every checkpoint folder to the MLflow run (artifacts)
+    system_metrics_interval: float = 10.0  # seconds between MLflow system-metric samples; 0: off
+    dataloader_workers: int = 0
 
     def __post_init__(self) -> None:
         _check(self.epochs > 0, "train.epochs", self.epochs, "> 0")
@@ -194,11 +230,42 @@ class TrainConfig:
                self.lr_scheduler, "cosine, linear or constant")
         _check(self.logging_steps >= 1, "train.logging_steps", self.logging_steps, ">= 1")
         _check(self.device in ("auto", "cpu", "cuda"), "train.device", self.device, "auto, cpu or cuda")
+        _check(self.max_grad_norm > 0, "train.max_grad_norm", self.max_grad_norm, "> 0")
+        _check(self.precision in PRECISIONS, "train.precision", self.precision, ", ".join(PRECISIONS))
+        _check(self.eval_steps >= 0, "train.eval_steps", self.eval_steps, ">= 0 (0: once per epoch)")
+        _check(self.save_steps >= 0, "train.save_steps", self.save_steps, ">= 0 (0: no periodic checkpoints)")
+        _check(self.save_total_limit >= 1, "train.save_total_limit", self.save_total_limit, ">= 1")
+        _check(self.early_stopping_patience >= 0, "train.early_stopping_patience", self.early_stopping_patience,
+               ">= 0 (0: off)")
+        _check(0.0 < self.mlm_probability < 1.0, "train.mlm_probability", self.mlm_probability, "in (0, 1)")
+        _check(self.system_metrics_interval >= 0, "train.system_metrics_interval", self.system_metrics_interval,
+               ">= 0 (0: off)")
+        _check(self.dataloader_workers >= 0, "train.dataloader_workers", self.dataloader_workers, ">= 0")
+        _check(self.resume_from_checkpoint is None or bool(str(self.resume_from_checkpoint).strip()),
+               "train.resume_from_checkpoint", self.resume_from_checkpoint, "'last', a checkpoint folder or null")
+        # Keeping the best checkpoint means saving exactly where the model is evaluated.
+        if self.keeps_best and self.save_steps and self.eval_steps:
+            _check(self.save_steps % self.eval_steps == 0, "train.save_steps", self.save_steps,
+                   f"a multiple of train.eval_steps ({self.eval_steps}) to keep the best checkpoint")
+
+    @property
+    def keeps_best(self) -> bool:
+        """Whether the run ends on its best checkpoint (asked for, or implied by early stopping)."""
+        return self.load_best_model_at_end or self.early_stopping_patience > 0
+
+
+FINETUNE_MODES = ("lora", "full")
 
 
 @dataclass
 class LoraConfig:
-    """Instruction fine-tuning with a PEFT LoRA adapter (loss on response tokens only)."""
+    """Fine-tuning (instruction, chat, summarization, classification): LoRA, QLoRA or every weight.
+
+    ``mode: lora`` trains a PEFT adapter (``r``, ``alpha``, ``dropout``, ``target_modules``; the
+    special values ``all-linear`` and ``auto`` let PEFT pick the modules); ``quantize_4bit`` loads the
+    base in 4 bits through bitsandbytes (QLoRA, CUDA only). ``mode: full`` fine-tunes every weight.
+    The shared machinery (precision, checkpoints, early stopping, resume) comes from ``train``.
+    """
 
     enabled: bool = True
     r: int = 16
@@ -212,6 +279,11 @@ class LoraConfig:
     batch_size: int = 32
     learning_rate: float = 2e-3
     warmup_ratio: float = 0.05
+    mode: str = "lora"  # lora | full
+    quantize_4bit: bool = False  # QLoRA: NF4 base through bitsandbytes (needs CUDA)
+    grad_accum: int = 1
+    pack_train: bool = False  # concatenate (prompt-masked) examples into full blocks instead of padding
+    pack_eval: bool = False
 
     def __post_init__(self) -> None:
         _check(self.r >= 1, "lora.r", self.r, ">= 1")
@@ -222,6 +294,10 @@ class LoraConfig:
         _check(self.batch_size >= 1, "lora.batch_size", self.batch_size, ">= 1")
         _check(0.0 < self.learning_rate <= 1.0, "lora.learning_rate", self.learning_rate, "in (0, 1]")
         _check(0.0 <= self.warmup_ratio < 1.0, "lora.warmup_ratio", self.warmup_ratio, "in [0, 1)")
+        _check(self.mode in FINETUNE_MODES, "lora.mode", self.mode, " or ".join(FINETUNE_MODES))
+        _check(not self.quantize_4bit or self.mode == "lora", "lora.quantize_4bit", self.quantize_4bit,
+               "false with lora.mode=full (4-bit weights cannot be trained directly)")
+        _check(self.grad_accum >= 1, "lora.grad_accum", self.grad_accum, ">= 1")
 
 
 def _default_counterfactual_groups() -> dict[str, str]:
@@ -346,6 +422,7 @@ class ServeConfig:
     max_batch_size: int = 32  # sequences decoded together (KV-cache rows)
     max_seq_len: int = 0  # KV-cache length; 0: the model's context
     max_queue: int = 256  # sequences waiting for a row; more get 503
+    speculative_tokens: int = 8  # drafted tokens checked per step at small batches (exact greedy output); 0: off
     max_prompt_chars: int = 16_000
     threads: int = 1  # torch threads; 1 leaves the second core to HTTP and avoids OpenMP stalls on busy hosts
     rate_limit: float = 0.0  # requests per second per API key (or client address); 0: off
@@ -364,6 +441,7 @@ class ServeConfig:
         _check(1 <= self.max_batch_size <= 1024, "serve.max_batch_size", self.max_batch_size, "in [1, 1024]")
         _check(self.max_seq_len >= 0, "serve.max_seq_len", self.max_seq_len, ">= 0 (0: the model's context)")
         _check(self.max_queue >= 0, "serve.max_queue", self.max_queue, ">= 0")
+        _check(0 <= self.speculative_tokens <= 64, "serve.speculative_tokens", self.speculative_tokens, "in [0, 64]")
         _check(self.max_prompt_chars >= 1, "serve.max_prompt_chars", self.max_prompt_chars, ">= 1")
         _check(self.threads >= 0, "serve.threads", self.threads, ">= 0 (0: torch's default)")
         _check(self.rate_limit >= 0, "serve.rate_limit", self.rate_limit, ">= 0 (0: off)")
@@ -371,6 +449,73 @@ class ServeConfig:
         _check(self.reload_interval_s >= 0, "serve.reload_interval_s", self.reload_interval_s, ">= 0 (0: never)")
         _check(self.model_uri is None or self.model_uri.strip() != "", "serve.model_uri", self.model_uri,
                "a model URI such as models:/<name>@champion")
+
+
+CLASSIFIER_LOSSES = ("cross_entropy", "focal")
+
+
+@dataclass
+class ClassifierConfig:
+    """Text classification (intent, sentiment) with an encoder: loss, and optional MLM pretraining first.
+
+    Optimisation and LoRA/full fine-tuning come from ``lora``; the machinery from ``train``.
+    """
+
+    loss: str = "cross_entropy"  # cross_entropy | focal
+    focal_gamma: float = 2.0  # focal loss: (1 - p_t)^gamma down-weights easy examples; 0 is cross-entropy
+    mlm_pretrain: bool = False  # masked-LM pretraining of the encoder preset on the same corpus first
+
+    def __post_init__(self) -> None:
+        _check(self.loss in CLASSIFIER_LOSSES, "classifier.loss", self.loss, " or ".join(CLASSIFIER_LOSSES))
+        _check(0.0 <= self.focal_gamma <= 10.0, "classifier.focal_gamma", self.focal_gamma, "in [0, 10]")
+
+
+@dataclass
+class DistillConfig:
+    """Knowledge distillation of the student (``model``) from a teacher checkpoint.
+
+    ``teacher``: a model folder (e.g. a larger preset trained here), a registry URI
+    (``models:/name@alias`` or ``models:/name/3``) or a Hugging Face hub id; null: no distillation.
+    The loss is ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy``.
+    """
+
+    teacher: str | None = None
+    alpha: float = 0.5  # weight of the soft (KL) term
+    temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        _check(self.teacher is None or bool(str(self.teacher).strip()), "distill.teacher", self.teacher,
+               "a model folder, models:/ URI or hub id (or null)")
+        _check(0.0 <= self.alpha <= 1.0, "distill.alpha", self.alpha, "in [0, 1]")
+        _check(0.0 < self.temperature <= 100.0, "distill.temperature", self.temperature, "in (0, 100]")
+
+
+SWEEP_METHODS = ("grid", "random")
+
+
+@dataclass
+class SweepConfig:
+    """Hyperparameter sweep: ``space`` maps ``section.field`` to the values to try.
+
+    ``grid`` tries every combination (``n_trials`` > 0 keeps the first n); ``random`` draws
+    ``n_trials`` distinct combinations with ``seed``. Values are validated like overrides.
+    """
+
+    method: str = "grid"
+    space: dict[str, list[Any]] = field(default_factory=dict)
+    n_trials: int = 0  # random: trials drawn (0: 4); grid: the first n combinations (0: all)
+    max_concurrency: int = 1  # trials running at once (the Prefect task runner's workers)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.method in SWEEP_METHODS, "sweep.method", self.method, " or ".join(SWEEP_METHODS))
+        _check(self.n_trials >= 0, "sweep.n_trials", self.n_trials, ">= 0")
+        _check(self.max_concurrency >= 1, "sweep.max_concurrency", self.max_concurrency, ">= 1")
+        for name, values in self.space.items():
+            _check(name.count(".") >= 1 and not name.startswith("sweep."), f"sweep.space.{name}", name,
+                   "a section.field name (e.g. lora.learning_rate)")
+            _check(isinstance(values, list) and len(values) > 0, f"sweep.space.{name}", values,
+                   "a non-empty list of values")
 
 
 @dataclass
@@ -387,6 +532,9 @@ class PipelineConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

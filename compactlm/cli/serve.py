@@ -124,7 +124,9 @@ def predict(
     from compactlm.serving.predict import read_requests, write_jsonl_atomic
 
     _set_threads(cfg.serve.threads)
-    loaded = load_model(uri, directory, cfg.serve.quantization, cfg.serve.max_batch_size, cfg.serve.max_seq_len or None)
+    serve_cfg = cfg.serve
+    loaded = load_model(uri, directory, serve_cfg.quantization, serve_cfg.max_batch_size, serve_cfg.max_seq_len or None,
+                        serve_cfg.speculative_tokens)
     items = read_requests(input_path, loaded.engine, max_tokens or cfg.serve.max_new_tokens, temperature)
     start = time.perf_counter()
     columns = (TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

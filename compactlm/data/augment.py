@@ -69,15 +69,28 @@ def augment_text(text: str, method: str, rng: np.random.Generator, fraction: flo
 
     Args:
         text: the text to vary.
-        method: ``synonym``, ``insert``, ``swap`` or ``delete``.
+        method: ``synonym``, ``insert``, ``swap``, ``delete`` (word level), ``case`` (the whole text
+            upper- or lower-cased, placeholders kept) or ``typo`` (adjacent letters swapped).
         rng: the seeded generator (the caller's sequence of draws makes the result reproducible).
         fraction: about this share of the words changes (at least one).
     """
     tokens = _split(text)
+    if method == "case":
+        # Customers write in capitals or without any; placeholders must stay exactly as they are.
+        upper = bool(rng.random() < 0.5)
+        return " ".join(t if t.startswith("{{") else (t.upper() if upper else t.lower()) for t in tokens)
     editable = [i for i, t in enumerate(tokens) if _editable(t)]
     if not editable:
         return text
     n = max(1, int(round(len(tokens) * fraction)))
+    if method == "typo":
+        for i in rng.permutation(editable)[:n].tolist():
+            word = tokens[i]
+            letters = [j for j in range(len(word) - 1) if word[j].isalpha() and word[j + 1].isalpha()]
+            if letters:
+                j = letters[int(rng.integers(len(letters)))]
+                tokens[i] = word[:j] + word[j + 1] + word[j] + word[j + 2:]
+        return " ".join(tokens)
     if method == "synonym":
         for i in rng.permutation(editable)[:n].tolist():
             tokens[i] = _synonym_of(tokens[i], rng) or tokens[i]
@@ -119,6 +132,7 @@ def augment_rows(train: pd.DataFrame, column: str, ratio: float, methods: list[s
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(len(train)) for _ in range(-(-n // len(train)))])[:n]
     taken = set(near_duplicate_keys(train[column]).dropna()) | set(forbidden_keys or ())
+    seen_texts = set(train[column].astype(str))
     texts, keep, used = [], [], []
     for position, row in enumerate(order.tolist()):
         original = str(train[column].iloc[row])
@@ -129,10 +143,16 @@ def augment_rows(train: pd.DataFrame, column: str, ratio: float, methods: list[s
             if text == original:
                 continue
             key = near_duplicate_key(text)
-            if key in taken:
+            # A case variant keeps its source's key: it is the same message, in train, with the same
+            # label, so it cannot leak; any other taken key would duplicate a different row.
+            own_key = method == "case" and key == near_duplicate_key(original)
+            if key in taken and not own_key:
                 outcome = "augmentation discarded: duplicates an existing text"
                 continue
             taken.add(key)
+            if own_key and text in seen_texts:
+                continue
+            seen_texts.add(text)
             texts.append(text)
             keep.append(row)
             used.append((position, method))

@@ -15,7 +15,7 @@ import pandas as pd
 
 from compactlm.errors import DataError
 
-AUGMENT_METHODS = ("synonym", "insert", "swap", "delete")
+AUGMENT_METHODS = ("synonym", "insert", "swap", "delete", "case", "typo")
 _ATTRIBUTES = {"age_band": "unknown", "region": "unknown", "customer_tier": "unknown", "resolved": None}
 
 

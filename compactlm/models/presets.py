@@ -42,11 +42,14 @@ PRESETS: dict[str, Preset] = {
     # The embedded demo: ~1M parameters, a few minutes on 2 CPU cores.
     "decoder-micro": Preset("decoder", 128, 4, 4, 384, 256),
     "decoder-mini": Preset("decoder", 256, 6, 8, 768, 512),
+    # ~10M: the training benchmark's model (benchmarks/train_bench.py); head size 64 like the larger ones.
+    "decoder-10m": Preset("decoder", 320, 6, 5, 864, 1024),
     "decoder-small": Preset("decoder", 512, 8, 8, 1536, 1024, num_kv_heads=4),
     "decoder-base": Preset("decoder", 768, 12, 12, 2304, 2048, num_kv_heads=4),
     "encoder-tiny": Preset("encoder", 64, 2, 4, 128, 256),
     "encoder-mini": Preset("encoder", 256, 4, 4, 1024, 512),
     "encoder-small": Preset("encoder", 512, 8, 8, 2048, 512),
+    "encoder-base": Preset("encoder", 768, 12, 12, 3072, 512),  # BERT-base shape
 }
 
 
@@ -57,8 +60,12 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def build_decoder(name: str, vocab_size: int, pad_token_id: int, bos_token_id: int, eos_token_id: int):
+def build_decoder(name: str, vocab_size: int, pad_token_id: int, bos_token_id: int, eos_token_id: int,
+                  dropout: float | None = None):
     """Build a randomly initialised Llama-style causal LM for a decoder preset.
+
+    Args:
+        dropout: attention dropout; None keeps Llama's default (0).
 
     Returns:
         A ``transformers.LlamaForCausalLM`` with tied input/output embeddings.
@@ -82,5 +89,50 @@ def build_decoder(name: str, vocab_size: int, pad_token_id: int, bos_token_id: i
         tie_word_embeddings=True,
         rms_norm_eps=1e-6,
         initializer_range=0.02,
+        attention_dropout=dropout or 0.0,
     )
     return LlamaForCausalLM(config)
+
+
+ENCODER_HEADS = ("mlm", "classification")
+
+
+def build_encoder(name: str, vocab_size: int, pad_token_id: int, head: str = "mlm",
+                  id2label: dict[int, str] | None = None, dropout: float | None = None):
+    """Build a randomly initialised BERT-style encoder for an encoder preset.
+
+    Args:
+        head: ``mlm`` (masked-LM pretraining, tied output embeddings) or ``classification``.
+        id2label: the classification labels (their count is the head's width).
+        dropout: hidden and attention dropout; None keeps BERT's default (0.1).
+
+    Returns:
+        A ``transformers.BertForMaskedLM`` or ``BertForSequenceClassification``.
+    """
+    from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
+
+    preset = get_preset(name)
+    if preset.kind != "encoder":
+        raise ConfigError(f"model.preset {name!r} is a decoder; this step needs an encoder preset")
+    if head not in ENCODER_HEADS:
+        raise ConfigError(f"encoder head must be one of {ENCODER_HEADS}, got {head!r}")
+    extra = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+    labels = {}
+    if head == "classification":
+        if not id2label:
+            raise ConfigError("a classification encoder needs at least one label (id2label is empty)")
+        labels = {"id2label": dict(id2label), "label2id": {v: k for k, v in id2label.items()}}
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=preset.hidden_size,
+        num_hidden_layers=preset.num_layers,
+        num_attention_heads=preset.num_heads,
+        intermediate_size=preset.intermediate_size,
+        max_position_embeddings=preset.max_position_embeddings,
+        type_vocab_size=2,
+        pad_token_id=pad_token_id,
+        initializer_range=0.02,
+        **labels,
+        **extra,
+    )
+    return BertForMaskedLM(config) if head == "mlm" else BertForSequenceClassification(config)

@@ -2,7 +2,8 @@
 
 The decoder tokenizer is byte-level BPE (no unknown characters, ever). It ships a chat template, so
 ``tokenizer.apply_chat_template([{"role": "user", "content": ...}])`` yields the exact prompt the
-model was fine-tuned on.
+model was fine-tuned on. The encoder tokenizer is BERT-style WordPiece (lower-cased,
+``[CLS] text [SEP]``, a ``[MASK]`` token for masked-LM pretraining).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from compactlm.errors import ConfigError
 
 PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
+WORDPIECE_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 # The prompt the decoder is fine-tuned on; the response follows directly and ends with EOS.
 PROMPT_TEMPLATE = "### Instruction:\n{instruction}\n### Response:\n"
@@ -28,8 +30,13 @@ CHAT_TEMPLATE = (
 
 
 def format_prompt(instruction: str) -> str:
-    """The model's input for one customer message."""
-    return PROMPT_TEMPLATE.format(instruction=instruction.strip())
+    """The model's input for one customer message.
+
+    Runs of spaces are collapsed and lines stripped, as the data cleaning does to training text, so a
+    message typed with stray spaces reaches the model the way the training data did.
+    """
+    lines = (" ".join(line.split()) for line in instruction.strip().splitlines())
+    return PROMPT_TEMPLATE.format(instruction="\n".join(lines))
 
 
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length: int):
@@ -71,6 +78,39 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length:
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length: int):
+    """Train a BERT-style WordPiece tokenizer on ``texts`` (for the encoder presets).
+
+    Args:
+        texts: the training corpus (the train split only).
+        vocab_size: target vocabulary, special tokens included.
+        model_max_length: the model's context length, stored on the tokenizer.
+
+    Returns:
+        A ``transformers.PreTrainedTokenizerFast`` that adds ``[CLS]``/``[SEP]`` and has ``[MASK]``.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if vocab_size < 64 + len(WORDPIECE_SPECIAL_TOKENS):
+        raise ConfigError(f"model.vocab_size must be >= {64 + len(WORDPIECE_SPECIAL_TOKENS)}, got {vocab_size}")
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=WORDPIECE_SPECIAL_TOKENS,
+                                        show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=model_max_length, padding_side="right",
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"])
 
 
 def load_tokenizer(path: str | Path):

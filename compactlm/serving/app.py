@@ -220,8 +220,10 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
         if current is None:
             return JSONResponse({"status": "loading", "error": server.last_error}, status_code=503,
                                 headers={"Retry-After": "5"})
+        stats = current.model.engine.stats
         return {"status": "ready", "model": current.model.describe(), "queue_depth": current.batcher.queue_depth,
-                "in_flight": current.batcher.in_flight, "uptime_s": round(time.time() - current.model.loaded_at, 1)}
+                "in_flight": current.batcher.in_flight, "uptime_s": round(time.time() - current.model.loaded_at, 1),
+                "speculation": {**stats, "acceptance": round(stats["accepted"] / max(stats["drafted"], 1), 3)}}
 
     @app.get("/metrics", tags=["ops"], response_class=Response,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}})

@@ -11,7 +11,8 @@ The engine is single-threaded by design; ``compactlm.serving.batcher`` drives it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence as SequenceOf
+from collections.abc import Callable
+from collections.abc import Sequence as SequenceOf
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ from compactlm.models.tokenizer import format_prompt
 from compactlm.serving.decoder import FastDecoder
 from compactlm.serving.quantize import quantize_decoder
 from compactlm.serving.sampling import InvalidRequestError, SamplingParams, TextTracker, select_tokens
+from compactlm.serving.speculative import SuffixDrafter
 from compactlm.serving.weights import DecoderWeights
 
 
@@ -80,13 +82,22 @@ class Sequence:
 class GenerationEngine:
     """Tokenizes prompts and runs sequences through a ``FastDecoder`` with continuous batching.
 
+    Speculative decoding: when at most ``speculate_max_batch`` sequences are active and all decode
+    greedily, each step feeds every row its last token plus up to ``speculative_tokens`` drafted ones
+    (from ``SuffixDrafter``) and keeps the drafted tokens the model confirms, plus one. The output is
+    token for token that of plain greedy decoding; batch-1 latency drops by the accepted fraction. Larger
+    batches already fill the CPU, so they decode one token per row.
+
     Args:
         decoder: the fast decoder (owns the KV cache).
         tokenizer: the model's tokenizer (BOS/EOS ids, chat template, decoding).
         seed: seed of the generator shared by sampled sequences without their own seed.
+        speculative_tokens: most drafted tokens checked per step (0 turns speculation off).
+        speculate_max_batch: speculate only while this many sequences or fewer are active.
     """
 
-    def __init__(self, decoder: FastDecoder, tokenizer, seed: int = 0):
+    def __init__(self, decoder: FastDecoder, tokenizer, seed: int = 0, speculative_tokens: int = 8,
+                 speculate_max_batch: int = 8):
         self.decoder = decoder
         self.tokenizer = tokenizer
         self.eos_id = tokenizer.eos_token_id
@@ -96,20 +107,24 @@ class GenerationEngine:
         self.active: list[Sequence] = []  # active[r] owns cache row r
         self.pending: list[Sequence] = []  # added, not yet prefilled
         self._generator = torch.Generator().manual_seed(seed)
+        self.speculative_tokens = speculative_tokens
+        self.speculate_max_batch = speculate_max_batch
+        self.drafter = SuffixDrafter() if speculative_tokens > 0 else None
+        self.stats = {"steps": 0, "verify_steps": 0, "drafted": 0, "accepted": 0}
 
     @classmethod
     def from_hf(cls, model, tokenizer, quantization: str = "fp32", max_batch_size: int = 32,
-                max_seq_len: int | None = None, group_size: int = 32) -> GenerationEngine:
+                max_seq_len: int | None = None, group_size: int = 32, speculative_tokens: int = 8) -> GenerationEngine:
         """Build from a ``transformers`` causal LM (weights are copied; the model can be dropped)."""
         weights = quantize_decoder(DecoderWeights.from_hf(model), quantization, group_size)
-        return cls.from_weights(weights, tokenizer, max_batch_size, max_seq_len)
+        return cls.from_weights(weights, tokenizer, max_batch_size, max_seq_len, speculative_tokens)
 
     @classmethod
     def from_weights(cls, weights: DecoderWeights, tokenizer, max_batch_size: int = 32,
-                     max_seq_len: int | None = None) -> GenerationEngine:
+                     max_seq_len: int | None = None, speculative_tokens: int = 8) -> GenerationEngine:
         decoder = FastDecoder(weights, max_batch_size=max_batch_size, max_seq_len=max_seq_len)
         decoder.warmup()
-        return cls(decoder, tokenizer)
+        return cls(decoder, tokenizer, speculative_tokens=speculative_tokens)
 
     # --- prompts ---------------------------------------------------------------------------------------
 
@@ -184,32 +199,75 @@ class GenerationEngine:
         if self.active:
             # Sequences prefilled just above decode in the same step: their first token enters the cache now.
             batch = self.active
-            logits = self.decoder.decode([s.generated[-1] for s in batch], [s.cached for s in batch])
-            self._advance(batch, logits, touched)
+            drafts = self._drafts(batch)
+            if drafts is not None:
+                self._verify(batch, drafts, touched)
+            else:
+                logits = self.decoder.decode([s.generated[-1] for s in batch], [s.cached for s in batch])
+                self._advance(batch, logits, touched)
+            self.stats["steps"] += 1
             self._release([s for s in batch if s.finished])
         return list(dict.fromkeys(touched))  # a sequence prefilled and decoded in one step appears once
+
+    def _drafts(self, batch: list[Sequence]) -> list[list[int]] | None:
+        """Drafted tokens per row, or None when this step should not speculate."""
+        if self.drafter is None or not len(self.drafter) or len(batch) > self.speculate_max_batch \
+                or not all(s.params.greedy for s in batch):
+            return None
+        # Every fed position must fit in the cache: cached + 1 + draft <= max_seq_len, for all rows at once.
+        cap = min(self.speculative_tokens, self.max_seq_len - 1 - max(s.cached for s in batch))
+        drafts = []
+        for seq in batch:
+            room = min(cap, seq.params.max_tokens - len(seq.generated) - 1)  # the step adds one token anyway
+            context = seq.generated[-self.drafter.max_ngram:]
+            if len(context) < self.drafter.max_ngram:
+                context = seq.prompt_ids[len(context) - self.drafter.max_ngram:] + context
+            drafts.append(self.drafter.draft(context, room) if room > 0 else [])
+        return drafts if any(drafts) else None
+
+    def _verify(self, batch: list[Sequence], drafts: list[list[int]], touched: list[Sequence]) -> None:
+        """Feed each row its last token and its draft; keep the draft prefix greedy decoding agrees with, +1."""
+        width = 1 + max(len(d) for d in drafts)
+        fed = [[s.generated[-1], *d, *[0] * (width - 1 - len(d))] for s, d in zip(batch, drafts)]
+        logits = self.decoder.decode(fed, [s.cached for s in batch])  # [B, width, vocab]
+        for r, seq in enumerate(batch):
+            early = seq.params.min_tokens - len(seq.generated)  # positions before min_tokens: no EOS
+            if early > 0:
+                logits[r, :early, self.eos_id] = float("-inf")
+        choices = logits.argmax(dim=-1).tolist()
+        self.stats["verify_steps"] += 1
+        for seq, draft, chosen in zip(batch, drafts, choices):
+            self.stats["drafted"] += len(draft)
+            for j in range(len(draft) + 1):
+                self._take(seq, chosen[j], touched)
+                if seq.finished or j == len(draft) or chosen[j] != draft[j]:
+                    break
+                self.stats["accepted"] += 1
 
     def _advance(self, seqs: list[Sequence], logits: torch.Tensor, touched: list[Sequence]) -> None:
         suppress = [self.eos_id if len(s.generated) < s.params.min_tokens else -1 for s in seqs]
         tokens = select_tokens(logits, [s.params for s in seqs], [s.generator for s in seqs],
                                suppress if any(t >= 0 for t in suppress) else None, self._generator)
-        now = time.perf_counter()
         for seq, token in zip(seqs, tokens):
-            if seq.first_token_at is None:
-                seq.first_token_at = now
-            if token == self.eos_id:
-                seq.finish_reason = "stop"
-            else:
-                seq.generated.append(token)
-                if seq.tracker is not None:
-                    seq.tracker.update(seq.generated)
-                    if seq.tracker.stopped:
-                        seq.finish_reason = "stop"
-                if seq.finish_reason is None and (len(seq.generated) >= seq.params.max_tokens
-                                                  or len(seq.prompt_ids) + len(seq.generated) >= self.max_seq_len):
-                    seq.finish_reason = "length"
-            if seq.stream or seq.finished:
-                touched.append(seq)
+            self._take(seq, token, touched)
+
+    def _take(self, seq: Sequence, token: int, touched: list[Sequence]) -> None:
+        """Append one chosen token to ``seq`` (or finish it on EOS, a stop string, or a length limit)."""
+        if seq.first_token_at is None:
+            seq.first_token_at = time.perf_counter()
+        if token == self.eos_id:
+            seq.finish_reason = "stop"
+        else:
+            seq.generated.append(token)
+            if seq.tracker is not None:
+                seq.tracker.update(seq.generated)
+                if seq.tracker.stopped:
+                    seq.finish_reason = "stop"
+            if seq.finish_reason is None and (len(seq.generated) >= seq.params.max_tokens
+                                              or len(seq.prompt_ids) + len(seq.generated) >= self.max_seq_len):
+                seq.finish_reason = "length"
+        if seq.stream or seq.finished:
+            touched.append(seq)
 
     def _drop_cancelled(self, touched: list[Sequence]) -> None:
         for seq in [s for s in self.pending if s.cancelled]:
@@ -224,6 +282,9 @@ class GenerationEngine:
 
     def _release(self, done: list[Sequence]) -> None:
         """Free the rows of finished sequences, moving the last active row into each hole."""
+        for seq in done:
+            if self.drafter is not None and seq.finish_reason != "cancelled":
+                self.drafter.add(seq.prompt_ids, seq.generated)
         for seq in sorted(done, key=lambda s: s.row, reverse=True):
             last = self.active.pop()
             if last is not seq:

@@ -139,7 +139,7 @@ def load_weights(model_uri: str | None = None, model_dir: str | Path | None = No
 
 
 def load_model(model_uri: str | None = None, model_dir: str | Path | None = None, quantization: str = "fp32",
-               max_batch_size: int = 32, max_seq_len: int | None = None) -> LoadedModel:
+               max_batch_size: int = 32, max_seq_len: int | None = None, speculative_tokens: int = 8) -> LoadedModel:
     """Load, quantize (``fp32`` sources only) and warm up an engine.
 
     A source that is already quantized is served in its own scheme; asking for another one is an error.
@@ -152,6 +152,7 @@ def load_model(model_uri: str | None = None, model_dir: str | Path | None = None
         scheme = weights.scheme
     else:
         weights = quantize_decoder(weights, scheme)
-    engine = GenerationEngine.from_weights(weights, tokenizer, max_batch_size=max_batch_size, max_seq_len=max_seq_len)
+    engine = GenerationEngine.from_weights(weights, tokenizer, max_batch_size=max_batch_size, max_seq_len=max_seq_len,
+                                           speculative_tokens=speculative_tokens)
     return LoadedModel(engine=engine, model_id=model_id, source=source, version=version, quantization=scheme,
                        loaded_at=time.time())

@@ -16,7 +16,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from compactlm.serving.sampling import MAX_STOP_SEQUENCES
 
 
-
 def _utf8(value: str) -> str:
     # JSON can carry lone surrogates ("\ud800") that no tokenizer or UTF-8 response can handle.
     try:

@@ -25,6 +25,7 @@ import torch
 
 from compactlm.errors import ConfigError
 from compactlm.serving import SCHEMES
+
 INT4_GROUP_SIZES = (32, 64, 128, 256)
 
 

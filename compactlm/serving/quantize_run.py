@@ -33,7 +33,8 @@ def evaluation_frame(data: Path | None, paths: StatePaths, dataset_name: str, ro
         else:
             from compactlm.data.generator import generate_support_dataset
 
-            frame, what = generate_support_dataset(n_rows=rows, seed=seed + 1), f"{rows} generated rows (seed {seed + 1})"
+            frame = generate_support_dataset(n_rows=rows, seed=seed + 1)
+            what = f"{rows} generated rows (seed {seed + 1})"
     missing = {"instruction", "response"} - set(frame.columns)
     if missing:
         raise DataError(f"{what}: missing column(s) {', '.join(sorted(missing))}")

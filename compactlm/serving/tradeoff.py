@@ -74,9 +74,9 @@ class TradeoffReport:
                          f"| {r.tokens_per_s_batched:,.0f} | {r.perplexity:.4f} | {r.perplexity_change_pct:+.2f} % "
                          f"| {r.rouge_l:.4f} | {r.rouge_l_change_pct:+.2f} % |")
         lines.append("")
-        lines.append(f"Perplexity on {self.eval_rows} rows (teacher-forced responses), ROUGE-L on {self.generated_rows} "
-                     f"greedy generations of up to {self.max_new_tokens} tokens; speed with {self.threads} torch "
-                     "thread(s), 100 tokens per sequence.")
+        lines.append(f"Perplexity on {self.eval_rows} rows (teacher-forced responses), ROUGE-L on "
+                     f"{self.generated_rows} greedy generations of up to {self.max_new_tokens} tokens; speed with "
+                     f"{self.threads} torch thread(s), 100 tokens per sequence, no speculative decoding.")
         lines.extend(self.notes)
         return "\n".join(lines)
 
@@ -139,7 +139,8 @@ def measure_tradeoff(weights: DecoderWeights, tokenizer, frame: pd.DataFrame, ou
         directory = out_dir / scheme
         save_engine_weights(quantized, tokenizer, directory, hf_config=hf_config, source={**(source or {}),
                                                                                           "scheme": scheme})
-        engine = GenerationEngine.from_weights(quantized, tokenizer, max_batch_size=batch_size)
+        # No speculation: the table compares the schemes' arithmetic, not how repetitive the prompts are.
+        engine = GenerationEngine.from_weights(quantized, tokenizer, max_batch_size=batch_size, speculative_tokens=0)
         perplexity = response_perplexity(engine.decoder, tokenizer, frame, batch_size)
         prompts = [engine.encode(engine.instruction_prompt(i))[-(engine.max_seq_len - max_new_tokens):]
                    for i in sample["instruction"]]

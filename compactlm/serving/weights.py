@@ -63,7 +63,8 @@ def _rope_theta(config) -> float:
     scaling = getattr(config, "rope_scaling", None) or {}
     rope_type = params.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default"
     if rope_type != "default":
-        raise UnsupportedModelError(f"the fast engine supports default RoPE only, this model uses rope_type={rope_type!r}")
+        raise UnsupportedModelError(f"the fast engine supports default RoPE only; this model uses "
+                                    f"rope_type={rope_type!r}")
     return float(params.get("rope_theta") or getattr(config, "rope_theta", None) or 10000.0)
 
 

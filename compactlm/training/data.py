@@ -1,4 +1,9 @@
-"""Turning instruction rows into token datasets: packed blocks for pretraining, masked pairs for SFT."""
+"""Turning rows into token datasets: packed blocks for pretraining, prompt-masked pairs for SFT.
+
+Every task shape (see ``compactlm.data.schemas``) maps to plain documents (``corpus_texts``: what
+tokenizers and pretraining see) and, for supervised shapes, to prompt/completion pairs
+(``supervised_pairs``: what fine-tuning sees, the loss on the completion only).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from compactlm.errors import DataError
 from compactlm.models.tokenizer import format_prompt
 
 IGNORE_INDEX = -100  # label value the loss skips (prompt and padding tokens)
@@ -17,11 +23,64 @@ def instruction_documents(frame: pd.DataFrame) -> list[str]:
     return [format_prompt(i) + r for i, r in zip(frame["instruction"], frame["response"])]
 
 
+def corpus_texts(frame: pd.DataFrame) -> list[str]:
+    """Each row as one plain-text document, whatever the task shape.
+
+    ``text`` (pretraining chunks, classification texts) when present; else the rendered
+    ``prompt`` + ``completion``; else instruction + response or document + summary in the prompt format.
+
+    Raises:
+        DataError: the frame has none of those columns.
+    """
+    if "text" in frame.columns:
+        return [str(t) for t in frame["text"]]
+    prompts, completions = supervised_pairs(frame)
+    return [p + c for p, c in zip(prompts, completions)]
+
+
+def supervised_pairs(frame: pd.DataFrame, prompt_column: str | None = None,
+                     completion_column: str | None = None) -> tuple[list[str], list[str]]:
+    """``(prompts, completions)`` for fine-tuning: the model reads the prompt and learns the completion.
+
+    Explicit columns are used as they are (the prompt already rendered); otherwise ``prompt`` /
+    ``completion`` (rendered at ingest), else instruction/response or document/summary rendered with
+    the prompt template.
+
+    Raises:
+        DataError: a named column is missing, or the frame has no supervised columns.
+    """
+    from compactlm.data.schemas import SCHEMAS
+
+    if prompt_column or completion_column:
+        missing = [c for c in (prompt_column, completion_column) if c is None or c not in frame.columns]
+        if missing:
+            raise DataError(f"fine-tuning needs columns {prompt_column!r} and {completion_column!r}; "
+                            f"missing {missing} (found: {', '.join(map(str, frame.columns[:12]))})")
+        return [str(p) for p in frame[prompt_column]], [str(c) for c in frame[completion_column]]
+    if {"prompt", "completion"} <= set(frame.columns):
+        return [str(p) for p in frame["prompt"]], [str(c) for c in frame["completion"]]
+    if {"instruction", "response"} <= set(frame.columns):
+        return [format_prompt(str(i)) for i in frame["instruction"]], [str(r) for r in frame["response"]]
+    if {"document", "summary"} <= set(frame.columns):
+        template = SCHEMAS["summarization"].prompt
+        return ([format_prompt(template.format(document=str(d))) for d in frame["document"]],
+                [str(s) for s in frame["summary"]])
+    raise DataError("no supervised columns: expected prompt/completion, instruction/response or document/summary "
+                    f"(found: {', '.join(map(str, frame.columns[:12]))})")
+
+
+def _boundary_ids(tokenizer) -> tuple[list[int], list[int]]:
+    """Tokens around each document: BOS/EOS for decoders, CLS/SEP for BERT-style encoders."""
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+    end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    return ([start] if start is not None else []), ([end] if end is not None else [])
+
+
 def pack_documents(documents: Sequence[str], tokenizer, block_size: int):
     """Tokenize documents as BOS + text + EOS, concatenate, and cut into full blocks of ``block_size``.
 
     Packing wastes no compute on padding. The last partial block is dropped (fewer than
-    ``block_size`` tokens of the whole corpus).
+    ``block_size`` tokens of the whole corpus). Encoders get CLS/SEP instead of BOS/EOS.
 
     Returns:
         A ``datasets.Dataset`` with ``input_ids`` and ``labels`` (equal: the model shifts internally).
@@ -29,11 +88,12 @@ def pack_documents(documents: Sequence[str], tokenizer, block_size: int):
     from datasets import Dataset
 
     encoded = tokenizer(list(documents), add_special_tokens=False, verbose=False)["input_ids"]
+    start, end = _boundary_ids(tokenizer)
     stream: list[int] = []
     for ids in encoded:
-        stream.append(tokenizer.bos_token_id)
+        stream.extend(start)
         stream.extend(ids)
-        stream.append(tokenizer.eos_token_id)
+        stream.extend(end)
     n_blocks = len(stream) // block_size
     if n_blocks == 0:
         raise ValueError(f"the corpus has {len(stream)} tokens, fewer than one block of {block_size}")
@@ -41,37 +101,105 @@ def pack_documents(documents: Sequence[str], tokenizer, block_size: int):
     return Dataset.from_dict({"input_ids": blocks, "labels": blocks})
 
 
+def document_dataset(documents: Sequence[str], tokenizer, max_length: int, with_labels: bool = True):
+    """One row per document (BOS + text + EOS, cut at ``max_length``): the unpacked alternative.
+
+    Rows are padded by the collator; ``with_labels=False`` for masked-LM data (the collator makes them).
+    """
+    from datasets import Dataset
+
+    encoded = tokenizer(list(documents), add_special_tokens=False, verbose=False)["input_ids"]
+    start, end = _boundary_ids(tokenizer)
+    rows = [(start + ids + end)[:max_length] for ids in encoded if ids]
+    return Dataset.from_dict({"input_ids": rows, **({"labels": rows} if with_labels else {})})
+
+
+def encode_prompt_completion(prompts: Sequence[str], completions: Sequence[str], tokenizer, max_length: int,
+                             keep_completion: bool = False) -> dict[str, list[list[int]]]:
+    """Encode pairs as BOS + prompt + completion + EOS with the loss on the completion (and EOS) only.
+
+    Args:
+        keep_completion: when a pair is too long, cut the middle of the prompt (keeping its start
+            and its response marker) so the completion keeps at least half of ``max_length``;
+            otherwise the pair is cut at the end (for short prompts such as customer messages).
+    """
+    start, end = _boundary_ids(tokenizer)
+    start = start[:1] if tokenizer.bos_token_id is not None else []
+    head_ids = tokenizer(list(prompts), add_special_tokens=False, verbose=False)["input_ids"]
+    tail_ids = tokenizer(list(completions), add_special_tokens=False, verbose=False)["input_ids"]
+    input_ids, labels = [], []
+    for prompt, completion in zip(head_ids, tail_ids):
+        head, tail = [*start, *prompt], [*completion, *end]
+        if keep_completion and len(head) + len(tail) > max_length:
+            tail = tail[:max(max_length // 2, max_length - len(head))]
+            room = max_length - len(tail)
+            keep_end = min(16, room // 2)  # the response marker closes the prompt
+            head = head[:room - keep_end] + (head[-keep_end:] if keep_end else [])
+        ids = (head + tail)[:max_length]
+        input_ids.append(ids)
+        labels.append(([IGNORE_INDEX] * len(head) + tail)[:max_length])
+    return {"input_ids": input_ids, "labels": labels}
+
+
 def encode_instruction_pairs(frame: pd.DataFrame, tokenizer, max_length: int) -> dict[str, list[list[int]]]:
     """Encode rows as BOS + prompt + response + EOS with the loss on the response tokens only.
 
     Rows longer than ``max_length`` are cut at the end (the prompt is kept whole where it fits).
     """
-    prompts = tokenizer([format_prompt(i) for i in frame["instruction"]], add_special_tokens=False,
-                        verbose=False)["input_ids"]
-    responses = tokenizer(list(frame["response"]), add_special_tokens=False, verbose=False)["input_ids"]
-    input_ids, labels = [], []
-    for prompt, response in zip(prompts, responses):
-        head = [tokenizer.bos_token_id, *prompt]
-        tail = [*response, tokenizer.eos_token_id]
-        ids = (head + tail)[:max_length]
-        mask = ([IGNORE_INDEX] * len(head) + tail)[:max_length]
-        input_ids.append(ids)
-        labels.append(mask)
-    return {"input_ids": input_ids, "labels": labels}
+    return encode_prompt_completion([format_prompt(i) for i in frame["instruction"]],
+                                    [str(r) for r in frame["response"]], tokenizer, max_length)
 
 
-def instruction_dataset(frame: pd.DataFrame, tokenizer, max_length: int):
-    """``encode_instruction_pairs`` as a ``datasets.Dataset`` (rows with no response token left are skipped).
+def supervised_dataset(frame: pd.DataFrame, tokenizer, max_length: int, prompt_column: str | None = None,
+                       completion_column: str | None = None, keep_completion: bool = False):
+    """Prompt-masked pairs (see ``supervised_pairs``) as a ``datasets.Dataset``; rows with no completion
+    token left are skipped.
 
     A ``sample_weight`` column in ``frame`` becomes a ``sample_weight`` feature (missing weights count as 1).
     """
     from datasets import Dataset
 
-    encoded: dict[str, list] = dict(encode_instruction_pairs(frame, tokenizer, max_length))
+    prompts, completions = supervised_pairs(frame, prompt_column, completion_column)
+    encoded: dict[str, list] = dict(encode_prompt_completion(prompts, completions, tokenizer, max_length,
+                                                             keep_completion))
     if WEIGHT_COLUMN in frame.columns:
         encoded[WEIGHT_COLUMN] = frame[WEIGHT_COLUMN].astype(float).fillna(1.0).tolist()
     keep = [i for i, lab in enumerate(encoded["labels"]) if any(t != IGNORE_INDEX for t in lab)]
     return Dataset.from_dict({k: [v[i] for i in keep] for k, v in encoded.items()})
+
+
+def instruction_dataset(frame: pd.DataFrame, tokenizer, max_length: int):
+    """Instruction rows (instruction + response) as a prompt-masked ``datasets.Dataset``.
+
+    A ``sample_weight`` column in ``frame`` becomes a ``sample_weight`` feature (missing weights count as 1).
+    """
+    columns = [c for c in ("instruction", "response", WEIGHT_COLUMN) if c in frame.columns]
+    return supervised_dataset(frame[columns], tokenizer, max_length)
+
+
+def pack_examples(dataset, block_size: int):
+    """Concatenate prompt-masked examples and cut full blocks of ``block_size`` (SFT packing).
+
+    Labels keep their masks, so the loss stays on completions; attention crosses example boundaries
+    (each example starts with BOS), the usual trade for no padding. The last partial block is dropped.
+
+    Raises:
+        ConfigError: weighted examples (a per-example weight has no meaning inside a shared block).
+    """
+    from datasets import Dataset
+
+    from compactlm.errors import ConfigError
+
+    if WEIGHT_COLUMN in dataset.column_names:
+        raise ConfigError("lora.pack_train must be false with per-example sample weights (bias.reweighing)")
+    ids = [t for row in dataset["input_ids"] for t in row]
+    labels = [t for row in dataset["labels"] for t in row]
+    n_blocks = len(ids) // block_size
+    if n_blocks == 0:
+        raise ValueError(f"the examples have {len(ids)} tokens, fewer than one block of {block_size}")
+    cut = range(0, n_blocks * block_size, block_size)
+    return Dataset.from_dict({"input_ids": [ids[i:i + block_size] for i in cut],
+                              "labels": [labels[i:i + block_size] for i in cut]})
 
 
 def padding_collator(tokenizer):

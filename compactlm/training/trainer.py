@@ -1,31 +1,47 @@
-"""Pretraining and LoRA instruction fine-tuning with the Hugging Face Trainer.
+"""Causal-LM pretraining and instruction/summarization fine-tuning with the Hugging Face Trainer.
 
-Both entry points take typed configs, write a ``save_pretrained`` folder and return a small summary
-(losses, steps, timings). Step metrics go to whatever MLflow run is active in the calling thread
-(``report_to=["mlflow"]``), so the caller decides where curves land.
+Every entry point takes typed configs, writes a ``save_pretrained`` folder and returns a
+``TrainSummary``. Step metrics go to whatever MLflow run is active in the calling thread
+(``report_to=["mlflow"]``), so the caller decides where curves land. The same functions run
+data-parallel under ``torchrun`` (see ``compactlm.training.launch``): only the main process saves.
 """
 
 from __future__ import annotations
 
-import math
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from compactlm.config import LoraConfig, ModelConfig, TrainConfig
-from compactlm.errors import ConfigError
 from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
+from compactlm.training.adapters import load_for_finetuning, merged_model
 from compactlm.training.data import (
     WEIGHT_COLUMN,
-    instruction_dataset,
-    instruction_documents,
+    corpus_texts,
+    document_dataset,
     pack_documents,
+    pack_examples,
     padding_collator,
+    supervised_dataset,
 )
+from compactlm.training.machinery import (
+    StageOptim,
+    StageResult,
+    count_parameters,
+    on_main_process,
+    resolve_device,
+    resolve_precision,
+    run_trainer,
+    stage_callbacks,
+    training_arguments,
+)
+
+__all__ = ["TrainSummary", "finetune_causal", "finetune_lora", "pretrain_decoder", "resolve_device",
+           "weighted_causal_lm_loss"]
 
 # PEFT still calls a transformers method that transformers 5 deprecates; nothing for users to act on.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -44,20 +60,16 @@ class TrainSummary:
     parameters: int
     trainable_parameters: int
     device: str
+    processes: int = 1  # data-parallel processes (torchrun)
+    resumed_from: str | None = None  # the checkpoint this run continued from
+    best_checkpoint: str | None = None  # with train.load_best_model_at_end / early stopping
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-def resolve_device(requested: str) -> str:
-    """``auto`` -> cuda when available, else cpu; asking for cuda without one is a config error."""
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device is 'cuda' but no CUDA device is available (use auto or cpu)")
-    return requested
+    @property
+    def tokens_per_second(self) -> float:
+        return self.train_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
 def weighted_causal_lm_loss(logits, labels, weights):
@@ -109,137 +121,156 @@ def _training_arguments(output_dir: Path, *, epochs: float, max_steps: int, batc
                         learning_rate: float, weight_decay: float, warmup_ratio: float, scheduler: str,
                         logging_steps: int, seed: int, device: str, run_name: str, report_to_mlflow: bool,
                         remove_unused_columns: bool = True):
-    import torch
-    from transformers import TrainingArguments
-
-    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-    return TrainingArguments(
-        output_dir=str(output_dir),
-        run_name=run_name,
-        num_train_epochs=epochs,
-        max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
-        gradient_accumulation_steps=grad_accum,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        warmup_steps=warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
-        lr_scheduler_type=scheduler,
-        logging_steps=logging_steps,
-        eval_strategy="epoch",
-        save_strategy="no",  # the caller saves the final model; checkpoints are not needed here
-        seed=seed,
-        data_seed=seed,
-        use_cpu=device == "cpu",
-        bf16=bf16,
-        report_to=["mlflow"] if report_to_mlflow else [],
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-        remove_unused_columns=remove_unused_columns,
-    )
+    """Trainer arguments from loose values with the default machinery (kept for existing callers)."""
+    optim = StageOptim(epochs, max_steps, batch_size, grad_accum, learning_rate, weight_decay, warmup_ratio,
+                       scheduler, logging_steps, seed)
+    return training_arguments(output_dir, optim, TrainConfig(), device, run_name, report_to_mlflow,
+                              remove_unused_columns)
 
 
-def _count_parameters(model) -> tuple[int, int]:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
+def fit_stage(model, tokenizer, train_ds, val_ds, checkpoint_dir: Path, optim: StageOptim, cfg: TrainConfig,
+              device: str, run_name: str, report_to_mlflow: bool, data_collator=None, trainer_class=None,
+              remove_unused_columns: bool = True, gradient_checkpointing: bool | None = None,
+              **trainer_kwargs: Any):
+    """Build the Trainer for one stage and run it (resume, early stopping, tracking included).
+
+    Returns:
+        ``(trainer, StageResult)``; the caller saves what the stage produced.
+    """
+    from transformers import Trainer
+
+    args = training_arguments(checkpoint_dir, optim, cfg, device, run_name, report_to_mlflow,
+                              remove_unused_columns, has_eval=val_ds is not None,
+                              gradient_checkpointing=gradient_checkpointing)
+    trainer = (trainer_class or Trainer)(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=data_collator,
+        processing_class=tokenizer, callbacks=stage_callbacks(cfg, report_to_mlflow), **trainer_kwargs)
+    return trainer, run_trainer(trainer, cfg, report_to_mlflow)
 
 
-def _final_losses(trainer) -> tuple[float, float | None]:
-    history = trainer.state.log_history
-    train = [h["train_loss"] for h in history if "train_loss" in h]
-    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
-    return (float(train[-1]) if train else math.nan), (float(evals[-1]) if evals else None)
+def summarize(trainer, result: StageResult, output_dir: Path | str, train_ds, model) -> TrainSummary:
+    """A ``TrainSummary`` of a finished stage; tokens are counted over every process."""
+    lengths = [len(ids) for ids in train_ds["input_ids"]]
+    mean_len = sum(lengths) / max(len(lengths), 1)
+    args = trainer.args
+    steps_run = result.steps - (int(Path(result.resumed_from).name.split("-")[-1]) if result.resumed_from else 0)
+    tokens = int(steps_run * args.per_device_train_batch_size * args.gradient_accumulation_steps
+                 * args.world_size * mean_len)
+    total, trainable = count_parameters(model)
+    return TrainSummary(str(output_dir), result.train_loss, result.eval_loss, result.steps, result.seconds, tokens,
+                        total, trainable, args.device.type, args.world_size, result.resumed_from,
+                        result.best_checkpoint)
 
 
 def pretrain_decoder(train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path, model_cfg: ModelConfig,
                      train_cfg: TrainConfig, report_to_mlflow: bool = True) -> TrainSummary:
-    """Train a tokenizer on the train split, build the preset and pretrain it as a causal LM.
+    """Train a BPE tokenizer on the train split, build the decoder preset and pretrain it as a causal LM.
 
     Args:
-        train: training rows (instruction + response), the only text the tokenizer sees.
-        val: validation rows, for the per-epoch eval loss.
-        output_dir: receives the model and tokenizer (``save_pretrained``).
-        model_cfg: preset, vocabulary and context length.
-        train_cfg: optimisation settings.
-        report_to_mlflow: log step metrics to the active MLflow run.
+        train: training rows of any shape (see ``corpus_texts``), the only text the tokenizer sees.
+        val: validation rows, for the eval loss.
+        output_dir: receives the model and tokenizer (``save_pretrained``); checkpoints go to
+            ``output_dir/checkpoints``.
+        model_cfg: preset, vocabulary, context length and dropout.
+        train_cfg: optimisation and the shared machinery (packing: ``train.pack_train``/``pack_eval``).
+        report_to_mlflow: log step metrics (and system metrics) to the active MLflow run.
     """
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     output_dir = Path(output_dir)
     device = resolve_device(train_cfg.device)
+    resolve_precision(train_cfg.precision, device)  # a bad precision fails before the tokenizer trains
     set_seed(train_cfg.seed)
-    documents = instruction_documents(train)
+    documents = corpus_texts(train)
     tokenizer = train_bpe_tokenizer(documents, model_cfg.vocab_size, model_cfg.max_seq_len)
     model = build_decoder(model_cfg.preset, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
-                          tokenizer.eos_token_id)
-    train_ds = pack_documents(documents, tokenizer, model_cfg.max_seq_len)
-    val_ds = pack_documents(instruction_documents(val), tokenizer, model_cfg.max_seq_len)
-    args = _training_arguments(
-        output_dir / "checkpoints", epochs=train_cfg.epochs, max_steps=train_cfg.max_steps,
-        batch_size=train_cfg.batch_size, grad_accum=train_cfg.grad_accum, learning_rate=train_cfg.learning_rate,
-        weight_decay=train_cfg.weight_decay, warmup_ratio=train_cfg.warmup_ratio, scheduler=train_cfg.lr_scheduler,
-        logging_steps=train_cfg.logging_steps, seed=train_cfg.seed, device=device, run_name="pretrain",
-        report_to_mlflow=report_to_mlflow)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                      processing_class=tokenizer)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    train_loss, eval_loss = _final_losses(trainer)
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    total, trainable = _count_parameters(model)
-    return TrainSummary(str(output_dir), train_loss, eval_loss, trainer.state.global_step, seconds,
-                        trainer.state.global_step * train_cfg.batch_size * train_cfg.grad_accum * model_cfg.max_seq_len,
-                        total, trainable, device)
+                          tokenizer.eos_token_id, dropout=model_cfg.dropout)
+    block = model_cfg.max_seq_len
+    train_ds = pack_documents(documents, tokenizer, block) if train_cfg.pack_train \
+        else document_dataset(documents, tokenizer, block)
+    val_docs = corpus_texts(val)
+    val_ds = pack_documents(val_docs, tokenizer, block) if train_cfg.pack_eval \
+        else document_dataset(val_docs, tokenizer, block)
+    packed = train_cfg.pack_train and train_cfg.pack_eval  # equal-length rows need no padding collator
+    trainer, result = fit_stage(model, tokenizer, train_ds, val_ds, output_dir / "checkpoints",
+                                StageOptim.from_train(train_cfg), train_cfg, device, "pretrain", report_to_mlflow,
+                                data_collator=None if packed else padding_collator(tokenizer))
+    on_main_process(trainer, lambda: (model.save_pretrained(output_dir), tokenizer.save_pretrained(output_dir)))
+    return summarize(trainer, result, output_dir, train_ds, model)
+
+
+def finetune_causal(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path,
+                    model_cfg: ModelConfig, lora_cfg: LoraConfig, train_cfg: TrainConfig | None = None, *,
+                    seed: int | None = None, device: str | None = None, prompt_column: str | None = None,
+                    completion_column: str | None = None, keep_completion: bool = False,
+                    report_to_mlflow: bool = True) -> TrainSummary:
+    """Fine-tune a causal LM on prompt/completion pairs with the loss on the completion only.
+
+    ``lora.mode`` picks LoRA (QLoRA with ``lora.quantize_4bit``) or full fine-tuning. With an adapter,
+    ``output_dir/adapter`` holds it alone and ``output_dir/merged`` the merged model and tokenizer (a
+    plain transformers model that needs no PEFT to load); full fine-tuning writes ``merged`` only.
+
+    Args:
+        base: the model to start from: a folder (a pretrained preset), a ``models:/`` URI or a hub id.
+        train: supervised rows (see ``supervised_pairs``); a ``sample_weight`` column weights each row.
+        val: validation rows (their weights are ignored).
+        output_dir: receives ``adapter/``, ``merged/`` and ``checkpoints/``.
+        model_cfg: ``max_seq_len`` caps each pair.
+        lora_cfg: fine-tuning mode and optimisation.
+        train_cfg: the shared machinery (precision, checkpoints, early stopping, resume); defaults if None.
+        seed: overrides ``train_cfg.seed``; device: overrides ``train_cfg.device``.
+        prompt_column, completion_column: explicit columns (the prompt already rendered).
+        keep_completion: cut long prompts in the middle so completions survive (summarization).
+        report_to_mlflow: log step metrics to the active MLflow run.
+
+    Raises:
+        ConfigError: an unknown base, LoRA target, sequence length beyond the base's positions, or
+            QLoRA without CUDA/bitsandbytes; all before any compute.
+    """
+    from transformers import set_seed
+
+    cfg = train_cfg or TrainConfig()
+    output_dir = Path(output_dir)
+    device = resolve_device(device or cfg.device)
+    resolve_precision(cfg.precision, device)
+    optim = StageOptim.from_finetune(lora_cfg, cfg, seed)
+    set_seed(optim.seed)
+    model, tokenizer = load_for_finetuning(base, "causal", lora_cfg, device, model_cfg.max_seq_len,
+                                           cfg.gradient_checkpointing)
+    length = model_cfg.max_seq_len
+    train_ds = supervised_dataset(train, tokenizer, length, prompt_column, completion_column, keep_completion)
+    val_ds = supervised_dataset(val.drop(columns=[WEIGHT_COLUMN], errors="ignore"), tokenizer, length,
+                                prompt_column, completion_column, keep_completion)
+    if lora_cfg.pack_train:
+        train_ds = pack_examples(train_ds, length)
+    if lora_cfg.pack_eval:
+        val_ds = pack_examples(val_ds, length)
+    weighted = WEIGHT_COLUMN in train_ds.column_names  # reweighed data: each example's loss counts its weight
+    trainer, result = fit_stage(
+        model, tokenizer, train_ds, val_ds, output_dir / "checkpoints", optim, cfg, device, "finetune",
+        report_to_mlflow, data_collator=padding_collator(tokenizer),
+        trainer_class=_weighted_trainer_class() if weighted else None, remove_unused_columns=not weighted,
+        gradient_checkpointing=False if lora_cfg.quantize_4bit else None)  # QLoRA prepared it already
+    summary = summarize(trainer, result, output_dir / "merged", train_ds, model)
+
+    def save() -> None:
+        if lora_cfg.mode == "lora":
+            model.save_pretrained(output_dir / "adapter")
+        merged = merged_model(model, base, "causal", lora_cfg, output_dir / "adapter")
+        merged.save_pretrained(output_dir / "merged")
+        tokenizer.save_pretrained(output_dir / "merged")
+
+    on_main_process(trainer, save)
+    return summary
 
 
 def finetune_lora(base_dir: str | Path, train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path,
                   model_cfg: ModelConfig, lora_cfg: LoraConfig, seed: int = 0, device: str = "auto",
-                  report_to_mlflow: bool = True) -> TrainSummary:
-    """LoRA instruction fine-tuning (loss on response tokens only), then merge the adapter.
+                  report_to_mlflow: bool = True, **kwargs: Any) -> TrainSummary:
+    """Instruction fine-tuning (loss on response tokens only), then merge the adapter.
 
-    ``output_dir/adapter`` holds the PEFT adapter alone; ``output_dir/merged`` the merged model and
-    tokenizer, a plain transformers model that needs no PEFT to load.
+    ``finetune_causal`` with the original positional signature; ``kwargs`` (``train_cfg``,
+    ``prompt_column``, ``completion_column``, ``keep_completion``) pass through.
     """
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
-
-    output_dir = Path(output_dir)
-    device = resolve_device(device)
-    set_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir))
-    available = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    unknown = [m for m in lora_cfg.target_modules if m not in available]
-    if unknown:
-        raise ConfigError(f"lora.target_modules {unknown} are not modules of the model "
-                          f"(linear layers: {sorted(n for n in available if n.endswith('_proj'))})")
-    peft_config = PeftLoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
-                                 target_modules=list(lora_cfg.target_modules), task_type="CAUSAL_LM")
-    model = get_peft_model(model, peft_config)
-    total, trainable = _count_parameters(model)
-    train_ds = instruction_dataset(train, tokenizer, model_cfg.max_seq_len)
-    val_ds = instruction_dataset(val.drop(columns=[WEIGHT_COLUMN], errors="ignore"), tokenizer, model_cfg.max_seq_len)
-    weighted = WEIGHT_COLUMN in train_ds.column_names  # reweighed data: each example's loss counts its weight
-    args = _training_arguments(
-        output_dir / "checkpoints", epochs=lora_cfg.epochs, max_steps=lora_cfg.max_steps,
-        batch_size=lora_cfg.batch_size, grad_accum=1, learning_rate=lora_cfg.learning_rate, weight_decay=0.0,
-        warmup_ratio=lora_cfg.warmup_ratio, scheduler="cosine", logging_steps=10, seed=seed, device=device,
-        run_name="finetune-lora", report_to_mlflow=report_to_mlflow, remove_unused_columns=not weighted)
-    trainer_class = _weighted_trainer_class() if weighted else Trainer
-    trainer = trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                            data_collator=padding_collator(tokenizer), processing_class=tokenizer)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    train_loss, eval_loss = _final_losses(trainer)
-    model.save_pretrained(output_dir / "adapter")
-    merged = model.merge_and_unload()
-    merged.save_pretrained(output_dir / "merged")
-    tokenizer.save_pretrained(output_dir / "merged")
-    n_tokens = sum(len(ids) for ids in train_ds["input_ids"])
-    return TrainSummary(str(output_dir / "merged"), train_loss, eval_loss, trainer.state.global_step, seconds,
-                        int(n_tokens * lora_cfg.epochs), total, trainable, device)
+    return finetune_causal(base_dir, train, val, output_dir, model_cfg, lora_cfg, seed=seed, device=device,
+                           report_to_mlflow=report_to_mlflow, **kwargs)

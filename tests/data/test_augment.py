@@ -72,3 +72,30 @@ def test_prepare_dataset_augments_train_only_at_the_configured_ratio():
     held_out = set(pd.concat([val, test])["instruction"].map(near_duplicate_key))
     assert not set(augmented["instruction"].map(near_duplicate_key)) & held_out
     assert prepare_dataset(config).splits["train"].equals(train)  # seeded: the same rows again
+
+
+def test_case_and_typo_variants_keep_placeholders_and_meaning():
+    import numpy as np
+
+    from compactlm.data.augment import augment_text
+
+    text = "Please cancel order {{Order Number}} today"
+    rng = np.random.default_rng(0)
+    cased = {augment_text(text, "case", rng) for _ in range(20)}
+    assert cased == {"PLEASE CANCEL ORDER {{Order Number}} TODAY", "please cancel order {{Order Number}} today"}
+    typo = augment_text(text, "typo", np.random.default_rng(1), fraction=0.2)
+    assert typo != text and "{{Order Number}}" in typo
+    assert sorted(typo.replace(" ", "")) == sorted(text.replace(" ", ""))  # letters swapped, none lost
+
+
+def test_case_variants_are_added_to_train_despite_sharing_their_sources_key():
+    import pandas as pd
+
+    from compactlm.data.augment import augment_rows
+
+    train = pd.DataFrame({"id": ["a", "b"], "instruction": ["Where is my parcel", "Refund my order please"],
+                          "intent": ["track", "refund"]})
+    new, counts = augment_rows(train, "instruction", ratio=1.0, methods=["case"], fraction=0.1, seed=0)
+    assert counts["augmented rows added"] == 2
+    assert {t.lower() for t in new["instruction"]} == {t.lower() for t in train["instruction"]}
+    assert list(new["intent"]) == list(train.set_index("id").loc[new["augmented_from"], "intent"])

@@ -70,7 +70,7 @@ def test_a_mapped_column_missing_from_the_file_is_named(tmp_path):
 
 @pytest.mark.parametrize(("override", "fragment"), [
     ("data.task=translation", "data.task must be one of instruction, chat, classification"),
-    ("data.columns.prompt=q", "data.columns.prompt must be keyed by a instruction column"),
+    ("data.columns.prompt=q", "data.columns.prompt must be keyed by a column of the instruction schema"),
     ("data.classic_cleaning=true", "data.classic_cleaning must be false for data.task='instruction'"),
     ("data.augment_ratio=5", "data.augment_ratio must be in [0, 4]"),
     ("data.augment_methods=[synonym,shuffle]", "data.augment_methods must be a non-empty list"),

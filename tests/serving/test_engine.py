@@ -51,9 +51,16 @@ def test_prefill_and_decode_logits_match_transformers(make_decoder, tokenizer, k
         assert torch.allclose(ours, reference, atol=1e-4), (ours - reference).abs().max()
         # Decode step by step from a prefilled prefix; each step's logits equal the full forward's.
         engine.decoder.forward([long[:5]], first_row=0)
-        for pos in range(5, len(long)):
+        for pos in range(5, len(long) - 4):
             step = engine.decoder.decode([long[pos]], [pos])[0]
             assert torch.allclose(step, reference[pos], atol=1e-4)
+        # Several tokens per row at once (speculative verification), rows at different positions.
+        end = len(long) - 4
+        engine.decoder.forward([short[:3]], first_row=1)
+        multi = engine.decoder.decode([long[end:end + 4], short[3:7]], [end, 3])
+        assert torch.allclose(multi[0], reference[end:end + 4], atol=1e-4)
+        short_reference = model(torch.tensor([short[:7]])).logits[0, 3:7]
+        assert torch.allclose(multi[1], short_reference, atol=1e-4)
 
 
 def test_stop_sequences_cut_the_text_and_streamed_deltas_add_up(tiny_model, tokenizer):
@@ -159,3 +166,38 @@ def test_vanishing_temperature_or_top_p_sample_the_top_token(params):
     # Found by schemathesis: both values are 0 in float32 and made the distribution NaN or empty.
     picks = select_tokens(torch.tensor([[0.5, 3.0, -1.0]]), [params], [None], None, torch.Generator())
     assert picks == [1]
+
+
+def test_speculative_decoding_returns_exactly_the_greedy_tokens(make_decoder, tokenizer):
+    model = make_decoder(seed=3)
+    prompts = [prompt_ids(tokenizer, p) for p in PROMPTS]
+    expected = [hf_greedy(model, ids, 20, tokenizer.eos_token_id) for ids in prompts]
+    engine = GenerationEngine.from_hf(model, tokenizer, max_batch_size=2, speculative_tokens=6)
+    assert engine.generate(prompts, SamplingParams(max_tokens=20))[0].token_ids == expected[0]
+    # Second pass: the drafter now proposes the previous answers, so whole drafts are accepted.
+    again = engine.generate(prompts, SamplingParams(max_tokens=20))
+    assert [c.token_ids for c in again] == expected
+    assert engine.stats["verify_steps"] > 0 and engine.stats["accepted"] >= 20
+    # EOS suppression (min_tokens) also holds inside verified drafts.
+    with torch.inference_mode():
+        forced = model.generate(torch.tensor([prompts[0]]), max_new_tokens=30, min_new_tokens=30, do_sample=False,
+                                pad_token_id=0, eos_token_id=tokenizer.eos_token_id)[0, len(prompts[0]):].tolist()
+    for _ in range(2):
+        (done,) = engine.generate([prompts[0]], SamplingParams(max_tokens=30, min_tokens=30))
+        assert done.token_ids == forced
+
+
+def test_suffix_drafter_proposes_what_followed_the_longest_match():
+    from compactlm.serving.speculative import SuffixDrafter
+
+    drafter = SuffixDrafter(max_ngram=3, min_ngram=2, prompt_tail=2)
+    assert drafter.draft([1, 2, 3], 4) == []
+    drafter.add([90, 91, 92], [10, 11, 12, 13, 14])
+    drafter.add([90, 91, 92], [10, 11, 20, 21])
+    assert drafter.draft([91, 92], 3) == [10, 11, 20]  # the prompt tail drafts an answer's opening (latest wins)
+    assert drafter.draft([5, 11, 12], 5) == [13, 14]  # stops at the end of that answer
+    assert drafter.draft([7, 8], 3) == []
+    small = SuffixDrafter(max_tokens=20, prompt_tail=0)
+    for start in range(0, 40, 5):
+        small.add([], list(range(start, start + 5)))
+    assert len(small) <= 20 and small.draft([36, 37], 2) == [38, 39] and small.draft([1, 2], 2) == []

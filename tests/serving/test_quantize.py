@@ -127,4 +127,11 @@ def test_quantize_command_logs_the_table_and_registers_an_int8_version(home, tmp
     answers = mlflow.pyfunc.load_model("models:/unit-chat-int8/1").predict(["Where is my order?"],
                                                                            params={"max_new_tokens": 5})
     assert len(answers) == 1 and isinstance(answers[0], str)
+    # ... and the server's loader serves it in its own scheme (asking for another one is refused).
+    from compactlm.serving.loading import load_model
+
+    served = load_model("models:/unit-chat-int8/1", max_batch_size=1)
+    assert served.quantization == "int8" and served.model_id == "unit-chat-int8" and served.version == "1"
+    with pytest.raises(ConfigError, match="already quantized \\(int8\\); cannot serve it as int4"):
+        load_model("models:/unit-chat-int8/1", quantization="int4", max_batch_size=1)
     mlflow.set_tracking_uri(None)

@@ -12,7 +12,6 @@ from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
 from compactlm.training.data import instruction_dataset, instruction_documents, padding_collator
 from compactlm.training.trainer import (
-    _training_arguments,
     _weighted_trainer_class,
     finetune_lora,
     pretrain_decoder,
@@ -27,7 +26,7 @@ CFG = load_config(overrides=["model.preset=decoder-tiny", "model.vocab_size=400"
 @pytest.fixture(scope="module")
 def setup(tiny_frame, tmp_path_factory):
     """A tokenizer, a tiny random decoder, a padded batch of 6 rows, and a Trainer of each kind."""
-    from transformers import Trainer
+    from transformers import Trainer, TrainingArguments
 
     torch.manual_seed(0)
     rows = tiny_frame[tiny_frame["instruction"].str.len() < 60].iloc[:6]  # short: no row loses its response
@@ -36,9 +35,8 @@ def setup(tiny_frame, tmp_path_factory):
                           tokenizer.eos_token_id).eval()
     dataset = instruction_dataset(rows.assign(sample_weight=1.0), tokenizer, 64)
     batch = padding_collator(tokenizer)([dataset[i] for i in range(len(dataset))])
-    args = _training_arguments(tmp_path_factory.mktemp("args"), epochs=1, max_steps=1, batch_size=6, grad_accum=1,
-                               learning_rate=1e-3, weight_decay=0.0, warmup_ratio=0.0, scheduler="constant",
-                               logging_steps=1, seed=0, device="cpu", run_name="t", report_to_mlflow=False)
+    args = TrainingArguments(output_dir=str(tmp_path_factory.mktemp("args")), use_cpu=True, report_to=[],
+                             per_device_eval_batch_size=6, remove_unused_columns=False)
     plain = Trainer(model=model, args=args, eval_dataset=dataset, processing_class=tokenizer)
     weighted = _weighted_trainer_class()(model=model, args=args, eval_dataset=dataset, processing_class=tokenizer)
     return model, batch, plain, weighted

@@ -1,0 +1,359 @@
+"""Serving benchmark: the CompactLM server against a naive `generate`-per-request server; the last line is JSON.
+
+    python benchmarks/serve_bench.py                       # the champion in ./.compactlm (after `make demo`)
+    python benchmarks/serve_bench.py --home /path/to/.compactlm --cores 2
+
+Both servers are real HTTP servers on loopback, in their own processes, pinned to the same ``--cores``
+CPUs, loading the same champion weights. The client (httpx, asyncio) sends OpenAI completions of
+exactly 100 new tokens (greedy, ``min_tokens`` = ``max_tokens`` = 100) with prompts from the frozen
+test split. Measured:
+
+* latency — p50 and p95 of the wall time of one request at a time (100 tokens, batch 1);
+* throughput — completed requests/s with 1, 8 and 32 closed-loop clients;
+* INT8 — the engine weights file against fp32, and the change in perplexity (teacher-forced, every test
+  row) and ROUGE-L (greedy generations) on the test split.
+
+Targets (issue "Fast, safe serving"): p50 <= 200 ms per 100 tokens and <= 0.25x naive; >= 50 req/s at
+32 clients and >= 5x naive; INT8 <= 40 % of fp32 size with <= 1 % relative quality loss (perplexity
+increase and ROUGE-L drop each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+NEW_TOKENS = 100
+CONCURRENCY = (1, 8, 32)
+
+
+# --- the naive baseline: transformers `generate`, one request at a time ------------------------------------
+
+
+def naive_app(model_dir: str):
+    """A minimal OpenAI-style completions server that calls ``model.generate`` per request (serialized)."""
+    import torch
+    from fastapi import FastAPI
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    lock = threading.Lock()
+    app = FastAPI()
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/v1/completions")
+    def completions(body: dict) -> dict:
+        ids = [tokenizer.bos_token_id, *tokenizer(body["prompt"], add_special_tokens=False)["input_ids"]]
+        input_ids = torch.tensor([ids])
+        with lock, torch.inference_mode():
+            out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
+                                 max_new_tokens=body.get("max_tokens", 16), min_new_tokens=body.get("min_tokens", 0),
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        new = out[0, len(ids):].tolist()
+        return {"choices": [{"index": 0, "text": tokenizer.decode(new, skip_special_tokens=True)}],
+                "usage": {"prompt_tokens": len(ids), "completion_tokens": len(new)}}
+
+    return app
+
+
+def run_naive_server(model_dir: str, port: int, threads: int) -> None:
+    import torch
+    import uvicorn
+
+    torch.set_num_threads(threads)
+    uvicorn.run(naive_app(model_dir), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# --- harness -----------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(command: list[str], cores: list[int], env: dict[str, str], log: Path) -> subprocess.Popen:
+    handle = log.open("w")
+    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+                            preexec_fn=lambda: os.sched_setaffinity(0, cores))
+
+
+def wait_until(url: str, process: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"error: server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"error: server not ready after {timeout} s: {log.read_text()[-2000:]}")
+
+
+async def one_request(client, prompt: str, model: str) -> float:
+    start = time.perf_counter()
+    response = await client.post("/v1/completions", json={
+        "model": model, "prompt": prompt, "max_tokens": NEW_TOKENS, "min_tokens": NEW_TOKENS, "temperature": 0})
+    elapsed = time.perf_counter() - start
+    response.raise_for_status()
+    produced = response.json()["usage"]["completion_tokens"]
+    if produced != NEW_TOKENS:
+        raise RuntimeError(f"expected {NEW_TOKENS} tokens, got {produced}")
+    return elapsed
+
+
+async def latency(url: str, prompts: list[str], model: str, n: int) -> list[float]:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        for prompt in prompts[:3]:  # warm-up
+            await one_request(client, prompt, model)
+        return [await one_request(client, prompts[i % len(prompts)], model) for i in range(n)]
+
+
+async def throughput(url: str, prompts: list[str], model: str, clients: int, seconds: float) -> dict:
+    """Closed loop: ``clients`` workers send back-to-back until ``seconds`` pass; every started request finishes."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    done, errors = [], []
+    async with httpx.AsyncClient(base_url=url, timeout=900, limits=limits) as client:
+        await one_request(client, prompts[0], model)
+        start = time.perf_counter()
+        deadline = start + seconds
+
+        async def worker(index: int) -> None:
+            i = index
+            while time.perf_counter() < deadline:
+                try:
+                    done.append(await one_request(client, prompts[i % len(prompts)], model))
+                except Exception as exc:  # counted and reported, never hidden
+                    errors.append(repr(exc)[:200])
+                i += clients
+
+        await asyncio.gather(*(worker(i) for i in range(clients)))
+        elapsed = time.perf_counter() - start
+    return {"clients": clients, "requests": len(done), "errors": len(errors), "seconds": round(elapsed, 2),
+            "rps": round(len(done) / elapsed, 2), "p50_latency_ms": round(1000 * statistics.median(done), 1)
+            if done else None, "first_error": errors[0] if errors else None}
+
+
+def measure_server(name: str, url: str, prompts: list[str], model: str, n_latency: int, seconds: float,
+                   concurrency: tuple[int, ...]) -> dict:
+    samples = asyncio.run(latency(url, prompts, model, n_latency))
+    ms = sorted(1000 * s for s in samples)
+    result = {"p50_ms_per_100_tokens": round(statistics.median(ms), 1),
+              "p95_ms_per_100_tokens": round(ms[min(len(ms) - 1, int(round(0.95 * (len(ms) - 1))))], 1),
+              "latency_samples": len(ms), "throughput": {}}
+    print(f"  {name}: p50 {result['p50_ms_per_100_tokens']} ms, p95 {result['p95_ms_per_100_tokens']} ms "
+          "per 100 tokens", flush=True)
+    for clients in concurrency:
+        result["throughput"][str(clients)] = asyncio.run(throughput(url, prompts, model, clients, seconds))
+        print(f"  {name}: {clients:>2} clients -> {result['throughput'][str(clients)]['rps']} req/s", flush=True)
+    return result
+
+
+# --- main --------------------------------------------------------------------------------------------------
+
+
+def resolve_champion(args) -> tuple[str, str, str]:
+    """(model folder, model URI, version) of the champion; exits with one line when there is none."""
+    import mlflow
+
+    from compactlm.registry.model import MODEL_ARTIFACT
+    from compactlm.serving.loading import ModelNotFoundError, parse_registry_uri, resolve_version
+
+    if args.model_dir:
+        return args.model_dir, args.model_dir, ""
+    uri = args.tracking_uri or f"sqlite:///{(Path(args.home) / 'mlflow.db').resolve()}"
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        sys.exit(f"error: no MLflow store at {uri}: run `make demo` first to train and register a champion")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        version = resolve_version(args.model_uri)
+    except ModelNotFoundError as exc:
+        sys.exit(f"error: {exc}")
+    from mlflow.models import Model
+
+    name = parse_registry_uri(args.model_uri)[0]
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=args.workdir))
+    artifacts = Model.load(str(local)).flavors.get("python_function", {}).get("artifacts", {})
+    relative = artifacts.get(MODEL_ARTIFACT, {}).get("path")
+    if relative is None or not (local / relative / "config.json").is_file():
+        sys.exit(f"error: {args.model_uri} (version {version}) is not a CompactLM chat model (no {MODEL_ARTIFACT})")
+    return str(local / relative), args.model_uri, version
+
+
+def test_frame(args):
+    import pandas as pd
+
+    split = Path(args.home) / "data" / "datasets" / "support-instructions" / "test.parquet"
+    if split.is_file():
+        return pd.read_parquet(split), str(split)
+    from compactlm.data.generator import generate_support_dataset
+
+    return generate_support_dataset(n_rows=1500, seed=1), "1500 generated rows (no test split found)"
+
+
+def int8_figures(model_dir: str, frame, workdir: str, generate_rows: int) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    from compactlm.models.tokenizer import load_tokenizer
+    from compactlm.serving.tradeoff import measure_tradeoff
+    from compactlm.serving.weights import DecoderWeights
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    report = measure_tradeoff(DecoderWeights.from_hf(model), load_tokenizer(model_dir), frame, Path(workdir) / "q",
+                              schemes=("fp32", "int8"), generate_rows=generate_rows, max_new_tokens=64)
+    fp32, int8 = report.results
+    hf_bytes = sum(p.stat().st_size for p in Path(model_dir).glob("*.safetensors"))
+    return {"fp32_bytes": fp32.size_bytes, "hf_safetensors_bytes": hf_bytes, "int8_bytes": int8.size_bytes,
+            "size_ratio": round(int8.size_ratio, 4), "fp32_perplexity": round(fp32.perplexity, 5),
+            "int8_perplexity": round(int8.perplexity, 5), "perplexity_change_pct": round(int8.perplexity_change_pct, 3),
+            "fp32_rouge_l": round(fp32.rouge_l, 4), "int8_rouge_l": round(int8.rouge_l, 4),
+            "rouge_l_change_pct": round(int8.rouge_l_change_pct, 3),
+            "quality_loss_pct": round(max(int8.perplexity_change_pct, -int8.rouge_l_change_pct, 0.0), 3),
+            "eval_rows": report.eval_rows, "generated_rows": report.generated_rows,
+            "int8_tokens_per_s_batch1": round(int8.tokens_per_s_batch1), "fp32_tokens_per_s_batch1":
+            round(fp32.tokens_per_s_batch1)}
+
+
+def check(value: float, op: str, target: float) -> dict:
+    ok = value <= target if op == "<=" else value >= target
+    return {"value": value, "target": f"{op} {target}", "pass": bool(ok)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", default=str(REPO / ".compactlm"), help="state folder (MLflow store, data)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the home's SQLite)")
+    parser.add_argument("--model-uri", default="models:/compactlm-support-chat@champion")
+    parser.add_argument("--model-dir", default=None, help="a saved transformers model folder instead")
+    parser.add_argument("--cores", type=int, default=2, help="CPUs both servers are pinned to")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the fast server")
+    parser.add_argument("--naive-threads", type=int, default=None, help="torch threads of the naive server "
+                        "(default: --threads; on a shared 2-core host 2 threads make `generate` 5-30x slower)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="duration of each throughput run")
+    parser.add_argument("--latency-requests", type=int, default=30)
+    parser.add_argument("--generate-rows", type=int, default=0, help="ROUGE-L generations (0: every test row)")
+    parser.add_argument("--naive-server", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.naive_server:
+        run_naive_server(args.naive_server, args.port, args.naive_threads or 1)
+        return
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cores = sorted(os.sched_getaffinity(0))[:args.cores]
+    naive_threads = args.naive_threads or args.threads
+    with tempfile.TemporaryDirectory(prefix="serve-bench-") as workdir:
+        args.workdir = workdir
+        model_dir, model_uri, version = resolve_champion(args)
+        frame, frame_what = test_frame(args)
+        short = frame[frame["instruction"].str.len() < 300]
+        from compactlm.models.tokenizer import format_prompt
+
+        prompts = [format_prompt(i) for i in short["instruction"].head(64)]
+        env = {**os.environ, "COMPACTLM_HOME": str(Path(workdir) / "state"), "PYTHONUNBUFFERED": "1"}
+        load_start = os.getloadavg()
+        results = {}
+        fast = [sys.executable, "-m", "compactlm.cli", "serve", "--model-dir", model_dir, "--set",
+                f"serve.threads={args.threads}", "--set", "serve.max_batch_size=32"]
+        for name, command, ready, concurrency in (
+            ("fast", fast, "/ready", CONCURRENCY),
+            # The same server without speculative decoding: what the engine alone does at batch 1.
+            ("fast_no_speculation", [*fast, "--set", "serve.speculative_tokens=0"], "/ready", (1,)),
+            ("naive", [sys.executable, __file__, "--naive-server", model_dir, "--naive-threads", str(naive_threads)],
+             "/health", CONCURRENCY),
+        ):
+            port = free_port()
+            log = Path(workdir) / f"{name}.log"
+            process = start([*command, "--port", str(port)], cores, env, log)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                wait_until(url + ready, process, log)
+                model = Path(model_dir).name
+                print(f"{name} server ready on {url} (cores {cores})", flush=True)
+                n_latency = args.latency_requests if name != "naive" else max(10, args.latency_requests // 2)
+                results[name] = measure_server(name, url, prompts, model, n_latency, args.seconds, concurrency)
+            finally:
+                process.terminate()
+                process.wait(30)
+        print("measuring INT8 size and quality ...", flush=True)
+        import torch
+
+        torch.set_num_threads(args.threads)
+        generate_rows = args.generate_rows or len(frame)
+        int8 = int8_figures(model_dir, frame, workdir, generate_rows)
+        load_end = os.getloadavg()
+
+    report(results, int8, {"uri": model_uri, "version": version, "dir_name": Path(model_dir).name},
+           {"cores": cores, "cpu_count": os.cpu_count(), "fast_threads": args.threads, "naive_threads": naive_threads,
+            "load_avg_start": [round(x, 2) for x in load_start], "load_avg_end": [round(x, 2) for x in load_end],
+            "python": platform.python_version()}, f"{len(prompts)} from {frame_what}")
+
+
+def report(results: dict, int8: dict, model: dict, machine: dict, prompts: str) -> None:
+    """The human table, then the final JSON line with every figure and a verdict per target."""
+    fast, plain, naive = results["fast"], results["fast_no_speculation"], results["naive"]
+    p50_ratio = fast["p50_ms_per_100_tokens"] / naive["p50_ms_per_100_tokens"]
+    rps32 = fast["throughput"]["32"]["rps"]
+    rps32_ratio = rps32 / max(naive["throughput"]["32"]["rps"], 1e-9)
+    targets = {
+        "p50_ms_per_100_tokens <= 200": check(fast["p50_ms_per_100_tokens"], "<=", 200),
+        "p50_vs_naive <= 0.25": check(round(p50_ratio, 3), "<=", 0.25),
+        "rps_at_32_clients >= 50": check(rps32, ">=", 50),
+        "rps_at_32_vs_naive >= 5": check(round(rps32_ratio, 2), ">=", 5),
+        "int8_size_ratio <= 0.40": check(int8["size_ratio"], "<=", 0.40),
+        "int8_quality_loss_pct <= 1": check(int8["quality_loss_pct"], "<=", 1.0),
+    }
+    rows = [("p50 ms / 100 tokens (batch 1)", "p50_ms_per_100_tokens"),
+            ("p95 ms / 100 tokens (batch 1)", "p95_ms_per_100_tokens")]
+    print(f"\n{'':32}{'fast':>10}{'fast, no spec.':>16}{'naive':>10}")
+    for label, key in rows:
+        print(f"{label:32}{fast[key]:>10}{plain[key]:>16}{naive[key]:>10}")
+    for clients in CONCURRENCY:
+        label, key = f"requests/s, {clients} clients", str(clients)
+        other = plain["throughput"][key]["rps"] if key in plain["throughput"] else "-"
+        print(f"{label:32}{fast['throughput'][key]['rps']:>10}{other:>16}{naive['throughput'][key]['rps']:>10}")
+    print(f"INT8: {int8['int8_bytes'] / 1e6:.2f} MB vs fp32 {int8['fp32_bytes'] / 1e6:.2f} MB "
+          f"({int8['size_ratio']:.1%}); perplexity {int8['fp32_perplexity']} -> {int8['int8_perplexity']} "
+          f"({int8['perplexity_change_pct']:+.2f} %); ROUGE-L {int8['fp32_rouge_l']} -> {int8['int8_rouge_l']} "
+          f"({int8['rouge_l_change_pct']:+.2f} %)")
+    for name, outcome in targets.items():
+        print(f"  {'PASS' if outcome['pass'] else 'FAIL'}  {name}: {outcome['value']}")
+    print(json.dumps({
+        "benchmark": "serve_bench", "model": model, "machine": machine, "new_tokens": NEW_TOKENS, "prompts": prompts,
+        "fast": fast, "fast_no_speculation": plain, "naive": naive, "p50_vs_naive": round(p50_ratio, 3),
+        "p50_no_speculation_vs_naive": round(plain["p50_ms_per_100_tokens"] / naive["p50_ms_per_100_tokens"], 3),
+        "rps32_vs_naive": round(rps32_ratio, 2), "int8": int8, "targets": targets,
+        "all_targets_pass": all(t["pass"] for t in targets.values()),
+    }))
+
+if __name__ == "__main__":
+    main()

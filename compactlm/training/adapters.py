@@ -1,0 +1,124 @@
+"""PEFT adapters: LoRA target checks, QLoRA (4-bit base through bitsandbytes), adapter and merged saves.
+
+bitsandbytes is optional and only imported when ``lora.quantize_4bit`` is set; without CUDA or without
+the package the run fails before any compute with one line saying so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from compactlm.config import LoraConfig
+from compactlm.errors import ConfigError
+from compactlm.models.loading import Kind, load_base
+
+# PEFT task types per model kind (they decide which head PEFT keeps trainable and how it saves).
+TASK_TYPES = {"causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "classifier": "SEQ_CLS", "encoder": "FEATURE_EXTRACTION"}
+
+
+def linear_module_names(model) -> list[str]:
+    """The short names of the model's linear layers (what LoRA can target)."""
+    import torch
+
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"}
+    return sorted(names)
+
+
+def resolve_target_modules(model, targets: list[str]) -> list[str] | str | None:
+    """LoRA targets: ``all-linear``, ``auto`` (PEFT's default for the architecture) or module names.
+
+    Raises:
+        ConfigError: a named module the model does not have (the message lists its linear layers),
+            or ``auto`` for an architecture PEFT has no default for.
+    """
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+    if targets == ["all-linear"]:
+        return "all-linear"
+    if targets == ["auto"]:
+        model_type = getattr(model.config, "model_type", "")
+        if model_type not in DEFAULTS:
+            raise ConfigError(f"lora.target_modules 'auto' has no default for {model_type!r} models; name them "
+                              f"(linear layers: {linear_module_names(model)})")
+        return None
+    available = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    unknown = [m for m in targets if m not in available]
+    if unknown:
+        raise ConfigError(f"lora.target_modules {unknown} are not modules of the model "
+                          f"(linear layers: {linear_module_names(model)})")
+    return list(targets)
+
+
+def apply_lora(model, lora_cfg: LoraConfig, kind: Kind):
+    """Wrap ``model`` in a PEFT LoRA adapter (only the adapter, and a classifier's head, train)."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    targets = resolve_target_modules(model, lora_cfg.target_modules)
+    peft_config = PeftLoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+                                 target_modules=targets, task_type=TASK_TYPES[kind])
+    return get_peft_model(model, peft_config)
+
+
+def require_4bit_support(device: str) -> None:
+    """Fail before any compute unless QLoRA can run here (CUDA and bitsandbytes).
+
+    Raises:
+        ConfigError: one line naming ``lora.quantize_4bit`` and what is missing.
+    """
+    if device != "cuda":
+        raise ConfigError("lora.quantize_4bit needs a CUDA device with bitsandbytes; this run is on the "
+                          f"{device} (set lora.quantize_4bit=false, or run on a GPU)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("lora.quantize_4bit needs a CUDA device with bitsandbytes; bitsandbytes is not "
+                          "installed (pip install bitsandbytes on the GPU machine)")
+
+
+def quantized_load_kwargs() -> dict[str, Any]:
+    """``from_pretrained`` arguments for an NF4 base with bf16 compute (the QLoRA recipe)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                      bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype),
+            "dtype": dtype, "device_map": {"": torch.cuda.current_device()}}
+
+
+def load_for_finetuning(base: str | Path, kind: Kind, lora_cfg: LoraConfig, device: str, max_seq_len: int,
+                        gradient_checkpointing: bool, **kwargs: Any):
+    """Load the base (in 4 bits for QLoRA) and put the adapter on it unless ``lora.mode`` is ``full``.
+
+    Returns:
+        ``(model, tokenizer)``.
+    """
+    if lora_cfg.quantize_4bit:
+        require_4bit_support(device)
+        kwargs.update(quantized_load_kwargs())
+    model, tokenizer = load_base(str(base), kind, max_seq_len=max_seq_len, **kwargs)
+    if lora_cfg.quantize_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        # Casts norms to fp32 and enables input gradients so checkpointing works through frozen 4-bit layers.
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None)
+    if lora_cfg.mode == "lora":
+        model = apply_lora(model, lora_cfg, kind)
+    return model, tokenizer
+
+
+def merged_model(model, base: str | Path, kind: Kind, lora_cfg: LoraConfig, adapter_dir: Path, **kwargs: Any):
+    """The model to ship: the adapter merged into the base (a QLoRA base is reloaded unquantized first)."""
+    if lora_cfg.mode == "full":
+        return model
+    if not lora_cfg.quantize_4bit:
+        return model.merge_and_unload()
+    from peft import PeftModel
+
+    # Merging into NF4 weights would round the update away: merge into the full-precision base instead.
+    full, _ = load_base(str(base), kind, **kwargs)
+    return PeftModel.from_pretrained(full, str(adapter_dir)).merge_and_unload()

@@ -1,0 +1,220 @@
+"""Encoders: masked-LM pretraining and sequence classification (cross-entropy or focal loss).
+
+A classifier starts from an encoder preset (WordPiece tokenizer trained here), from the output of
+``pretrain_encoder_mlm`` (the same corpus, MLM first), or from any Hugging Face encoder. Label strings
+become ids; ``id2label``/``label2id`` are saved in the model's config, so ``predict_labels`` returns
+strings again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from compactlm.config import ClassifierConfig, LoraConfig, ModelConfig, TrainConfig
+from compactlm.errors import ConfigError, DataError
+from compactlm.models.presets import build_encoder
+from compactlm.models.tokenizer import train_wordpiece_tokenizer
+from compactlm.training.adapters import load_for_finetuning, merged_model
+from compactlm.training.data import corpus_texts, document_dataset, pack_documents
+from compactlm.training.machinery import StageOptim, on_main_process, resolve_device, resolve_precision
+from compactlm.training.trainer import TrainSummary, fit_stage, summarize
+
+TEXT, LABEL = "text", "label"
+
+
+def _texts(rows: pd.DataFrame | Sequence[str]) -> list[str]:
+    return corpus_texts(rows) if isinstance(rows, pd.DataFrame) else [str(t) for t in rows]
+
+
+def pretrain_encoder_mlm(train: pd.DataFrame | Sequence[str], val: pd.DataFrame | Sequence[str],
+                         output_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                         report_to_mlflow: bool = True) -> TrainSummary:
+    """Masked-LM pretraining of an encoder (a preset with a WordPiece tokenizer trained here, or ``model.base``).
+
+    Args:
+        train: texts, or rows of any shape (see ``corpus_texts``); the only text the tokenizer sees.
+        val: validation texts or rows.
+        output_dir: receives the ``BertForMaskedLM`` (or the base's MLM model) and its tokenizer.
+        model_cfg: an encoder preset (or ``base``), vocabulary and context length.
+        train_cfg: optimisation, ``mlm_probability`` and the shared machinery (packing included).
+        report_to_mlflow: log step metrics to the active MLflow run.
+    """
+    from transformers import DataCollatorForLanguageModeling, set_seed
+
+    from compactlm.models.loading import load_base
+
+    output_dir = Path(output_dir)
+    device = resolve_device(train_cfg.device)
+    resolve_precision(train_cfg.precision, device)
+    set_seed(train_cfg.seed)
+    documents, val_docs = _texts(train), _texts(val)
+    if model_cfg.base:
+        model, tokenizer = load_base(model_cfg.base, "encoder", max_seq_len=model_cfg.max_seq_len)
+    else:
+        tokenizer = train_wordpiece_tokenizer(documents, model_cfg.vocab_size, model_cfg.max_seq_len)
+        model = build_encoder(model_cfg.preset, len(tokenizer), tokenizer.pad_token_id, "mlm", dropout=model_cfg.dropout)
+    if tokenizer.mask_token is None:
+        raise ConfigError(f"model.base {model_cfg.base!r}: its tokenizer has no mask token for masked-LM pretraining")
+    length = model_cfg.max_seq_len
+
+    def encode(docs: list[str], packed: bool):
+        # The collator draws the masks and their labels: drop the causal labels.
+        return pack_documents(docs, tokenizer, length).remove_columns("labels") if packed \
+            else document_dataset(docs, tokenizer, length, with_labels=False)
+
+    train_ds, val_ds = encode(documents, train_cfg.pack_train), encode(val_docs, train_cfg.pack_eval)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=train_cfg.mlm_probability,
+                                               pad_to_multiple_of=8)
+    trainer, result = fit_stage(model, tokenizer, train_ds, val_ds, output_dir / "checkpoints",
+                                StageOptim.from_train(train_cfg), train_cfg, device, "pretrain-mlm",
+                                report_to_mlflow, data_collator=collator)
+    on_main_process(trainer, lambda: (model.save_pretrained(output_dir), tokenizer.save_pretrained(output_dir)))
+    return summarize(trainer, result, output_dir, train_ds, model)
+
+
+def focal_loss(logits, labels, gamma: float):
+    """Mean focal loss ``-(1 - p_t)^gamma * log p_t`` over the batch; ``gamma=0`` is cross-entropy.
+
+    Args:
+        logits: (batch, classes); labels: (batch,) class ids.
+    """
+    import torch.nn.functional as F
+
+    log_pt = F.log_softmax(logits.float(), dim=-1).gather(1, labels.unsqueeze(1)).squeeze(1)
+    return (-((1.0 - log_pt.exp()) ** gamma) * log_pt).mean()
+
+
+def _focal_trainer_class(gamma: float):
+    from transformers import Trainer
+
+    class FocalLossTrainer(Trainer):
+        """A Trainer whose classification loss is the focal loss (hard examples weigh more)."""
+
+        loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it for gradient accumulation
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = focal_loss(outputs.logits, labels, gamma)
+            return (loss, outputs) if return_outputs else loss
+
+    return FocalLossTrainer
+
+
+def label_maps(train: pd.DataFrame, val: pd.DataFrame) -> dict[int, str]:
+    """``id2label`` over the train labels (sorted); a validation label train never shows is a data error."""
+    labels = sorted(train[LABEL].astype(str).unique())
+    unseen = sorted(set(val[LABEL].astype(str)) - set(labels))
+    if unseen:
+        raise DataError(f"validation label(s) {unseen[:5]} never occur in the train split")
+    if len(labels) < 2:
+        raise DataError(f"classification needs at least 2 labels in the train split, got {labels}")
+    return dict(enumerate(labels))
+
+
+def _classification_dataset(frame: pd.DataFrame, tokenizer, max_length: int, label2id: dict[str, int]):
+    from datasets import Dataset
+
+    encoded = tokenizer([str(t) for t in frame[TEXT]], truncation=True, max_length=max_length, verbose=False)
+    return Dataset.from_dict({**encoded, "labels": [label2id[str(v)] for v in frame[LABEL]]})
+
+
+def _accuracy_and_f1(id2label: dict[int, str]):
+    from compactlm.evaluation.metrics import accuracy, macro_f1
+
+    def compute(prediction) -> dict[str, float]:
+        predicted = [id2label[int(i)] for i in prediction.predictions.argmax(-1)]
+        truth = [id2label[int(i)] for i in prediction.label_ids]
+        return {"accuracy": accuracy(predicted, truth), "macro_f1": macro_f1(predicted, truth)}
+
+    return compute
+
+
+def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path, model_cfg: ModelConfig,
+                        cls_cfg: ClassifierConfig, lora_cfg: LoraConfig | None = None,
+                        train_cfg: TrainConfig | None = None, base_dir: str | Path | None = None,
+                        report_to_mlflow: bool = True) -> TrainSummary:
+    """Train a sequence classifier on ``text``/``label`` rows; ``output_dir/merged`` is the model to ship.
+
+    Args:
+        train, val: rows with ``text`` and ``label`` (any label strings).
+        output_dir: receives ``merged/`` (model with id2label, tokenizer), ``adapter/`` with LoRA,
+            and ``checkpoints/``.
+        model_cfg: the encoder preset when there is no base; ``max_seq_len`` truncates texts.
+        cls_cfg: cross-entropy or focal loss.
+        lora_cfg: fine-tuning mode and optimisation (None: full fine-tuning with the LoRA section's
+            defaults).
+        train_cfg: the shared machinery (None: defaults).
+        base_dir: an MLM-pretrained encoder (``pretrain_encoder_mlm``) or any HF encoder; None:
+            ``model.base``, else the preset from scratch.
+        report_to_mlflow: log step metrics (with eval accuracy and macro-F1) to the active MLflow run.
+
+    Raises:
+        ConfigError: LoRA on a randomly initialised preset, or any base/target/length problem.
+        DataError: fewer than 2 labels, or a validation label missing from train.
+    """
+    from transformers import DataCollatorWithPadding, set_seed
+
+    lora_cfg = lora_cfg or LoraConfig(mode="full")
+    cfg = train_cfg or TrainConfig()
+    output_dir = Path(output_dir)
+    device = resolve_device(cfg.device)
+    resolve_precision(cfg.precision, device)
+    id2label = label_maps(train, val)
+    label2id = {v: k for k, v in id2label.items()}
+    base = base_dir or model_cfg.base
+    if base is None and lora_cfg.mode == "lora":
+        raise ConfigError("lora.mode must be full to train a classifier from a randomly initialised preset "
+                          "(or set classifier.mlm_pretrain=true or model.base)")
+    optim = StageOptim.from_finetune(lora_cfg, cfg)
+    set_seed(optim.seed)
+    if base is not None:
+        model, tokenizer = load_for_finetuning(base, "classifier", lora_cfg, device, model_cfg.max_seq_len,
+                                               cfg.gradient_checkpointing, id2label=id2label)
+    else:
+        tokenizer = train_wordpiece_tokenizer(_texts(train), model_cfg.vocab_size, model_cfg.max_seq_len)
+        model = build_encoder(model_cfg.preset, len(tokenizer), tokenizer.pad_token_id, "classification",
+                              id2label=id2label, dropout=model_cfg.dropout)
+    train_ds = _classification_dataset(train, tokenizer, model_cfg.max_seq_len, label2id)
+    val_ds = _classification_dataset(val, tokenizer, model_cfg.max_seq_len, label2id)
+    trainer, result = fit_stage(
+        model, tokenizer, train_ds, val_ds, output_dir / "checkpoints", optim, cfg, device, "finetune-classifier",
+        report_to_mlflow, data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
+        trainer_class=_focal_trainer_class(cls_cfg.focal_gamma) if cls_cfg.loss == "focal" else None,
+        gradient_checkpointing=False if lora_cfg.quantize_4bit else None,
+        compute_metrics=_accuracy_and_f1(id2label))
+    summary = summarize(trainer, result, output_dir / "merged", train_ds, model)
+
+    def save() -> None:
+        if lora_cfg.mode == "lora":
+            model.save_pretrained(output_dir / "adapter")
+        merged = merged_model(model, base, "classifier", lora_cfg, output_dir / "adapter", id2label=id2label)
+        merged.save_pretrained(output_dir / "merged")
+        tokenizer.save_pretrained(output_dir / "merged")
+
+    on_main_process(trainer, save)
+    return summary
+
+
+def predict_labels(model, tokenizer, texts: Sequence[str], batch_size: int = 32, max_length: int | None = None
+                   ) -> list[str]:
+    """Label strings for ``texts`` from a classifier (a model object, or a saved folder with ``tokenizer=None``)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if isinstance(model, (str, Path)):
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(model))
+        model = AutoModelForSequenceClassification.from_pretrained(str(model))
+    model.eval()
+    id2label = model.config.id2label
+    out: list[str] = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer([str(t) for t in texts[start:start + batch_size]], padding=True, truncation=True,
+                              max_length=max_length or tokenizer.model_max_length, return_tensors="pt")
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            out.extend(id2label[int(i)] for i in model(**batch).logits.argmax(-1))
+    return out

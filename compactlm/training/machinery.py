@@ -1,0 +1,326 @@
+"""The training machinery every stage shares: device, precision, Trainer arguments, callbacks, resume.
+
+One ``StageOptim`` says how a stage optimises (pretraining reads ``train.*``, fine-tuning
+``lora.*``); ``TrainConfig`` says how every stage runs (precision, gradient checkpointing, evaluation
+and checkpoint cadence, early stopping, resume, tracking). ``run_trainer`` runs an HF ``Trainer`` with
+both and returns the final losses computed so that a resumed run reports exactly what an
+uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compactlm.config import LoraConfig, TrainConfig
+from compactlm.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` -> cuda when available, else cpu; asking for cuda without one is a config error."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but no CUDA device is available (use auto or cpu)")
+    return requested
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` -> bf16 on a GPU that supports it, fp16 on an older GPU, fp32 on the CPU.
+
+    Raises:
+        ConfigError: fp16 without CUDA, or bf16 on a GPU without bf16 support.
+    """
+    import torch
+
+    cuda = device == "cuda"
+    if precision == "auto":
+        if not cuda:
+            return "fp32"  # CPU autocast to bf16 is slower than fp32 on most CPUs
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16" and not cuda:
+        raise ConfigError("train.precision 'fp16' needs a CUDA device (use auto, bf16 or fp32)")
+    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise ConfigError("train.precision 'bf16' is not supported by this GPU (use auto or fp16)")
+    return precision
+
+
+@dataclass(frozen=True)
+class StageOptim:
+    """How one stage optimises: epochs or steps, batch, learning rate and schedule."""
+
+    epochs: float
+    max_steps: int
+    batch_size: int
+    grad_accum: int
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    scheduler: str
+    logging_steps: int
+    seed: int
+
+    @classmethod
+    def from_train(cls, cfg: TrainConfig) -> StageOptim:
+        """Pretraining and distillation: everything from ``train``."""
+        return cls(cfg.epochs, cfg.max_steps, cfg.batch_size, cfg.grad_accum, cfg.learning_rate, cfg.weight_decay,
+                   cfg.warmup_ratio, cfg.lr_scheduler, cfg.logging_steps, cfg.seed)
+
+    @classmethod
+    def from_finetune(cls, lora: LoraConfig, train: TrainConfig, seed: int | None = None) -> StageOptim:
+        """Fine-tuning: optimisation from ``lora``; logging cadence and seed from ``train``."""
+        return cls(lora.epochs, lora.max_steps, lora.batch_size, lora.grad_accum, lora.learning_rate, 0.0,
+                   lora.warmup_ratio, "cosine", train.logging_steps, train.seed if seed is None else seed)
+
+
+def _strategies(cfg: TrainConfig, has_eval: bool) -> dict[str, Any]:
+    """Evaluation and checkpoint cadence; keeping the best checkpoint saves exactly where it evaluates."""
+    eval_steps, save_steps = cfg.eval_steps, cfg.save_steps
+    if not has_eval:
+        return {"eval_strategy": "no", "save_strategy": "steps" if save_steps else "no",
+                "save_steps": save_steps or 500, "load_best_model_at_end": False}
+    if cfg.keeps_best and save_steps and not eval_steps:
+        eval_steps = save_steps  # best-checkpoint retention needs an evaluation at every checkpoint
+    out: dict[str, Any] = {"eval_strategy": "steps" if eval_steps else "epoch", "eval_steps": eval_steps or None}
+    if cfg.keeps_best:
+        out.update(save_strategy=out["eval_strategy"], save_steps=save_steps or eval_steps or 500,
+                   load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False)
+    else:
+        out.update(save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
+                   load_best_model_at_end=False)
+    return out
+
+
+def training_arguments(output_dir: str | Path, optim: StageOptim, cfg: TrainConfig, device: str, run_name: str,
+                       report_to_mlflow: bool, remove_unused_columns: bool = True, has_eval: bool = True,
+                       gradient_checkpointing: bool | None = None):
+    """``TrainingArguments`` for one stage.
+
+    Args:
+        output_dir: where checkpoints go (``checkpoint-N`` folders).
+        optim: the stage's optimisation.
+        cfg: the shared machinery.
+        device: ``cpu`` or ``cuda`` (already resolved).
+        run_name: the name the MLflow callback gives a run it has to create itself.
+        report_to_mlflow: log step metrics to the active MLflow run.
+        remove_unused_columns: drop dataset columns the model's forward does not take.
+        has_eval: whether the stage has a validation set.
+        gradient_checkpointing: overrides ``cfg.gradient_checkpointing`` (QLoRA sets it up itself).
+    """
+    from transformers import TrainingArguments
+
+    precision = resolve_precision(cfg.precision, device)
+    checkpointing = cfg.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        run_name=run_name,
+        num_train_epochs=optim.epochs,
+        max_steps=optim.max_steps,
+        per_device_train_batch_size=optim.batch_size,
+        per_device_eval_batch_size=optim.batch_size,
+        gradient_accumulation_steps=optim.grad_accum,
+        learning_rate=optim.learning_rate,
+        weight_decay=optim.weight_decay,
+        warmup_steps=optim.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
+        lr_scheduler_type=optim.scheduler,
+        max_grad_norm=cfg.max_grad_norm,
+        logging_steps=optim.logging_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=optim.seed,
+        data_seed=optim.seed,
+        use_cpu=device == "cpu",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        activation_checkpointing=checkpointing,  # gradient checkpointing (the transformers 5 name)
+        # Non-reentrant checkpointing works with frozen inputs (PEFT) and DDP.
+        activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        report_to=["mlflow"] if report_to_mlflow else [],
+        dataloader_num_workers=cfg.dataloader_workers,
+        dataloader_pin_memory=device == "cuda",  # pinning only helps host-to-GPU copies
+        # Every parameter that requires a gradient gets one in these models: skip DDP's per-step graph walk.
+        ddp_find_unused_parameters=False,
+        disable_tqdm=False,
+        remove_unused_columns=remove_unused_columns,
+        **_strategies(cfg, has_eval),
+    )
+
+
+def _aligned_logging_callback():
+    from transformers import TrainerCallback
+
+    class AlignedLogging(TrainerCallback):
+        """Log the training loss at every checkpoint and at the last step.
+
+        Each logged loss then covers a window that ends at a checkpoint or at the end, so the run's
+        mean loss rebuilt from the log history (restored with a checkpoint) is the same whether or
+        not the run was interrupted and resumed.
+        """
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if control.should_save or control.should_training_stop or state.global_step >= state.max_steps:
+                control.should_log = True
+            return control
+
+    return AlignedLogging()
+
+
+def _checkpoint_artifacts_callback():
+    from transformers import TrainerCallback
+
+    class CheckpointArtifacts(TrainerCallback):
+        """Log each checkpoint folder to the active MLflow run under ``checkpoints/``."""
+
+        def on_save(self, args, state, control, **kwargs):
+            import mlflow
+
+            folder = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir() and mlflow.active_run() is not None:
+                mlflow.log_artifacts(str(folder), f"checkpoints/{folder.name}")
+            return control
+
+    return CheckpointArtifacts()
+
+
+def stage_callbacks(cfg: TrainConfig, report_to_mlflow: bool) -> list:
+    """Callbacks for a stage: aligned loss logging, early stopping, checkpoint artifacts."""
+    from transformers import EarlyStoppingCallback
+
+    callbacks = [_aligned_logging_callback()]
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    if cfg.log_checkpoints and report_to_mlflow:
+        callbacks.append(_checkpoint_artifacts_callback())
+    return callbacks
+
+
+def _is_complete_checkpoint(folder: Path) -> bool:
+    """A checkpoint is complete once its trainer state (written last) parses."""
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def last_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The highest-step complete ``checkpoint-N`` folder (a kill mid-save leaves an incomplete one)."""
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        return None
+    candidates = [p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if p.name[len(CHECKPOINT_PREFIX):].isdigit()]
+    for path in sorted(candidates, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]), reverse=True):
+        if _is_complete_checkpoint(path):
+            return path
+    return None
+
+
+def resolve_resume(requested: str | None, checkpoint_dir: str | Path) -> str | None:
+    """``last`` -> the latest complete checkpoint of this stage (None: start fresh); a folder must be one.
+
+    Raises:
+        ConfigError: a folder that is not a complete checkpoint.
+    """
+    if not requested:
+        return None
+    if requested == "last":
+        found = last_checkpoint(checkpoint_dir)
+        if found is None:
+            logger.info("train.resume_from_checkpoint=last: no checkpoint in %s, starting fresh", checkpoint_dir)
+        return str(found) if found else None
+    if not _is_complete_checkpoint(Path(requested)):
+        raise ConfigError(f"train.resume_from_checkpoint {requested!r} is not a complete checkpoint folder "
+                          "(no readable trainer_state.json)")
+    return str(requested)
+
+
+@contextlib.contextmanager
+def system_metrics(interval_s: float) -> Iterator[None]:
+    """Sample CPU/GPU/memory into the active MLflow run every ``interval_s`` while training runs.
+
+    A background thread (MLflow's monitor); it costs the training loop nothing measurable.
+    """
+    import mlflow
+
+    run = mlflow.active_run()
+    if not interval_s or run is None:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run.info.run_id, sampling_interval=interval_s, samples_before_logging=1)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+
+
+@dataclass
+class StageResult:
+    """What ``run_trainer`` measured."""
+
+    train_loss: float
+    eval_loss: float | None
+    steps: int
+    seconds: float
+    resumed_from: str | None
+    best_checkpoint: str | None
+
+
+def final_losses(log_history: list[dict[str, Any]], best_metric: float | None = None) -> tuple[float, float | None]:
+    """The run's mean training loss and its final (or best) validation loss, from the log history.
+
+    The mean is rebuilt from the logged windows (each ``loss`` is the mean over the steps since the
+    previous log), so it covers the whole run even when the run was resumed from a checkpoint (the
+    Trainer's own ``train_loss`` only covers the steps of its last ``train()`` call).
+    """
+    total, steps, previous = 0.0, 0, 0
+    for entry in log_history:
+        if "loss" in entry and "step" in entry:
+            window = entry["step"] - previous
+            total, steps, previous = total + entry["loss"] * window, steps + window, entry["step"]
+    fallback = [h["train_loss"] for h in log_history if "train_loss" in h]
+    train = total / steps if steps else (float(fallback[-1]) if fallback else math.nan)
+    evals = [h["eval_loss"] for h in log_history if "eval_loss" in h]
+    final_eval = best_metric if best_metric is not None else (float(evals[-1]) if evals else None)
+    return float(train), final_eval
+
+
+def run_trainer(trainer, cfg: TrainConfig, report_to_mlflow: bool) -> StageResult:
+    """Train (resuming when ``train.resume_from_checkpoint`` says so) and measure the result."""
+    resume = resolve_resume(cfg.resume_from_checkpoint, trainer.args.output_dir)
+    interval = cfg.system_metrics_interval if report_to_mlflow and trainer.is_world_process_zero() else 0
+    start = time.perf_counter()
+    with system_metrics(interval):
+        trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - start
+    state = trainer.state
+    best = state.best_metric if trainer.args.load_best_model_at_end else None
+    train_loss, eval_loss = final_losses(state.log_history, best)
+    return StageResult(train_loss, eval_loss, state.global_step, seconds, resume, state.best_model_checkpoint)
+
+
+def on_main_process(trainer, save) -> None:
+    """Run ``save()`` on the main process only, then let every process continue together (DDP)."""
+    if trainer.is_world_process_zero():
+        save()
+    trainer.accelerator.wait_for_everyone()
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """``(total, trainable)`` parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable

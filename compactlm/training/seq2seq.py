@@ -1,0 +1,96 @@
+"""Sequence-to-sequence fine-tuning (T5-style bases) for summarization and other text-to-text tasks.
+
+The encoder reads ``source_prefix + source`` and the decoder learns the target; the loss covers the
+target tokens only (padding masked). LoRA/QLoRA/full follow ``lora.mode`` like the causal path; T5's
+attention projections are ``q``/``k``/``v``/``o`` (``lora.target_modules: [q, v]`` or ``[auto]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from compactlm.config import LoraConfig, ModelConfig, TrainConfig
+from compactlm.training.adapters import load_for_finetuning, merged_model
+from compactlm.training.data import IGNORE_INDEX, supervised_pairs
+from compactlm.training.machinery import StageOptim, on_main_process, resolve_device, resolve_precision
+from compactlm.training.trainer import TrainSummary, fit_stage, summarize
+
+
+def _source_target(frame: pd.DataFrame, source_column: str, target_column: str, prefix: str
+                   ) -> tuple[list[str], list[str]]:
+    if {source_column, target_column} <= set(frame.columns):
+        return [prefix + str(s) for s in frame[source_column]], [str(t) for t in frame[target_column]]
+    return supervised_pairs(frame)  # instruction-style rows: the rendered prompt is the source
+
+
+def _ending_with(ids: list[int], eos: int | None, max_length: int) -> list[int]:
+    """Cut to ``max_length`` and make sure the sequence ends with EOS (T5 tokenizers add it, BPE ones do not)."""
+    if eos is None:
+        return ids[:max_length]
+    ids = ids[:max_length]
+    return ids if ids and ids[-1] == eos else ids[:max_length - 1] + [eos]
+
+
+def seq2seq_dataset(frame: pd.DataFrame, tokenizer, max_length: int, source_column: str = "document",
+                    target_column: str = "summary", source_prefix: str = "summarize: "):
+    """``input_ids``/``attention_mask`` of the sources and ``labels`` of the targets, each ending with EOS."""
+    from datasets import Dataset
+
+    sources, targets = _source_target(frame, source_column, target_column, source_prefix)
+    eos = tokenizer.eos_token_id
+    source_ids = tokenizer(sources, verbose=False)["input_ids"]
+    target_ids = tokenizer(text_target=targets, verbose=False)["input_ids"]
+    inputs = [_ending_with(ids, eos, max_length) for ids in source_ids]
+    return Dataset.from_dict({"input_ids": inputs, "attention_mask": [[1] * len(ids) for ids in inputs],
+                              "labels": [_ending_with(ids, eos, max_length) for ids in target_ids]})
+
+
+def finetune_seq2seq(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path,
+                     model_cfg: ModelConfig, lora_cfg: LoraConfig, train_cfg: TrainConfig | None = None,
+                     source_column: str = "document", target_column: str = "summary",
+                     source_prefix: str = "summarize: ", report_to_mlflow: bool = True) -> TrainSummary:
+    """Fine-tune a seq2seq base (T5, BART...) on source -> target rows.
+
+    Args:
+        base: a seq2seq model folder, a ``models:/`` URI or a hub id.
+        train, val: rows with ``source_column``/``target_column`` (else prompt/completion-style rows).
+        output_dir: receives ``merged/`` (model + tokenizer), ``adapter/`` with LoRA, ``checkpoints/``.
+        model_cfg: ``max_seq_len`` caps sources and targets.
+        lora_cfg: fine-tuning mode and optimisation.
+        train_cfg: the shared machinery (None: defaults).
+        source_column, target_column, source_prefix: which columns, and the task prefix T5 expects.
+        report_to_mlflow: log step metrics to the active MLflow run.
+
+    Raises:
+        ConfigError: a base that is not seq2seq, an unknown LoRA target, or QLoRA without CUDA.
+    """
+    from transformers import DataCollatorForSeq2Seq, set_seed
+
+    cfg = train_cfg or TrainConfig()
+    output_dir = Path(output_dir)
+    device = resolve_device(cfg.device)
+    resolve_precision(cfg.precision, device)
+    optim = StageOptim.from_finetune(lora_cfg, cfg)
+    set_seed(optim.seed)
+    model, tokenizer = load_for_finetuning(base, "seq2seq", lora_cfg, device, model_cfg.max_seq_len,
+                                           cfg.gradient_checkpointing)
+    columns = (model_cfg.max_seq_len, source_column, target_column, source_prefix)
+    train_ds, val_ds = seq2seq_dataset(train, tokenizer, *columns), seq2seq_dataset(val, tokenizer, *columns)
+    # Seq2seq models shift the labels into decoder inputs themselves; the collator only pads.
+    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, pad_to_multiple_of=8)
+    trainer, result = fit_stage(model, tokenizer, train_ds, val_ds, output_dir / "checkpoints", optim, cfg, device,
+                                "finetune-seq2seq", report_to_mlflow, data_collator=collator,
+                                gradient_checkpointing=False if lora_cfg.quantize_4bit else None)
+    summary = summarize(trainer, result, output_dir / "merged", train_ds, model)
+
+    def save() -> None:
+        if lora_cfg.mode == "lora":
+            model.save_pretrained(output_dir / "adapter")
+        merged = merged_model(model, base, "seq2seq", lora_cfg, output_dir / "adapter")
+        merged.save_pretrained(output_dir / "merged")
+        tokenizer.save_pretrained(output_dir / "merged")
+
+    on_main_process(trainer, save)
+    return summary
