@@ -4,11 +4,17 @@
     python benchmarks/serve_bench.py --home /path/to/.compactlm --cores 2
 
 Both servers are real HTTP servers on loopback, in their own processes, pinned to the same ``--cores``
-CPUs, loading the same champion weights. The client (httpx, asyncio) sends OpenAI completions of
-exactly 100 new tokens (greedy, ``min_tokens`` = ``max_tokens`` = 100) with prompts from the frozen
-test split. Measured:
+CPUs, loading the same champion weights, with the same torch thread count (``--threads``, 1: on a
+shared 2-core host a second OpenMP thread makes ``generate`` 5-30x slower, so 1 is the naive server's
+best setting too). The client (httpx, asyncio) sends OpenAI completions of exactly 100 new tokens
+(greedy, ``min_tokens`` = ``max_tokens`` = 100); prompts are the held-out messages (test, then
+validation split), each sent once (the JSON counts any repeats), in the same order to every server.
+INT8 quality is measured on the test split. The fast server runs twice: as configured
+(speculative decoding on, drafts from its own earlier answers) and with ``serve.speculative_tokens=0``,
+so the engine's own share is visible. Measured:
 
-* latency — p50 and p95 of the wall time of one request at a time (100 tokens, batch 1);
+* latency — p50 and p95 of the wall time of one request at a time (100 tokens, batch 1), after
+  ``--warm-up`` (64) requests so that every server is in steady state;
 * throughput — completed requests/s with 1, 8 and 32 closed-loop clients;
 * INT8 — the engine weights file against fp32, and the change in perplexity (teacher-forced, every test
   row) and ROUGE-L (greedy generations) on the test split.
@@ -125,36 +131,57 @@ async def one_request(client, prompt: str, model: str) -> float:
     return elapsed
 
 
-async def latency(url: str, prompts: list[str], model: str, n: int) -> list[float]:
+class PromptFeed:
+    """Test-split prompts in a fixed order, each used once before any repeats (every server sees the same
+    sequence). Repeats would flatter the fast server: its speculative drafts come from earlier answers."""
+
+    def __init__(self, prompts: list[str]):
+        self.prompts, self.used = prompts, 0
+
+    def next(self) -> str:
+        prompt = self.prompts[self.used % len(self.prompts)]
+        self.used += 1
+        return prompt
+
+
+async def warm_up(url: str, feed: PromptFeed, model: str, n: int, clients: int = 8) -> None:
+    """``n`` requests from ``clients`` concurrent clients, so every server is measured in steady state."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=url, timeout=900) as client:
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                await one_request(client, feed.next(), model)
+
+        await asyncio.gather(*(worker(n // clients + (i < n % clients)) for i in range(clients)))
+
+
+async def latency(url: str, feed: PromptFeed, model: str, n: int) -> list[float]:
     import httpx
 
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
-        for prompt in prompts[:3]:  # warm-up
-            await one_request(client, prompt, model)
-        return [await one_request(client, prompts[i % len(prompts)], model) for i in range(n)]
+        return [await one_request(client, feed.next(), model) for _ in range(n)]
 
 
-async def throughput(url: str, prompts: list[str], model: str, clients: int, seconds: float) -> dict:
+async def throughput(url: str, feed: PromptFeed, model: str, clients: int, seconds: float) -> dict:
     """Closed loop: ``clients`` workers send back-to-back until ``seconds`` pass; every started request finishes."""
     import httpx
 
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     done, errors = [], []
     async with httpx.AsyncClient(base_url=url, timeout=900, limits=limits) as client:
-        await one_request(client, prompts[0], model)
+        await one_request(client, feed.next(), model)
         start = time.perf_counter()
         deadline = start + seconds
 
-        async def worker(index: int) -> None:
-            i = index
+        async def worker() -> None:
             while time.perf_counter() < deadline:
                 try:
-                    done.append(await one_request(client, prompts[i % len(prompts)], model))
+                    done.append(await one_request(client, feed.next(), model))
                 except Exception as exc:  # counted and reported, never hidden
                     errors.append(repr(exc)[:200])
-                i += clients
 
-        await asyncio.gather(*(worker(i) for i in range(clients)))
+        await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.perf_counter() - start
     return {"clients": clients, "requests": len(done), "errors": len(errors), "seconds": round(elapsed, 2),
             "rps": round(len(done) / elapsed, 2), "p50_latency_ms": round(1000 * statistics.median(done), 1)
@@ -162,17 +189,22 @@ async def throughput(url: str, prompts: list[str], model: str, clients: int, sec
 
 
 def measure_server(name: str, url: str, prompts: list[str], model: str, n_latency: int, seconds: float,
-                   concurrency: tuple[int, ...]) -> dict:
-    samples = asyncio.run(latency(url, prompts, model, n_latency))
+                   concurrency: tuple[int, ...], warm: int) -> dict:
+    feed = PromptFeed(prompts)
+    asyncio.run(warm_up(url, feed, model, warm))
+    samples = asyncio.run(latency(url, feed, model, n_latency))
     ms = sorted(1000 * s for s in samples)
     result = {"p50_ms_per_100_tokens": round(statistics.median(ms), 1),
               "p95_ms_per_100_tokens": round(ms[min(len(ms) - 1, int(round(0.95 * (len(ms) - 1))))], 1),
               "latency_samples": len(ms), "throughput": {}}
+    result["distinct_prompts"], result["warm_up_requests"] = len(prompts), warm
     print(f"  {name}: p50 {result['p50_ms_per_100_tokens']} ms, p95 {result['p95_ms_per_100_tokens']} ms "
           "per 100 tokens", flush=True)
     for clients in concurrency:
-        result["throughput"][str(clients)] = asyncio.run(throughput(url, prompts, model, clients, seconds))
+        result["throughput"][str(clients)] = asyncio.run(throughput(url, feed, model, clients, seconds))
         print(f"  {name}: {clients:>2} clients -> {result['throughput'][str(clients)]['rps']} req/s", flush=True)
+    result["prompts_sent"] = feed.used
+    result["repeated_prompts"] = max(0, feed.used - len(prompts))  # 0: every request had a new message
     return result
 
 
@@ -208,15 +240,18 @@ def resolve_champion(args) -> tuple[str, str, str]:
     return str(local / relative), args.model_uri, version
 
 
-def test_frame(args):
+def held_out_frames(args):
+    """(test split, validation split or None, description); generated rows when there is no dataset."""
     import pandas as pd
 
-    split = Path(args.home) / "data" / "datasets" / "support-instructions" / "test.parquet"
-    if split.is_file():
-        return pd.read_parquet(split), str(split)
+    folder = Path(args.home) / "data" / "datasets" / "support-instructions"
+    if (folder / "test.parquet").is_file():
+        val = pd.read_parquet(folder / "val.parquet") if (folder / "val.parquet").is_file() else None
+        return pd.read_parquet(folder / "test.parquet"), val, str(folder)
     from compactlm.data.generator import generate_support_dataset
 
-    return generate_support_dataset(n_rows=1500, seed=1), "1500 generated rows (no test split found)"
+    rows = generate_support_dataset(n_rows=3000, seed=1)
+    return rows.iloc[:1500], rows.iloc[1500:], "3000 generated rows (no dataset found)"
 
 
 def int8_figures(model_dir: str, frame, workdir: str, generate_rows: int) -> dict:
@@ -259,6 +294,7 @@ def main() -> None:
                         "(default: --threads; on a shared 2-core host 2 threads make `generate` 5-30x slower)")
     parser.add_argument("--seconds", type=float, default=8.0, help="duration of each throughput run")
     parser.add_argument("--latency-requests", type=int, default=30)
+    parser.add_argument("--warm-up", type=int, default=64, help="requests (distinct prompts) before measuring")
     parser.add_argument("--generate-rows", type=int, default=0, help="ROUGE-L generations (0: every test row)")
     parser.add_argument("--naive-server", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -274,11 +310,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as workdir:
         args.workdir = workdir
         model_dir, model_uri, version = resolve_champion(args)
-        frame, frame_what = test_frame(args)
-        short = frame[frame["instruction"].str.len() < 300]
+        frame, val, frame_what = held_out_frames(args)
+        # Request prompts: held-out messages (test, then validation split) so that none repeats during the run.
+        import pandas as pd
+
+        messages = pd.concat([frame["instruction"], *([val["instruction"]] if val is not None else [])])
+        messages = messages[messages.str.len() < 300].drop_duplicates()
         from compactlm.models.tokenizer import format_prompt
 
-        prompts = [format_prompt(i) for i in short["instruction"].head(64)]
+        # Every short-enough test message, shuffled once (seeded) so neighbours are not near-duplicates.
+        prompts = [format_prompt(i) for i in messages.sample(frac=1.0, random_state=0)]
         env = {**os.environ, "COMPACTLM_HOME": str(Path(workdir) / "state"), "PYTHONUNBUFFERED": "1"}
         load_start = os.getloadavg()
         results = {}
@@ -300,7 +341,8 @@ def main() -> None:
                 model = Path(model_dir).name
                 print(f"{name} server ready on {url} (cores {cores})", flush=True)
                 n_latency = args.latency_requests if name != "naive" else max(10, args.latency_requests // 2)
-                results[name] = measure_server(name, url, prompts, model, n_latency, args.seconds, concurrency)
+                results[name] = measure_server(name, url, prompts, model, n_latency, args.seconds, concurrency,
+                                               args.warm_up)
             finally:
                 process.terminate()
                 process.wait(30)
@@ -315,7 +357,7 @@ def main() -> None:
     report(results, int8, {"uri": model_uri, "version": version, "dir_name": Path(model_dir).name},
            {"cores": cores, "cpu_count": os.cpu_count(), "fast_threads": args.threads, "naive_threads": naive_threads,
             "load_avg_start": [round(x, 2) for x in load_start], "load_avg_end": [round(x, 2) for x in load_end],
-            "python": platform.python_version()}, f"{len(prompts)} from {frame_what}")
+            "python": platform.python_version()}, f"{len(prompts)} held-out messages (test + val) from {frame_what}")
 
 
 def report(results: dict, int8: dict, model: dict, machine: dict, prompts: str) -> None:

@@ -422,7 +422,7 @@ class ServeConfig:
     max_batch_size: int = 32  # sequences decoded together (KV-cache rows)
     max_seq_len: int = 0  # KV-cache length; 0: the model's context
     max_queue: int = 256  # sequences waiting for a row; more get 503
-    speculative_tokens: int = 8  # drafted tokens checked per step at small batches (exact greedy output); 0: off
+    speculative_tokens: int = 8  # drafted tokens checked per step for greedy requests (same output); 0: off
     max_prompt_chars: int = 16_000
     threads: int = 1  # torch threads; 1 leaves the second core to HTTP and avoids OpenMP stalls on busy hosts
     rate_limit: float = 0.0  # requests per second per API key (or client address); 0: off
@@ -435,8 +435,7 @@ class ServeConfig:
 
         _check(1 <= self.port <= 65535, "serve.port", self.port, "in [1, 65535]")
         _check(self.max_new_tokens >= 1, "serve.max_new_tokens", self.max_new_tokens, ">= 1")
-        if self.quantization.lower() == "none":
-            self.quantization = "fp32"
+        self.quantization = "fp32" if self.quantization.lower() == "none" else self.quantization.lower()
         _check(self.quantization in SCHEMES, "serve.quantization", self.quantization, f"one of {', '.join(SCHEMES)}")
         _check(1 <= self.max_batch_size <= 1024, "serve.max_batch_size", self.max_batch_size, "in [1, 1024]")
         _check(self.max_seq_len >= 0, "serve.max_seq_len", self.max_seq_len, ">= 0 (0: the model's context)")

@@ -8,6 +8,7 @@ model was fine-tuned on. The encoder tokenizer is BERT-style WordPiece (lower-ca
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ WORDPIECE_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 # The prompt the decoder is fine-tuned on; the response follows directly and ends with EOS.
 PROMPT_TEMPLATE = "### Instruction:\n{instruction}\n### Response:\n"
+_PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -33,10 +35,25 @@ def format_prompt(instruction: str) -> str:
     """The model's input for one customer message.
 
     Runs of spaces are collapsed and lines stripped, as the data cleaning does to training text, so a
-    message typed with stray spaces reaches the model the way the training data did.
+    message typed with stray spaces reaches the model the way the training data did. A message
+    typed in capitals is lower-cased (placeholders kept): byte-level BPE turns shouted words into
+    rare tokens a compact model has barely seen, and the casing carries no meaning the reply needs.
     """
     lines = (" ".join(line.split()) for line in instruction.strip().splitlines())
-    return PROMPT_TEMPLATE.format(instruction="\n".join(lines))
+    return PROMPT_TEMPLATE.format(instruction=_unshout("\n".join(lines)))
+
+
+def _unshout(text: str) -> str:
+    outside = _PLACEHOLDER.sub("", text)
+    letters = [c for c in outside if c.isalpha()]
+    if len(letters) < 4 or sum(c.isupper() for c in letters) < 0.7 * len(letters):
+        return text
+    parts = _PLACEHOLDER.split(text)
+    placeholders = _PLACEHOLDER.findall(text)
+    out = [parts[0].lower()]
+    for placeholder, part in zip(placeholders, parts[1:]):
+        out += [placeholder, part.lower()]
+    return "".join(out)
 
 
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length: int):

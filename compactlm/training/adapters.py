@@ -7,6 +7,7 @@ the package the run fails before any compute with one line saying so.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from compactlm.errors import ConfigError
 from compactlm.models.loading import Kind, load_base
 
 # PEFT task types per model kind (they decide which head PEFT keeps trainable and how it saves).
-TASK_TYPES = {"causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "classifier": "SEQ_CLS", "encoder": "FEATURE_EXTRACTION"}
+TASK_TYPES = {"causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "classifier": "SEQ_CLS",
+              "encoder": "FEATURE_EXTRACTION"}
 
 
 def linear_module_names(model) -> list[str]:
@@ -58,8 +60,13 @@ def apply_lora(model, lora_cfg: LoraConfig, kind: Kind):
     from peft import get_peft_model
 
     targets = resolve_target_modules(model, lora_cfg.target_modules)
+    extra: dict[str, Any] = {}
+    if kind == "classifier" and any(name.endswith("pooler") for name, _ in model.named_modules()):
+        # A BERT pooler is new when the base was MLM-pretrained: train it and save it with the adapter
+        # (with the head), or a reloaded adapter would meet a differently initialised pooler.
+        extra["modules_to_save"] = ["classifier", "score", "pooler"]
     peft_config = PeftLoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
-                                 target_modules=targets, task_type=TASK_TYPES[kind])
+                                 target_modules=targets, task_type=TASK_TYPES[kind], **extra)
     return get_peft_model(model, peft_config)
 
 
@@ -83,9 +90,11 @@ def quantized_load_kwargs() -> dict[str, Any]:
     from transformers import BitsAndBytesConfig
 
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # Under torchrun each process quantizes its own copy onto its own GPU.
+    device = int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))
     return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                       bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype),
-            "dtype": dtype, "device_map": {"": torch.cuda.current_device()}}
+            "dtype": dtype, "device_map": {"": device}}
 
 
 def load_for_finetuning(base: str | Path, kind: Kind, lora_cfg: LoraConfig, device: str, max_seq_len: int,

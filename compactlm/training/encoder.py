@@ -55,7 +55,8 @@ def pretrain_encoder_mlm(train: pd.DataFrame | Sequence[str], val: pd.DataFrame 
         model, tokenizer = load_base(model_cfg.base, "encoder", max_seq_len=model_cfg.max_seq_len)
     else:
         tokenizer = train_wordpiece_tokenizer(documents, model_cfg.vocab_size, model_cfg.max_seq_len)
-        model = build_encoder(model_cfg.preset, len(tokenizer), tokenizer.pad_token_id, "mlm", dropout=model_cfg.dropout)
+        model = build_encoder(model_cfg.preset, len(tokenizer), tokenizer.pad_token_id, "mlm",
+                              dropout=model_cfg.dropout)
     if tokenizer.mask_token is None:
         raise ConfigError(f"model.base {model_cfg.base!r}: its tokenizer has no mask token for masked-LM pretraining")
     length = model_cfg.max_seq_len

@@ -28,6 +28,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="folder with train.parquet and val.parquet")
     parser.add_argument("--output", required=True, help="stage outputs: OUTPUT/base, OUTPUT/finetuned")
     parser.add_argument("--base", help="a base model already trained: skip the base stage")
+    parser.add_argument("--base-only", action="store_true", help="run only the base stage (shared by sweep trials)")
     parser.add_argument("--summary", help="write {stage: summary} as JSON here (main process only)")
     parser.add_argument("--mlflow", action="store_true", help="log to the MLflow run MLFLOW_RUN_ID")
     return parser.parse_args(argv)
@@ -55,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             import mlflow
 
             with mlflow.start_run(run_id=run_id):
-                summaries = run_stages(config, train, val, args.output, args.base, report_to_mlflow=True)
+                summaries = run_stages(config, train, val, args.output, args.base, True, args.base_only)
         else:
-            summaries = run_stages(config, train, val, args.output, args.base, report_to_mlflow=False)
+            summaries = run_stages(config, train, val, args.output, args.base, False, args.base_only)
     except CompactLMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

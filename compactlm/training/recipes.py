@@ -25,6 +25,7 @@ from compactlm.models.presets import get_preset
 from compactlm.training.trainer import TrainSummary
 
 STAGES = ("pretrain", "pretrain-mlm", "distill", "finetune", "finetune-seq2seq", "finetune-classifier")
+BASE_STAGES = ("pretrain", "pretrain-mlm", "distill")
 
 
 def base_kind(config: PipelineConfig) -> str:
@@ -52,7 +53,8 @@ def plan_stages(config: PipelineConfig, base_dir: str | None = None) -> list[str
 
 
 def run_stages(config: PipelineConfig, train: pd.DataFrame, val: pd.DataFrame, work_dir: str | Path,
-               base_dir: str | None = None, report_to_mlflow: bool = True) -> dict[str, TrainSummary]:
+               base_dir: str | None = None, report_to_mlflow: bool = True, base_only: bool = False
+               ) -> dict[str, TrainSummary]:
     """Run every stage of the task shape; each stage's output feeds the next.
 
     Args:
@@ -61,6 +63,7 @@ def run_stages(config: PipelineConfig, train: pd.DataFrame, val: pd.DataFrame, w
         work_dir: stage outputs go to ``work_dir/base``, ``work_dir/finetuned``.
         base_dir: a base model already trained (e.g. shared by sweep trials): skips the base stage.
         report_to_mlflow: log step metrics to the active MLflow run.
+        base_only: run the base stage alone (none for a task without one).
 
     Returns:
         ``{stage: TrainSummary}`` in the order run; the last one is the model to evaluate.
@@ -75,6 +78,8 @@ def run_stages(config: PipelineConfig, train: pd.DataFrame, val: pd.DataFrame, w
     base = base_dir or model.base
     summaries: dict[str, TrainSummary] = {}
     for stage in plan_stages(config, base_dir):
+        if base_only and stage not in BASE_STAGES:
+            continue
         if stage == "pretrain":
             summary = pretrain_decoder(train, val, work_dir / "base", model, train_cfg, report_to_mlflow)
         elif stage == "pretrain-mlm":
@@ -93,6 +98,6 @@ def run_stages(config: PipelineConfig, train: pd.DataFrame, val: pd.DataFrame, w
             summary = finetune_classifier(train, val, work_dir / "finetuned", model, config.classifier, lora,
                                           train_cfg, base_dir=base, report_to_mlflow=report_to_mlflow)
         summaries[stage] = summary
-        if stage in ("pretrain", "pretrain-mlm", "distill"):
+        if stage in BASE_STAGES:
             base = summary.output_dir
     return summaries

@@ -39,3 +39,35 @@ def test_readme_preset_table_matches_the_presets():
         preset = PRESETS[name]
         assert (kind, int(layers), int(width)) == (preset.kind, preset.num_layers, preset.hidden_size)
         assert float(millions) == round(preset.approx_params(8192) / 1e6, 1)
+
+
+@pytest.mark.parametrize("name", ["encoder-tiny", "encoder-mini"])
+def test_encoder_presets_build_bert_models_close_to_the_formula(name: str):
+    from compactlm.models.presets import build_encoder
+
+    mlm = build_encoder(name, vocab_size=512, pad_token_id=0)
+    classifier = build_encoder(name, vocab_size=512, pad_token_id=0, head="classification",
+                               id2label={0: "negative", 1: "positive"})
+    assert type(mlm).__name__ == "BertForMaskedLM" and mlm.config.tie_word_embeddings
+    assert type(classifier).__name__ == "BertForSequenceClassification"
+    assert classifier.config.id2label == {0: "negative", 1: "positive"} and classifier.num_labels == 2
+    counted = sum(p.numel() for p in mlm.parameters())
+    assert abs(counted - PRESETS[name].approx_params(512)) / counted < 0.05  # heads and norms are not in the formula
+    assert mlm.config.max_position_embeddings == PRESETS[name].max_position_embeddings
+
+
+def test_dropout_reaches_the_architecture_and_kinds_are_checked():
+    from compactlm.models.presets import build_encoder
+
+    assert build_decoder("decoder-tiny", 512, 0, 1, 2, dropout=0.1).config.attention_dropout == 0.1
+    assert build_encoder("encoder-tiny", 512, 0, dropout=0.2).config.hidden_dropout_prob == 0.2
+    assert build_encoder("encoder-tiny", 512, 0).config.hidden_dropout_prob == 0.1  # BERT's own default
+    with pytest.raises(ConfigError, match="is a decoder"):
+        build_encoder("decoder-tiny", 512, 0)
+    with pytest.raises(ConfigError, match="needs at least one label"):
+        build_encoder("encoder-tiny", 512, 0, head="classification")
+
+
+def test_the_benchmark_preset_is_about_10m_parameters():
+    assert 9_000_000 < PRESETS["decoder-10m"].approx_params(8192) < 11_000_000
+    assert PRESETS["decoder-10m"].hidden_size // PRESETS["decoder-10m"].num_heads == 64

@@ -32,3 +32,36 @@ def test_chat_template_renders_the_fine_tuning_prompt():
 def test_vocabulary_too_small_is_a_config_error():
     with pytest.raises(ConfigError, match="model.vocab_size must be >= 260"):
         train_bpe_tokenizer(TEXTS, vocab_size=100, model_max_length=64)
+
+
+def test_wordpiece_tokenizer_wraps_texts_in_cls_sep_and_has_a_mask_token(tmp_path):
+    from compactlm.models.tokenizer import train_wordpiece_tokenizer
+
+    tok = train_wordpiece_tokenizer(TEXTS, vocab_size=200, model_max_length=32)
+    encoded = tok("Where is my REFUND?")
+    tokens = tok.convert_ids_to_tokens(encoded["input_ids"])
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and "refund" in tokens  # lower-cased
+    assert tok.mask_token == "[MASK]" and tok.pad_token == "[PAD]" and tok.unk_token == "[UNK]"
+    assert tok.decode(encoded["input_ids"], skip_special_tokens=True) == "where is my refund?"
+    assert "[UNK]" in tok.convert_ids_to_tokens(tok("✓")["input_ids"])  # WordPiece, unlike byte-level BPE
+    tok.save_pretrained(tmp_path)
+    again = load_tokenizer(tmp_path)
+    assert again("Where is my order?")["input_ids"] == tok("Where is my order?")["input_ids"]
+    assert again.mask_token_id == tok.mask_token_id and again.model_max_length == 32
+
+
+def test_wordpiece_vocabulary_too_small_is_a_config_error():
+    from compactlm.models.tokenizer import train_wordpiece_tokenizer
+
+    with pytest.raises(ConfigError, match="model.vocab_size must be >= 69"):
+        train_wordpiece_tokenizer(TEXTS, vocab_size=40, model_max_length=32)
+
+
+def test_prompt_normalises_spacing_and_shouting_but_keeps_placeholders_and_acronyms():
+    from compactlm.models.tokenizer import format_prompt
+
+    spaced = format_prompt("  Where is   my order?\n  Thanks ")
+    assert spaced == "### Instruction:\nWhere is my order?\nThanks\n### Response:\n"
+    shouted = format_prompt("WHERE IS ORDER {{Order Number}}?")
+    assert shouted == "### Instruction:\nwhere is order {{Order Number}}?\n### Response:\n"
+    assert "NASA" in format_prompt("Is my NASA mug shipped")  # a capitalised word is not shouting

@@ -201,3 +201,17 @@ def test_suffix_drafter_proposes_what_followed_the_longest_match():
     for start in range(0, 40, 5):
         small.add([], list(range(start, start + 5)))
     assert len(small) <= 20 and small.draft([36, 37], 2) == [38, 39] and small.draft([1, 2], 2) == []
+
+
+def test_sampled_rows_share_a_speculative_step_with_greedy_ones(make_decoder, tokenizer):
+    model = make_decoder(seed=4)
+    prompts = [prompt_ids(tokenizer, p) for p in PROMPTS[:3]]
+    sampled = SamplingParams(max_tokens=15, temperature=0.8, seed=11)
+    plain = GenerationEngine.from_hf(model, tokenizer, max_batch_size=4, speculative_tokens=0)
+    alone = plain.generate([prompts[2]], sampled)[0].token_ids
+    greedy = [c.token_ids for c in plain.generate(prompts[:2], SamplingParams(max_tokens=15))]
+    engine = GenerationEngine.from_hf(model, tokenizer, max_batch_size=4, speculative_tokens=6)
+    engine.generate(prompts[:2], SamplingParams(max_tokens=15))  # warm the drafter with the greedy answers
+    mixed = engine.generate(prompts, [SamplingParams(max_tokens=15), SamplingParams(max_tokens=15), sampled])
+    assert engine.stats["accepted"] > 0
+    assert [c.token_ids for c in mixed] == [*greedy, alone]

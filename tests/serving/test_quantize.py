@@ -83,7 +83,16 @@ def test_already_quantized_weights_are_not_quantized_again(tiny_model):
         quantize_decoder(int8, "int4")
 
 
-def test_quantize_command_logs_the_table_and_registers_an_int8_version(home, tmp_path, tiny_model_dir):
+@pytest.fixture
+def tracking(home):
+    """MLflow pointed at the test's own SQLite store, and back to the default afterwards (even on failure)."""
+    import mlflow
+
+    yield
+    mlflow.set_tracking_uri(None)
+
+
+def test_quantize_command_logs_the_table_and_registers_an_int8_version(tracking, tmp_path, tiny_model_dir):
     import mlflow
     from mlflow import MlflowClient
 
@@ -134,4 +143,3 @@ def test_quantize_command_logs_the_table_and_registers_an_int8_version(home, tmp
     assert served.quantization == "int8" and served.model_id == "unit-chat-int8" and served.version == "1"
     with pytest.raises(ConfigError, match="already quantized \\(int8\\); cannot serve it as int4"):
         load_model("models:/unit-chat-int8/1", quantization="int4", max_batch_size=1)
-    mlflow.set_tracking_uri(None)

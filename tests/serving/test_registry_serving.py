@@ -54,7 +54,7 @@ def wait_for_version(url: str, version: str, timeout: float = 90.0) -> dict:
     raise AssertionError(f"version {version} not served after {timeout} s: {response.text}")
 
 
-def test_serves_the_champion_and_follows_the_alias(registered, start_server):
+def test_serves_the_champion_follows_the_alias_and_pins_versions(registered, start_server):
     from compactlm.registry import registry
 
     with pytest.raises(ModelNotFoundError, match=f"registered model '{NAME}' has no alias 'champion'.*make demo"):
@@ -85,8 +85,7 @@ def test_serves_the_champion_and_follows_the_alias(registered, start_server):
     last = list(registered)[-1]
     assert f'compactlm_model_info{{model="{NAME}",quantization="fp32",version="{last}"}} 1.0' in metrics
 
-
-def test_a_registry_uri_can_name_a_version_and_be_quantized_at_load(registered):
+    # A URI can also pin a version, and an fp32 version can be quantized at load.
     from compactlm.serving.loading import load_model
 
     first = next(iter(registered))
