@@ -187,9 +187,16 @@ def test_request_ids_metrics_and_json_logs(server, caplog):
 
 def test_prompts_are_redacted_from_logs_by_default(tiny_model_dir, start_server, caplog):
     caplog.set_level(logging.INFO, logger="compactlm.serving.access")
-    live = start_server(create_app(ServeConfig(threads=0), preloaded=load_model(model_dir=tiny_model_dir,
-                                                                                max_batch_size=2)))
-    live.client().completions.create(model=live.app.state.server.current.model.model_id, prompt=PROMPT, max_tokens=2)
+    # Attach directly: a serve command run earlier in the session stops compactlm.serving propagating to root.
+    access = logging.getLogger("compactlm.serving.access")
+    access.addHandler(caplog.handler)
+    try:
+        live = start_server(create_app(ServeConfig(threads=0), preloaded=load_model(model_dir=tiny_model_dir,
+                                                                                    max_batch_size=2)))
+        live.client().completions.create(model=live.app.state.server.current.model.model_id, prompt=PROMPT,
+                                         max_tokens=2)
+    finally:
+        access.removeHandler(caplog.handler)
     record = next(r for r in caplog.records if getattr(r, "path", None) == "/v1/completions")
     assert record.prompt_tokens > 0 and not hasattr(record, "prompt") and not hasattr(record, "completion")
 
