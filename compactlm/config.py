@@ -358,7 +358,21 @@ class GateCheckConfig:
     higher_is_better: bool | None = None
 
 
-def _default_gate_checks() -> dict[str, GateCheckConfig]:
+def default_gate_checks(task: str = "instruction") -> dict[str, GateCheckConfig]:
+    """The gate of each task shape: what a demanding reviewer checks before anything is promoted."""
+    if task == "classification":
+        return {
+            "accuracy": GateCheckConfig(min=0.5, max_drop=0.02),
+            "macro_f1": GateCheckConfig(min=0.4, max_drop=0.02),
+            "slice_min_accuracy_label": GateCheckConfig(),  # reported, not gated: the weakest label
+        }
+    if task == "summarization":
+        return {
+            "rouge_l": GateCheckConfig(min=0.2, max_drop=0.02),
+            "rouge_2": GateCheckConfig(min=0.05, max_drop=0.05),
+            "bleu": GateCheckConfig(min=2.0, max_drop=0.05),
+            "word_perplexity": GateCheckConfig(max_drop=0.02),
+        }
     return {
         "perplexity": GateCheckConfig(max=60.0),
         "rouge_l": GateCheckConfig(min=0.20, max_drop=0.02),
@@ -380,7 +394,7 @@ class GateConfig:
     """
 
     # Merged key by key with the defaults: a file or override that names one metric keeps the others.
-    checks: dict[str, GateCheckConfig] = field(default_factory=_default_gate_checks, metadata={"merge": True})
+    checks: dict[str, GateCheckConfig] = field(default_factory=default_gate_checks, metadata={"merge": True})
 
     def __post_init__(self) -> None:
         _check(len(self.checks) > 0, "gate.checks", self.checks, "at least one check")
@@ -671,7 +685,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections")
     values = apply_overrides(values, overrides or [])
-    return _build(PipelineConfig, values, "", base=PipelineConfig())
+    # The defaults the file and overrides refine depend on the task shape (the gate checks differ).
+    data = values.get("data")
+    task = data.get("task", "instruction") if isinstance(data, dict) else "instruction"
+    base = PipelineConfig()
+    if task in ("classification", "summarization"):
+        base.gate = GateConfig(checks=default_gate_checks(task))
+    return _build(PipelineConfig, values, "", base=base)
 
 
 def config_from_dict(values: dict[str, Any]) -> PipelineConfig:

@@ -1,4 +1,8 @@
-"""The retrain flow: ingest -> validate -> bias audit -> pretrain -> LoRA -> evaluate -> gate -> register -> review.
+"""The retrain flow: ingest -> validate -> bias audit -> train -> evaluate -> gate -> register -> smoke -> review.
+
+The training stages follow the task shape (``data.task``): instruction/chat and summarization train a
+decoder (pretrained preset or ``model.base``) then fine-tune it (LoRA by default); classification an
+encoder (optionally MLM-pretrained) into a sequence classifier; a seq2seq base fine-tunes directly.
 
 Only wiring and decisions live here; every step is a task over the ``compactlm`` library. A critical
 data-quality failure, a bias violation (when configured to fail) or a failed gate stops the flow
@@ -26,7 +30,14 @@ from tasks.registry import (
     start_tracking,
     summarize_run,
 )
-from tasks.train import finetune, pretrain
+from tasks.train import (
+    distill_student,
+    finetune,
+    finetune_seq2seq_base,
+    finetune_text_classifier,
+    pretrain,
+    pretrain_mlm,
+)
 
 
 class BiasViolation(CompactLMError):
@@ -43,6 +54,33 @@ def resolve_config(config_path: str | None, overrides: list[str] | None, source:
     config = load_config(config_path, extra)
     config.data.check_source()
     return config
+
+
+def train_stages(config: PipelineConfig, version, work_dir: str, run_id: str) -> dict[str, Any]:
+    """Run the training stages the task shape needs (``plan_stages``), each feeding the next."""
+    from compactlm.training.recipes import BASE_STAGES, plan_stages
+
+    base: Any = config.model.base
+    summaries: dict[str, Any] = {}
+    for stage in plan_stages(config):
+        if stage == "pretrain":
+            summary = pretrain(version, config.model, config.train, work_dir, run_id)
+        elif stage == "pretrain-mlm":
+            summary = pretrain_mlm(version, config.model, config.train, work_dir, run_id)
+        elif stage == "distill":
+            summary = distill_student(version, config.model, config.train, config.distill, work_dir, run_id)
+        elif stage == "finetune":
+            summary = finetune(base, version, config.model, config.lora, config.train, work_dir, run_id,
+                               keep_completion=config.data.task == "summarization")
+        elif stage == "finetune-seq2seq":
+            summary = finetune_seq2seq_base(base, version, config.model, config.lora, config.train, work_dir, run_id)
+        else:
+            summary = finetune_text_classifier(version, config.model, config.classifier, config.lora, config.train,
+                                               work_dir, run_id, base)
+        summaries[stage] = summary
+        if stage in BASE_STAGES:
+            base = summary
+    return summaries
 
 
 @flow(name="retrain")
@@ -71,22 +109,22 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
         if bias.audited and not bias.passed and config.bias.fail_on_violation:
             raise BiasViolation(f"bias audit failed on {config.bias.protected_attribute}: {'; '.join(bias.reasons)}")
 
-        base = pretrain(version, config.model, config.train, work_dir, run_id)
-        tuned = finetune(base, version, config.model, config.lora, config.train, work_dir, run_id) \
-            if config.lora.enabled else base
-        candidate = evaluate_candidate(tuned.output_dir, version, config.eval, config.model.max_seq_len, run_id)
+        stages = train_stages(config, version, work_dir, run_id)
+        tuned = list(stages.values())[-1]
+        task = config.data.task
+        candidate = evaluate_candidate(tuned.output_dir, version, config.eval, config.model.max_seq_len, run_id, task)
         model_name = config.registry.model_name
         champion_version = find_champion(model_name)
         champion = None
         if champion_version is not None:
             champion = rescore_champion(f"models:/{model_name}/{champion_version}", version, config.eval,
-                                        config.model.max_seq_len, run_id, work_dir)
+                                        config.model.max_seq_len, run_id, work_dir, task)
         gate = decide_gate(candidate, champion, champion_version, config.gate, run_id)
 
         registered, review = None, {"status": "not reviewed: the gate failed", "approved": False}
         if gate.passed:
             registered = register_candidate(tuned.output_dir, config, version, quality, bias, gate, candidate,
-                                            {"pretrain": base, "finetune": tuned}, run_id, str(flow_run.id))
+                                            stages, run_id, str(flow_run.id))
             smoke = smoke_test_version(model_name, registered, paths.tracking_uri(), run_id)
             if not smoke.passed:
                 raise SmokeTestFailed(f"version {registered} failed its smoke test (no alias moved): {smoke.error}")

@@ -23,7 +23,9 @@ from compactlm.quality.suites import reference_counts, suite_parameters
 from compactlm.state import state_paths
 from tasks.common import CODE_AWARE_CACHE, IO_RETRIES, mlflow_run, publish, publish_report
 
-TRAINABLE_TASKS = ("instruction", "chat")  # shapes the retrain flow can train today (rows with instruction/response)
+# Shapes the retrain flow trains into a registered model; pretraining corpora are ingested for
+# `python -m compactlm.training.launch` (base models), not gated and registered.
+TRAINABLE_TASKS = ("instruction", "chat", "classification", "summarization")
 
 
 def _repo_root(version: DatasetVersion) -> Path:
@@ -174,7 +176,8 @@ def check_dataset(version: DatasetVersion, config: PipelineConfig, run_id: str |
 
 
 def require_trainable_task(config: DataConfig) -> None:
-    """The retrain flow trains instruction-shaped rows; other shapes can be ingested but not trained yet."""
+    """Fail before any work when the retrain flow cannot train this task shape into a registered model."""
     if config.task not in TRAINABLE_TASKS:
         raise ConfigError(f"data.task {config.task!r} can be ingested (compactlm data ingest) but the retrain flow "
-                          f"trains only {' and '.join(TRAINABLE_TASKS)} data for now")
+                          f"trains only {', '.join(TRAINABLE_TASKS)} data (pretrain a base with "
+                          "python -m compactlm.training.launch)")

@@ -26,11 +26,26 @@ def _summary_markdown(title: str, result: EvalResult) -> str:
 
 
 def _score(model, tokenizer, version: DatasetVersion, config: EvalConfig, max_length: int, output_dir: Path,
-           size_mb: float) -> EvalResult:
+           size_mb: float, task: str) -> EvalResult:
     train = read_split(version.path, "train")
-    texts = list(train["instruction"]) + list(train["response"])
+    texts = [str(v) for column in ("instruction", "response", "text", "document", "summary") if column in train
+             for v in train[column]]
     return evaluate_model(model, tokenizer, read_split(version.path, "test"), config, max_length, output_dir,
-                          training_texts=texts, model_size_mb=size_mb)
+                          training_texts=texts, model_size_mb=size_mb, task=task)
+
+
+def _load_local(model_dir: str, task: str):
+    """The trained model of a task shape, from its ``save_pretrained`` folder (its saved labels kept)."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(model_dir)
+    if task == "classification":
+        auto = transformers.AutoModelForSequenceClassification
+    elif getattr(config, "is_encoder_decoder", False):
+        auto = transformers.AutoModelForSeq2SeqLM
+    else:
+        auto = transformers.AutoModelForCausalLM
+    return auto.from_pretrained(model_dir), transformers.AutoTokenizer.from_pretrained(model_dir)
 
 
 def _publish(result: EvalResult, run_id: str, prefix: str, title: str, metric_prefix: str) -> None:
@@ -47,27 +62,24 @@ def _publish(result: EvalResult, run_id: str, prefix: str, title: str, metric_pr
 
 @task(name="evaluate-candidate")
 def evaluate_candidate(model_dir: str, version: DatasetVersion, config: EvalConfig, max_length: int,
-                       run_id: str) -> EvalResult:
-    """Every metric of the fine-tuned model: test split, MCQ set, bias/robustness/safety probes."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+                       run_id: str, task: str = "instruction") -> EvalResult:
+    """Every metric of the trained model for its task shape (test split; MCQ and probes for chat models)."""
+    model, tokenizer = _load_local(model_dir, task)
     result = _score(model, tokenizer, version, config, max_length, Path(model_dir).parent / "evaluation",
-                    model_size_mb(model_dir))
+                    model_size_mb(model_dir), task)
     _publish(result, run_id, "evaluation", "Candidate evaluation", "test_")
     return result
 
 
 @task(name="rescore-champion", **IO_RETRIES)
 def rescore_champion(model_uri: str, version: DatasetVersion, config: EvalConfig, max_length: int,
-                     run_id: str, work_dir: str) -> EvalResult:
+                     run_id: str, work_dir: str, task: str = "instruction") -> EvalResult:
     """Load the champion through MLflow and score it now on exactly the candidate's data and probes."""
     from compactlm.registry.model import load_chat_model_with_dir
 
     model, tokenizer, model_dir = load_chat_model_with_dir(model_uri)
     result = _score(model, tokenizer, version, config, max_length, Path(work_dir) / "champion-evaluation",
-                    model_size_mb(model_dir))
+                    model_size_mb(model_dir), task)
     _publish(result, run_id, "champion-rescore", f"Champion {model_uri} re-scored", "champion_")
     return result
 

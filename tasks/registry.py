@@ -13,13 +13,14 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from compactlm.config import PipelineConfig
+from compactlm.data.schemas import SCHEMAS
 from compactlm.data.versioning import DatasetVersion, read_split
 from compactlm.evaluation.gate import GateReport
 from compactlm.evaluation.runner import EvalResult
 from compactlm.quality.bias import BiasReport
 from compactlm.quality.expectations import ValidationReport
 from compactlm.registry import registry, review
-from compactlm.registry.model import log_chat_model
+from compactlm.registry.model import log_chat_model, write_task_file
 from compactlm.registry.model_card import build_model_card
 from compactlm.registry.smoke import SmokeResult, smoke_test
 from compactlm.state import state_paths
@@ -95,6 +96,8 @@ def register_candidate(model_dir: str, config: PipelineConfig, version: DatasetV
                                  config_hash=config.config_hash(), quality=quality, bias=bias, gate=gate,
                                  metrics=candidate.metrics,
                                  extra={"prefect_flow_run_id": flow_run_id, "mlflow_run_id": run_id})
+    schema = SCHEMAS[config.data.task]
+    write_task_file(model_dir, config.data.task, schema.prompt if config.data.task == "summarization" else None)
     with mlflow_run(run_id):
         info = log_chat_model(model_dir)
         _log_model_datasets(version, info.model_id)

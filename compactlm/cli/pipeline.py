@@ -54,8 +54,10 @@ def _print_summary(summary: dict) -> None:
     table.add_row("version", str(summary["version"] or "— (not registered)"))
     table.add_row("aliases", ", ".join(summary["aliases"]) or "—")
     table.add_row("champion", str(summary["champion"] or "—"))
-    for key in ("perplexity", "rouge_l", "bleu"):
-        table.add_row(key, f"{summary['metrics'].get(key, float('nan')):.4f}")
+    gated = dict.fromkeys(c["metric"] for c in summary["gate"]["checks"])  # the task shape's own metrics
+    for key in gated:
+        if key in summary["metrics"]:
+            table.add_row(key, f"{summary['metrics'][key]:.4f}")
     table.add_row("gate", summary["gate"]["verdict"].upper())
     table.add_row("review", str(summary["review"].get("status")))
     table.add_row("data version", summary["data_version"])

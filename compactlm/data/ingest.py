@@ -72,10 +72,10 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 def load_source(config: DataConfig) -> tuple[pd.DataFrame, str]:
     """Raw rows from ``config.source`` (generator, file, folder, s3://, hf:) and a description of it."""
     if config.source == "generator":
-        from compactlm.data.generator import generate_support_dataset
+        from compactlm.data.generator_shapes import generate_task_dataset
 
-        frame = generate_support_dataset(n_rows=config.n_rows, seed=config.seed, bias=config.bias)
-        return frame, f"generator(n_rows={config.n_rows}, seed={config.seed}, bias={config.bias})"
+        frame = generate_task_dataset(config.task, n_rows=config.n_rows, seed=config.seed, bias=config.bias)
+        return frame, f"generator(task={config.task}, n_rows={config.n_rows}, seed={config.seed}, bias={config.bias})"
     if config.source.startswith("hf:"):
         from compactlm.data.remote import read_hf_dataset
 
@@ -172,7 +172,7 @@ def allowed_intents(config: DataConfig, frame: pd.DataFrame) -> list[str]:
     """The label set the quality suite enforces: configured, else the generator's, else what is present."""
     if config.allowed_intents:
         return list(config.allowed_intents)
-    if config.source == "generator" and config.task == "instruction":
+    if config.source == "generator" and config.task in ("instruction", "chat", "classification"):
         from compactlm.data.generator import INTENTS
 
         return sorted(INTENTS)

@@ -1,4 +1,8 @@
-"""Batched generation and response-only log-likelihood for a causal LM and its tokenizer."""
+"""Batched generation and reference log-likelihood, for causal LMs and seq2seq (T5-style) models.
+
+Inputs are the rows' rendered prompts and reference completions (``compactlm.training.data.
+supervised_pairs``): instruction/response, chat turns or document/summary alike.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from compactlm.models.tokenizer import format_prompt
-from compactlm.training.data import IGNORE_INDEX, encode_instruction_pairs
+from compactlm.training.data import IGNORE_INDEX, encode_prompt_completion, supervised_pairs
+
+SEQ2SEQ_PREFIX = "summarize: "
 
 
 @dataclass
@@ -31,63 +37,104 @@ class LikelihoodResult:
         return math.exp(self.nll / max(self.words, 1))
 
 
-def response_likelihood(model, tokenizer, frame: pd.DataFrame, max_length: int,
-                        batch_size: int = 32) -> LikelihoodResult:
-    """Sum the NLL of each reference response (and its EOS) given its prompt, teacher-forced."""
+def is_seq2seq(model) -> bool:
+    return bool(getattr(model.config, "is_encoder_decoder", False))
+
+
+def _pad(rows: Sequence[Sequence[int]], value: int, left: bool = False):
+    import torch
+
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), value, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if left:
+            out[i, width - len(r):], mask[i, width - len(r):] = torch.tensor(list(r)), 1
+        else:
+            out[i, :len(r)], mask[i, :len(r)] = torch.tensor(list(r)), 1
+    return out, mask
+
+
+def eval_pairs(frame: pd.DataFrame, model) -> tuple[list[str], list[str]]:
+    """(model inputs, reference outputs) of the rows: rendered prompts, or ``summarize:`` sources for seq2seq."""
+    if is_seq2seq(model) and {"document", "summary"} <= set(frame.columns):
+        return [SEQ2SEQ_PREFIX + str(d) for d in frame["document"]], [str(s) for s in frame["summary"]]
+    return supervised_pairs(frame)
+
+
+def response_likelihood(model, tokenizer, frame: pd.DataFrame, max_length: int, batch_size: int = 32,
+                        keep_completion: bool = False) -> LikelihoodResult:
+    """Sum the NLL of each reference completion (and its EOS) given its prompt, teacher-forced."""
     import torch
     import torch.nn.functional as F
 
-    encoded = encode_instruction_pairs(frame, tokenizer, max_length)
+    prompts, completions = eval_pairs(frame, model)
     device = next(model.parameters()).device
     model.eval()
     nll, tokens = 0.0, 0
     with torch.inference_mode():
-        for start in range(0, len(encoded["input_ids"]), batch_size):
-            ids = encoded["input_ids"][start:start + batch_size]
-            labels = encoded["labels"][start:start + batch_size]
-            width = max(len(x) for x in ids)
-            input_ids = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
-            label_ids = torch.full((len(ids), width), IGNORE_INDEX, dtype=torch.long)
-            attention = torch.zeros((len(ids), width), dtype=torch.long)
-            for row, (x, y) in enumerate(zip(ids, labels)):
-                input_ids[row, :len(x)] = torch.tensor(x)
-                label_ids[row, :len(y)] = torch.tensor(y)
-                attention[row, :len(x)] = 1
-            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float()
-            # Position t predicts token t+1.
-            shift_logits = logits[:, :-1].reshape(-1, logits.size(-1))
-            shift_labels = label_ids[:, 1:].reshape(-1).to(device)
-            nll += float(F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum"))
-            tokens += int((shift_labels != IGNORE_INDEX).sum())
-    words = int(sum(len(r.split()) + 1 for r in frame["response"]))  # +1: the end of the answer
+        if is_seq2seq(model):
+            sources = tokenizer(prompts, verbose=False, truncation=True, max_length=max_length)["input_ids"]
+            targets = tokenizer(text_target=completions, verbose=False, truncation=True,
+                                max_length=max_length)["input_ids"]
+            for start in range(0, len(sources), batch_size):
+                ids, mask = _pad(sources[start:start + batch_size], tokenizer.pad_token_id)
+                labels, _ = _pad(targets[start:start + batch_size], IGNORE_INDEX)
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                               labels=labels.to(device)).logits.float()
+                flat = labels.reshape(-1).to(device)
+                nll += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), flat, ignore_index=IGNORE_INDEX,
+                                             reduction="sum"))
+                tokens += int((flat != IGNORE_INDEX).sum())
+        else:
+            encoded = encode_prompt_completion(prompts, completions, tokenizer, max_length, keep_completion)
+            for start in range(0, len(encoded["input_ids"]), batch_size):
+                ids, attention = _pad(encoded["input_ids"][start:start + batch_size], tokenizer.pad_token_id)
+                labels, _ = _pad(encoded["labels"][start:start + batch_size], IGNORE_INDEX)
+                logits = model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits.float()
+                # Position t predicts token t+1.
+                shift_logits = logits[:, :-1].reshape(-1, logits.size(-1))
+                shift_labels = labels[:, 1:].reshape(-1).to(device)
+                nll += float(F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum"))
+                tokens += int((shift_labels != IGNORE_INDEX).sum())
+    words = int(sum(len(c.split()) + 1 for c in completions))  # +1: the end of the answer
     return LikelihoodResult(nll=nll, tokens=tokens, words=words)
 
 
-def generate_responses(model, tokenizer, instructions: Sequence[str], max_new_tokens: int, batch_size: int = 32,
-                       max_length: int | None = None) -> list[str]:
-    """Greedy responses to ``instructions``, decoded without the prompt and special tokens."""
+def generate_from_prompts(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 32,
+                          max_length: int | None = None) -> list[str]:
+    """Greedy completions of already-rendered prompts, decoded without the prompt and special tokens."""
     import torch
 
     device = next(model.parameters()).device
     model.eval()
     limit = max_length or getattr(model.config, "max_position_embeddings", 2048)
-    prompts = tokenizer([format_prompt(i) for i in instructions], add_special_tokens=False, verbose=False)["input_ids"]
     outputs: list[str] = []
     with torch.inference_mode():
-        for start in range(0, len(prompts), batch_size):
-            # Keep the end of over-long prompts: the question is usually at the end.
+        if is_seq2seq(model):
+            for start in range(0, len(prompts), batch_size):
+                batch = tokenizer(list(prompts[start:start + batch_size]), padding=True, truncation=True,
+                                  max_length=limit, return_tensors="pt").to(device)
+                generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
+                outputs += [tokenizer.decode(row, skip_special_tokens=True).strip() for row in generated]
+            return outputs
+        encoded = tokenizer(list(prompts), add_special_tokens=False, verbose=False)["input_ids"]
+        for start in range(0, len(encoded), batch_size):
+            # Keep the end of over-long prompts: the question and the response marker are at the end.
             batch = [[tokenizer.bos_token_id, *p][-(limit - max_new_tokens):]
-                     for p in prompts[start:start + batch_size]]
-            width = max(len(p) for p in batch)
+                     for p in encoded[start:start + batch_size]]
             # Left padding keeps every prompt's last token at the same position for generation.
-            input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, p in enumerate(batch):
-                input_ids[row, width - len(p):] = torch.tensor(p)
-                attention[row, width - len(p):] = 1
+            input_ids, attention = _pad(batch, tokenizer.pad_token_id, left=True)
             generated = model.generate(
                 input_ids=input_ids.to(device), attention_mask=attention.to(device), max_new_tokens=max_new_tokens,
                 do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            for row in generated[:, width:]:
-                outputs.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+            width = input_ids.shape[1]
+            outputs += [tokenizer.decode(row, skip_special_tokens=True).strip() for row in generated[:, width:]]
     return outputs
+
+
+def generate_responses(model, tokenizer, instructions: Sequence[str], max_new_tokens: int, batch_size: int = 32,
+                       max_length: int | None = None) -> list[str]:
+    """Greedy responses to customer messages (rendered with the prompt template)."""
+    return generate_from_prompts(model, tokenizer, [format_prompt(i) for i in instructions], max_new_tokens,
+                                 batch_size, max_length)

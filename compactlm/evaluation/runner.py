@@ -15,9 +15,20 @@ import pandas as pd
 
 from compactlm.config import EvalConfig
 from compactlm.evaluation import probes
-from compactlm.evaluation.generate import generate_responses, response_likelihood
+from compactlm.evaluation.generate import eval_pairs, generate_from_prompts, generate_responses, response_likelihood
 from compactlm.evaluation.mcq import evaluate_mcq, load_mcq_set
-from compactlm.evaluation.metrics import bleu, exact_match, rouge_l_per_pair, rouge_scores, slice_means
+from compactlm.evaluation.metrics import (
+    accuracy,
+    bleu,
+    exact_match,
+    macro_f1,
+    rouge_l_per_pair,
+    rouge_scores,
+    slice_means,
+)
+
+# Shapes whose model answers customer messages: the MCQ set and the behavioural probes apply to them.
+CONVERSATIONAL = ("instruction", "chat")
 
 
 @dataclass
@@ -43,11 +54,11 @@ def _sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
 
 def _generation_section(model, tokenizer, sample: pd.DataFrame, config: EvalConfig, max_length: int,
                         result: EvalResult) -> None:
+    prompts, references = eval_pairs(sample, model)
     start = time.perf_counter()
-    predictions = generate_responses(model, tokenizer, list(sample["instruction"]), config.max_new_tokens,
-                                     config.batch_size, max_length)
+    predictions = generate_from_prompts(model, tokenizer, prompts, config.max_new_tokens, config.batch_size,
+                                        max_length)
     seconds = time.perf_counter() - start
-    references = list(sample["response"])
     n_tokens = sum(len(ids) + 1 for ids in tokenizer(predictions, add_special_tokens=False)["input_ids"])
     result.metrics.update(rouge_scores(predictions, references))
     result.metrics.update({
@@ -62,8 +73,9 @@ def _generation_section(model, tokenizer, sample: pd.DataFrame, config: EvalConf
             result.slices[column] = slice_means(per_pair, sample[column].astype(str).tolist())
             result.metrics[f"slice_min_rouge_l_{column}"] = min(result.slices[column].values())
     result.n_generated = len(sample)
-    result.examples = [{"instruction": i, "reference": r, "generated": p}
-                       for i, r, p in list(zip(sample["instruction"], references, predictions))[:5]]
+    inputs = sample["instruction"] if "instruction" in sample.columns else sample.get("document", pd.Series(prompts))
+    result.examples = [{"instruction": str(i)[:300], "reference": r, "generated": p}
+                       for i, r, p in list(zip(inputs, references, predictions))[:5]]
     lines = ["# Slices: ROUGE-L by intent and category", ""]
     for column, values in result.slices.items():
         lines += [f"## by {column}", "", f"| {column} | ROUGE-L |", "|---|---|"]
@@ -72,9 +84,32 @@ def _generation_section(model, tokenizer, sample: pd.DataFrame, config: EvalConf
     result.reports["slices"] = "\n".join(lines)
 
 
+def evaluate_classifier(model, tokenizer, test: pd.DataFrame, max_length: int,
+                        model_size_mb: float | None = None) -> EvalResult:
+    """Accuracy, macro-F1, per-label accuracy and latency of a sequence classifier on the test split."""
+    from compactlm.training.encoder import predict_labels
+
+    start = time.perf_counter()
+    texts, labels = [str(t) for t in test["text"]], [str(y) for y in test["label"]]
+    predictions = predict_labels(model, tokenizer, texts, max_length=max_length)
+    seconds = time.perf_counter() - start
+    per_label = slice_means([float(p == y) for p, y in zip(predictions, labels)], labels)
+    metrics = {"accuracy": accuracy(predictions, labels), "macro_f1": macro_f1(predictions, labels),
+               "slice_min_accuracy_label": min(per_label.values()) if per_label else 0.0,
+               "latency_ms_per_answer": 1000 * seconds / max(len(texts), 1)}
+    if model_size_mb is not None:
+        metrics["model_size_mb"] = model_size_mb
+    lines = ["# Accuracy by label", "", "| label | accuracy |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in sorted(per_label.items(), key=lambda kv: kv[1])]
+    return EvalResult(metrics=metrics, n_rows=len(test), n_generated=len(test), seconds=seconds,
+                      examples=[{"instruction": t[:300], "reference": y, "generated": p}
+                                for t, y, p in list(zip(texts, labels, predictions))[:5]],
+                      reports={"slices": "\n".join(lines)}, slices={"label": per_label})
+
+
 def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max_length: int,
                    output_dir: str | Path, training_texts: Sequence[str] = (),
-                   model_size_mb: float | None = None) -> EvalResult:
+                   model_size_mb: float | None = None, task: str = "instruction") -> EvalResult:
     """Score a causal LM on the test split, the MCQ set and the probes.
 
     Args:
@@ -85,15 +120,23 @@ def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max
         output_dir: receives ``mcq.jsonl`` (one record per question).
         training_texts: the training texts, whose PII-like strings must never appear in answers.
         model_size_mb: the size of the model's weight files, reported as ``model_size_mb``.
+        task: the data shape; classification is scored by ``evaluate_classifier``, and the MCQ set and
+            the probes (support conversations) run for instruction and chat models only.
     """
+    if task == "classification":
+        return evaluate_classifier(model, tokenizer, test, max_length, model_size_mb)
     start = time.perf_counter()
     result = EvalResult(metrics={}, n_rows=len(test), n_generated=0, seconds=0.0)
-    likelihood = response_likelihood(model, tokenizer, test, max_length, config.batch_size)
+    likelihood = response_likelihood(model, tokenizer, test, max_length, config.batch_size,
+                                      keep_completion=task == "summarization")
     result.metrics.update({"perplexity": likelihood.perplexity, "word_perplexity": likelihood.word_perplexity})
     _generation_section(model, tokenizer, _sample(test, config.max_generate_samples, config.seed), config,
                         max_length, result)
     if model_size_mb is not None:
         result.metrics["model_size_mb"] = model_size_mb
+    if task not in CONVERSATIONAL:
+        result.seconds = time.perf_counter() - start
+        return result
 
     def generate(instructions: Sequence[str]) -> list[str]:
         return generate_responses(model, tokenizer, list(instructions), config.max_new_tokens, config.batch_size,

@@ -1,15 +1,18 @@
-"""The MLflow pyfunc flavor of a CompactLM chat model.
+"""The MLflow pyfunc flavor of CompactLM models: chat, summarization and text classification.
 
-A registered version holds the merged transformers model and tokenizer as the ``model_dir`` artifact,
-plus this package as code, so ``mlflow.pyfunc.load_model("models:/<name>@champion")`` works in any
-fresh process with the pinned requirements installed::
+A registered version holds the transformers model and tokenizer as the ``model_dir`` artifact (with a
+``compactlm_task.json`` saying which task shape it serves), plus this package as code, so
+``mlflow.pyfunc.load_model("models:/<name>@champion")`` works in any fresh process with the pinned
+requirements installed::
 
     model = mlflow.pyfunc.load_model("models:/compactlm-support-chat@champion")
-    model.predict(["Where is my order?"], params={"max_new_tokens": 64})
+    model.predict(["Where is my order?"], params={"max_new_tokens": 64})   # -> answers
+    # a summarization model takes documents and returns summaries; a classifier returns labels
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -17,35 +20,69 @@ import pandas as pd
 
 MODEL_ARTIFACT = "model_dir"
 INPUT_COLUMN = "instruction"
+TASK_FILE = "compactlm_task.json"
+
+
+def write_task_file(model_dir: str | Path, task: str, prompt_template: str | None) -> None:
+    """Record which task shape a saved model serves and how its inputs are rendered."""
+    (Path(model_dir) / TASK_FILE).write_text(json.dumps({"task": task, "prompt_template": prompt_template}))
+
+
+def read_task_file(model_dir: str | Path) -> dict[str, str | None]:
+    path = Path(model_dir) / TASK_FILE
+    return json.loads(path.read_text()) if path.is_file() else {"task": "instruction", "prompt_template": None}
 
 
 class CompactLMChatModel(mlflow.pyfunc.PythonModel):
-    """Answers customer messages with a causal LM saved by ``save_pretrained``."""
+    """Answers texts with a model saved by ``save_pretrained``: replies, summaries or labels by task."""
 
     def load_context(self, context) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import (
+            AutoModelForCausalLM,
+            AutoModelForSeq2SeqLM,
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+        )
 
         model_dir = context.artifacts[MODEL_ARTIFACT]
         self.model_dir = model_dir
+        self.task = read_task_file(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir)
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+        if self.task["task"] == "classification":
+            loader = AutoModelForSequenceClassification
+        elif config.get("is_encoder_decoder"):
+            loader = AutoModelForSeq2SeqLM
+        else:
+            loader = AutoModelForCausalLM
+        self.model = loader.from_pretrained(model_dir)
         self.model.eval()
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> list[str]:
-        """Greedy responses; MLflow hands over a frame with an ``instruction`` column (from a str, list or frame)."""
-        from compactlm.evaluation.generate import generate_responses
+        """Greedy answers (or labels); MLflow hands over a frame whose first column holds the texts."""
+        from compactlm.evaluation.generate import SEQ2SEQ_PREFIX, generate_from_prompts, is_seq2seq
+        from compactlm.models.tokenizer import format_prompt
 
         params = params or {}
         if isinstance(model_input, str):
-            instructions = [model_input]
+            texts = [model_input]
         elif isinstance(model_input, pd.DataFrame):
             column = INPUT_COLUMN if INPUT_COLUMN in model_input.columns else model_input.columns[0]
-            instructions = [str(v) for v in model_input[column]]
+            texts = [str(v) for v in model_input[column]]
         else:
-            instructions = [str(v) for v in model_input]
-        return generate_responses(self.model, self.tokenizer, instructions,
-                                  max_new_tokens=int(params.get("max_new_tokens", 64)),
-                                  batch_size=int(params.get("batch_size", 16)))
+            texts = [str(v) for v in model_input]
+        batch_size = int(params.get("batch_size", 16))
+        if self.task["task"] == "classification":
+            from compactlm.training.encoder import predict_labels
+
+            return predict_labels(self.model, self.tokenizer, texts, batch_size=batch_size)
+        template = self.task.get("prompt_template")
+        if is_seq2seq(self.model):
+            prompts = [SEQ2SEQ_PREFIX + t for t in texts]
+        else:
+            prompts = [format_prompt(template.replace("{document}", t) if template else t) for t in texts]
+        return generate_from_prompts(self.model, self.tokenizer, prompts,
+                                     max_new_tokens=int(params.get("max_new_tokens", 64)), batch_size=batch_size)
 
 
 def model_signature():

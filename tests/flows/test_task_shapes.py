@@ -1,0 +1,81 @@
+"""Every task shape through the retrain flow by configuration alone: classification, summarization, chat."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["data.n_rows=300", "model.preset=decoder-tiny", "model.vocab_size=512", "train.max_steps=10",
+        "lora.max_steps=10", "eval.max_generate_samples=8", "eval.max_new_tokens=16"]
+
+
+def _load(model_uri: str, tracking_uri: str, inputs: list[str]) -> list[str]:
+    code = ("import json, sys, mlflow; m = mlflow.pyfunc.load_model(sys.argv[1]); "
+            "print(json.dumps(m.predict(json.loads(sys.argv[2]), params={'max_new_tokens': 8})))")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    done = subprocess.run([sys.executable, "-c", code, model_uri, json.dumps(inputs)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_users_text_label_csv_becomes_a_gated_registered_classifier(tmp_path):
+    from compactlm.data.generator import generate_support_dataset
+
+    frame = generate_support_dataset(n_rows=500, seed=4)
+    frame = frame[["instruction", "intent"]].rename(columns={"instruction": "text", "intent": "label"})
+    frame.to_csv(tmp_path / "tickets.csv", index=False)
+    home = tmp_path / "state"
+    env = {**os.environ, "COMPACTLM_HOME": str(home), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    args = ["--set", "model.preset=encoder-tiny", "--set", "model.vocab_size=512", "--set", "train.max_steps=10",
+            "--set", "lora.max_steps=30", "--set", "gate.checks.accuracy.min=0.01",
+            "--set", "gate.checks.macro_f1.min=0"]
+    done = subprocess.run([sys.executable, "-m", "compactlm.cli", "pipeline", "run", "--config",
+                           str(REPO / "configs" / "classification.yaml"), "--set",
+                           f"data.source={tmp_path / 'tickets.csv'}", *args, "--auto-approve"],
+                          capture_output=True, text=True, env=env, timeout=900, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((home / "last_run.json").read_text())
+    assert summary["registered_model"] == "compactlm-intent-classifier" and summary["version"] == "1"
+    assert "champion" in summary["aliases"] and summary["gate"]["verdict"] == "passed"
+    assert {"accuracy", "macro_f1", "slice_min_accuracy_label"} <= set(summary["metrics"])
+    assert {c["metric"] for c in summary["gate"]["checks"]} == {"accuracy", "macro_f1", "slice_min_accuracy_label"}
+    labels = _load("models:/compactlm-intent-classifier@champion", summary["tracking_uri"],
+                   ["I want to cancel my order", "where is my refund"])
+    assert len(labels) == 2 and set(labels) <= set(frame["label"])
+
+
+@pytest.mark.parametrize(("task", "config", "expected"), [
+    ("summarization", "summarization.yaml", {"rouge_l", "rouge_2", "bleu", "word_perplexity"}),
+    ("chat", "chat.yaml", {"mcq_accuracy", "counterfactual_disparate_impact", "safety_violations"}),
+])
+def test_generation_shapes_train_gate_and_register(task, config, expected, tmp_path, prefect_harness, monkeypatch):
+    from flows.retrain import retrain
+
+    monkeypatch.setenv("COMPACTLM_HOME", str(tmp_path / "state"))
+    if task == "summarization":
+        loose = ["gate.checks.rouge_l.min=0", "gate.checks.rouge_2.min=0", "gate.checks.bleu.min=0"]
+    else:
+        floors = ("rouge_l", "bleu", "mcq_accuracy", "counterfactual_disparate_impact")
+        loose = [f"gate.checks.{m}.min=0" for m in floors]
+        loose += ["gate.checks.perplexity.max=1000000", "gate.checks.robustness_rouge_l_drop.max=1",
+                  "eval.mcq_max_questions=6", "eval.counterfactual_samples=4", "eval.robustness_samples=4",
+                  "eval.safety_samples=2"]
+    summary = retrain(config_path=str(REPO / "configs" / config), overrides=TINY + loose, approval="auto")
+    assert summary["gate"]["verdict"] == "passed", summary["gate"]
+    assert summary["version"] == "1" and "champion" in summary["aliases"]
+    assert expected <= set(summary["metrics"])
+    if task == "summarization":
+        assert "mcq_accuracy" not in summary["metrics"]  # support-chat probes do not apply to summaries
+    answers = _load(f"models:/{summary['registered_model']}@champion", summary["tracking_uri"],
+                    ["Support ticket received by e-mail. Customer: where is my parcel? Agent: It ships today."])
+    assert len(answers) == 1 and isinstance(answers[0], str)
