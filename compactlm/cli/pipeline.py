@@ -70,3 +70,29 @@ def _print_summary(summary: dict) -> None:
     else:
         console.print(f"MLflow UI: {uri}")
     console.print(f"Summary JSON: {summary['summary_path']}")
+
+
+@app.command("sweep")
+def pipeline_sweep(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    method: Annotated[str | None, typer.Option(help="grid | random (default: the config's sweep.method).")] = None,
+    n_trials: Annotated[int | None, typer.Option(help="Trials to run (random search).")] = None,
+    max_concurrency: Annotated[int | None, typer.Option(help="Trials running at once.")] = None,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Retrain with the best trial's settings.")] = False,
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Approve the retrained model.")] = False,
+) -> None:
+    """Run the hyperparameter sweep flow (each trial a Prefect task and a nested MLflow run)."""
+    import json
+
+    prepare_runtime(config_home(config, set_))
+    from flows.sweep import sweep
+
+    quiet_user_error_tracebacks()
+    result = sweep(config_path=str(config) if config else None, overrides=set_ or [], method=method,
+                   n_trials=n_trials, max_concurrency=max_concurrency, retrain_best=retrain,
+                   approval="auto" if auto_approve else ("wait" if os.environ.get("PREFECT_API_URL") else "defer"))
+    typer.echo(json.dumps({"best": result["best"], "best_overrides": result["best_overrides"],
+                           "mlflow_run_id": result["mlflow_run_id"]}, indent=2, default=str))
+    if result.get("retrain"):
+        _print_summary(result["retrain"])
