@@ -44,7 +44,7 @@ def shape_frames(tmp_path_factory) -> dict[str, tuple[DataConfig, pd.DataFrame]]
     frames = {}
     for task, raw in {"classification": classification, "summarization": summaries, "chat": chats,
                       "pretraining": corpus}.items():
-        config = DataConfig(task=task, chunk_words=50)
+        config = DataConfig(source=str(folder), task=task, chunk_words=50)
         frames[task] = (config, combined_splits(prepare_dataset(config, raw=(raw, str(folder))).splits))
     return frames
 
