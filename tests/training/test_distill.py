@@ -38,6 +38,31 @@ def test_a_student_preset_learns_from_a_teacher_folder_with_its_tokenizer(base_d
     assert AutoTokenizer.from_pretrained(tmp_path).get_vocab() == AutoTokenizer.from_pretrained(base_dir).get_vocab()
 
 
+def test_the_teacher_can_be_a_registry_version(base_dir, splits, tiny_config, home, tmp_path):
+    import mlflow
+
+    from compactlm.registry import registry
+    from compactlm.registry.model import log_chat_model
+    from compactlm.state import state_paths
+
+    experiment = registry.setup_tracking(state_paths(), "teachers")
+    try:
+        with mlflow.start_run(experiment_id=experiment):
+            uri = log_chat_model(base_dir).model_uri
+        version = registry.register_version(uri, "unit-teacher", {"gate_verdict": "passed"})
+        registry.set_alias("unit-teacher", registry.CHAMPION, version)
+        config = tiny_config("model.preset=decoder-tiny", "distill.alpha=0.5")
+        summary = distill(*splits, tmp_path / "student", config.model, config.train, config.distill,
+                          teacher="models:/unit-teacher@champion", report_to_mlflow=False)
+        assert summary.steps == 4 and summary.eval_loss is not None
+        with pytest.raises(ConfigError, match=r"^model reference 'models:/unit-teacher@nobody': "):
+            distill(*splits, tmp_path / "none", config.model, config.train, config.distill,
+                    teacher="models:/unit-teacher@nobody", report_to_mlflow=False)
+        assert not (tmp_path / "none").exists()
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
 def test_vocabulary_mismatch_fails_before_any_training(base_dir, splits, tiny_config, tmp_path):
     other = tiny_config("model.vocab_size=300", "train.max_steps=1")
     pretrain_decoder(splits[0].head(60), splits[1], tmp_path / "other", other.model, other.train,
