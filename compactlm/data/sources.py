@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,13 @@ def _check_utf8(path: Path, name: str) -> None:
         raise DataError(f"{name}: not UTF-8 text (invalid byte 0x{data[exc.start]:02x} on line {line})") from None
 
 
-def _read_jsonl(path: Path, name: str) -> pd.DataFrame:
-    records = []
+def jsonl_records(path: Path, name: str | None = None) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a JSON Lines file (a leading BOM is tolerated).
+
+    Raises:
+        DataError: one line naming ``name`` (default: the path) and the line that is not a JSON object.
+    """
+    name = name or str(path)
     with path.open(encoding="utf-8-sig") as handle:  # tolerate the BOM some Windows tools write
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
@@ -49,11 +55,14 @@ def _read_jsonl(path: Path, name: str) -> pd.DataFrame:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{name} line {lineno}: not valid JSON ({exc.msg})") from None
+                raise DataError(f"{name} line {lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(record, dict):
                 raise DataError(f"{name} line {lineno}: expected a JSON object, got {type(record).__name__}")
-            records.append(record)
-    return pd.DataFrame.from_records(records)
+            yield lineno, record
+
+
+def _read_jsonl(path: Path, name: str) -> pd.DataFrame:
+    return pd.DataFrame.from_records([record for _, record in jsonl_records(path, name)])
 
 
 def _read_json(path: Path, name: str) -> pd.DataFrame:

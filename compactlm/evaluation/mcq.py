@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from compactlm.data.sources import jsonl_records
 from compactlm.errors import DataError
 from compactlm.models.tokenizer import format_prompt
 
@@ -56,13 +57,7 @@ def load_mcq_set(path: str | Path | None = None) -> tuple[list[dict], str]:
     if not path.is_file():
         raise DataError(f"eval.mcq_path: file {path} does not exist")
     questions = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {lineno}: not valid JSON ({exc.msg})") from None
+    for lineno, item in jsonl_records(path):
         missing = [k for k in ("question_id", "question", "options", "answer_gt") if k not in item]
         if missing or item.get("answer_gt") not in item.get("options", {}):
             raise DataError(f"{path} line {lineno}: an MCQ record needs question_id, question, options and an "

@@ -104,21 +104,26 @@ def pip_requirements() -> list[str]:
     return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "transformers", "tokenizers", "pandas", "mlflow")]
 
 
-def log_chat_model(model_dir: str | Path, name: str = "model"):
-    """Log a saved model folder as a pyfunc model in the active MLflow run; returns MLflow's ``ModelInfo``."""
+def log_model_from_code(entry: str, artifacts: dict[str, str], name: str = "model"):
+    """Log a pyfunc model defined by ``compactlm/<entry>`` (models-from-code) with the package as code, the
+    shared signature and pinned requirements; returns MLflow's ``ModelInfo``."""
     import compactlm
 
     package = Path(compactlm.__file__).parent
-    info = mlflow.pyfunc.log_model(
+    return mlflow.pyfunc.log_model(
         name=name,
-        python_model=str(package / "registry" / "pyfunc_entry.py"),
-        artifacts={MODEL_ARTIFACT: str(model_dir)},
+        python_model=str(package / entry),
+        artifacts=artifacts,
         code_paths=[str(package)],
         signature=model_signature(),
         input_example=pd.DataFrame({INPUT_COLUMN: ["Where is my order?"]}),
         pip_requirements=pip_requirements(),
     )
-    return info
+
+
+def log_chat_model(model_dir: str | Path, name: str = "model"):
+    """Log a saved model folder as a pyfunc model in the active MLflow run; returns MLflow's ``ModelInfo``."""
+    return log_model_from_code("registry/pyfunc_entry.py", {MODEL_ARTIFACT: str(model_dir)}, name)
 
 
 def load_chat_model(model_uri: str):

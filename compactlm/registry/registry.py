@@ -101,15 +101,23 @@ class VersionInfo:
                 "created": self.created}
 
 
-def register_version(model_uri: str, model_name: str, tags: dict[str, str], description: str = "") -> str:
-    """Register ``model_uri`` as a new version of ``model_name`` with lineage tags; returns the version."""
+CHAT_MODEL_DESCRIPTION = ("CompactLM customer-support chat model. "
+                          "Aliases: challenger = newest gated candidate, champion = approved.")
+
+
+def register_version(model_uri: str, model_name: str, tags: dict[str, str], description: str = "",
+                     model_description: str = CHAT_MODEL_DESCRIPTION,
+                     model_tags: dict[str, str] | None = None) -> str:
+    """Register ``model_uri`` as a new version of ``model_name`` with lineage tags; returns the version.
+
+    ``model_description`` and ``model_tags`` apply when this call creates the registered model.
+    """
     client = MlflowClient()
     try:
         client.get_registered_model(model_name)
     except MlflowException:
         try:
-            client.create_registered_model(model_name, description="CompactLM customer-support chat model. "
-                                           "Aliases: challenger = newest gated candidate, champion = approved.")
+            client.create_registered_model(model_name, tags=model_tags, description=model_description)
         except MlflowException:
             pass  # created concurrently
     version = mlflow.register_model(model_uri, model_name, tags={k: str(v) for k, v in tags.items()})

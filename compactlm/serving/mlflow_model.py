@@ -62,20 +62,9 @@ class FastChatModel(mlflow.pyfunc.PythonModel):
 
 def log_engine_model(engine_dir: str | Path, name: str) -> str:
     """Log an engine folder as a pyfunc model in the active run (models-from-code); returns its model URI."""
-    import compactlm
-    from compactlm.registry.model import model_signature, pip_requirements
+    from compactlm.registry.model import log_model_from_code
 
-    package = Path(compactlm.__file__).parent
-    info = mlflow.pyfunc.log_model(
-        name=name,
-        python_model=str(package / "serving" / "pyfunc_entry.py"),
-        artifacts={MODEL_ARTIFACT: str(engine_dir)},
-        code_paths=[str(package)],
-        signature=model_signature(),
-        input_example=pd.DataFrame({"instruction": ["Where is my order?"]}),
-        pip_requirements=pip_requirements(),
-    )
-    return info.model_uri
+    return log_model_from_code("serving/pyfunc_entry.py", {MODEL_ARTIFACT: str(engine_dir)}, name).model_uri
 
 
 def register_quantized(model_uri: str, source_name: str, scheme: str, tags: dict[str, str],
@@ -85,22 +74,11 @@ def register_quantized(model_uri: str, source_name: str, scheme: str, tags: dict
     Returns:
         ``(registered model name, version)``.
     """
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from compactlm.registry.registry import register_version
 
     name = f"{source_name}-{scheme}"
-    client = MlflowClient()
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        try:
-            client.create_registered_model(
-                name, tags={"source.model": source_name, "quantization": scheme},
-                description=f"{scheme.upper()} quantization of {source_name} for the CompactLM fast engine; each "
-                            "version is tagged with the source version it was made from and its trade-off figures.")
-        except MlflowException:
-            pass  # created concurrently
-    version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
-    if description:
-        client.update_model_version(name, version.version, description=description)
-    return name, str(version.version)
+    model_description = (f"{scheme.upper()} quantization of {source_name} for the CompactLM fast engine; each "
+                         "version is tagged with the source version it was made from and its trade-off figures.")
+    version = register_version(model_uri, name, tags, description, model_description=model_description,
+                               model_tags={"source.model": source_name, "quantization": scheme})
+    return name, version

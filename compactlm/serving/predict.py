@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compactlm.data.sources import jsonl_records
 from compactlm.errors import DataError
 from compactlm.serving.engine import GenerationEngine
 from compactlm.serving.sampling import InvalidRequestError, SamplingParams
@@ -63,37 +64,28 @@ def read_requests(path: str | Path, engine: GenerationEngine, max_tokens: int = 
     if not path.is_file():
         raise DataError(f"input file {path} does not exist")
     items = []
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            where = f"{path} line {number}"
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            unknown = sorted(set(record) - set(_INPUT_KEYS) - set(_OPTIONS))
-            if unknown:
-                raise DataError(f"{where}: unknown field(s) {', '.join(unknown)}")
-            text = _prompt_text(engine, record, where)
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise DataError(f"{where}: the text contains a lone surrogate (not valid UTF-8)") from None
-            stop = record.get("stop") or ()
-            try:
-                params = SamplingParams(max_tokens=record.get("max_tokens", max_tokens),
-                                        temperature=record.get("temperature", temperature),
-                                        top_p=record.get("top_p", 1.0),
-                                        stop=(stop,) if isinstance(stop, str) else tuple(stop),
-                                        seed=record.get("seed"))
-                ids = engine.encode(text)
-                engine.sequence(ids, params)  # checks the context length
-            except (InvalidRequestError, TypeError) as exc:
-                raise DataError(f"{where}: {exc}") from None
-            items.append(PredictItem(line=number, prompt_ids=ids, params=params, id=record.get("id")))
+    for number, record in jsonl_records(path):
+        where = f"{path} line {number}"
+        unknown = sorted(set(record) - set(_INPUT_KEYS) - set(_OPTIONS))
+        if unknown:
+            raise DataError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        text = _prompt_text(engine, record, where)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{where}: the text contains a lone surrogate (not valid UTF-8)") from None
+        stop = record.get("stop") or ()
+        try:
+            params = SamplingParams(max_tokens=record.get("max_tokens", max_tokens),
+                                    temperature=record.get("temperature", temperature),
+                                    top_p=record.get("top_p", 1.0),
+                                    stop=(stop,) if isinstance(stop, str) else tuple(stop),
+                                    seed=record.get("seed"))
+            ids = engine.encode(text)
+            engine.sequence(ids, params)  # checks the context length
+        except (InvalidRequestError, TypeError) as exc:
+            raise DataError(f"{where}: {exc}") from None
+        items.append(PredictItem(line=number, prompt_ids=ids, params=params, id=record.get("id")))
     if not items:
         raise DataError(f"input file {path} has no records")
     return items

@@ -131,3 +131,18 @@ def merged_model(model, base: str | Path, kind: Kind, lora_cfg: LoraConfig, adap
     # Merging into NF4 weights would round the update away: merge into the full-precision base instead.
     full, _ = load_base(str(base), kind, **kwargs)
     return PeftModel.from_pretrained(full, str(adapter_dir)).merge_and_unload()
+
+
+def save_finetuned(trainer, model, tokenizer, base: str | Path, kind: Kind, lora_cfg: LoraConfig,
+                   output_dir: Path, **kwargs: Any) -> None:
+    """Save the adapter (LoRA) and the merged model + tokenizer under ``output_dir``, on the main process only."""
+    from compactlm.training.machinery import on_main_process
+
+    def save() -> None:
+        if lora_cfg.mode == "lora":
+            model.save_pretrained(output_dir / "adapter")
+        merged = merged_model(model, base, kind, lora_cfg, output_dir / "adapter", **kwargs)
+        merged.save_pretrained(output_dir / "merged")
+        tokenizer.save_pretrained(output_dir / "merged")
+
+    on_main_process(trainer, save)

@@ -17,7 +17,7 @@ from compactlm.config import ClassifierConfig, LoraConfig, ModelConfig, TrainCon
 from compactlm.errors import ConfigError, DataError
 from compactlm.models.presets import build_encoder
 from compactlm.models.tokenizer import train_wordpiece_tokenizer
-from compactlm.training.adapters import load_for_finetuning, merged_model
+from compactlm.training.adapters import load_for_finetuning, save_finetuned
 from compactlm.training.data import corpus_texts, document_dataset, pack_documents
 from compactlm.training.machinery import StageOptim, on_main_process, resolve_device, resolve_precision
 from compactlm.training.trainer import TrainSummary, fit_stage, summarize
@@ -189,14 +189,7 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
         compute_metrics=_accuracy_and_f1(id2label))
     summary = summarize(trainer, result, output_dir / "merged", train_ds, model)
 
-    def save() -> None:
-        if lora_cfg.mode == "lora":
-            model.save_pretrained(output_dir / "adapter")
-        merged = merged_model(model, base, "classifier", lora_cfg, output_dir / "adapter", id2label=id2label)
-        merged.save_pretrained(output_dir / "merged")
-        tokenizer.save_pretrained(output_dir / "merged")
-
-    on_main_process(trainer, save)
+    save_finetuned(trainer, model, tokenizer, base, "classifier", lora_cfg, output_dir, id2label=id2label)
     return summary
 
 

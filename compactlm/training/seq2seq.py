@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from compactlm.config import LoraConfig, ModelConfig, TrainConfig
-from compactlm.training.adapters import load_for_finetuning, merged_model
+from compactlm.training.adapters import load_for_finetuning, save_finetuned
 from compactlm.training.data import IGNORE_INDEX, supervised_pairs
-from compactlm.training.machinery import StageOptim, on_main_process, resolve_device, resolve_precision
+from compactlm.training.machinery import StageOptim, resolve_device, resolve_precision
 from compactlm.training.trainer import TrainSummary, fit_stage, summarize
 
 
@@ -85,12 +85,5 @@ def finetune_seq2seq(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, o
                                 gradient_checkpointing=False if lora_cfg.quantize_4bit else None)
     summary = summarize(trainer, result, output_dir / "merged", train_ds, model)
 
-    def save() -> None:
-        if lora_cfg.mode == "lora":
-            model.save_pretrained(output_dir / "adapter")
-        merged = merged_model(model, base, "seq2seq", lora_cfg, output_dir / "adapter")
-        merged.save_pretrained(output_dir / "merged")
-        tokenizer.save_pretrained(output_dir / "merged")
-
-    on_main_process(trainer, save)
+    save_finetuned(trainer, model, tokenizer, base, "seq2seq", lora_cfg, output_dir)
     return summary

@@ -18,7 +18,7 @@ import pandas as pd
 from compactlm.config import LoraConfig, ModelConfig, TrainConfig
 from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
-from compactlm.training.adapters import load_for_finetuning, merged_model
+from compactlm.training.adapters import load_for_finetuning, save_finetuned
 from compactlm.training.data import (
     WEIGHT_COLUMN,
     corpus_texts,
@@ -259,14 +259,7 @@ def finetune_causal(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, ou
         gradient_checkpointing=False if lora_cfg.quantize_4bit else None)  # QLoRA prepared it already
     summary = summarize(trainer, result, output_dir / "merged", train_ds, model)
 
-    def save() -> None:
-        if lora_cfg.mode == "lora":
-            model.save_pretrained(output_dir / "adapter")
-        merged = merged_model(model, base, "causal", lora_cfg, output_dir / "adapter")
-        merged.save_pretrained(output_dir / "merged")
-        tokenizer.save_pretrained(output_dir / "merged")
-
-    on_main_process(trainer, save)
+    save_finetuned(trainer, model, tokenizer, base, "causal", lora_cfg, output_dir)
     return summary
 
 

@@ -6,20 +6,13 @@ import itertools
 
 import pandas as pd
 import pytest
+from helpers import one_line_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compactlm.data.generator import generate_support_dataset
 from compactlm.data.prepare import SPLITS, clean_rows, normalize_text, split_rows, to_canonical
 from compactlm.errors import DataError
-
-
-def one_line_error(excinfo: pytest.ExceptionInfo, *names: str) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message, message
-    for name in names:
-        assert name in message, f"{name!r} not named in: {message}"
-    return message
 
 
 @pytest.fixture(scope="module")

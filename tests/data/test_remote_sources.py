@@ -7,6 +7,7 @@ import shutil
 
 import pandas as pd
 import pytest
+from helpers import one_line_error as one_line
 
 from compactlm.config import DataConfig
 from compactlm.data.incremental import ingest_version
@@ -14,14 +15,6 @@ from compactlm.data.ingest import prepare_dataset
 from compactlm.data.remote import list_s3_files, read_hf_dataset
 from compactlm.data.versioning import checkout_version, list_versions, read_split
 from compactlm.errors import DataError
-
-
-def one_line(excinfo: pytest.ExceptionInfo, *names: str) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message, message
-    for name in names:
-        assert name in message, f"{name!r} not in {message!r}"
-    return message
 
 
 def put(s3, key: str, frame: pd.DataFrame) -> None:

@@ -8,6 +8,7 @@ import json
 
 import pandas as pd
 import pytest
+from helpers import one_line_error as one_line
 
 from compactlm.config import DataConfig, load_config
 from compactlm.data.ingest import prepare_dataset
@@ -16,14 +17,6 @@ from compactlm.data.text import near_duplicate_key
 from compactlm.errors import ConfigError, DataError
 
 WORDS = "apple banana cherry delta echo foxtrot golf hotel india juliet kilo lima mike oscar papa quebec".split()
-
-
-def one_line(excinfo: pytest.ExceptionInfo, *names: str) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message, message
-    for name in names:
-        assert name in message, f"{name!r} not in {message!r}"
-    return message
 
 
 def no_cross_split(splits: dict[str, pd.DataFrame], column: str, near: bool = True) -> None:

@@ -7,24 +7,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import one_line_error
 
 from compactlm.config import DataConfig
 from compactlm.data.ingest import prepare_dataset
 from compactlm.data.prepare import CANONICAL_COLUMNS, clean_rows, to_canonical
 from compactlm.data.sources import read_table, write_table
-from compactlm.errors import CompactLMError, DataError
+from compactlm.errors import DataError
 
 DEFAULTS = DataConfig()
-
-
-def one_line_error(excinfo: pytest.ExceptionInfo, *names: str) -> str:
-    """The error's message, checked to be a single line that names every one of ``names``."""
-    message = str(excinfo.value)
-    assert isinstance(excinfo.value, CompactLMError)
-    assert "\n" not in message, message
-    for name in names:
-        assert name in message, f"{name!r} not named in: {message}"
-    return message
 
 
 def write_csv(path: Path, header: str, rows: list[str]) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import one_line_error
 
 from compactlm.config import DataConfig
 from compactlm.data.ingest import prepare_dataset
@@ -16,14 +17,6 @@ from compactlm.data.versioning import checkout_version, list_versions, read_spli
 from compactlm.errors import DataError
 
 NAME = "support-instructions"
-
-
-def one_line_error(excinfo: pytest.ExceptionInfo, *names: str) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message, message
-    for name in names:
-        assert name in message, f"{name!r} not named in: {message}"
-    return message
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from helpers import one_line_error
 
 from compactlm.config import BiasConfig
 from compactlm.data.generator import generate_support_dataset
@@ -19,14 +20,6 @@ def frame_with_rates(privileged: int, unprivileged: int) -> pd.DataFrame:
     """Two privileged bands of 5 rows each and 10 rows aged 65+; the counts are favorable outcomes out of 10."""
     return pd.concat([group("18-29", 5, privileged // 2), group("30-44", 5, privileged - privileged // 2),
                       group("65+", 10, unprivileged)], ignore_index=True)
-
-
-def one_line_error(excinfo: pytest.ExceptionInfo, *names: str) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message, message
-    for name in names:
-        assert name in message, f"{name!r} not named in: {message}"
-    return message
 
 
 def test_hand_computed_disparity_fails_with_reasons():
