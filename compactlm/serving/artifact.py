@@ -1,9 +1,10 @@
 """The on-disk format of engine weights (fp32 or quantized): one safetensors file + a JSON manifest.
 
 A folder holds ``engine_weights.safetensors``, ``compactlm_engine.json`` (format version, scheme,
-architecture, where the weights came from), the tokenizer and the source model's ``config.json`` for
-reference. Tensor names: ``embed``, ``final_norm``, optional ``lm_head``, ``layers.<i>.<qkv|o|gate_up|down>``,
-each either plain fp32 or split into ``.q``/``.scale`` (int8) or ``.codes``/``.scale``/``.minimum`` (int4).
+architecture, where the weights came from), the tokenizer and, when given, the source model's
+``config.json`` for reference. Tensor names: ``embed``, ``final_norm``, optional ``lm_head``,
+``layers.<i>.<qkv|o|gate_up|down>``, each either plain fp32 or split into ``.q``/``.scale`` (int8) or
+``.codes``/``.scale``/``.minimum`` (int4).
 """
 
 from __future__ import annotations
@@ -36,31 +37,36 @@ def _flatten(name: str, weight: Weight, out: dict[str, torch.Tensor]) -> None:
         out[name] = weight
 
 
-def _unflatten(name: str, tensors: dict[str, torch.Tensor], group_size: int) -> Weight:
+def _unflatten(name: str, tensors: dict[str, torch.Tensor]) -> Weight:
     if f"{name}.q" in tensors:
         return Int8Weight(q=tensors[f"{name}.q"], scale=tensors[f"{name}.scale"])
     if f"{name}.codes" in tensors:
-        return Int4Weight(codes=tensors[f"{name}.codes"], scale=tensors[f"{name}.scale"],
-                          minimum=tensors[f"{name}.minimum"], group_size=group_size)
+        codes, scale = tensors[f"{name}.codes"], tensors[f"{name}.scale"]
+        # Two codes per byte; one scale per group of input columns: the group size follows from the shapes.
+        return Int4Weight(codes=codes, scale=scale, minimum=tensors[f"{name}.minimum"],
+                          group_size=codes.shape[1] * 2 // scale.shape[1])
     if name not in tensors:
         raise CompactLMError(f"engine weights are missing tensor {name!r}")
     return tensors[name]
 
 
-def save_engine_weights(weights: DecoderWeights, tokenizer, directory: str | Path, group_size: int = 32,
-                        hf_config=None, source: dict[str, Any] | None = None) -> Path:
+def save_engine_weights(weights: DecoderWeights, tokenizer, directory: str | Path, hf_config=None,
+                        source: dict[str, Any] | None = None) -> Path:
     """Write ``weights`` (any scheme) and the tokenizer to ``directory``; returns the weights file."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {"final_norm": weights.final_norm}
+    group_sizes = set()
     for name, weight in weights.named_weights().items():
         _flatten(name, weight, tensors)
+        if isinstance(weight, Int4Weight):
+            group_sizes.add(weight.group_size)
     path = directory / WEIGHTS_FILE
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
     manifest = {"format": "compactlm-engine", "version": FORMAT_VERSION, "scheme": weights.scheme,
-                "group_size": group_size, "shape": weights.shape.to_dict(), "source": source or {}}
+                "group_size": min(group_sizes, default=None), "shape": weights.shape.to_dict(), "source": source or {}}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     tokenizer.save_pretrained(str(directory))
     if hf_config is not None:
@@ -87,11 +93,10 @@ def load_engine_weights(directory: str | Path) -> tuple[DecoderWeights, Any, dic
                              f"(this code reads version {FORMAT_VERSION})")
     tensors = load_file(str(directory / WEIGHTS_FILE))
     shape = DecoderShape(**manifest["shape"])
-    group = int(manifest.get("group_size", 32))
-    layers = [LayerWeights(**{n: _unflatten(f"layers.{i}.{n}", tensors, group) for n in LINEAR_NAMES})
+    layers = [LayerWeights(**{n: _unflatten(f"layers.{i}.{n}", tensors) for n in LINEAR_NAMES})
               for i in range(shape.num_layers)]
-    lm_head = None if shape.tied_embeddings else _unflatten("lm_head", tensors, group)
-    weights = DecoderWeights(shape=shape, embed=_unflatten("embed", tensors, group), final_norm=tensors["final_norm"],
+    lm_head = None if shape.tied_embeddings else _unflatten("lm_head", tensors)
+    weights = DecoderWeights(shape=shape, embed=_unflatten("embed", tensors), final_norm=tensors["final_norm"],
                              lm_head=lm_head, layers=layers, scheme=manifest["scheme"])
     return weights, load_tokenizer(directory), manifest
 

@@ -107,17 +107,14 @@ class Batcher:
         """Sequences holding a cache row."""
         return len(self.engine.active) + len(self.engine.pending)
 
-    def submit(self, seq: Sequence) -> RequestHandle:
-        """Queue ``seq`` for decoding; call from the event loop.
+    def submit_many(self, seqs: list[Sequence]) -> list[RequestHandle]:
+        """Queue sequences for decoding, all or none (a batch request never half-enters the queue); call from
+        the event loop.
 
         Raises:
             QueueFullError: ``max_queue`` sequences are already waiting.
             EngineUnavailableError: the batcher is closing.
         """
-        return self.submit_many([seq])[0]
-
-    def submit_many(self, seqs: list[Sequence]) -> list[RequestHandle]:
-        """Queue several sequences at once, all or none (a batch request never half-enters the queue)."""
         loop = asyncio.get_running_loop()
         handles = [RequestHandle(seq, self, loop) for seq in seqs]
         with self._cond:

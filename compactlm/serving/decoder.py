@@ -81,10 +81,6 @@ class FastDecoder:
         self._v_layers = list(self.v_cache.unbind(0))
         self._rows = torch.arange(max_batch_size)
 
-    @property
-    def cache_bytes(self) -> int:
-        return 2 * self.k_cache.numel() * self.k_cache.element_size()
-
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, (x.shape[-1],), None, self._eps)  # weights are folded into the next matmul
 

@@ -94,12 +94,9 @@ class GenerationEngine:
         tokenizer: the model's tokenizer (BOS/EOS ids, chat template, decoding).
         seed: seed of the generator shared by sampled sequences without their own seed.
         speculative_tokens: most drafted tokens checked per step (0 turns speculation off).
-        speculate_max_batch: speculate only while this many sequences or fewer are active (None: always);
-            for models large enough that a step becomes compute-bound.
     """
 
-    def __init__(self, decoder: FastDecoder, tokenizer, seed: int = 0, speculative_tokens: int = 8,
-                 speculate_max_batch: int | None = None):
+    def __init__(self, decoder: FastDecoder, tokenizer, seed: int = 0, speculative_tokens: int = 8):
         self.decoder = decoder
         self.tokenizer = tokenizer
         self.eos_id = tokenizer.eos_token_id
@@ -110,7 +107,6 @@ class GenerationEngine:
         self.pending: list[Sequence] = []  # added, not yet prefilled
         self._generator = torch.Generator().manual_seed(seed)
         self.speculative_tokens = speculative_tokens
-        self.speculate_max_batch = speculate_max_batch
         self.drafter = SuffixDrafter() if speculative_tokens > 0 else None
         self.stats = {"steps": 0, "verify_steps": 0, "drafted": 0, "accepted": 0}
 
@@ -213,8 +209,7 @@ class GenerationEngine:
 
     def _drafts(self, batch: list[Sequence]) -> list[list[int]] | None:
         """Drafted tokens per row, or None when this step should not speculate."""
-        limit = self.speculate_max_batch
-        if self.drafter is None or not len(self.drafter) or (limit is not None and len(batch) > limit):
+        if self.drafter is None or not len(self.drafter):
             return None
         # Every fed position must fit in the cache: cached + 1 + draft <= max_seq_len, for all rows at once.
         cap = min(self.speculative_tokens, self.max_seq_len - 1 - max(s.cached for s in batch))
@@ -336,6 +331,12 @@ class GenerationEngine:
     def complete(self, texts: SequenceOf[str], params: SamplingParams | SequenceOf[SamplingParams],
                  instruction: bool = True, on_done: Callable[[int, Completion], None] | None = None,
                  ) -> list[Completion]:
-        """``generate`` over text: customer messages in the fine-tuning format (``instruction``) or raw prompts."""
-        prompts = [self.encode(self.instruction_prompt(t) if instruction else t) for t in texts]
+        """``generate`` over text: customer messages in the fine-tuning format (``instruction``) or raw prompts.
+
+        A prompt too long for the context keeps its end (the question), leaving room for ``max_tokens``, as
+        evaluation's ``generate_responses`` does.
+        """
+        each = [params] * len(texts) if isinstance(params, SamplingParams) else list(params)
+        prompts = [self.encode(self.instruction_prompt(t) if instruction else t)[-(self.max_seq_len - p.max_tokens):]
+                   for t, p in zip(texts, each)]
         return self.generate(prompts, params, on_done)

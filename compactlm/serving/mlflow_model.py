@@ -51,12 +51,7 @@ class FastChatModel(mlflow.pyfunc.PythonModel):
             instructions = [str(v) for v in model_input[column]]
         else:
             instructions = [str(v) for v in model_input]
-        engine = self.engine
-        prompts = [engine.encode(engine.instruction_prompt(i)) for i in instructions]
-        # Long prompts keep their end (the question), as evaluation's generate_responses does.
-        budget = int(params.get("max_new_tokens", 64))
-        prompts = [p[-(engine.max_seq_len - budget):] for p in prompts]
-        done = engine.generate(prompts, SamplingParams(max_tokens=budget))
+        done = self.engine.complete(instructions, SamplingParams(max_tokens=int(params.get("max_new_tokens", 64))))
         return [c.text.strip() for c in done]
 
 

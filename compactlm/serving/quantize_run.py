@@ -80,13 +80,13 @@ def quantize_and_register(cfg: PipelineConfig, paths: StatePaths, model_uri: str
 
     experiment_id = setup_tracking(paths, experiment)
     registered = []
-    source_run = _source_run_id(model_id, version)
+    source_run, commit = _source_run_id(model_id, version), git_commit()
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"quantize-{model_id}") as run:
         mlflow.log_params({"source_model": model_id, "source_version": version or "", "source_uri": source,
                            "schemes": ",".join(r.scheme for r in report.results), "eval_rows": report.eval_rows,
                            "generated_rows": report.generated_rows, "threads": report.threads,
                            "eval_data": frame_what[:250]})
-        mlflow.set_tags({"git_commit": git_commit(), "source.run_id": source_run})
+        mlflow.set_tags({"git_commit": commit, "source.run_id": source_run})
         for result in report.results:
             mlflow.log_metrics({f"{result.scheme}.{key}": float(getattr(result, key)) for key in (
                 "size_bytes", "size_ratio", "tokens_per_s_batch1", "tokens_per_s_batched", "perplexity",
@@ -98,7 +98,7 @@ def quantize_and_register(cfg: PipelineConfig, paths: StatePaths, model_uri: str
             result = by_scheme[scheme]
             uri = log_engine_model(result.directory, name=scheme)
             tags = {"source.model": model_id, "source.version": version or "", "source.uri": source,
-                    "source.run_id": source_run, "quantization": scheme, "git_commit": git_commit(),
+                    "source.run_id": source_run, "quantization": scheme, "git_commit": commit,
                     "tradeoff_run_id": run.info.run_id, "size.bytes": result.size_bytes,
                     "size.ratio": f"{result.size_ratio:.4f}",
                     "quality.perplexity_change_pct": f"{result.perplexity_change_pct:.4f}",

@@ -115,7 +115,7 @@ def _pct(value: float, base: float) -> float:
 
 def measure_tradeoff(weights: DecoderWeights, tokenizer, frame: pd.DataFrame, out_dir: str | Path,
                      schemes: tuple[str, ...] = ("fp32", "int8", "int4"), generate_rows: int = 200,
-                     max_new_tokens: int = 64, batch_size: int = 32, seed: int = 0, hf_config=None,
+                     max_new_tokens: int = 64, batch_size: int = 32, seed: int = 0,
                      source: dict | None = None) -> TradeoffReport:
     """Quantize ``weights`` (fp32) to each scheme, save each under ``out_dir/<scheme>``, and measure it.
 
@@ -137,14 +137,12 @@ def measure_tradeoff(weights: DecoderWeights, tokenizer, frame: pd.DataFrame, ou
     for scheme in ordered:
         quantized = quantize_decoder(weights, scheme)
         directory = out_dir / scheme
-        save_engine_weights(quantized, tokenizer, directory, hf_config=hf_config, source={**(source or {}),
-                                                                                          "scheme": scheme})
+        save_engine_weights(quantized, tokenizer, directory, source={**(source or {}), "scheme": scheme})
         # No speculation: the table compares the schemes' arithmetic, not how repetitive the prompts are.
         engine = GenerationEngine.from_weights(quantized, tokenizer, max_batch_size=batch_size, speculative_tokens=0)
         perplexity = response_perplexity(engine.decoder, tokenizer, frame, batch_size)
-        prompts = [engine.encode(engine.instruction_prompt(i))[-(engine.max_seq_len - max_new_tokens):]
-                   for i in sample["instruction"]]
-        predictions = [c.text.strip() for c in engine.generate(prompts, SamplingParams(max_tokens=max_new_tokens))]
+        done = engine.complete(list(sample["instruction"]), SamplingParams(max_tokens=max_new_tokens))
+        predictions = [c.text.strip() for c in done]
         rouge = rouge_l(predictions, references)
         base = results[0] if results else None
         size = weights_bytes(directory)

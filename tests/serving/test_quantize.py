@@ -143,3 +143,17 @@ def test_quantize_command_logs_the_table_and_registers_an_int8_version(tracking,
     assert served.quantization == "int8" and served.model_id == "unit-chat-int8" and served.version == "1"
     with pytest.raises(ConfigError, match="already quantized \\(int8\\); cannot serve it as int4"):
         load_model("models:/unit-chat-int8/1", quantization="int4", max_batch_size=1)
+
+
+def test_an_int4_folder_loads_back_with_the_group_size_it_was_quantized_with(make_decoder, tokenizer, tmp_path):
+    weights = DecoderWeights.from_hf(make_decoder(std=None))
+    quantized = quantize_decoder(weights, "int4", 64)
+    save_engine_weights(quantized, tokenizer, tmp_path / "int4-g64")
+    loaded, _, manifest = load_engine_weights(tmp_path / "int4-g64")
+    assert manifest["group_size"] == 64
+    assert {layer.qkv.group_size for layer in loaded.layers} == {64}
+    ids = [tokenizer.bos_token_id, *tokenizer("Where is my order?")["input_ids"]]
+    params = SamplingParams(max_tokens=12)
+    before = GenerationEngine.from_weights(quantized, tokenizer, max_batch_size=1).generate([ids], params)
+    after = GenerationEngine.from_weights(loaded, tokenizer, max_batch_size=1).generate([ids], params)
+    assert before[0].token_ids == after[0].token_ids
