@@ -688,9 +688,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     # The defaults the file and overrides refine depend on the task shape (the gate checks differ).
     data = values.get("data")
     task = data.get("task", "instruction") if isinstance(data, dict) else "instruction"
-    base = PipelineConfig()
-    if task in ("classification", "summarization"):
-        base.gate = GateConfig(checks=default_gate_checks(task))
+    base = PipelineConfig(gate=GateConfig(checks=default_gate_checks(task)))
     return _build(PipelineConfig, values, "", base=base)
 
 

@@ -116,8 +116,9 @@ def publish_quality_report(version: DatasetVersion, config: DataConfig, bias: Bi
     splits = {name: read_split(version.path, name) for name in SPLITS}
     quarantine_file = Path(version.path) / "quarantine.parquet"
     quarantine = read_split(version.path, "quarantine") if quarantine_file.is_file() else splits["train"].head(0)
-    record = next((r for r in version_records(_repo_root(version), version.name) if r["md5"] == version.md5), {})
-    reference, reference_name = _reference(version, config)
+    records = version_records(_repo_root(version), version.name)
+    record = next((r for r in records if r["md5"] == version.md5), {})
+    reference, reference_name = reference_counts(config, records, version.md5)
     folder = _home(version) / "reports" / version.name / version.md5[:12]
     attributes = list(dict.fromkeys(["age_band", "region", "customer_tier", *bias.attributes()]))
     report = write_quality_report(splits, quarantine, config.task, folder, counts=record.get("counts"),

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
-from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -17,6 +14,7 @@ from compactlm.data.schemas import SCHEMAS
 from compactlm.data.versioning import DatasetVersion, read_split
 from compactlm.evaluation.gate import GateReport
 from compactlm.evaluation.runner import EvalResult
+from compactlm.fileio import atomic_write_text
 from compactlm.quality.bias import BiasReport
 from compactlm.quality.expectations import ValidationReport
 from compactlm.registry import registry, review
@@ -211,10 +209,7 @@ def summarize_run(config: PipelineConfig, data_version: str, metrics: dict[str, 
         "aliases": aliases,
         "champion": registry.alias_version(name, registry.CHAMPION),
         "metrics": {k: round(v, 4) for k, v in metrics.items()},
-        "gate": {"verdict": gate.verdict, "champion_version": gate.champion_version, "notes": gate.notes,
-                 "checks": [{"name": c.name, "metric": c.metric, "value": c.value, "baseline": c.baseline,
-                             "threshold": c.threshold, "status": c.status, "passed": c.passed, "reason": c.reason}
-                            for c in gate.checks]},
+        "gate": gate.to_dict(),
         "review": review,
         "data_version": data_version,
         "mlflow_run_id": run_id,
@@ -223,11 +218,7 @@ def summarize_run(config: PipelineConfig, data_version: str, metrics: dict[str, 
         "summary_path": str(paths.last_run),
     }
     text = json.dumps(summary, indent=2, default=str)
-    paths.home.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=paths.home, prefix=".last_run-", suffix=".json")
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
-    Path(tmp).replace(paths.last_run)
+    atomic_write_text(paths.last_run, text)
     with mlflow_run(run_id):
         mlflow.log_text(text, "reports/summary.json")
     return summary

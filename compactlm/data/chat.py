@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from compactlm.data.prepare import CleanOptions, PreparedData, Quarantine, _blank, clean_text_columns
+from compactlm.data.prepare import (
+    CleanOptions,
+    PreparedData,
+    Quarantine,
+    _blank,
+    clean_text_columns,
+    reject_near_duplicates,
+)
 from compactlm.data.schemas import SCHEMAS, TaskSchema
 from compactlm.data.text import near_duplicate_keys
 from compactlm.models.tokenizer import EOS, format_prompt
@@ -120,10 +127,7 @@ def prepare_chat(rows: pd.DataFrame, options: CleanOptions) -> PreparedData:
     rendered = rows["messages"].map(render_messages).astype("string")
     rows = quarantine.reject(rows, rendered.duplicated(), "exact duplicate of an earlier conversation")
     if options.near_duplicates and len(rows):
-        keys = near_duplicate_keys(rendered[rows.index])
-        first = rows["id"].groupby(keys.to_numpy(), sort=False).transform("first")
-        rows = quarantine.reject(rows, keys.duplicated(), "near duplicate of an earlier conversation",
-                                 "near duplicate of " + first.astype(str))
+        rows = reject_near_duplicates(rows, near_duplicate_keys(rendered[rows.index]), quarantine, "conversation")
     rows = quarantine.reject(rows, rows["id"].duplicated(), "id already used by an earlier conversation")
     turns, answered = _expand(rows)
     rows = quarantine.reject(rows, ~answered, "conversation has no user message answered by the assistant")

@@ -14,7 +14,15 @@ import re
 import numpy as np
 import pandas as pd
 
-from compactlm.data.prepare import SPLITS, CleanOptions, PreparedData, Quarantine, _blank, clean_text_columns
+from compactlm.data.prepare import (
+    SPLITS,
+    CleanOptions,
+    PreparedData,
+    Quarantine,
+    _blank,
+    clean_text_columns,
+    reject_near_duplicates,
+)
 from compactlm.data.text import near_duplicate_keys
 from compactlm.errors import DataError
 
@@ -27,16 +35,10 @@ def chunk_text(text: str, chunk_words: int) -> list[str]:
     return ["".join(words[i:i + chunk_words]).strip() for i in range(0, len(words), chunk_words)]
 
 
-def _first_id(keys: pd.Series, ids: pd.Series) -> pd.Series:
-    return pd.Series(ids.groupby(keys.to_numpy(), sort=False).transform("first").to_numpy(), index=keys.index)
-
-
 def _dedup(rows: pd.DataFrame, column: str, quarantine: Quarantine, what: str, near: bool) -> pd.DataFrame:
     rows = quarantine.reject(rows, rows[column].duplicated(), f"exact duplicate of an earlier {what}")
     if near and len(rows):
-        keys = near_duplicate_keys(rows[column])
-        reasons = "near duplicate of " + _first_id(keys, rows["id"]).astype(str)
-        rows = quarantine.reject(rows, keys.duplicated(), f"near duplicate of an earlier {what}", reasons)
+        rows = reject_near_duplicates(rows, near_duplicate_keys(rows[column]), quarantine, what)
     return rows
 
 

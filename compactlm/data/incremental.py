@@ -30,6 +30,7 @@ from compactlm.data.ingest import IngestResult, prepare_dataset
 from compactlm.data.schemas import SCHEMAS, check_required, map_columns
 from compactlm.data.sources import SourceFile, list_local_files, read_table
 from compactlm.data.versioning import DatasetVersion, current_md5, list_versions, load_version, version_dataset
+from compactlm.fileio import atomic_open
 
 if TYPE_CHECKING:
     from compactlm.config import BiasConfig
@@ -167,12 +168,8 @@ def _read_manifest(root: Path, name: str) -> dict:
 
 
 def _write_manifest(root: Path, name: str, manifest: dict) -> None:
-    path = _manifest_path(root, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
+    with atomic_open(_manifest_path(root, name)) as out:
         json.dump(manifest, out, indent=2)
-    Path(tmp).replace(path)
 
 
 def ingest_version(config: DataConfig, root: str | Path, remote_url: str, bias: BiasConfig | None = None,

@@ -30,7 +30,6 @@ __all__ = ["CANONICAL_COLUMNS", "SPLITS", "CleanOptions", "PreparedData", "Quara
            "clean_text_columns", "connected_groups", "normalize_text", "split_rows", "to_canonical"]
 
 INSTRUCTION = SCHEMAS["instruction"]
-REQUIRED_COLUMNS = INSTRUCTION.required
 CANONICAL_COLUMNS = INSTRUCTION.output_columns
 SPLITS = ("train", "val", "test")
 
@@ -79,12 +78,6 @@ class Quarantine:
             self._bins.append(rejected)
             self.kinds[kind] = self.kinds.get(kind, 0) + int(mask.sum())
         return rows[~mask]
-
-    def extend(self, other: Quarantine) -> None:
-        """Take over another quarantine's rows and counts."""
-        self._bins.extend(other._bins)
-        for kind, n in other.kinds.items():
-            self.kinds[kind] = self.kinds.get(kind, 0) + n
 
     def frame(self, like: pd.DataFrame) -> pd.DataFrame:
         """All rejected rows, or an empty frame with ``like``'s columns plus ``reason``."""
@@ -168,10 +161,11 @@ def _blank(series: pd.Series) -> pd.Series:
     return series.isna() | (series.astype("string").fillna("").str.strip() == "")
 
 
-def _first_id_of(keys: pd.Series, ids: pd.Series) -> pd.Series:
-    """For each row, the id of the first row sharing its key."""
-    first = ids.groupby(keys.to_numpy(), sort=False).transform("first")
-    return pd.Series(first.to_numpy(), index=keys.index)
+def reject_near_duplicates(rows: pd.DataFrame, keys: pd.Series, quarantine: Quarantine, what: str) -> pd.DataFrame:
+    """Quarantine every row whose near-duplicate key (aligned with ``rows``) an earlier row has, naming that row."""
+    first = pd.Series(rows["id"].groupby(keys.to_numpy(), sort=False).transform("first").to_numpy(), index=keys.index)
+    return quarantine.reject(rows, keys.duplicated(keep="first"), f"near duplicate of an earlier {what}",
+                             "near duplicate of " + first.astype(str))
 
 
 def _label_conflicts(rows: pd.DataFrame, schema: TaskSchema, quarantine: Quarantine) -> pd.DataFrame:
@@ -244,9 +238,7 @@ def clean_rows(rows: pd.DataFrame, min_chars: int, max_chars: int, options: Clea
         keys = near_duplicate_keys(rows[dedup[0]])
         for column in dedup[1:]:
             keys = keys.str.cat(near_duplicate_keys(rows[column]), sep="\x00")
-        near = keys.duplicated(keep="first")
-        reasons = "near duplicate of " + _first_id_of(keys, rows["id"]).astype(str)
-        rows = quarantine.reject(rows, near, "near duplicate of an earlier row", reasons)
+        rows = reject_near_duplicates(rows, keys, quarantine, "row")
     rows = _label_conflicts(rows, schema, quarantine)
     rows = quarantine.reject(rows, rows["id"].duplicated(keep="first"), "id already used by an earlier row")
     quarantined = quarantine.frame(rows)

@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 
 from compactlm.errors import DataError
+from compactlm.fileio import atomic_open
 
 REMOTE_NAME = "storage"
 # Kept out of DVC's view: the per-version .dvc copies (DVC would see several files tracking one output),
@@ -90,11 +91,8 @@ def _stage(folder: Path, files: dict[str, pd.DataFrame]) -> Path:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
+    with atomic_open(path) as out:
         json.dump(payload, out, indent=2, default=str)
-    Path(tmp).replace(path)
 
 
 def _index_path(root: Path, name: str) -> Path:
@@ -217,7 +215,7 @@ def load_version(root: str | Path, name: str, md5: str, remote_url: str, restore
     root = Path(root).resolve()
     if restore:
         checkout_version(root, name, md5, remote_url)
-    out = yaml.safe_load((root / "versions" / name / f"{md5}.dvc").read_text())["outs"][0]
+    out = _dvc_out(root / "versions" / name / f"{md5}.dvc")
     return DatasetVersion(name=name, md5=md5, path=str(root / "datasets" / name), remote=remote_url,
                           nfiles=int(out.get("nfiles", 0)), size=int(out.get("size", 0)))
 

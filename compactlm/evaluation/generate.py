@@ -13,9 +13,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from compactlm.models.tokenizer import format_prompt
-from compactlm.training.data import IGNORE_INDEX, encode_prompt_completion, supervised_pairs
-
-SEQ2SEQ_PREFIX = "summarize: "
+from compactlm.training.data import (
+    IGNORE_INDEX,
+    encode_prompt_completion,
+    source_target_pairs,
+    supervised_pairs,
+)
 
 
 @dataclass
@@ -57,9 +60,7 @@ def _pad(rows: Sequence[Sequence[int]], value: int, left: bool = False):
 
 def eval_pairs(frame: pd.DataFrame, model) -> tuple[list[str], list[str]]:
     """(model inputs, reference outputs) of the rows: rendered prompts, or ``summarize:`` sources for seq2seq."""
-    if is_seq2seq(model) and {"document", "summary"} <= set(frame.columns):
-        return [SEQ2SEQ_PREFIX + str(d) for d in frame["document"]], [str(s) for s in frame["summary"]]
-    return supervised_pairs(frame)
+    return source_target_pairs(frame) if is_seq2seq(model) else supervised_pairs(frame)
 
 
 def response_likelihood(model, tokenizer, frame: pd.DataFrame, max_length: int, batch_size: int = 32,

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,15 +22,9 @@ import numpy as np
 import pandas as pd
 
 from compactlm.errors import DataError
+from compactlm.fileio import atomic_write_text
 
 SLOTS = ("1", "2", "3")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(text)
-    Path(tmp).replace(path)
 
 
 def export_sheet(prompts: list[str], answers: dict[str, list[str]], out_dir: str | Path, seed: int = 0,
@@ -64,9 +56,9 @@ def export_sheet(prompts: list[str], answers: dict[str, list[str]], out_dir: str
                      "best": "", "human": "", "notes": ""})
     sheet = pd.DataFrame(rows)
     paths = {"csv": out / "sheet.csv", "html": out / "sheet.html", "key": out / "key.json"}
-    _atomic_write(paths["csv"], sheet.to_csv(index=False))
-    _atomic_write(paths["html"], _html(sheet))
-    _atomic_write(paths["key"], json.dumps({"created": datetime.now(UTC).isoformat(timespec="seconds"),
+    atomic_write_text(paths["csv"], sheet.to_csv(index=False))
+    atomic_write_text(paths["html"], _html(sheet))
+    atomic_write_text(paths["key"], json.dumps({"created": datetime.now(UTC).isoformat(timespec="seconds"),
                                             "systems": systems, "metadata": metadata or {}, "items": key}, indent=2))
     return paths
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,8 @@ import pandas as pd
 
 from compactlm.data.sources import jsonl_records
 from compactlm.errors import DataError
+from compactlm.evaluation.generate import _pad
+from compactlm.fileio import atomic_open
 from compactlm.models.tokenizer import format_prompt
 
 BUNDLED_MCQ = Path(__file__).with_name("data") / "support_mcq.jsonl"
@@ -75,11 +75,7 @@ def option_scores(model, tokenizer, question: str, options: dict[str, str]) -> d
     answers = [tokenizer(options[k], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for k in keys]
     limit = getattr(model.config, "max_position_embeddings", 2048)
     sequences = [(prompt + a)[-limit:] for a in answers]
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, seq in enumerate(sequences):
-        ids[row, :len(seq)], mask[row, :len(seq)] = torch.tensor(seq), 1
+    ids, mask = _pad(sequences, tokenizer.pad_token_id)
     device = next(model.parameters()).device
     with torch.inference_mode():
         logprobs = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(), -1)
@@ -104,10 +100,8 @@ class MCQResult:
 def evaluate_mcq(model, tokenizer, questions: list[dict], output_path: str | Path, set_sha256: str) -> MCQResult:
     """Answer every question, write one JSONL record per question atomically, and return the accuracy."""
     output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
     correct = 0
-    handle, tmp = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}-")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
+    with atomic_open(output_path) as out:
         for item in questions:
             scores = option_scores(model, tokenizer, item["question"], item["options"])
             final = max(scores, key=scores.get)
@@ -119,5 +113,4 @@ def evaluate_mcq(model, tokenizer, questions: list[dict], output_path: str | Pat
                       "answer_gt": item["answer_gt"],
                       "model_output": {"reasoning_steps": steps, "final_answer": final}, "is_correct": is_correct}
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    Path(tmp).replace(output_path)
     return MCQResult(correct / len(questions) if questions else 0.0, len(questions), str(output_path), set_sha256)

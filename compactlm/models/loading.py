@@ -68,9 +68,13 @@ def load_model_config(ref: str, field: str = "model.base"):
     Raises:
         ConfigError: one line: a missing folder, an uncached hub id while offline, or an unknown id.
     """
+    return _auto_config(resolve_model_ref(ref, field), ref, field)
+
+
+def _auto_config(source: str, ref: str, field: str):
+    """The transformers config at ``source`` (what ``ref`` resolved to); errors name ``ref``."""
     from transformers import AutoConfig
 
-    source = resolve_model_ref(ref, field)
     try:
         return AutoConfig.from_pretrained(source, local_files_only=hub_offline())
     except (OSError, ValueError) as exc:
@@ -160,10 +164,10 @@ def load_base(name_or_path: str, kind: Kind, num_labels: int | None = None,
 
     if kind not in KINDS:
         raise ConfigError(f"model kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    config = load_model_config(name_or_path, field)
+    source = resolve_model_ref(name_or_path, field)  # a registry version is downloaded once, here
+    config = _auto_config(source, name_or_path, field)
     if max_seq_len is not None:
         check_seq_len(config, max_seq_len)
-    source = resolve_model_ref(name_or_path, field)
     auto = getattr(transformers, _AUTO_CLASSES[kind])
     if kind == "classifier":
         labels = id2label or {i: f"LABEL_{i}" for i in range(num_labels or 2)}

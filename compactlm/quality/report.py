@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from compactlm.data.ingest import combined_splits
 from compactlm.data.schemas import SCHEMAS
 
 ATTRIBUTE_CANDIDATES = ("age_band", "region", "customer_tier", "category")
@@ -112,7 +113,7 @@ def write_quality_report(splits: dict[str, pd.DataFrame], quarantine: pd.DataFra
     out = Path(folder)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    all_rows = pd.concat([f.assign(split=n) for n, f in splits.items()], ignore_index=True)
+    all_rows = combined_splits(splits)
     lines = [f"# Data quality report{': ' + title if title else ''}", "",
              f"Task `{task}`; {len(all_rows)} rows in the splits, {len(quarantine)} quarantined.", ""]
     lines += ["## Splits", "", *_table(pd.DataFrame({"split": list(splits),

@@ -60,8 +60,9 @@ class CompactLMChatModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> list[str]:
         """Greedy answers (or labels); MLflow hands over a frame whose first column holds the texts."""
-        from compactlm.evaluation.generate import SEQ2SEQ_PREFIX, generate_from_prompts, is_seq2seq
+        from compactlm.evaluation.generate import generate_from_prompts, is_seq2seq
         from compactlm.models.tokenizer import format_prompt
+        from compactlm.training.data import SEQ2SEQ_PREFIX
 
         params = params or {}
         if isinstance(model_input, str):

@@ -10,8 +10,6 @@ skipped. Output: one object per input line, in input order: ``line``, ``id`` (wh
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 from compactlm.data.sources import jsonl_records
 from compactlm.errors import DataError
+from compactlm.fileio import atomic_open
 from compactlm.serving.engine import GenerationEngine
 from compactlm.serving.sampling import InvalidRequestError, SamplingParams
 
@@ -109,14 +108,6 @@ def predict(engine: GenerationEngine, items: list[PredictItem],
 
 def write_jsonl_atomic(path: str | Path, rows: list[dict[str, Any]]) -> None:
     """Write to a temporary file next to ``path`` and rename it: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -69,6 +69,18 @@ def supervised_pairs(frame: pd.DataFrame, prompt_column: str | None = None,
                     f"(found: {', '.join(map(str, frame.columns[:12]))})")
 
 
+
+SEQ2SEQ_PREFIX = "summarize: "  # what a seq2seq base reads before a document, in training, evaluation and serving
+
+
+def source_target_pairs(frame: pd.DataFrame, source_column: str = "document", target_column: str = "summary",
+                        prefix: str = SEQ2SEQ_PREFIX) -> tuple[list[str], list[str]]:
+    """(prefixed sources, targets) of document/summary rows; instruction-style rows give rendered prompts."""
+    if {source_column, target_column} <= set(frame.columns):
+        return [prefix + str(s) for s in frame[source_column]], [str(t) for t in frame[target_column]]
+    return supervised_pairs(frame)
+
+
 def _boundary_ids(tokenizer) -> tuple[list[int], list[int]]:
     """Tokens around each document: BOS/EOS for decoders, CLS/SEP for BERT-style encoders."""
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id

@@ -13,16 +13,9 @@ import pandas as pd
 
 from compactlm.config import LoraConfig, ModelConfig, TrainConfig
 from compactlm.training.adapters import load_for_finetuning, save_finetuned
-from compactlm.training.data import IGNORE_INDEX, supervised_pairs
+from compactlm.training.data import IGNORE_INDEX, SEQ2SEQ_PREFIX, source_target_pairs
 from compactlm.training.machinery import StageOptim, resolve_device, resolve_precision
 from compactlm.training.trainer import TrainSummary, fit_stage, summarize
-
-
-def _source_target(frame: pd.DataFrame, source_column: str, target_column: str, prefix: str
-                   ) -> tuple[list[str], list[str]]:
-    if {source_column, target_column} <= set(frame.columns):
-        return [prefix + str(s) for s in frame[source_column]], [str(t) for t in frame[target_column]]
-    return supervised_pairs(frame)  # instruction-style rows: the rendered prompt is the source
 
 
 def _ending_with(ids: list[int], eos: int | None, max_length: int) -> list[int]:
@@ -34,11 +27,11 @@ def _ending_with(ids: list[int], eos: int | None, max_length: int) -> list[int]:
 
 
 def seq2seq_dataset(frame: pd.DataFrame, tokenizer, max_length: int, source_column: str = "document",
-                    target_column: str = "summary", source_prefix: str = "summarize: "):
+                    target_column: str = "summary", source_prefix: str = SEQ2SEQ_PREFIX):
     """``input_ids``/``attention_mask`` of the sources and ``labels`` of the targets, each ending with EOS."""
     from datasets import Dataset
 
-    sources, targets = _source_target(frame, source_column, target_column, source_prefix)
+    sources, targets = source_target_pairs(frame, source_column, target_column, source_prefix)
     eos = tokenizer.eos_token_id
     source_ids = tokenizer(sources, verbose=False)["input_ids"]
     target_ids = tokenizer(text_target=targets, verbose=False)["input_ids"]
@@ -50,7 +43,7 @@ def seq2seq_dataset(frame: pd.DataFrame, tokenizer, max_length: int, source_colu
 def finetune_seq2seq(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path,
                      model_cfg: ModelConfig, lora_cfg: LoraConfig, train_cfg: TrainConfig | None = None,
                      source_column: str = "document", target_column: str = "summary",
-                     source_prefix: str = "summarize: ", report_to_mlflow: bool = True) -> TrainSummary:
+                     source_prefix: str = SEQ2SEQ_PREFIX, report_to_mlflow: bool = True) -> TrainSummary:
     """Fine-tune a seq2seq base (T5, BART...) on source -> target rows.
 
     Args:

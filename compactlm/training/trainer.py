@@ -117,17 +117,6 @@ def _weighted_trainer_class():
     return WeightedLossTrainer
 
 
-def _training_arguments(output_dir: Path, *, epochs: float, max_steps: int, batch_size: int, grad_accum: int,
-                        learning_rate: float, weight_decay: float, warmup_ratio: float, scheduler: str,
-                        logging_steps: int, seed: int, device: str, run_name: str, report_to_mlflow: bool,
-                        remove_unused_columns: bool = True):
-    """Trainer arguments from loose values with the default machinery (kept for existing callers)."""
-    optim = StageOptim(epochs, max_steps, batch_size, grad_accum, learning_rate, weight_decay, warmup_ratio,
-                       scheduler, logging_steps, seed)
-    return training_arguments(output_dir, optim, TrainConfig(), device, run_name, report_to_mlflow,
-                              remove_unused_columns)
-
-
 def fit_stage(model, tokenizer, train_ds, val_ds, checkpoint_dir: Path, optim: StageOptim, cfg: TrainConfig,
               device: str, run_name: str, report_to_mlflow: bool, data_collator=None, trainer_class=None,
               remove_unused_columns: bool = True, gradient_checkpointing: bool | None = None,
