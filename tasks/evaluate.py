@@ -11,6 +11,7 @@ from compactlm.data.versioning import DatasetVersion, read_split
 from compactlm.evaluation.gate import GateReport, run_gate
 from compactlm.evaluation.metrics import model_size_mb
 from compactlm.evaluation.runner import EvalResult, evaluate_model
+from compactlm.models.loading import load_trained
 from tasks.common import IO_RETRIES, mlflow_run, publish_report
 
 
@@ -34,20 +35,6 @@ def _score(model, tokenizer, version: DatasetVersion, config: EvalConfig, max_le
                           training_texts=texts, model_size_mb=size_mb, task=task)
 
 
-def _load_local(model_dir: str, task: str):
-    """The trained model of a task shape, from its ``save_pretrained`` folder (its saved labels kept)."""
-    import transformers
-
-    config = transformers.AutoConfig.from_pretrained(model_dir)
-    if task == "classification":
-        auto = transformers.AutoModelForSequenceClassification
-    elif getattr(config, "is_encoder_decoder", False):
-        auto = transformers.AutoModelForSeq2SeqLM
-    else:
-        auto = transformers.AutoModelForCausalLM
-    return auto.from_pretrained(model_dir), transformers.AutoTokenizer.from_pretrained(model_dir)
-
-
 def _publish(result: EvalResult, run_id: str, prefix: str, title: str, metric_prefix: str) -> None:
     import mlflow
 
@@ -64,7 +51,7 @@ def _publish(result: EvalResult, run_id: str, prefix: str, title: str, metric_pr
 def evaluate_candidate(model_dir: str, version: DatasetVersion, config: EvalConfig, max_length: int,
                        run_id: str, task: str = "instruction") -> EvalResult:
     """Every metric of the trained model for its task shape (test split; MCQ and probes for chat models)."""
-    model, tokenizer = _load_local(model_dir, task)
+    model, tokenizer = load_trained(model_dir, task)
     result = _score(model, tokenizer, version, config, max_length, Path(model_dir).parent / "evaluation",
                     model_size_mb(model_dir), task)
     _publish(result, run_id, "evaluation", "Candidate evaluation", "test_")

@@ -30,11 +30,9 @@ def _setup(config: Path | None, set_: list[str] | None, home: Path | None, overr
         os.environ["COMPACTLM_HOME"] = str(home)
     cfg = load_config(config, (set_ or []) + (overrides or []))
     paths = prepare_runtime(cfg.home)
-    import mlflow
+    from compactlm.registry.registry import point_tracking
 
-    uri = paths.tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    point_tracking(paths)
     return cfg, paths
 
 

@@ -181,3 +181,19 @@ def load_base(name_or_path: str, kind: Kind, num_labels: int | None = None,
                               "head") from None
         raise
     return model, load_tokenizer_for(source, field)
+
+
+def load_trained(model_dir: str | Path, task: str):
+    """A model this project trained, from its ``save_pretrained`` folder, with the head its task needs (saved
+    labels kept): a classifier for ``classification``, else seq2seq or causal LM by its config. Returns
+    ``(model, tokenizer)``."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(str(model_dir))
+    if task == "classification":
+        auto = transformers.AutoModelForSequenceClassification
+    elif getattr(config, "is_encoder_decoder", False):
+        auto = transformers.AutoModelForSeq2SeqLM
+    else:
+        auto = transformers.AutoModelForCausalLM
+    return auto.from_pretrained(str(model_dir)), transformers.AutoTokenizer.from_pretrained(str(model_dir))

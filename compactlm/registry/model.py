@@ -37,25 +37,12 @@ class CompactLMChatModel(mlflow.pyfunc.PythonModel):
     """Answers texts with a model saved by ``save_pretrained``: replies, summaries or labels by task."""
 
     def load_context(self, context) -> None:
-        from transformers import (
-            AutoModelForCausalLM,
-            AutoModelForSeq2SeqLM,
-            AutoModelForSequenceClassification,
-            AutoTokenizer,
-        )
+        from compactlm.models.loading import load_trained
 
         model_dir = context.artifacts[MODEL_ARTIFACT]
         self.model_dir = model_dir
         self.task = read_task_file(model_dir)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        config = json.loads((Path(model_dir) / "config.json").read_text())
-        if self.task["task"] == "classification":
-            loader = AutoModelForSequenceClassification
-        elif config.get("is_encoder_decoder"):
-            loader = AutoModelForSeq2SeqLM
-        else:
-            loader = AutoModelForCausalLM
-        self.model = loader.from_pretrained(model_dir)
+        self.model, self.tokenizer = load_trained(model_dir, self.task["task"])
         self.model.eval()
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> list[str]:

@@ -23,11 +23,9 @@ from compactlm.state import StatePaths
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-def setup_tracking(paths: StatePaths, experiment: str) -> str:
-    """Point MLflow at the tracking server (or the local SQLite store) and return the experiment id.
-
-    With local tracking, artifacts go under the state folder instead of ./mlruns.
-    """
+def point_tracking(paths: StatePaths) -> str:
+    """Point MLflow's tracking and registry at the state folder's store (or the configured server); returns
+    the tracking URI. MLFLOW_REGISTRY_URI, when set, keeps the registry elsewhere."""
     uri = paths.tracking_uri()
     exported = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
@@ -36,6 +34,15 @@ def setup_tracking(paths: StatePaths, experiment: str) -> str:
     for key, value in exported.items():
         if value is None:
             os.environ.pop(key, None)
+    return uri
+
+
+def setup_tracking(paths: StatePaths, experiment: str) -> str:
+    """Point MLflow at the tracking server (or the local SQLite store) and return the experiment id.
+
+    With local tracking, artifacts go under the state folder instead of ./mlruns.
+    """
+    point_tracking(paths)
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
