@@ -61,16 +61,9 @@ def log_dataset(version: DatasetVersion, run_id: str) -> None:
     """Record the DVC version on the run: a tag, and each split as an MLflow dataset input."""
     import mlflow
 
-    with mlflow_run(run_id), warnings.catch_warnings():
-        # MLflow guesses a source type from the URI and warns about integer columns; neither matters here.
-        warnings.simplefilter("ignore", UserWarning)
+    with mlflow_run(run_id):
         mlflow.set_tags({"data_version": version.md5, "data_remote": version.remote, "dataset": version.name})
-        for split, context in (("train", "training"), ("val", "validation"), ("test", "testing")):
-            frame = read_split(version.path, split)
-            dataset = mlflow.data.from_pandas(frame, source=f"{version.remote}#{version.md5}",
-                                              name=f"{version.name}-{split}",
-                                              digest=version.md5[:36])
-            mlflow.log_input(dataset, context=context)
+        _log_splits(version)
 
 
 @task(name="champion-lookup", **IO_RETRIES)
@@ -98,7 +91,7 @@ def register_candidate(model_dir: str, config: PipelineConfig, version: DatasetV
     write_task_file(model_dir, config.data.task, schema.prompt if config.data.task == "summarization" else None)
     with mlflow_run(run_id):
         info = log_chat_model(model_dir)
-        _log_model_datasets(version, info.model_id)
+        _log_splits(version, info.model_id)
     registered = registry.register_version(info.model_uri, model_name, tags, description=gate.to_markdown())
     card = build_model_card(
         model_name=model_name, version=registered, config=config,
@@ -113,12 +106,14 @@ def register_candidate(model_dir: str, config: PipelineConfig, version: DatasetV
     return registered
 
 
-def _log_model_datasets(version: DatasetVersion, model_id: str | None) -> None:
-    """Link the DVC-versioned splits to the logged model (MLflow 3 model inputs) for lineage on the version."""
+def _log_splits(version: DatasetVersion, model_id: str | None = None) -> None:
+    """Log each DVC-versioned split as an MLflow dataset input of the active run, linked to the logged model
+    ``model_id`` when given (MLflow 3 model inputs: lineage on the registered version)."""
     import mlflow
     from mlflow.entities import LoggedModelInput
 
     with warnings.catch_warnings():
+        # MLflow guesses a source type from the URI and warns about integer columns; neither matters here.
         warnings.simplefilter("ignore", UserWarning)
         for split, context in (("train", "training"), ("val", "validation"), ("test", "testing")):
             dataset = mlflow.data.from_pandas(read_split(version.path, split),

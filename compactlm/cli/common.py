@@ -30,6 +30,23 @@ def prepare_runtime(home: str | None = None):
     return configure_environment(home)
 
 
+def load_state(config: Path | None, overrides: list[str] | None = None):
+    """``(config, state paths)``: the config loaded and validated, the runtime prepared, nothing started."""
+    from compactlm.config import load_config
+
+    cfg = load_config(config, overrides or [])
+    return cfg, prepare_runtime(cfg.home)
+
+
+def connect_tracking(config: Path | None, overrides: list[str] | None = None):
+    """``(config, state paths)`` with MLflow pointed at the configured tracking store and experiment."""
+    from compactlm.registry.registry import setup_tracking
+
+    cfg, paths = load_state(config, overrides)
+    setup_tracking(paths, cfg.registry.experiment)
+    return cfg, paths
+
+
 def quiet_user_error_tracebacks() -> None:
     """Strip tracebacks of user errors from Prefect's console logs (the CLI prints the one-line message)."""
     for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):

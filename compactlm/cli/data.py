@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from compactlm.cli.common import ConfigOption, SetOption, config_home, prepare_runtime, quiet_user_error_tracebacks
+from compactlm.cli.common import (
+    ConfigOption,
+    SetOption,
+    config_home,
+    load_state,
+    prepare_runtime,
+    quiet_user_error_tracebacks,
+)
 
 app = typer.Typer(help="Generate, ingest and version datasets.", no_args_is_help=True)
 
@@ -60,10 +67,8 @@ def data_ingest(
 
 def _data_state(config: Path | None, set_: list[str] | None):
     """(state paths, data config) of the configured state folder, with nothing started."""
-    from compactlm.config import load_config
-
-    resolved = load_config(config, set_ or [])
-    return prepare_runtime(resolved.home), resolved.data
+    cfg, paths = load_state(config, set_)
+    return paths, cfg.data
 
 
 @app.command("versions")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from compactlm.cli.common import ConfigOption, prepare_runtime
+from compactlm.cli.common import ConfigOption, connect_tracking, load_state
 
 app = typer.Typer(help="Human evaluation of champion vs challenger vs reference.", no_args_is_help=True)
 
@@ -22,17 +22,13 @@ def human_export(
     config: ConfigOption = None,
 ) -> None:
     """Sample test messages, answer them with both models, and write a blind rating sheet."""
-    from compactlm.config import load_config
     from compactlm.data.versioning import read_split
     from compactlm.errors import CompactLMError
     from compactlm.evaluation.generate import generate_responses
     from compactlm.evaluation.human import export_sheet
     from compactlm.registry.model import load_chat_model
-    from compactlm.registry.registry import setup_tracking
 
-    cfg = load_config(config)
-    paths = prepare_runtime(cfg.home)
-    setup_tracking(paths, cfg.registry.experiment)
+    cfg, paths = connect_tracking(config)
     if n < 1:
         raise CompactLMError(f"--n must be >= 1, got {n}")
     test = read_split(paths.data_repo / "datasets" / cfg.data.dataset_name, "test")
@@ -64,12 +60,10 @@ def human_import(
 
     import mlflow
 
-    from compactlm.config import load_config
     from compactlm.evaluation.human import import_ratings
     from compactlm.registry.registry import setup_tracking
 
-    cfg = load_config(config)
-    paths = prepare_runtime(cfg.home)
+    _, paths = load_state(config)
     result = import_ratings(ratings, key)
     experiment = setup_tracking(paths, "compactlm-human-eval")
     metadata = json.loads(Path(key).read_text())["metadata"]

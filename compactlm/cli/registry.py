@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from compactlm.cli.common import ConfigOption, prepare_runtime
+from compactlm.cli.common import ConfigOption, connect_tracking
 
 app = typer.Typer(help="Inspect and review the MLflow model registry.", no_args_is_help=True)
 
@@ -17,12 +17,7 @@ ModelOption = Annotated[str | None, typer.Option("--model", help="Registered mod
 
 def _connect(config, model: str | None) -> tuple[str, str]:
     """Point MLflow at the configured tracking store; returns (model name, tracking URI)."""
-    from compactlm.config import load_config
-    from compactlm.registry.registry import setup_tracking
-
-    cfg = load_config(config)
-    paths = prepare_runtime(cfg.home)
-    setup_tracking(paths, cfg.registry.experiment)
+    cfg, paths = connect_tracking(config)
     return model or cfg.registry.model_name, paths.tracking_uri()
 
 
@@ -104,12 +99,12 @@ def registry_sweep(
     config: ConfigOption = None,
 ) -> None:
     """Apply decisions set as MLflow tags and reject reviews pending longer than the timeout."""
-    from compactlm.config import load_config
     from compactlm.registry import review
     from compactlm.registry.registry import CHAMPION, alias_version
 
-    name, _ = _connect(config, model)
-    decisions = review.sweep(name, timeout or load_config(config).registry.approval_timeout_s)
+    cfg, _ = connect_tracking(config)
+    name = model or cfg.registry.model_name
+    decisions = review.sweep(name, timeout or cfg.registry.approval_timeout_s)
     for d in decisions:
         typer.echo(f"v{d.version}: {d.status} ({d.source}, {d.reviewer})")
     typer.echo(f"{len(decisions)} decision(s) applied; champion is {alias_version(name, CHAMPION)}.")
