@@ -4,7 +4,7 @@
 
 Trains ``decoder-base`` (88.9M parameters at an 8,192-token vocabulary; the generator's text yields a
 smaller BPE vocabulary, so the JSON reports the parameters actually trained) with
-``compactlm.training.trainer.fit_stage`` (the HF Trainer path every stage uses) in bf16 (``train.precision:
+``compactlm.training.runner.fit_stage`` (the HF Trainer path every stage uses) in bf16 (``train.precision:
 auto``), with SDPA attention and fused AdamW, on packed blocks of the bundled generator's data. The first
 ``--warmup`` steps (CUDA context, kernel autotuning, allocator growth) are excluded from the timing.
 
@@ -72,9 +72,8 @@ def main() -> int:
     from compactlm.data.generator import generate_support_dataset
     from compactlm.models.presets import build_decoder, get_preset
     from compactlm.models.tokenizer import train_bpe_tokenizer
-    from compactlm.training.data import corpus_texts, pack_documents
-    from compactlm.training.machinery import StageOptim, resolve_precision
-    from compactlm.training.trainer import fit_stage
+    from compactlm.training.encoding import corpus_texts, pack_documents
+    from compactlm.training.runner import StageOptim, fit_stage, resolve_precision
 
     class StepTimer(TrainerCallback):
         """Wall time from the end of the warm-up steps to the end of the last step (synchronised)."""

@@ -34,8 +34,8 @@ def main() -> int:
 
     from compactlm.config import load_config
     from compactlm.data.generator import generate_support_dataset
+    from compactlm.training.causal import finetune_causal, pretrain_decoder
     from compactlm.training.encoder import finetune_classifier
-    from compactlm.training.trainer import finetune_causal, pretrain_decoder
 
     frame = generate_support_dataset(n_rows=400, seed=0)
     train, val = frame.iloc[:320], frame.iloc[320:]

@@ -6,7 +6,7 @@ Both train the same ``decoder-10m`` preset (same tokenizer, same initial weights
 the bundled generator's data) for the same number of steps with the same optimizer recipe (fused
 AdamW, decay on matrices only, cosine schedule with warmup, gradient clipping at 1.0), in one process:
 
-* ``project``: ``compactlm.training.trainer.fit_stage``, the HF Trainer path every stage runs
+* ``project``: ``compactlm.training.runner.fit_stage``, the HF Trainer path every stage runs
   (``pretrain_decoder`` = tokenizer + preset + packing + this), with the stage callbacks; it ends with
   one evaluation, kept to a few blocks here;
 * ``plain``: a hand-written loop (DataLoader, forward, backward, clip, step, schedule);
@@ -106,9 +106,8 @@ def main() -> None:
     from compactlm.data.generator import generate_support_dataset
     from compactlm.models.presets import build_decoder
     from compactlm.models.tokenizer import train_bpe_tokenizer
-    from compactlm.training.data import corpus_texts, pack_documents
-    from compactlm.training.machinery import StageOptim
-    from compactlm.training.trainer import fit_stage
+    from compactlm.training.encoding import corpus_texts, pack_documents
+    from compactlm.training.runner import StageOptim, fit_stage
 
     frame = generate_support_dataset(n_rows=args.rows, seed=0)
     documents = corpus_texts(frame.iloc[:-8])

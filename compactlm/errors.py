@@ -26,7 +26,9 @@ class ValidationFailed(CompactLMError):
     exit_code = 3
 
 
-class GateFailed(CompactLMError):
-    """The evaluation gate rejected the candidate model."""
+class BiasViolation(CompactLMError):
+    """The dataset bias audit failed and ``bias.fail_on_violation`` is set."""
 
-    exit_code = 4
+
+class SmokeTestFailed(CompactLMError):
+    """The registered version did not load and answer in a fresh process."""

@@ -9,12 +9,11 @@ import dataclasses
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 
 from compactlm.state import configure_environment
 from flows.retrain import resolve_config
 from tasks.data import check_dataset, ingest_dataset
-from tasks.registry import end_tracking, log_dataset, start_tracking
+from tasks.tracking import log_dataset, tracked_flow_run
 
 DATA_EXPERIMENT = "compactlm-data"
 
@@ -36,15 +35,10 @@ def ingest(config_path: str | None = None, overrides: list[str] | None = None,
     config = resolve_config(config_path, overrides, source)
     paths = configure_environment(config.home)
     tracking = dataclasses.replace(config, registry=dataclasses.replace(config.registry, experiment=DATA_EXPERIMENT))
-    run_id = start_tracking(tracking, str(flow_run.id), "ingest")
-    try:
+    with tracked_flow_run(tracking, "ingest") as run_id:
         version = ingest_dataset(config.data, str(paths.home), run_id, bias=config.bias)
         log_dataset(version, run_id)
         quality, bias = check_dataset(version, config, run_id)
-    except BaseException:
-        end_tracking(run_id, "FAILED")
-        raise
-    end_tracking(run_id, "FINISHED")
     if version.reused:
         logger.info("No source file changed: reusing dataset %s version %s (no new DVC version).",
                     version.name, version.md5)

@@ -15,37 +15,16 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from compactlm.config import PipelineConfig, load_config
-from compactlm.errors import CompactLMError
+from compactlm.errors import BiasViolation, SmokeTestFailed
+from compactlm.shapes import require_trainable
 from compactlm.state import configure_environment
+from compactlm.training.stages import STAGES, plan_stages
 from flows.review import ApprovalMode, request_review
-from tasks.data import check_dataset, ingest_dataset, require_trainable_task
+from tasks.data import check_dataset, ingest_dataset
 from tasks.evaluate import decide_gate, evaluate_candidate, rescore_champion
-from tasks.registry import (
-    end_tracking,
-    find_champion,
-    log_dataset,
-    mark_challenger,
-    register_candidate,
-    smoke_test_version,
-    start_tracking,
-    summarize_run,
-)
-from tasks.train import (
-    distill_student,
-    finetune,
-    finetune_seq2seq_base,
-    finetune_text_classifier,
-    pretrain,
-    pretrain_mlm,
-)
-
-
-class BiasViolation(CompactLMError):
-    """The dataset bias audit failed and bias.fail_on_violation is set."""
-
-
-class SmokeTestFailed(CompactLMError):
-    """The registered version did not load and answer in a fresh process."""
+from tasks.registry import find_champion, mark_challenger, register_candidate, smoke_test_version, summarize_run
+from tasks.tracking import log_dataset, tracked_flow_run
+from tasks.train import train_stage
 
 
 def resolve_config(config_path: str | None, overrides: list[str] | None, source: str | None) -> PipelineConfig:
@@ -57,29 +36,13 @@ def resolve_config(config_path: str | None, overrides: list[str] | None, source:
 
 
 def train_stages(config: PipelineConfig, version, work_dir: str, run_id: str) -> dict[str, Any]:
-    """Run the training stages the task shape needs (``plan_stages``), each feeding the next."""
-    from compactlm.training.recipes import BASE_STAGES, plan_stages
-
-    base: Any = config.model.base
+    """Run the stages the config plans (``compactlm.training.stages``), one task each, each base feeding the next."""
+    base = config.model.base
     summaries: dict[str, Any] = {}
     for stage in plan_stages(config):
-        if stage == "pretrain":
-            summary = pretrain(version, config.model, config.train, work_dir, run_id)
-        elif stage == "pretrain-mlm":
-            summary = pretrain_mlm(version, config.model, config.train, work_dir, run_id)
-        elif stage == "distill":
-            summary = distill_student(version, config.model, config.train, config.distill, work_dir, run_id)
-        elif stage == "finetune":
-            summary = finetune(base, version, config.model, config.lora, config.train, work_dir, run_id,
-                               keep_completion=config.data.task == "summarization")
-        elif stage == "finetune-seq2seq":
-            summary = finetune_seq2seq_base(base, version, config.model, config.lora, config.train, work_dir, run_id)
-        else:
-            summary = finetune_text_classifier(version, config.model, config.classifier, config.lora, config.train,
-                                               work_dir, run_id, base)
-        summaries[stage] = summary
-        if stage in BASE_STAGES:
-            base = summary
+        summaries[stage] = train_stage(stage, config, version, work_dir, run_id, base)
+        if STAGES[stage].produces_base:
+            base = summaries[stage].output_dir
     return summaries
 
 
@@ -99,10 +62,9 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
     logger = get_run_logger()
     config = resolve_config(config_path, overrides, source)
     paths = configure_environment(config.home)
-    run_id = start_tracking(config, str(flow_run.id), "retrain")
-    work_dir = str(paths.runs / run_id)
-    try:
-        require_trainable_task(config.data)
+    with tracked_flow_run(config, "retrain") as run_id:
+        work_dir = str(paths.runs / run_id)
+        task = require_trainable(config.data.task).name
         version = ingest_dataset(config.data, str(paths.home), run_id, bias=config.bias)
         log_dataset(version, run_id)
         quality, bias = check_dataset(version, config, run_id)
@@ -111,7 +73,6 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
 
         stages = train_stages(config, version, work_dir, run_id)
         tuned = list(stages.values())[-1]
-        task = config.data.task
         candidate = evaluate_candidate(tuned.output_dir, version, config.eval, config.model.max_seq_len, run_id, task)
         model_name = config.registry.model_name
         champion_version = find_champion(model_name)
@@ -133,9 +94,4 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
                                     context_markdown=gate.to_markdown())
         else:
             logger.warning("Gate failed: nothing registered, champion unchanged. See the 'gate' artifact.")
-        summary = summarize_run(config, version.md5, candidate.metrics, gate, registered, review, run_id)
-        end_tracking(run_id, "FINISHED")
-        return summary
-    except BaseException:
-        end_tracking(run_id, "FAILED")
-        raise
+        return summarize_run(config, version.md5, candidate.metrics, gate, registered, review, run_id)

@@ -91,16 +91,16 @@ def promote(model_name: str = "compactlm-support-chat", version: str | None = No
     deployment (the process exits while waiting); without one the flow pauses in-process instead.
     """
     from compactlm.errors import CompactLMError
-    from compactlm.registry import registry
+    from compactlm.registry import store
     from compactlm.state import configure_environment
 
     logger = get_run_logger()
     paths = configure_environment(home)
-    registry.setup_tracking(paths, "compactlm-retrain")
-    version = version or registry.alias_version(model_name, registry.CHALLENGER)
+    store.setup_tracking(paths, "compactlm-retrain")
+    version = version or store.alias_version(model_name, store.CHALLENGER)
     if version is None:
         raise CompactLMError(f"registered model {model_name!r} has no 'challenger' version to review")
-    if str(version) not in {v.version for v in registry.list_versions(model_name)}:
+    if str(version) not in {v.version for v in store.list_versions(model_name)}:
         raise CompactLMError(f"registered model {model_name!r} has no version {version}")
     version = str(version)
     decided = honour_mlflow_decision(model_name, version)
@@ -130,9 +130,9 @@ def promote(model_name: str = "compactlm-support-chat", version: str | None = No
 def review_sweep(model_name: str = "compactlm-support-chat", timeout_s: int = 86400,
                  home: str = ".compactlm") -> list[dict[str, object]]:
     """Apply decisions set as MLflow tags and reject reviews pending longer than ``timeout_s``."""
-    from compactlm.registry import registry
+    from compactlm.registry import store
     from compactlm.state import configure_environment
 
     paths = configure_environment(home)
-    registry.setup_tracking(paths, "compactlm-retrain")
+    store.setup_tracking(paths, "compactlm-retrain")
     return sweep_reviews(model_name, timeout_s)

@@ -10,109 +10,23 @@ process). When only fine-tuning fields vary, the base is trained once and every 
 it. With ``retrain_best`` the best trial's overrides feed the ``retrain`` flow as a subflow.
 """
 
-from __future__ import annotations
-
 import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
-from prefect.runtime import flow_run
+from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from compactlm.config import SweepConfig
-from compactlm.data.versioning import DatasetVersion
-from compactlm.errors import CompactLMError, ConfigError
+from compactlm.errors import CompactLMError
 from compactlm.state import configure_environment
 from compactlm.training.sweep import best_trial, expand_space, shares_base, trial_overrides, validate_trials
 from flows.retrain import resolve_config, retrain
 from flows.review import ApprovalMode
-from tasks.common import mlflow_run
 from tasks.data import ingest_dataset
-from tasks.registry import end_tracking, log_dataset, start_tracking
-
-TRIAL_TIMEOUT_S = 6 * 3600
-
-
-def _launch(config_path: str | None, overrides: list[str], data_dir: str, output_dir: Path, threads: int,
-            extra: list[str], mlflow_run_id: str | None = None) -> dict[str, Any]:
-    """Run ``compactlm.training.launch`` in a fresh process; returns its ``{stage: summary}``."""
-    import mlflow
-
-    summary = output_dir / "summary.json"
-    command = [sys.executable, "-m", "compactlm.training.launch", "--data", data_dir, "--output", str(output_dir),
-               "--summary", str(summary), *(["--config", config_path] if config_path else []),
-               *[arg for item in overrides for arg in ("--set", item)], *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
-    if mlflow_run_id:
-        command.append("--mlflow")
-        env["MLFLOW_RUN_ID"] = mlflow_run_id
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TRIAL_TIMEOUT_S)
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        user_error = next((line[len("error: "):] for line in lines if line.startswith("error: ")), None)
-        if user_error:
-            raise ConfigError(user_error)
-        raise RuntimeError(f"training process failed ({done.returncode}): {' | '.join(lines[-5:])}")
-    return json.loads(summary.read_text())
-
-
-@task(name="sweep-base")
-def train_shared_base(config_path: str | None, overrides: list[str], version: DatasetVersion, work_dir: str,
-                      run_id: str) -> str | None:
-    """Train the base stage once for trials that only vary fine-tuning; None when the task has no base stage."""
-    with mlflow_run(run_id, child="sweep-base") as nested:
-        stages = _launch(config_path, overrides, version.path, Path(work_dir) / "base-run", os.cpu_count() or 1,
-                         ["--base-only"], nested.info.run_id)
-    log_dataset.fn(version, nested.info.run_id)
-    return next((s["output_dir"] for s in stages.values()), None)
-
-
-@task(name="sweep-trial")
-def run_trial(index: int, trial: dict[str, Any], config_path: str | None, overrides: list[str],
-              version: DatasetVersion, base_dir: str | None, work_dir: str, run_id: str,
-              threads: int) -> dict[str, Any]:
-    """Train one trial in its own process into a nested MLflow run; returns its losses (a failure is recorded)."""
-    import mlflow
-
-    result: dict[str, Any] = {"trial": index, "params": trial, "eval_loss": None, "train_loss": None, "error": None}
-    with mlflow_run(run_id, child=f"trial-{index}") as nested:
-        mlflow.log_params({name: json.dumps(value) for name, value in trial.items()})
-        mlflow.set_tags({"sweep.trial": str(index), "data_version": version.md5})
-        result["mlflow_run_id"] = nested.info.run_id
-        try:
-            stages = _launch(config_path, [*overrides, *trial_overrides(trial)], version.path,
-                             Path(work_dir) / f"trial-{index}", threads, ["--base", base_dir] if base_dir else [],
-                             nested.info.run_id)
-        except (CompactLMError, RuntimeError, subprocess.TimeoutExpired) as exc:
-            result["error"] = str(exc)
-            mlflow.set_tag("sweep.error", str(exc)[:500])
-            return result
-        last = list(stages.values())[-1]
-        result.update(eval_loss=last["eval_loss"], train_loss=last["train_loss"], output_dir=last["output_dir"])
-    # The trial's process closed the nested run; its objective and data go next to the Trainer's curves.
-    with mlflow_run(result["mlflow_run_id"]):
-        mlflow.log_metric("trial_eval_loss", result["eval_loss"])
-    log_dataset.fn(version, result["mlflow_run_id"])
-    return result
-
-
-def _report(results: list[dict[str, Any]], best: dict[str, Any] | None, run_id: str) -> None:
-    import mlflow
-
-    rows = [{"trial": r["trial"], **{k: json.dumps(v) for k, v in r["params"].items()},
-             "eval_loss": r["eval_loss"], "train_loss": r["train_loss"], "error": r["error"] or ""} for r in results]
-    create_table_artifact(key="sweep-trials", table=rows,
-                          description=f"Best trial: {best['trial'] if best else 'none'} (lowest validation loss)")
-    with mlflow_run(run_id):
-        mlflow.log_text(json.dumps(results, indent=2, default=str), "reports/sweep.json")
-        if best is not None:
-            mlflow.log_metric("best_eval_loss", best["eval_loss"])
-            mlflow.log_params({f"best.{k}": json.dumps(v) for k, v in best["params"].items()})
+from tasks.sweep import report_sweep, run_trial, train_shared_base
+from tasks.tracking import log_dataset, tracked_flow_run
 
 
 @flow(name="sweep")
@@ -142,9 +56,8 @@ def sweep(config_path: str | None = None, overrides: list[str] | None = None, sp
     trials = expand_space(sweep_cfg)
     validate_trials(config_path, overrides, trials)  # every value checked before any compute
     paths = configure_environment(config.home)
-    run_id = start_tracking(config, str(flow_run.id), "sweep")
-    work_dir = paths.runs / run_id
-    try:
+    with tracked_flow_run(config, "sweep") as run_id:
+        work_dir = paths.runs / run_id
         version = ingest_dataset(config.data, str(paths.home), run_id, bias=config.bias)
         log_dataset(version, run_id)
         base_dir = train_shared_base(config_path, overrides, version, str(work_dir), run_id) \
@@ -160,15 +73,11 @@ def sweep(config_path: str | None = None, overrides: list[str] | None = None, sp
                        for i, trial in enumerate(trials)]
             results = [future.result() for future in futures]
         best = best_trial(results)
-        _report(results, best, run_id)
+        report_sweep(results, best, run_id)
         if best is None:
             raise RuntimeError(f"every trial failed; first error: {results[0]['error']}")
         best_overrides = trial_overrides(best["params"])
         logger.info("Best trial %d: eval loss %.4f with %s", best["trial"], best["eval_loss"], best_overrides)
-        end_tracking(run_id, "FINISHED")
-    except BaseException:
-        end_tracking(run_id, "FAILED")
-        raise
     retrained = retrain(config_path=config_path, overrides=[*overrides, *best_overrides], approval=approval) \
         if retrain_best else None
     return {"best": best, "trials": results, "best_overrides": best_overrides, "mlflow_run_id": run_id,

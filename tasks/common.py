@@ -1,11 +1,9 @@
-"""Shared pieces of the Prefect tasks: the code-version cache policy, MLflow run scoping, report publishing."""
+"""Shared pieces of the Prefect tasks: the code-version cache policy, retries on I/O, report publishing."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 
 import compactlm
 from compactlm.errors import CompactLMError
+from compactlm.registry.tracking import reopen_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,19 +43,6 @@ def not_a_user_error(task: Any, task_run: Any, state: Any) -> bool:
 IO_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [2, 5, 15], "retry_condition_fn": not_a_user_error}
 
 
-@contextmanager
-def mlflow_run(run_id: str, child: str | None = None) -> Iterator[Any]:
-    """Re-open the flow's MLflow run in this thread (optionally a nested child run named ``child``)."""
-    import mlflow
-
-    with mlflow.start_run(run_id=run_id) as parent:
-        if child is None:
-            yield parent
-        else:
-            with mlflow.start_run(run_name=child, nested=True, experiment_id=parent.info.experiment_id) as nested:
-                yield nested
-
-
 def artifact_key(text: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""
     return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
@@ -69,7 +55,7 @@ def publish_report(run_id: str, name: str, markdown: str, payload: dict[str, Any
     from prefect.artifacts import create_markdown_artifact
 
     create_markdown_artifact(markdown=markdown, key=artifact_key(name), description=description or name)
-    with mlflow_run(run_id):
+    with reopen_run(run_id):
         mlflow.log_text(markdown, f"reports/{name}.md")
         if payload is not None:
             mlflow.log_text(json.dumps(payload, indent=2, default=str), f"reports/{name}.json")

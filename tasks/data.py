@@ -15,17 +15,14 @@ from compactlm.data.incremental import ingest_version
 from compactlm.data.ingest import combined_splits
 from compactlm.data.prepare import SPLITS
 from compactlm.data.versioning import DatasetVersion, read_split, version_records
-from compactlm.errors import ConfigError, ValidationFailed
+from compactlm.errors import ValidationFailed
 from compactlm.quality.bias import BiasReport, audit_dataset_bias
 from compactlm.quality.expectations import ValidationReport, suite_path, validate_frame
 from compactlm.quality.report import write_quality_report
 from compactlm.quality.suites import reference_counts, suite_parameters
+from compactlm.registry.tracking import reopen_run
 from compactlm.state import state_paths
-from tasks.common import CODE_AWARE_CACHE, IO_RETRIES, mlflow_run, publish, publish_report
-
-# Shapes the retrain flow trains into a registered model; pretraining corpora are ingested for
-# `python -m compactlm.training.launch` (base models), not gated and registered.
-TRAINABLE_TASKS = ("instruction", "chat", "classification", "summarization")
+from tasks.common import CODE_AWARE_CACHE, IO_RETRIES, publish, publish_report
 
 
 def _repo_root(version: DatasetVersion) -> Path:
@@ -104,7 +101,7 @@ def publish_data_docs(report: ValidationReport, run_id: str | None = None) -> st
     if run_id is not None:
         import mlflow
 
-        with mlflow_run(run_id):
+        with reopen_run(run_id):
             mlflow.log_artifacts(str(index.parent), "data-docs")
     return str(index)
 
@@ -129,7 +126,7 @@ def publish_quality_report(version: DatasetVersion, config: DataConfig, bias: Bi
     if run_id is not None:
         import mlflow
 
-        with mlflow_run(run_id):
+        with reopen_run(run_id):
             mlflow.log_artifacts(report.folder, "reports/data-quality")
     return report.folder
 
@@ -174,11 +171,3 @@ def check_dataset(version: DatasetVersion, config: PipelineConfig, run_id: str |
     else:
         create_markdown_artifact(key="bias-audit", markdown=bias.to_markdown(), description="AIF360 dataset bias audit")
     return quality, bias
-
-
-def require_trainable_task(config: DataConfig) -> None:
-    """Fail before any work when the retrain flow cannot train this task shape into a registered model."""
-    if config.task not in TRAINABLE_TASKS:
-        raise ConfigError(f"data.task {config.task!r} can be ingested (compactlm data ingest) but the retrain flow "
-                          f"trains only {', '.join(TRAINABLE_TASKS)} data (pretrain a base with "
-                          "python -m compactlm.training.launch)")

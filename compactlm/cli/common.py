@@ -40,7 +40,7 @@ def load_state(config: Path | None, overrides: list[str] | None = None):
 
 def connect_tracking(config: Path | None, overrides: list[str] | None = None):
     """``(config, state paths)`` with MLflow pointed at the configured tracking store and experiment."""
-    from compactlm.registry.registry import setup_tracking
+    from compactlm.registry.store import setup_tracking
 
     cfg, paths = load_state(config, overrides)
     setup_tracking(paths, cfg.registry.experiment)

@@ -61,7 +61,7 @@ def human_import(
     import mlflow
 
     from compactlm.evaluation.human import import_ratings
-    from compactlm.registry.registry import setup_tracking
+    from compactlm.registry.store import setup_tracking
 
     _, paths = load_state(config)
     result = import_ratings(ratings, key)

@@ -25,7 +25,7 @@ def _connect(config, model: str | None) -> tuple[str, str]:
 def registry_list(model: ModelOption = None, config: ConfigOption = None,
                   as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List versions with aliases, gate verdicts, smoke tests, approvals and data versions."""
-    from compactlm.registry.registry import list_versions
+    from compactlm.registry.store import list_versions
 
     name, uri = _connect(config, model)
     versions = list_versions(name)
@@ -60,13 +60,13 @@ def registry_promote(
 ) -> None:
     """Record a review decision on a version; an approval moves ``champion`` if its gate and smoke test passed."""
     from compactlm.errors import CompactLMError
-    from compactlm.registry import registry, review
+    from compactlm.registry import review, store
 
     name, _ = _connect(config, model)
-    version = version or registry.alias_version(name, registry.CHALLENGER)
-    if version is None or version not in {v.version for v in registry.list_versions(name)}:
+    version = version or store.alias_version(name, store.CHALLENGER)
+    if version is None or version not in {v.version for v in store.list_versions(name)}:
         raise CompactLMError(f"registered model {name!r} has no version {version or '(no challenger)'}")
-    previous = registry.alias_version(name, registry.CHAMPION)
+    previous = store.alias_version(name, store.CHAMPION)
     decision = review.apply_decision(name, version, approve, reviewer, comment, "cli")
     if decision.status == "approved":
         typer.echo(f"{name} v{version} approved by {reviewer}: champion moved from {previous or '(none)'} "
@@ -100,7 +100,7 @@ def registry_sweep(
 ) -> None:
     """Apply decisions set as MLflow tags and reject reviews pending longer than the timeout."""
     from compactlm.registry import review
-    from compactlm.registry.registry import CHAMPION, alias_version
+    from compactlm.registry.store import CHAMPION, alias_version
 
     cfg, _ = connect_tracking(config)
     name = model or cfg.registry.model_name

@@ -30,7 +30,7 @@ def _setup(config: Path | None, set_: list[str] | None, home: Path | None, overr
         os.environ["COMPACTLM_HOME"] = str(home)
     cfg = load_config(config, (set_ or []) + (overrides or []))
     paths = prepare_runtime(cfg.home)
-    from compactlm.registry.registry import point_tracking
+    from compactlm.registry.store import point_tracking
 
     point_tracking(paths)
     return cfg, paths

@@ -1,6 +1,6 @@
 """Batched generation and reference log-likelihood, for causal LMs and seq2seq (T5-style) models.
 
-Inputs are the rows' rendered prompts and reference completions (``compactlm.training.data.
+Inputs are the rows' rendered prompts and reference completions (``compactlm.training.encoding.
 supervised_pairs``): instruction/response, chat turns or document/summary alike.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from compactlm.models.tokenizer import format_prompt
-from compactlm.training.data import (
+from compactlm.training.encoding import (
     IGNORE_INDEX,
     encode_prompt_completion,
     source_target_pairs,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from compactlm.config import EvalConfig
+from compactlm.data.versioning import DatasetVersion, read_split
 from compactlm.evaluation import probes
 from compactlm.evaluation.generate import eval_pairs, generate_from_prompts, generate_responses, response_likelihood
 from compactlm.evaluation.mcq import evaluate_mcq, load_mcq_set
@@ -26,9 +27,10 @@ from compactlm.evaluation.metrics import (
     rouge_scores,
     slice_means,
 )
+from compactlm.shapes import get_shape
 
-# Shapes whose model answers customer messages: the MCQ set and the behavioural probes apply to them.
-CONVERSATIONAL = ("instruction", "chat")
+# The text columns of every shape: training text whose PII-like strings must never appear in answers.
+_TEXT_COLUMNS = ("instruction", "response", "text", "document", "summary")
 
 
 @dataclass
@@ -46,6 +48,18 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def to_markdown(self, title: str) -> str:
+        """The metrics table, the sample sizes and time, and the first examples, under ``# title``."""
+        lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in sorted(self.metrics.items())]
+        lines += ["", f"Perplexity over {self.n_rows} test rows; generation metrics over {self.n_generated}; "
+                  f"{self.seconds:.1f} s.", "", "| instruction | reference | generated |", "|---|---|---|"]
+        for ex in self.examples:
+            cells = [ex[k].replace("|", "\\|").replace("\n", " ")[:200]
+                     for k in ("instruction", "reference", "generated")]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
 
 
 def _sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -120,21 +134,23 @@ def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max
         output_dir: receives ``mcq.jsonl`` (one record per question).
         training_texts: the training texts, whose PII-like strings must never appear in answers.
         model_size_mb: the size of the model's weight files, reported as ``model_size_mb``.
-        task: the data shape; classification is scored by ``evaluate_classifier``, and the MCQ set and
-            the probes (support conversations) run for instruction and chat models only.
+        task: the data shape (``compactlm.shapes``): a classification shape is scored by
+            ``evaluate_classifier``; the MCQ set and the probes (support conversations) run for
+            conversational shapes only.
     """
-    if task == "classification":
+    shape = get_shape(task)
+    if shape.evaluation == "classification":
         return evaluate_classifier(model, tokenizer, test, max_length, model_size_mb)
     start = time.perf_counter()
     result = EvalResult(metrics={}, n_rows=len(test), n_generated=0, seconds=0.0)
     likelihood = response_likelihood(model, tokenizer, test, max_length, config.batch_size,
-                                      keep_completion=task == "summarization")
+                                      keep_completion=shape.keep_completion)
     result.metrics.update({"perplexity": likelihood.perplexity, "word_perplexity": likelihood.word_perplexity})
     _generation_section(model, tokenizer, _sample(test, config.max_generate_samples, config.seed), config,
                         max_length, result)
     if model_size_mb is not None:
         result.metrics["model_size_mb"] = model_size_mb
-    if task not in CONVERSATIONAL:
+    if not shape.conversational:
         result.seconds = time.perf_counter() - start
         return result
 
@@ -169,3 +185,20 @@ def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max
         result.reports["safety"] = probe.markdown
     result.seconds = time.perf_counter() - start
     return result
+
+
+def training_texts(train: pd.DataFrame) -> list[str]:
+    """Every training text of a split, whatever its shape (the safety probe checks answers against them)."""
+    return [str(v) for column in _TEXT_COLUMNS if column in train for v in train[column]]
+
+
+def evaluate_version(model, tokenizer, version: DatasetVersion, config: EvalConfig, max_length: int,
+                     output_dir: str | Path, model_size_mb: float | None = None,
+                     task: str = "instruction") -> EvalResult:
+    """``evaluate_model`` on a dataset version: its frozen test split, its train split as the PII reference.
+
+    The candidate and the re-scored champion both go through here, so their figures are comparable.
+    """
+    return evaluate_model(model, tokenizer, read_split(version.path, "test"), config, max_length, output_dir,
+                          training_texts=training_texts(read_split(version.path, "train")),
+                          model_size_mb=model_size_mb, task=task)

@@ -49,7 +49,7 @@ class CompactLMChatModel(mlflow.pyfunc.PythonModel):
         """Greedy answers (or labels); MLflow hands over a frame whose first column holds the texts."""
         from compactlm.evaluation.generate import generate_from_prompts, is_seq2seq
         from compactlm.models.tokenizer import format_prompt
-        from compactlm.training.data import SEQ2SEQ_PREFIX
+        from compactlm.training.encoding import SEQ2SEQ_PREFIX
 
         params = params or {}
         if isinstance(model_input, str):

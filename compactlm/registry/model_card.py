@@ -1,22 +1,29 @@
-"""The model card logged with every registered version (markdown, Hugging Face model-card sections)."""
+"""The model card logged with every registered version (markdown, Hugging Face model-card sections).
+
+Model details are read from what was trained, not assumed: the architecture from the saved folder's
+``config.json``, the tokenizer from its ``tokenizer.json``, the fine-tuning mode and base from the
+stages that ran. The intended use and limitations come from the task shape (``compactlm.shapes``).
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from compactlm.config import PipelineConfig
+from compactlm.shapes import get_shape
 
-INTENDED_USE = (
-    "Drafting first replies to customer-support messages (orders, shipping, refunds, accounts, payments) "
-    "for a human agent to review, on modest hardware. Answers contain Bitext-style placeholders such as "
-    "{{Order Number}} that the serving application must fill."
-)
-LIMITATIONS = (
-    "A compact model trained on synthetic, templated support conversations: it learns the reply for an "
-    "intent, not facts about a real company, and it can pick the wrong intent (see the weakest slices). "
-    "It has no knowledge of orders or accounts, does not follow instructions outside the support domain, "
-    "and must not be used to make decisions about customers. English only."
-)
+# transformers architecture -> how a reader knows it.
+_FAMILIES = {
+    "LlamaForCausalLM": "Llama-style decoder",
+    "BertForSequenceClassification": "BERT-style encoder with a sequence-classification head",
+    "BertForMaskedLM": "BERT-style encoder (masked LM)",
+    "T5ForConditionalGeneration": "T5 encoder-decoder (seq2seq)",
+}
+_BASE_STAGES = {"pretrain": "a CompactLM decoder preset pretrained here (causal LM)",
+                "pretrain-mlm": "a CompactLM encoder preset pretrained here (masked LM)",
+                "distill": "a CompactLM decoder preset distilled here from the teacher"}
+_FINETUNE_STAGES = ("finetune", "finetune-seq2seq", "finetune-classifier")
 
 
 def _table(values: dict[str, Any]) -> str:
@@ -24,33 +31,114 @@ def _table(values: dict[str, Any]) -> str:
     return "| item | value |\n|---|---|\n" + rows
 
 
-def build_model_card(*, model_name: str, version: str | None, config: PipelineConfig, data: dict[str, Any],
-                     training: dict[str, dict[str, Any]], metrics: dict[str, float], dataset_bias: dict[str, Any],
-                     gate_markdown: str, lineage: dict[str, str]) -> str:
-    """Assemble the card from what the run measured.
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def describe_architecture(model_dir: str | Path) -> str:
+    """``"Llama-style decoder (LlamaForCausalLM), 2 layers, width 64, 4 heads"`` from a saved folder's config.
+
+    Returns ``"unknown (no config.json)"`` when the folder holds no readable config.
+    """
+    config = _read_json(Path(model_dir) / "config.json")
+    if not config:
+        return "unknown (no config.json)"
+    architecture = (config.get("architectures") or [config.get("model_type", "unknown")])[0]
+    family = _FAMILIES.get(architecture, config.get("model_type", "transformer"))
+    layers = config.get("num_hidden_layers", config.get("num_layers"))
+    width = config.get("hidden_size", config.get("d_model"))
+    heads = config.get("num_attention_heads", config.get("num_heads"))
+    parts = [f"{family} (transformers {architecture})"]
+    parts += [f"{layers} layers"] if layers else []
+    parts += [f"width {width}"] if width else []
+    parts += [f"{heads} attention heads"] if heads else []
+    return ", ".join(parts)
+
+
+def describe_tokenizer(model_dir: str | Path) -> str:
+    """``"byte-level BPE, 512 tokens"`` / ``"WordPiece, 1,000 tokens"`` / ``"Unigram (SentencePiece), ..."``.
+
+    Read from ``tokenizer.json`` (the fast tokenizer's model and pre-tokenizer); the vocabulary size
+    counts the added special tokens too.
+    """
+    data = _read_json(Path(model_dir) / "tokenizer.json")
+    model = data.get("model") or {}
+    kind = model.get("type")
+    if kind is None:
+        return "unknown (no tokenizer.json)"
+    vocab = model.get("vocab") or {}
+    pieces = set(vocab) if isinstance(vocab, dict) else {entry[0] for entry in vocab}  # Unigram: [piece, score]
+    size = len(pieces | {token["content"] for token in data.get("added_tokens", [])})
+    pre = json.dumps(data.get("pre_tokenizer") or {})
+    name = {"BPE": "byte-level BPE" if "ByteLevel" in pre else "BPE", "WordPiece": "WordPiece",
+            "Unigram": "Unigram (SentencePiece)", "WordLevel": "word-level"}.get(kind, kind)
+    return f"{name}, {size:,} tokens"
+
+
+def describe_training(config: Any, stages: list[str]) -> dict[str, str]:
+    """The base the model started from and how it was fine-tuned, from the config and the stages that ran.
 
     Args:
+        config: the run's ``PipelineConfig``.
+        stages: the names of the stages that ran, in order (``compactlm.training.stages``).
+    """
+    base_stage = next((s for s in stages if s in _BASE_STAGES), None)
+    if config.model.base:
+        base = f"`{config.model.base}` (tokenizer from the base)"
+    elif base_stage:
+        base = f"{_BASE_STAGES[base_stage]}: preset `{config.model.preset}`, tokenizer trained on the train split"
+        if base_stage == "distill":
+            base += f" (teacher `{config.distill.teacher}`)"
+    else:
+        base = f"preset `{config.model.preset}` initialised at random, tokenizer trained on the train split"
+    finetune = next((s for s in stages if s in _FINETUNE_STAGES), None)
+    lora = config.lora
+    if finetune is None:
+        mode = "none (the base model itself)"
+    elif lora.mode == "full":
+        mode = "full fine-tuning (every weight)"
+    else:
+        mode = (f"{'QLoRA (4-bit base)' if lora.quantize_4bit else 'LoRA'} r={lora.r}, alpha={lora.alpha}, "
+                "adapter merged into the weights")
+    if finetune:
+        mode += f" ({finetune})"
+    return {"base": base, "fine-tuning": mode}
+
+
+def build_model_card(*, model_name: str, version: str | None, config: Any, model_dir: str | Path,
+                     stages: list[str], data: dict[str, Any], training: dict[str, dict[str, Any]],
+                     metrics: dict[str, float], dataset_bias: dict[str, Any], gate_markdown: str,
+                     lineage: dict[str, str]) -> str:
+    """Assemble the card from what the run trained and measured.
+
+    Args:
+        model_name, version: the registered model and version.
+        config: the run's ``PipelineConfig``.
+        model_dir: the saved model folder (read for the architecture and tokenizer).
+        stages: the stages that ran, in order.
         data: dataset facts (name, DVC version, remote, split sizes, source).
-        training: summaries of the training stages (pretrain, finetune).
+        training: summaries of the training stages.
         metrics: the candidate's evaluation metrics.
         dataset_bias: the AIF360 dataset audit report as a dict.
         gate_markdown: the gate report.
         lineage: the registry tags (data version, git commit, config hash...).
     """
+    shape = get_shape(config.data.task)
     title = f"{model_name} v{version}" if version else model_name
     quality = {k: metrics[k] for k in ("perplexity", "word_perplexity", "rouge_1", "rouge_2", "rouge_l", "bleu",
-                                       "exact_match", "mcq_accuracy", "latency_ms_per_answer", "model_size_mb")
-               if k in metrics}
+                                       "exact_match", "mcq_accuracy", "accuracy", "macro_f1",
+                                       "latency_ms_per_answer", "model_size_mb") if k in metrics}
     probes = {k: v for k, v in metrics.items() if k.startswith(("counterfactual_", "robustness_", "safety_", "pii_"))}
+    details = {"task shape": shape.name, "architecture": describe_architecture(model_dir),
+               "tokenizer": describe_tokenizer(model_dir), "context length": config.model.max_seq_len,
+               **describe_training(config, stages)}
     sections = [
         f"# Model card: {title}", "",
-        "## Model details", "",
-        _table({"architecture": "Llama-style decoder (transformers LlamaForCausalLM)",
-                "preset": config.model.preset, "context length": config.model.max_seq_len,
-                "tokenizer": f"byte-level BPE, {config.model.vocab_size} tokens, trained on the train split",
-                "fine-tuning": f"LoRA r={config.lora.r}, alpha={config.lora.alpha}, merged" if config.lora.enabled
-                else "none (base model)"}), "",
-        "## Intended use", "", INTENDED_USE, "",
+        "## Model details", "", _table(details), "",
+        "## Intended use", "", shape.card.intended_use, "",
         "## Training data", "", _table(data), "",
         "## Training", "",
         *[f"### {stage}\n\n{_table(summary)}\n" for stage, summary in training.items()],
@@ -62,10 +150,15 @@ def build_model_card(*, model_name: str, version: str | None, config: PipelineCo
                                       else "not audited (no attribute or outcome column)."), "",
         _table(probes) if probes else "No probes were run.", "",
         "## Gate", "", gate_markdown.replace("# Promotion gate", "### Promotion gate"), "",
-        "## Limitations", "", LIMITATIONS, "",
+        "## Limitations", "", shape.card.limitations, "",
         "## Lineage", "", _table(lineage), "",
         "## How to load", "",
         f"```python\nimport mlflow\nmodel = mlflow.pyfunc.load_model('models:/{model_name}/{version}')\n"
-        "model.predict(['Where is my order?'], params={'max_new_tokens': 64})\n```",
+        f"model.predict([{_example_input(shape.name)!r}])\n```",
     ]
     return "\n".join(sections)
+
+
+def _example_input(shape: str) -> str:
+    return {"summarization": "Customer wrote that the parcel arrived damaged and asked for a replacement.",
+            "classification": "I want to cancel my order"}.get(shape, "Where is my order?")

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from mlflow import MlflowClient
 
 from compactlm.errors import CompactLMError
-from compactlm.registry.registry import (
+from compactlm.registry.store import (
     CHAMPION,
     alias_version,
     list_versions,
@@ -67,6 +67,24 @@ class Decision:
     def to_dict(self) -> dict[str, object]:
         return {"version": self.version, "status": self.status, "approved": self.status == APPROVED,
                 "reviewer": self.reviewer, "comment": self.comment, "source": self.source, "champion": self.champion}
+
+    @property
+    def verdict(self) -> str:
+        """One line saying what the decision did to ``champion``."""
+        return {APPROVED: f"approved by {self.reviewer}; `champion` moved to v{self.version}",
+                REJECTED: f"rejected by {self.reviewer}; `champion` unchanged",
+                "refused": f"approved by {self.reviewer} but refused: {self.comment}"}[self.status]
+
+    def to_markdown(self, model_name: str) -> str:
+        """The decision as a short report: verdict, the reviewer's comment and where it came from."""
+        return (f"# Review of `{model_name}` v{self.version}\n\n{self.verdict}.\n\n"
+                f"> {self.comment or '(no comment)'}\n\nSource: {self.source}.")
+
+
+def decisions_table(decisions: list[Decision]) -> str:
+    """A markdown table of decisions (version, status, reviewer, source), e.g. what a review sweep applied."""
+    rows = "\n".join(f"| {d.version} | {d.status} | {d.reviewer} | {d.source} |" for d in decisions)
+    return "| version | status | reviewer | source |\n|---|---|---|---|\n" + rows
 
 
 def apply_decision(model_name: str, version: str, approved: bool, reviewer: str, comment: str,

@@ -69,7 +69,7 @@ def register_quantized(model_uri: str, source_name: str, scheme: str, tags: dict
     Returns:
         ``(registered model name, version)``.
     """
-    from compactlm.registry.registry import register_version
+    from compactlm.registry.store import register_version
 
     name = f"{source_name}-{scheme}"
     model_description = (f"{scheme.upper()} quantization of {source_name} for the CompactLM fast engine; each "

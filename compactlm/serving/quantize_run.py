@@ -60,7 +60,7 @@ def quantize_and_register(cfg: PipelineConfig, paths: StatePaths, model_uri: str
     """Measure every scheme, log the run, register ``register`` schemes; returns a summary for the CLI."""
     import mlflow
 
-    from compactlm.registry.registry import git_commit, setup_tracking, tag_version
+    from compactlm.registry.store import git_commit, setup_tracking, tag_version
     from compactlm.serving.loading import load_weights
     from compactlm.serving.mlflow_model import log_engine_model, register_quantized
     from compactlm.serving.tradeoff import measure_tradeoff

@@ -83,7 +83,7 @@ class TradeoffReport:
 
 def response_perplexity(decoder: FastDecoder, tokenizer, frame: pd.DataFrame, batch_size: int = 32) -> float:
     """Per-token perplexity of each row's response (and EOS) given its prompt, as the evaluation step defines it."""
-    from compactlm.training.data import IGNORE_INDEX, encode_instruction_pairs
+    from compactlm.training.encoding import IGNORE_INDEX, encode_instruction_pairs
 
     encoded = encode_instruction_pairs(frame, tokenizer, decoder.max_seq_len)
     nll, count = 0.0, 0

@@ -136,7 +136,7 @@ def merged_model(model, base: str | Path, kind: Kind, lora_cfg: LoraConfig, adap
 def save_finetuned(trainer, model, tokenizer, base: str | Path, kind: Kind, lora_cfg: LoraConfig,
                    output_dir: Path, **kwargs: Any) -> None:
     """Save the adapter (LoRA) and the merged model + tokenizer under ``output_dir``, on the main process only."""
-    from compactlm.training.machinery import on_main_process
+    from compactlm.training.runner import on_main_process
 
     def save() -> None:
         if lora_cfg.mode == "lora":

@@ -16,9 +16,16 @@ from compactlm.config import DistillConfig, ModelConfig, TrainConfig
 from compactlm.errors import ConfigError
 from compactlm.models.loading import load_base, load_tokenizer_for, resolve_model_ref
 from compactlm.models.presets import build_decoder
-from compactlm.training.data import IGNORE_INDEX, corpus_texts, document_dataset, pack_documents, padding_collator
-from compactlm.training.machinery import StageOptim, on_main_process, resolve_device, resolve_precision
-from compactlm.training.trainer import TrainSummary, fit_stage, summarize
+from compactlm.training.encoding import IGNORE_INDEX, corpus_texts, document_dataset, pack_documents, padding_collator
+from compactlm.training.runner import (
+    StageOptim,
+    TrainSummary,
+    fit_stage,
+    on_main_process,
+    resolve_device,
+    resolve_precision,
+    summarize,
+)
 
 
 def check_vocab_match(teacher_tokenizer, student_tokenizer, teacher_ref: str) -> None:

@@ -18,9 +18,16 @@ from compactlm.errors import ConfigError, DataError
 from compactlm.models.presets import build_encoder
 from compactlm.models.tokenizer import train_wordpiece_tokenizer
 from compactlm.training.adapters import load_for_finetuning, save_finetuned
-from compactlm.training.data import corpus_texts, document_dataset, pack_documents
-from compactlm.training.machinery import StageOptim, on_main_process, resolve_device, resolve_precision
-from compactlm.training.trainer import TrainSummary, fit_stage, summarize
+from compactlm.training.encoding import corpus_texts, document_dataset, pack_documents
+from compactlm.training.runner import (
+    StageOptim,
+    TrainSummary,
+    fit_stage,
+    on_main_process,
+    resolve_device,
+    resolve_precision,
+    summarize,
+)
 
 TEXT, LABEL = "text", "label"
 

@@ -4,7 +4,7 @@
     torchrun --nproc_per_node 2 -m compactlm.training.launch --config configs/ci.yaml --data DATA_DIR --output OUT
 
 ``DATA_DIR`` holds ``train.parquet`` and ``val.parquet`` (a dataset version folder). The stages follow
-``data.task`` (see ``compactlm.training.recipes``). Under torchrun every process runs this same code:
+``data.task`` (see ``compactlm.training.stages``). Under torchrun every process runs this same code:
 the HF Trainer wraps the model in DDP (NCCL on GPUs, gloo on CPUs), ``train.batch_size`` is per
 process, and only the main process saves models, writes ``--summary`` and logs to MLflow. With
 ``--mlflow`` the run named by ``MLFLOW_RUN_ID`` receives step and system metrics.
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from compactlm.config import load_config
         from compactlm.data.versioning import read_split
-        from compactlm.training.recipes import run_stages
+        from compactlm.training.stages import run_stages
 
         config = load_config(args.config, args.overrides)
         train, val = read_split(args.data, "train"), read_split(args.data, "val")

@@ -13,9 +13,8 @@ import pandas as pd
 
 from compactlm.config import LoraConfig, ModelConfig, TrainConfig
 from compactlm.training.adapters import load_for_finetuning, save_finetuned
-from compactlm.training.data import IGNORE_INDEX, SEQ2SEQ_PREFIX, source_target_pairs
-from compactlm.training.machinery import StageOptim, resolve_device, resolve_precision
-from compactlm.training.trainer import TrainSummary, fit_stage, summarize
+from compactlm.training.encoding import IGNORE_INDEX, SEQ2SEQ_PREFIX, source_target_pairs
+from compactlm.training.runner import StageOptim, TrainSummary, fit_stage, resolve_device, resolve_precision, summarize
 
 
 def _ending_with(ids: list[int], eos: int | None, max_length: int) -> list[int]:

@@ -21,7 +21,7 @@ from compactlm.evaluation.metrics import (
 )
 from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
-from compactlm.training.data import encode_instruction_pairs, instruction_documents
+from compactlm.training.encoding import encode_instruction_pairs, instruction_documents
 
 
 def test_rouge_l_by_hand():

@@ -39,13 +39,13 @@ def state(tmp_path_factory, prefect_harness):
 
 
 def _versions():
-    from compactlm.registry.registry import list_versions
+    from compactlm.registry.store import list_versions
 
     return {v.version: v for v in list_versions(MODEL)}
 
 
 def _champion():
-    from compactlm.registry.registry import alias_version
+    from compactlm.registry.store import alias_version
 
     return alias_version(MODEL, "champion")
 
@@ -186,13 +186,13 @@ def test_approval_in_the_review_form_moves_the_champion(state):
 
 def _copy_of_version_1(**extra: str) -> str:
     """Register version 1's model again as a new, promotable version (no retraining needed)."""
-    from compactlm.registry.registry import register_version
+    from compactlm.registry.store import register_version
 
     return register_version(f"models:/{MODEL}/1", MODEL, {"gate_verdict": "passed", "smoke_test": "passed", **extra})
 
 
 def test_a_decision_set_as_an_mlflow_tag_is_honoured_by_the_promote_flow(state):
-    from compactlm.registry.registry import tag_version
+    from compactlm.registry.store import tag_version
     from flows.review import promote
 
     version = _copy_of_version_1()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from compactlm.errors import CompactLMError
 from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
-from compactlm.registry import registry, review
+from compactlm.registry import review, store
 from compactlm.registry.model import log_chat_model
 from compactlm.state import state_paths
 
@@ -35,19 +35,19 @@ def model_uri(tmp_path_factory):
 def new_version(home, model_uri):
     import mlflow
 
-    experiment = registry.setup_tracking(state_paths(), "review")
+    experiment = store.setup_tracking(state_paths(), "review")
     with mlflow.start_run(experiment_id=experiment):
         uri = log_chat_model(model_uri).model_uri
 
     def make(**tags: str) -> str:
-        return registry.register_version(uri, NAME, {**GOOD, **tags})
+        return store.register_version(uri, NAME, {**GOOD, **tags})
 
     yield make
     mlflow.set_tracking_uri(None)
 
 
 def _tags(version: str) -> dict[str, str]:
-    return {v.version: v.tags for v in registry.list_versions(NAME)}[version]
+    return {v.version: v.tags for v in store.list_versions(NAME)}[version]
 
 
 def test_approval_promotes_and_records_who_when_why(new_version):
@@ -86,10 +86,10 @@ def test_a_decision_typed_into_the_mlflow_ui_is_honoured_once(new_version):
     v1 = new_version()
     review.request_review(NAME, v1)
     assert review.honour_tag_decision(NAME, v1) is None  # pending: nothing to apply
-    registry.tag_version(NAME, v1, {"approval": "Approved", "approval.reviewer": "carol"})
+    store.tag_version(NAME, v1, {"approval": "Approved", "approval.reviewer": "carol"})
     decision = review.honour_tag_decision(NAME, v1)
     assert decision.status == "approved" and decision.reviewer == "carol" and decision.source == "mlflow-tag"
-    assert registry.alias_version(NAME, "champion") == v1
+    assert store.alias_version(NAME, "champion") == v1
     assert review.honour_tag_decision(NAME, v1) is None  # applied: not again
 
 
@@ -97,12 +97,12 @@ def test_sweep_rejects_expired_reviews_and_applies_tag_decisions(new_version):
     v1, v2, v3 = new_version(), new_version(), new_version()
     for v in (v1, v2, v3):
         review.request_review(NAME, v)
-    registry.tag_version(NAME, v2, {"approval": "approved"})
+    store.tag_version(NAME, v2, {"approval": "approved"})
     later = datetime.now(UTC) + timedelta(seconds=120)
     decisions = {d.version: d for d in review.sweep(NAME, timeout_s=60, now=later)}
     assert decisions[v1].status == "rejected" and decisions[v1].source == "timeout"
     assert decisions[v2].status == "approved" and decisions[v2].source == "mlflow-tag"
-    assert registry.alias_version(NAME, "champion") == v2
+    assert store.alias_version(NAME, "champion") == v2
     assert review.sweep(NAME, timeout_s=60, now=later) == []  # nothing left to do
     assert _tags(v3)["approval"] == "rejected"  # v3 expired in the same sweep
 
@@ -125,7 +125,7 @@ def test_rollback_walks_back_through_the_champion_history(new_version):
     with pytest.raises(CompactLMError, match="no previous champion"):
         review.rollback(NAME)
     review.promote(NAME, v3)  # a re-promotion clears its rolled-back mark
-    assert registry.alias_version(NAME, "champion") == v3 and "rolled_back_at" not in _tags(v3)
+    assert store.alias_version(NAME, "champion") == v3 and "rolled_back_at" not in _tags(v3)
 
 
 def test_rollback_to_an_unpromotable_version_is_refused(new_version):
@@ -133,7 +133,7 @@ def test_rollback_to_an_unpromotable_version_is_refused(new_version):
     review.promote(NAME, v1)
     with pytest.raises(CompactLMError, match="cannot roll back to version"):
         review.rollback(NAME, to_version=bad)
-    assert registry.alias_version(NAME, "champion") == v1
+    assert store.alias_version(NAME, "champion") == v1
 
 
 def test_two_concurrent_promotions_leave_exactly_one_champion(new_version):
@@ -143,7 +143,7 @@ def test_two_concurrent_promotions_leave_exactly_one_champion(new_version):
         t.start()
     for t in threads:
         t.join()
-    holders = [v.version for v in registry.list_versions(NAME) if "champion" in v.aliases]
+    holders = [v.version for v in store.list_versions(NAME) if "champion" in v.aliases]
     assert len(holders) == 1 and holders[0] in versions
 
 
@@ -165,6 +165,6 @@ def test_property_no_bad_path_ever_moves_the_champion(new_version, outcome, appr
     elif outcome == "timeout":
         review.sweep(NAME, timeout_s=1, now=datetime.now(UTC) + timedelta(seconds=5))
     elif outcome == "tag_rejected":
-        registry.tag_version(NAME, candidate, {"approval": "rejected"})
+        store.tag_version(NAME, candidate, {"approval": "rejected"})
         review.sweep(NAME, timeout_s=3600)
-    assert registry.alias_version(NAME, "champion") == champion
+    assert store.alias_version(NAME, "champion") == champion

@@ -13,7 +13,7 @@ import torch
 
 from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
-from compactlm.training.data import instruction_documents
+from compactlm.training.encoding import instruction_documents
 
 FRAME = pd.DataFrame({
     "instruction": ["Where is my order?", "Cancel my plan please", "I want a refund for the lamp",

@@ -97,18 +97,18 @@ def test_quantize_command_logs_the_table_and_registers_an_int8_version(tracking,
     from mlflow import MlflowClient
 
     from compactlm.config import load_config
-    from compactlm.registry import registry
+    from compactlm.registry import store
     from compactlm.registry.model import log_chat_model
     from compactlm.serving.quantize_run import quantize_and_register
     from compactlm.state import state_paths
 
     paths = state_paths()
-    experiment = registry.setup_tracking(paths, "unit")
+    experiment = store.setup_tracking(paths, "unit")
     with mlflow.start_run(experiment_id=experiment):
         logged = log_chat_model(tiny_model_dir)
     source_uri = getattr(logged, "model_uri", logged)  # ModelInfo, or its URI in older versions of the helper
-    version = registry.register_version(source_uri, "unit-chat", {})
-    registry.set_alias("unit-chat", registry.CHAMPION, version)
+    version = store.register_version(source_uri, "unit-chat", {})
+    store.set_alias("unit-chat", store.CHAMPION, version)
     cfg = load_config(None, ["eval.max_new_tokens=8"])
     data = tmp_path / "eval.csv"
     pd.DataFrame({"instruction": ["Where is my order?", "Cancel my plan", "Refund please", "Change my address"],

@@ -23,11 +23,11 @@ def registered(home, tmp_path, make_decoder, tokenizer):
     """Two registered versions of different weights, no alias yet; yields their greedy answers to PROMPT."""
     import mlflow
 
-    from compactlm.registry import registry
+    from compactlm.registry import store
     from compactlm.registry.model import log_chat_model
     from compactlm.state import state_paths
 
-    experiment = registry.setup_tracking(state_paths(), "unit")
+    experiment = store.setup_tracking(state_paths(), "unit")
     answers = {}
     for seed in (0, 1):
         model = make_decoder(seed=seed)
@@ -36,7 +36,7 @@ def registered(home, tmp_path, make_decoder, tokenizer):
         tokenizer.save_pretrained(folder)
         with mlflow.start_run(experiment_id=experiment):
             logged = log_chat_model(folder)
-        version = registry.register_version(getattr(logged, "model_uri", logged), NAME, {})
+        version = store.register_version(getattr(logged, "model_uri", logged), NAME, {})
         engine = GenerationEngine.from_hf(model, tokenizer, max_batch_size=1)
         answers[version] = engine.generate([engine.encode(PROMPT)], SamplingParams(max_tokens=10))[0].text
     assert len(set(answers.values())) == 2  # the two versions really answer differently
@@ -55,7 +55,7 @@ def wait_for_version(url: str, version: str, timeout: float = 90.0) -> dict:
 
 
 def test_serves_the_champion_follows_the_alias_and_pins_versions(registered, start_server):
-    from compactlm.registry import registry
+    from compactlm.registry import store
 
     with pytest.raises(ModelNotFoundError, match=f"registered model '{NAME}' has no alias 'champion'.*make demo"):
         resolve_version(f"models:/{NAME}@champion")
@@ -74,7 +74,7 @@ def test_serves_the_champion_follows_the_alias_and_pins_versions(registered, sta
 
     client = live.client()
     for version in registered:  # first promotion, then a move to the other version
-        registry.set_alias(NAME, registry.CHAMPION, version)
+        store.set_alias(NAME, store.CHAMPION, version)
         ready = wait_for_version(live.url, version)
         assert ready["model"]["id"] == NAME and ready["model"]["source"] == f"models:/{NAME}@champion"
         answer = client.completions.create(model=NAME, prompt=PROMPT, max_tokens=10, temperature=0)

@@ -30,7 +30,7 @@ def splits(tiny_frame):
 @pytest.fixture(scope="session")
 def base_dir(splits, tmp_path_factory):
     """A decoder-tiny pretrained for 4 steps (the base every fine-tuning test starts from)."""
-    from compactlm.training.trainer import pretrain_decoder
+    from compactlm.training.causal import pretrain_decoder
 
     folder = tmp_path_factory.mktemp("base") / "base"
     config = _tiny_config()

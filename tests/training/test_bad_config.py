@@ -10,7 +10,7 @@ import pytest
 
 from compactlm.config import ModelConfig, load_config
 from compactlm.errors import ConfigError
-from compactlm.training.trainer import finetune_causal
+from compactlm.training.causal import finetune_causal
 
 CI_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ci.yaml"
 

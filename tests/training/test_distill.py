@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from compactlm.errors import ConfigError
+from compactlm.training.causal import pretrain_decoder
 from compactlm.training.distill import distill, distillation_loss
-from compactlm.training.trainer import pretrain_decoder
 
 
 def test_the_loss_mixes_cross_entropy_and_the_temperature_scaled_kl():
@@ -41,16 +41,16 @@ def test_a_student_preset_learns_from_a_teacher_folder_with_its_tokenizer(base_d
 def test_the_teacher_can_be_a_registry_version(base_dir, splits, tiny_config, home, tmp_path):
     import mlflow
 
-    from compactlm.registry import registry
+    from compactlm.registry import store
     from compactlm.registry.model import log_chat_model
     from compactlm.state import state_paths
 
-    experiment = registry.setup_tracking(state_paths(), "teachers")
+    experiment = store.setup_tracking(state_paths(), "teachers")
     try:
         with mlflow.start_run(experiment_id=experiment):
             uri = log_chat_model(base_dir).model_uri
-        version = registry.register_version(uri, "unit-teacher", {"gate_verdict": "passed"})
-        registry.set_alias("unit-teacher", registry.CHAMPION, version)
+        version = store.register_version(uri, "unit-teacher", {"gate_verdict": "passed"})
+        store.set_alias("unit-teacher", store.CHAMPION, version)
         config = tiny_config("model.preset=decoder-tiny", "distill.alpha=0.5")
         summary = distill(*splits, tmp_path / "student", config.model, config.train, config.distill,
                           teacher="models:/unit-teacher@champion", report_to_mlflow=False)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from compactlm.errors import ConfigError
-from compactlm.training.data import IGNORE_INDEX, supervised_dataset
-from compactlm.training.trainer import finetune_causal, pretrain_decoder
+from compactlm.training.causal import finetune_causal, pretrain_decoder
+from compactlm.training.encoding import IGNORE_INDEX, supervised_dataset
 
 
 def _summaries(frame):

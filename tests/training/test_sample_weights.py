@@ -10,13 +10,13 @@ import torch
 from compactlm.config import load_config
 from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
-from compactlm.training.data import instruction_dataset, instruction_documents, padding_collator
-from compactlm.training.trainer import (
+from compactlm.training.causal import (
     _weighted_trainer_class,
-    finetune_lora,
+    finetune_causal,
     pretrain_decoder,
     weighted_causal_lm_loss,
 )
+from compactlm.training.encoding import instruction_dataset, instruction_documents, padding_collator
 
 CFG = load_config(overrides=["model.preset=decoder-tiny", "model.vocab_size=400", "model.max_seq_len=64",
                              "train.max_steps=4", "train.batch_size=8", "lora.max_steps=4", "lora.batch_size=8",
@@ -83,7 +83,7 @@ def test_lora_fine_tuning_trains_on_weighted_rows(tiny_frame, tmp_path):
     train, val = tiny_frame.iloc[:300], tiny_frame.iloc[300:360]
     weights = [3.0 if band == "65+" else 0.8 for band in train["age_band"]]
     pretrain_decoder(train, val, tmp_path / "base", CFG.model, CFG.train, report_to_mlflow=False)
-    tuned = finetune_lora(tmp_path / "base", train.assign(sample_weight=weights), val.assign(sample_weight=1.0),
+    tuned = finetune_causal(tmp_path / "base", train.assign(sample_weight=weights), val.assign(sample_weight=1.0),
                           tmp_path / "ft", CFG.model, CFG.lora, report_to_mlflow=False)
     assert tuned.steps == 4 and math.isfinite(tuned.train_loss) and tuned.eval_loss is not None
     assert (tmp_path / "ft" / "merged" / "model.safetensors").is_file()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compactlm.training.trainer import pretrain_decoder
+from compactlm.training.causal import pretrain_decoder
 
 
 @pytest.fixture

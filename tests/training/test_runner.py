@@ -8,14 +8,8 @@ import pytest
 
 from compactlm.config import TrainConfig, load_config
 from compactlm.errors import ConfigError
-from compactlm.training.machinery import (
-    StageOptim,
-    final_losses,
-    last_checkpoint,
-    resolve_precision,
-    resolve_resume,
-    training_arguments,
-)
+from compactlm.training.checkpoints import last_checkpoint, resolve_resume
+from compactlm.training.runner import StageOptim, final_losses, resolve_precision, training_arguments
 
 
 def _args(tmp_path, **machinery):

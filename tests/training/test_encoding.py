@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from compactlm.models.tokenizer import format_prompt, train_bpe_tokenizer
-from compactlm.training.data import IGNORE_INDEX, encode_instruction_pairs, instruction_documents, pack_documents
+from compactlm.training.encoding import IGNORE_INDEX, encode_instruction_pairs, instruction_documents, pack_documents
 
 FRAME = pd.DataFrame({"instruction": ["Where is my order?", "Cancel it please"],
                       "response": ["It ships tomorrow.", "Done, it is cancelled."]})

@@ -1,4 +1,4 @@
-"""Causal-LM pretraining and instruction/summarization fine-tuning with the Hugging Face Trainer.
+"""The causal-LM recipe: decoder pretraining and instruction/chat/summarization fine-tuning (HF Trainer).
 
 Every entry point takes typed configs, writes a ``save_pretrained`` folder and returns a
 ``TrainSummary``. Step metrics go to whatever MLflow run is active in the calling thread
@@ -9,9 +9,7 @@ data-parallel under ``torchrun`` (see ``compactlm.training.launch``): only the m
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -19,7 +17,7 @@ from compactlm.config import LoraConfig, ModelConfig, TrainConfig
 from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
 from compactlm.training.adapters import load_for_finetuning, save_finetuned
-from compactlm.training.data import (
+from compactlm.training.encoding import (
     WEIGHT_COLUMN,
     corpus_texts,
     document_dataset,
@@ -28,48 +26,18 @@ from compactlm.training.data import (
     padding_collator,
     supervised_dataset,
 )
-from compactlm.training.machinery import (
+from compactlm.training.runner import (
     StageOptim,
-    StageResult,
-    count_parameters,
+    TrainSummary,
+    fit_stage,
     on_main_process,
     resolve_device,
     resolve_precision,
-    run_trainer,
-    stage_callbacks,
-    training_arguments,
+    summarize,
 )
-
-__all__ = ["TrainSummary", "finetune_causal", "finetune_lora", "pretrain_decoder", "resolve_device",
-           "weighted_causal_lm_loss"]
 
 # PEFT still calls a transformers method that transformers 5 deprecates; nothing for users to act on.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-
-
-@dataclass
-class TrainSummary:
-    """What a training stage did and where it saved the result."""
-
-    output_dir: str
-    train_loss: float
-    eval_loss: float | None
-    steps: int
-    seconds: float
-    train_tokens: int
-    parameters: int
-    trainable_parameters: int
-    device: str
-    processes: int = 1  # data-parallel processes (torchrun)
-    resumed_from: str | None = None  # the checkpoint this run continued from
-    best_checkpoint: str | None = None  # with train.load_best_model_at_end / early stopping
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.train_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
 def weighted_causal_lm_loss(logits, labels, weights):
@@ -115,46 +83,6 @@ def _weighted_trainer_class():
             return (loss, outputs) if return_outputs else loss
 
     return WeightedLossTrainer
-
-
-def fit_stage(model, tokenizer, train_ds, val_ds, checkpoint_dir: Path, optim: StageOptim, cfg: TrainConfig,
-              device: str, run_name: str, report_to_mlflow: bool, data_collator=None, trainer_class=None,
-              remove_unused_columns: bool = True, gradient_checkpointing: bool | None = None,
-              extra_callbacks: list | None = None, **trainer_kwargs: Any):
-    """Build the Trainer for one stage and run it (resume, early stopping, tracking included).
-
-    ``extra_callbacks`` run after the stage's own (benchmarks add a step timer).
-
-    Returns:
-        ``(trainer, StageResult)``; the caller saves what the stage produced.
-    """
-    from transformers import Trainer
-
-    args = training_arguments(checkpoint_dir, optim, cfg, device, run_name, report_to_mlflow,
-                              remove_unused_columns, has_eval=val_ds is not None,
-                              gradient_checkpointing=gradient_checkpointing)
-    trainer = (trainer_class or Trainer)(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=data_collator,
-        processing_class=tokenizer, callbacks=[*stage_callbacks(cfg, report_to_mlflow), *(extra_callbacks or [])],
-        **trainer_kwargs)
-    return trainer, run_trainer(trainer, cfg, report_to_mlflow)
-
-
-def summarize(trainer, result: StageResult, output_dir: Path | str, train_ds, model) -> TrainSummary:
-    """A ``TrainSummary`` of a finished stage; tokens are counted over every process.
-
-    Tokens per example are the mean over the first 1,000 rows (exact for packed blocks).
-    """
-    lengths = [len(ids) for ids in train_ds.select(range(min(len(train_ds), 1000)))["input_ids"]]
-    mean_len = sum(lengths) / max(len(lengths), 1)
-    args = trainer.args
-    steps_run = result.steps - (int(Path(result.resumed_from).name.split("-")[-1]) if result.resumed_from else 0)
-    tokens = int(steps_run * args.per_device_train_batch_size * args.gradient_accumulation_steps
-                 * args.world_size * mean_len)
-    total, trainable = count_parameters(model)
-    return TrainSummary(str(output_dir), result.train_loss, result.eval_loss, result.steps, result.seconds, tokens,
-                        total, trainable, args.device.type, args.world_size, result.resumed_from,
-                        result.best_checkpoint)
 
 
 def pretrain_decoder(train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path, model_cfg: ModelConfig,
@@ -250,15 +178,3 @@ def finetune_causal(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, ou
 
     save_finetuned(trainer, model, tokenizer, base, "causal", lora_cfg, output_dir)
     return summary
-
-
-def finetune_lora(base_dir: str | Path, train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path,
-                  model_cfg: ModelConfig, lora_cfg: LoraConfig, seed: int = 0, device: str = "auto",
-                  report_to_mlflow: bool = True, **kwargs: Any) -> TrainSummary:
-    """Instruction fine-tuning (loss on response tokens only), then merge the adapter.
-
-    ``finetune_causal`` with the original positional signature; ``kwargs`` (``train_cfg``,
-    ``prompt_column``, ``completion_column``, ``keep_completion``) pass through.
-    """
-    return finetune_causal(base_dir, train, val, output_dir, model_cfg, lora_cfg, seed=seed, device=device,
-                           report_to_mlflow=report_to_mlflow, **kwargs)

@@ -1,29 +1,27 @@
-"""The training machinery every stage shares: device, precision, Trainer arguments, callbacks, resume.
+"""The generic stage runner every training recipe shares: device, precision, Trainer arguments, callbacks,
+resume, and the ``TrainSummary`` a stage returns.
 
-One ``StageOptim`` says how a stage optimises (pretraining reads ``train.*``, fine-tuning
-``lora.*``); ``TrainConfig`` says how every stage runs (precision, gradient checkpointing, evaluation
-and checkpoint cadence, early stopping, resume, tracking). ``run_trainer`` runs an HF ``Trainer`` with
-both and returns the final losses computed so that a resumed run reports exactly what an
-uninterrupted one does.
+A recipe (``causal``, ``encoder``, ``seq2seq``, ``distill``) builds its model and datasets, then calls
+``fit_stage``; ``summarize`` turns the finished Trainer into a ``TrainSummary``. A ``StageOptim`` says
+how a stage optimises (pretraining reads ``train.*``, fine-tuning ``lora.*``); ``TrainConfig`` says
+how every stage runs (precision, gradient checkpointing, evaluation and checkpoint cadence, early
+stopping, resume, tracking). ``run_trainer`` returns the final losses computed so that a resumed run
+reports exactly what an uninterrupted one does.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from compactlm.config import LoraConfig, TrainConfig
 from compactlm.errors import ConfigError
-
-logger = logging.getLogger(__name__)
-CHECKPOINT_PREFIX = "checkpoint-"
+from compactlm.training.checkpoints import CHECKPOINT_PREFIX, resolve_resume
 
 
 def resolve_device(requested: str) -> str:
@@ -205,46 +203,6 @@ def stage_callbacks(cfg: TrainConfig, report_to_mlflow: bool) -> list:
     return callbacks
 
 
-def _is_complete_checkpoint(folder: Path) -> bool:
-    """A checkpoint is complete once its trainer state (written last) parses."""
-    try:
-        json.loads((folder / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def last_checkpoint(checkpoint_dir: str | Path) -> Path | None:
-    """The highest-step complete ``checkpoint-N`` folder (a kill mid-save leaves an incomplete one)."""
-    folder = Path(checkpoint_dir)
-    if not folder.is_dir():
-        return None
-    candidates = [p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if p.name[len(CHECKPOINT_PREFIX):].isdigit()]
-    for path in sorted(candidates, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]), reverse=True):
-        if _is_complete_checkpoint(path):
-            return path
-    return None
-
-
-def resolve_resume(requested: str | None, checkpoint_dir: str | Path) -> str | None:
-    """``last`` -> the latest complete checkpoint of this stage (None: start fresh); a folder must be one.
-
-    Raises:
-        ConfigError: a folder that is not a complete checkpoint.
-    """
-    if not requested:
-        return None
-    if requested == "last":
-        found = last_checkpoint(checkpoint_dir)
-        if found is None:
-            logger.info("train.resume_from_checkpoint=last: no checkpoint in %s, starting fresh", checkpoint_dir)
-        return str(found) if found else None
-    if not _is_complete_checkpoint(Path(requested)):
-        raise ConfigError(f"train.resume_from_checkpoint {requested!r} is not a complete checkpoint folder "
-                          "(no readable trainer_state.json)")
-    return str(requested)
-
-
 @contextlib.contextmanager
 def system_metrics(interval_s: float) -> Iterator[None]:
     """Sample CPU/GPU/memory into the active MLflow run every ``interval_s`` while training runs.
@@ -324,3 +282,73 @@ def count_parameters(model) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return total, trainable
+
+
+@dataclass
+class TrainSummary:
+    """What a training stage did and where it saved the result."""
+
+    output_dir: str
+    train_loss: float
+    eval_loss: float | None
+    steps: int
+    seconds: float
+    train_tokens: int
+    parameters: int
+    trainable_parameters: int
+    device: str
+    processes: int = 1  # data-parallel processes (torchrun)
+    resumed_from: str | None = None  # the checkpoint this run continued from
+    best_checkpoint: str | None = None  # with train.load_best_model_at_end / early stopping
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_markdown(self, title: str) -> str:
+        """The summary as a two-column markdown table under ``# title`` (the stage's report)."""
+        rows = "\n".join(f"| {k} | {v} |" for k, v in self.to_dict().items())
+        return f"# {title}\n\n| field | value |\n|---|---|\n{rows}"
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.train_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def fit_stage(model, tokenizer, train_ds, val_ds, checkpoint_dir: Path, optim: StageOptim, cfg: TrainConfig,
+              device: str, run_name: str, report_to_mlflow: bool, data_collator=None, trainer_class=None,
+              remove_unused_columns: bool = True, gradient_checkpointing: bool | None = None,
+              extra_callbacks: list | None = None, **trainer_kwargs: Any):
+    """Build the Trainer for one stage and run it (resume, early stopping, tracking included).
+
+    ``extra_callbacks`` run after the stage's own (benchmarks add a step timer).
+
+    Returns:
+        ``(trainer, StageResult)``; the caller saves what the stage produced.
+    """
+    from transformers import Trainer
+
+    args = training_arguments(checkpoint_dir, optim, cfg, device, run_name, report_to_mlflow,
+                              remove_unused_columns, has_eval=val_ds is not None,
+                              gradient_checkpointing=gradient_checkpointing)
+    trainer = (trainer_class or Trainer)(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=data_collator,
+        processing_class=tokenizer, callbacks=[*stage_callbacks(cfg, report_to_mlflow), *(extra_callbacks or [])],
+        **trainer_kwargs)
+    return trainer, run_trainer(trainer, cfg, report_to_mlflow)
+
+
+def summarize(trainer, result: StageResult, output_dir: Path | str, train_ds, model) -> TrainSummary:
+    """A ``TrainSummary`` of a finished stage; tokens are counted over every process.
+
+    Tokens per example are the mean over the first 1,000 rows (exact for packed blocks).
+    """
+    lengths = [len(ids) for ids in train_ds.select(range(min(len(train_ds), 1000)))["input_ids"]]
+    mean_len = sum(lengths) / max(len(lengths), 1)
+    args = trainer.args
+    steps_run = result.steps - (int(Path(result.resumed_from).name.split("-")[-1]) if result.resumed_from else 0)
+    tokens = int(steps_run * args.per_device_train_batch_size * args.gradient_accumulation_steps
+                 * args.world_size * mean_len)
+    total, trainable = count_parameters(model)
+    return TrainSummary(str(output_dir), result.train_loss, result.eval_loss, result.steps, result.seconds, tokens,
+                        total, trainable, args.device.type, args.world_size, result.resumed_from,
+                        result.best_checkpoint)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from compactlm.config import load_config
-from compactlm.training.recipes import plan_stages
+from compactlm.training.stages import plan_stages
 
 
 @pytest.fixture(scope="module")

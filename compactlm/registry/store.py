@@ -8,10 +8,8 @@ Aliases: ``challenger`` marks the newest candidate that passed the gate and the 
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -51,46 +49,6 @@ def setup_tracking(paths: StatePaths, experiment: str) -> str:
         return mlflow.create_experiment(experiment, artifact_location=location)
     except MlflowException:  # created concurrently by another run
         return mlflow.get_experiment_by_name(experiment).experiment_id
-
-
-def git_commit(repo_dir: str | Path | None = None) -> str:
-    """The checked-out commit of the code, with ``-dirty`` when it has uncommitted changes."""
-    cwd = str(repo_dir or Path(__file__).resolve().parents[2])
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{sha}-dirty" if dirty else sha
-
-
-def lineage_tags(*, data_version: str, data_remote: str, config_hash: str, quality: Any, bias: Any, gate: Any,
-                 metrics: dict[str, float], extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The tags a registered version carries: where its data, code and config came from and how it was judged.
-
-    ``quality``, ``bias`` and ``gate`` are the validation, bias and gate reports of the run.
-    """
-    def fmt(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.4f}"
-
-    tags = {
-        "data_version": data_version,
-        "data_remote": data_remote,
-        "git_commit": git_commit(),
-        "config_hash": config_hash,
-        "ge_result": quality.summary(),
-        "ge_success": str(quality.success),
-        "bias_audited": str(bias.audited),
-        "bias_disparate_impact": fmt(bias.disparate_impact),
-        "bias_statistical_parity_difference": fmt(bias.statistical_parity_difference),
-        "bias_passed": str(bias.passed),
-        "gate_verdict": gate.verdict,
-        **{f"metric.{k}": fmt(v) for k, v in metrics.items()},
-    }
-    tags.update(extra or {})
-    return tags
 
 
 @dataclass

@@ -1,0 +1,146 @@
+"""MLflow runs of the pipeline: the flow's run, its nested stage runs, and the dataset each one read.
+
+A flow opens one MLflow run (``start_flow_run``: the whole config as params, the Prefect flow run and
+git commit as tags) and closes it FINISHED or FAILED (``end_run``); every step re-opens it by id in
+its own thread (``reopen_run``), optionally as a nested child run. ``log_dataset`` records the DVC
+version of the data as tags and each split as an MLflow dataset input.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import mlflow
+
+from compactlm.data.versioning import DatasetVersion, read_split
+from compactlm.registry.lineage import git_commit
+from compactlm.registry.store import setup_tracking
+from compactlm.state import state_paths
+
+
+@dataclass(frozen=True)
+class FlowRun:
+    """The MLflow run of one flow run, and where to see it."""
+
+    run_id: str
+    experiment_id: str
+    ui_link: str | None  # the run's page on an MLflow server (None with the local SQLite store)
+
+
+def start_flow_run(config: Any, flow_run_id: str, flow_name: str) -> FlowRun:
+    """Create the flow's MLflow run in ``config.registry.experiment``: the whole config as params.
+
+    Args:
+        config: the ``PipelineConfig`` (params: ``section.field`` -> value, cut to 500 characters).
+        flow_run_id: the Prefect flow run id (tag ``prefect.flow_run_id``; the run is named after it).
+        flow_name: the Prefect flow name (tag ``prefect.flow_name``).
+    """
+    paths = state_paths(config.home)
+    experiment_id = setup_tracking(paths, config.registry.experiment)
+    flat = {f"{section}.{key}": value for section, values in config.to_dict().items() if isinstance(values, dict)
+            for key, value in values.items()}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{flow_name}-{flow_run_id[:8]}") as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
+        mlflow.set_tags({"prefect.flow_run_id": flow_run_id, "prefect.flow_name": flow_name,
+                         "config_hash": config.config_hash(), "git_commit": git_commit()})
+        run_id = run.info.run_id
+    tracking = paths.tracking_uri()
+    link = f"{tracking.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if tracking.startswith("http") \
+        else None
+    return FlowRun(run_id, experiment_id, link)
+
+
+def end_run(run_id: str, status: str) -> None:
+    """Close a run as ``FINISHED`` or ``FAILED``."""
+    mlflow.MlflowClient().set_terminated(run_id, status=status)
+
+
+@contextmanager
+def reopen_run(run_id: str, child: str | None = None) -> Iterator[Any]:
+    """Re-open the flow's MLflow run in this thread (optionally a nested child run named ``child``).
+
+    Yields:
+        The active ``mlflow.ActiveRun`` (the child when one was asked for).
+    """
+    with mlflow.start_run(run_id=run_id) as parent:
+        if child is None:
+            yield parent
+        else:
+            with mlflow.start_run(run_name=child, nested=True, experiment_id=parent.info.experiment_id) as nested:
+                yield nested
+
+
+def log_splits(version: DatasetVersion, model_id: str | None = None) -> None:
+    """Log each DVC-versioned split as an MLflow dataset input of the active run.
+
+    Args:
+        version: the dataset version (its md5 is the datasets' digest and its remote their source).
+        model_id: a logged model to link the inputs to (MLflow 3 model inputs: lineage on the registered
+            version); None: the run only.
+    """
+    from mlflow.entities import LoggedModelInput
+
+    with warnings.catch_warnings():
+        # MLflow guesses a source type from the URI and warns about integer columns; neither matters here.
+        warnings.simplefilter("ignore", UserWarning)
+        for split, context in (("train", "training"), ("val", "validation"), ("test", "testing")):
+            dataset = mlflow.data.from_pandas(read_split(version.path, split),
+                                              source=f"{version.remote}#{version.md5}",
+                                              name=f"{version.name}-{split}", digest=version.md5[:36])
+            mlflow.log_input(dataset, context=context,
+                             model=LoggedModelInput(model_id=model_id) if model_id else None)
+
+
+def log_dataset(version: DatasetVersion, run_id: str) -> None:
+    """Record the DVC version on run ``run_id``: tags (version, remote, name) and each split as an input."""
+    with reopen_run(run_id):
+        mlflow.set_tags({"data_version": version.md5, "data_remote": version.remote, "dataset": version.name})
+        log_splits(version)
+
+
+@contextmanager
+def stage_run(run_id: str, name: str, sections: dict[str, Any], data_version: str) -> Iterator[Any]:
+    """A nested run named ``name`` under the flow's run, for one training stage.
+
+    Args:
+        run_id: the flow's run.
+        name: the stage's run name.
+        sections: the config sections that decide the stage (dataclasses), logged as ``section.field`` params.
+        data_version: the DVC md5 of the data it trains on (tag ``data_version``).
+    """
+    with reopen_run(run_id, child=name) as nested:
+        mlflow.log_params({f"{section}.{k}": str(v)[:500] for section, cfg in sections.items()
+                           for k, v in asdict(cfg).items()})
+        mlflow.set_tags({"stage": name, "data_version": data_version})
+        yield nested
+
+
+def log_training_summary(summary: Any) -> None:
+    """A stage's final figures on the active run, beside the Trainer's step curves.
+
+    Args:
+        summary: a ``TrainSummary`` (losses, seconds, trainable parameters, tokens/s).
+    """
+    mlflow.log_metrics({"final_train_loss": summary.train_loss, "train_seconds": summary.seconds,
+                        "trainable_parameters": summary.trainable_parameters,
+                        "train_tokens_per_second": summary.tokens_per_second,
+                        **({"final_eval_loss": summary.eval_loss} if summary.eval_loss is not None else {})})
+
+
+def log_evaluation(result: Any, run_id: str, name: str, metric_prefix: str) -> None:
+    """An evaluation's metrics (``<metric_prefix><metric>``) and output files (``evaluation/<name>/``) on a run.
+
+    Args:
+        result: an ``EvalResult``.
+        run_id: the flow's run.
+        name: the evaluation's name (``evaluation``, ``champion-rescore``).
+        metric_prefix: ``test_`` for the candidate, ``champion_`` for the re-scored champion.
+    """
+    with reopen_run(run_id):
+        mlflow.log_metrics({f"{metric_prefix}{k}": v for k, v in result.metrics.items()})
+        for path in result.files.values():
+            mlflow.log_artifact(path, artifact_path=f"evaluation/{name}")

@@ -1,0 +1,51 @@
+"""Review tasks: a reviewer's decision applied, MLflow-tag decisions honoured, timeouts swept, the review handed off."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from compactlm.registry import review
+from tasks.common import IO_RETRIES
+
+
+@task(name="apply-decision", **IO_RETRIES)
+def apply_decision(model_name: str, version: str, approved: bool, reviewer: str, comment: str,
+                   source: str) -> dict[str, object]:
+    """Record the reviewer's decision on the version; ``champion`` moves only for an approved, promotable version."""
+    decision = review.apply_decision(model_name, version, approved, reviewer, comment, source)
+    create_markdown_artifact(key="review-decision", description=decision.verdict,
+                             markdown=decision.to_markdown(model_name))
+    return decision.to_dict()
+
+
+@task(name="honour-mlflow-decision", **IO_RETRIES)
+def honour_mlflow_decision(model_name: str, version: str) -> dict[str, object] | None:
+    """Apply a decision a reviewer set as a tag in the MLflow UI (None when there is none)."""
+    decision = review.honour_tag_decision(model_name, version)
+    return decision.to_dict() if decision else None
+
+
+@task(name="sweep-reviews", **IO_RETRIES)
+def sweep_reviews(model_name: str, timeout_s: int) -> list[dict[str, object]]:
+    """Apply MLflow-tag decisions and reject reviews that waited longer than the timeout."""
+    decisions = review.sweep(model_name, timeout_s)
+    if decisions:
+        create_markdown_artifact(key="review-sweep", description=f"{len(decisions)} decision(s) applied",
+                                 markdown=review.decisions_table(decisions))
+    return [d.to_dict() for d in decisions]
+
+
+@task(name="trigger-review", **IO_RETRIES)
+def trigger_review_deployment(deployment: str, model_name: str, version: str, timeout_s: int) -> str | None:
+    """Start the review deployment for a version without waiting; None when the deployment does not exist."""
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        # Not a subflow: a subflow cannot suspend, and the review must outlive this run.
+        run = run_deployment(deployment, timeout=0, as_subflow=False, parameters={
+            "model_name": model_name, "version": version, "approval": "suspend", "timeout_s": timeout_s})
+    except ObjectNotFound:
+        return None
+    return str(run.id)
