@@ -19,7 +19,10 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from prefect.runtime import deployment
 
-from tasks.registry import apply_decision, honour_mlflow_decision, sweep_reviews, trigger_review_deployment
+from compactlm.registry import store
+from compactlm.registry.review import version_to_review
+from compactlm.state import configure_environment
+from tasks.review import apply_decision, honour_mlflow_decision, sweep_reviews, trigger_review_deployment
 
 ApprovalMode = Literal["wait", "auto", "defer", "handoff"]
 REVIEW_DEPLOYMENT = "promote/review"
@@ -49,6 +52,23 @@ def _timed_out(model_name: str, version: str, timeout_s: int) -> dict[str, objec
                           f"no decision within {timeout_s} s: rejected by default", "timeout")
 
 
+def _ask_reviewer(model_name: str, version: str, form: type[ReviewDecision], timeout_s: int,
+                  suspend: bool) -> dict[str, object]:
+    """Wait for the reviewer's form (suspended: the process exits; paused: in-process) and apply the decision.
+
+    No answer within ``timeout_s`` is a rejection (unless a decision was set in the MLflow UI meanwhile).
+    """
+    try:
+        if suspend:
+            decision = suspend_flow_run(wait_for_input=form, timeout=timeout_s, key=f"review-{version}")
+        else:
+            decision = pause_flow_run(wait_for_input=form, timeout=timeout_s, poll_interval=2)
+    except FlowPauseTimeout:
+        return _timed_out(model_name, version, timeout_s)
+    return apply_decision(model_name, version, decision.approved, decision.reviewer, decision.comment,
+                          "prefect-form")
+
+
 def request_review(model_name: str, version: str, mode: ApprovalMode, timeout_s: int,
                    context_markdown: str = "") -> dict[str, object]:
     """Obtain (or schedule) a decision for ``version``; must be called inside a flow run.
@@ -72,13 +92,7 @@ def request_review(model_name: str, version: str, mode: ApprovalMode, timeout_s:
             logger.warning("No %s deployment: the review of version %s stays pending.", REVIEW_DEPLOYMENT, version)
             return {"version": version, "status": "pending", "approved": False}
         return {"version": version, "status": "pending", "approved": False, "review_flow_run": run_id}
-    try:
-        decision = pause_flow_run(wait_for_input=_form(model_name, version, context_markdown), timeout=timeout_s,
-                                  poll_interval=2)
-    except FlowPauseTimeout:
-        return _timed_out(model_name, version, timeout_s)
-    return apply_decision(model_name, version, decision.approved, decision.reviewer, decision.comment,
-                          "prefect-form")
+    return _ask_reviewer(model_name, version, _form(model_name, version, context_markdown), timeout_s, suspend=False)
 
 
 @flow(name="promote", persist_result=True)
@@ -90,19 +104,9 @@ def promote(model_name: str = "compactlm-support-chat", version: str | None = No
     A decision already set as an MLflow tag is applied without asking. ``suspend`` needs a
     deployment (the process exits while waiting); without one the flow pauses in-process instead.
     """
-    from compactlm.errors import CompactLMError
-    from compactlm.registry import store
-    from compactlm.state import configure_environment
-
     logger = get_run_logger()
-    paths = configure_environment(home)
-    store.setup_tracking(paths, "compactlm-retrain")
-    version = version or store.alias_version(model_name, store.CHALLENGER)
-    if version is None:
-        raise CompactLMError(f"registered model {model_name!r} has no 'challenger' version to review")
-    if str(version) not in {v.version for v in store.list_versions(model_name)}:
-        raise CompactLMError(f"registered model {model_name!r} has no version {version}")
-    version = str(version)
+    store.setup_tracking(configure_environment(home), "compactlm-retrain")
+    version = version_to_review(model_name, version)
     decided = honour_mlflow_decision(model_name, version)
     if decided is not None:
         logger.info("Applied the decision set in MLflow on version %s: %s.", version, decided["status"])
@@ -110,29 +114,15 @@ def promote(model_name: str = "compactlm-support-chat", version: str | None = No
     if approval == "auto":
         return apply_decision(model_name, version, True, "auto-approve", "approved by the auto parameter", "auto")
     form = _form(model_name, version, "See the version's gate report and model card in MLflow.")
-    if approval == "suspend" and deployment.id:
-        try:
-            decision = suspend_flow_run(wait_for_input=form, timeout=timeout_s, key=f"review-{version}")
-        except FlowPauseTimeout:
-            return _timed_out(model_name, version, timeout_s)
-    else:
-        if approval == "suspend":
-            logger.info("Not running from a deployment: pausing in-process instead of suspending.")
-        try:
-            decision = pause_flow_run(wait_for_input=form, timeout=timeout_s, poll_interval=2)
-        except FlowPauseTimeout:
-            return _timed_out(model_name, version, timeout_s)
-    return apply_decision(model_name, version, decision.approved, decision.reviewer, decision.comment,
-                          "prefect-form")
+    suspend = approval == "suspend" and bool(deployment.id)
+    if approval == "suspend" and not suspend:
+        logger.info("Not running from a deployment: pausing in-process instead of suspending.")
+    return _ask_reviewer(model_name, version, form, timeout_s, suspend)
 
 
 @flow(name="review-sweep")
 def review_sweep(model_name: str = "compactlm-support-chat", timeout_s: int = 86400,
                  home: str = ".compactlm") -> list[dict[str, object]]:
     """Apply decisions set as MLflow tags and reject reviews pending longer than ``timeout_s``."""
-    from compactlm.registry import store
-    from compactlm.state import configure_environment
-
-    paths = configure_environment(home)
-    store.setup_tracking(paths, "compactlm-retrain")
+    store.setup_tracking(configure_environment(home), "compactlm-retrain")
     return sweep_reviews(model_name, timeout_s)

@@ -63,9 +63,7 @@ def registry_promote(
     from compactlm.registry import review, store
 
     name, _ = _connect(config, model)
-    version = version or store.alias_version(name, store.CHALLENGER)
-    if version is None or version not in {v.version for v in store.list_versions(name)}:
-        raise CompactLMError(f"registered model {name!r} has no version {version or '(no challenger)'}")
+    version = review.version_to_review(name, version)
     previous = store.alias_version(name, store.CHAMPION)
     decision = review.apply_decision(name, version, approve, reviewer, comment, "cli")
     if decision.status == "approved":

@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 
 from compactlm.errors import CompactLMError
 from compactlm.registry.store import (
+    CHALLENGER,
     CHAMPION,
     alias_version,
     list_versions,
@@ -46,6 +47,20 @@ def promotable(tags: dict[str, str]) -> tuple[bool, str]:
     if tags.get("smoke_test") != "passed":
         return False, f"its smoke test is {tags.get('smoke_test', 'missing')!r}, not 'passed'"
     return True, "gate passed and smoke test passed"
+
+
+def version_to_review(model_name: str, version: str | int | None = None) -> str:
+    """The version a review is about: ``version`` when given, else the current ``challenger``.
+
+    Raises:
+        CompactLMError: no such version, or no challenger when none was named.
+    """
+    chosen = str(version) if version is not None else alias_version(model_name, CHALLENGER)
+    if chosen is None:
+        raise CompactLMError(f"registered model {model_name!r} has no 'challenger' version to review")
+    if chosen not in {v.version for v in list_versions(model_name)}:
+        raise CompactLMError(f"registered model {model_name!r} has no version {chosen}")
+    return chosen
 
 
 def request_review(model_name: str, version: str) -> None:

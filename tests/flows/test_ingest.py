@@ -133,17 +133,3 @@ def test_the_cli_ingests_another_task_shape(tmp_path):
     assert "text_classification: " in done.stdout and "0 critical failure(s)" in done.stdout
     assert "Data Docs: " in done.stdout
     assert (tmp_path / "state" / "data" / "datasets" / "reviews" / "train.parquet").is_file()
-
-
-def test_retrain_refuses_pretraining_data_with_a_one_line_pointer():
-    from compactlm.config import DataConfig
-    from compactlm.errors import ConfigError
-    from tasks.data import require_trainable_task
-
-    for task in ("instruction", "chat", "classification", "summarization"):
-        require_trainable_task(DataConfig(task=task))  # every supervised shape trains through retrain
-    with pytest.raises(ConfigError) as excinfo:
-        require_trainable_task(DataConfig(task="pretraining"))
-    message = str(excinfo.value)
-    assert "\n" not in message and "'pretraining'" in message and "compactlm data ingest" in message
-    assert "compactlm.training.launch" in message

@@ -47,17 +47,3 @@ def test_register_tag_alias_and_load_back(tracked):
     assert info.aliases == ["challenger"] and info.tags["data_version"] == "abc"
     model, tok = load_chat_model(f"models:/{NAME}@challenger")
     assert model.config.model_type == "llama" and tok.eos_token == "<|eos|>"
-
-
-def test_lineage_tags_cover_data_code_config_quality_bias_and_gate():
-    from types import SimpleNamespace
-
-    quality = SimpleNamespace(summary=lambda: "suite: 10/10 expectations passed", success=True)
-    bias = SimpleNamespace(audited=True, disparate_impact=0.95, statistical_parity_difference=-0.01, passed=True)
-    gate = SimpleNamespace(verdict="passed")
-    tags = store.lineage_tags(data_version="d" * 32, data_remote="/r", config_hash="c" * 12, quality=quality,
-                                 bias=bias, gate=gate, metrics={"rouge_l": 0.41234}, extra={"k": "v"})
-    assert tags["data_version"] == "d" * 32 and tags["config_hash"] == "c" * 12
-    assert tags["git_commit"] and tags["ge_success"] == "True"
-    assert tags["bias_disparate_impact"] == "0.9500" and tags["gate_verdict"] == "passed"
-    assert tags["metric.rouge_l"] == "0.4123" and tags["k"] == "v"
