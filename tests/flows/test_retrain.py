@@ -1,7 +1,9 @@
 """The retrain and promote flows end to end under a real Prefect API, MLflow (SQLite) and DVC.
 
-One module-scoped state folder: the first run creates the champion, later tests build on it in order
-(second run re-scored against the champion, review rejected / timed out / approved).
+One module-scoped state folder holds the two retrain runs that every scenario needs (the first
+creates the champion, the second a deferred challenger); each fixture records what its run left
+behind, and every scenario that changes the registry reviews its own fresh copy of a version and
+puts ``champion`` back, so each test runs alone or in any order.
 """
 
 from __future__ import annotations
@@ -23,15 +25,12 @@ MODEL = "compactlm-support-chat"
 
 
 @pytest.fixture(scope="module")
-def state(tmp_path_factory, prefect_harness):
-    """A state folder shared by the ordered tests below, with the first run done (auto-approved)."""
+def state_home(tmp_path_factory, prefect_harness):
+    """The module's state folder (COMPACTLM_HOME), restored afterwards."""
     folder = tmp_path_factory.mktemp("retrain") / "state"
     previous = os.environ.get("COMPACTLM_HOME")
     os.environ["COMPACTLM_HOME"] = str(folder)
-    from flows.retrain import retrain
-
-    first = retrain(config_path=str(CI_CONFIG), approval="auto")
-    yield {"home": folder, "first": first}
+    yield folder
     if previous is None:
         os.environ.pop("COMPACTLM_HOME", None)
     else:
@@ -50,13 +49,47 @@ def _champion():
     return alias_version(MODEL, "champion")
 
 
+def _copy_of_version_1(**extra: str) -> str:
+    """Register version 1's model again as a new, promotable version (no retraining needed)."""
+    from compactlm.registry.store import register_version
+
+    return register_version(f"models:/{MODEL}/1", MODEL, {"gate_verdict": "passed", "smoke_test": "passed", **extra})
+
+
+@pytest.fixture(scope="module")
+def state(state_home):
+    """The first run (auto-approved): its summary, the version's tags and last_run.json as it left them."""
+    from flows.retrain import retrain
+
+    first = retrain(config_path=str(CI_CONFIG), approval="auto")
+    return {"home": state_home, "first": first, "tags": _versions()["1"].tags,
+            "last_run": json.loads((state_home / "last_run.json").read_text())}
+
+
+@pytest.fixture(scope="module")
+def second(state):
+    """A second run with the review deferred: version 2, gated against the re-scored champion."""
+    from flows.retrain import retrain
+
+    summary = retrain(config_path=str(CI_CONFIG), approval="defer")
+    return {"summary": summary, "tags": _versions()[summary["version"]].tags}
+
+
+@pytest.fixture
+def champion_before(state):
+    """The champion when the test starts; the test must leave it there."""
+    before = _champion()
+    yield before
+    assert _champion() == before, "the test did not put champion back"
+
+
 def test_first_run_registers_an_approved_champion_with_lineage(state):
     first = state["first"]
     assert first["version"] == "1"
     assert set(first["aliases"]) == {"champion", "challenger"}
     assert first["gate"]["verdict"] == "passed"
     assert any("No champion yet" in note for note in first["gate"]["notes"])
-    tags = _versions()["1"].tags
+    tags = state["tags"]
     assert tags["data_version"] == first["data_version"] and len(first["data_version"]) == 32
     for key in ("git_commit", "config_hash", "ge_result", "bias_disparate_impact",
                 "bias_statistical_parity_difference", "gate_verdict", "metric.rouge_l", "prefect_flow_run_id"):
@@ -66,7 +99,7 @@ def test_first_run_registers_an_approved_champion_with_lineage(state):
     assert tags["approval.source"] == "auto" and tags["smoke_test"] == "passed"
     assert tags["model_card"] == f"runs:/{first['mlflow_run_id']}/model_card.md"
     assert "expectations passed" in tags["ge_result"]
-    summary = json.loads((state["home"] / "last_run.json").read_text())
+    summary = state["last_run"]
     for key in ("registered_model", "version", "aliases", "metrics", "gate", "data_version"):
         assert key in summary
     assert summary["metrics"]["perplexity"] > 1.0
@@ -107,15 +140,12 @@ def test_registered_model_loads_in_a_fresh_process(state):
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
 
 
-def test_second_run_is_gated_against_the_rescored_champion(state):
-    from flows.retrain import retrain
-
-    second = retrain(config_path=str(CI_CONFIG), approval="defer")
+def test_second_run_is_gated_against_the_rescored_champion(second):
+    tags, second = second["tags"], second["summary"]
     assert second["version"] == "2"
     assert second["champion"] == "1"  # deferred: not promoted
     assert second["aliases"] == ["challenger"]
     assert second["review"]["status"] == "pending"
-    tags = _versions()["2"].tags
     assert tags["approval"] == "pending" and tags["smoke_test"] == "passed"
     versus = [c for c in second["gate"]["checks"] if "vs champion" in c["name"]]
     assert {c["metric"] for c in versus} == {"rouge_l", "bleu", "word_perplexity", "mcq_accuracy"}
@@ -144,14 +174,14 @@ def _resume_when_paused(run_input: dict, found: list) -> None:
             time.sleep(0.5)
 
 
-def _review(run_input: dict | None, timeout_s: int = 120) -> dict:
+def _review(version: str, run_input: dict | None, timeout_s: int = 120) -> dict:
     from flows.review import promote
 
     found: list = []
     helper = threading.Thread(target=_resume_when_paused, args=(run_input, found)) if run_input else None
     if helper:
         helper.start()
-    result = promote(model_name=MODEL, version="2", approval="wait", timeout_s=timeout_s,
+    result = promote(model_name=MODEL, version=version, approval="wait", timeout_s=timeout_s,
                      home=str(os.environ["COMPACTLM_HOME"]))
     if helper:
         helper.join(timeout=5)
@@ -159,39 +189,47 @@ def _review(run_input: dict | None, timeout_s: int = 120) -> dict:
     return result
 
 
-def test_rejection_in_the_review_form_leaves_the_champion(state):
-    result = _review({"approved": False, "reviewer": "bob", "comment": "answers too short"})
-    assert result["status"] == "rejected" and result["champion"] == "1"
-    tags = _versions()["2"].tags
+def _pending_copy() -> str:
+    """A fresh promotable version waiting for review (a copy of version 1's model)."""
+    from compactlm.registry.review import request_review
+
+    version = _copy_of_version_1()
+    request_review(MODEL, version)
+    return version
+
+
+def test_rejection_in_the_review_form_leaves_the_champion(champion_before):
+    version = _pending_copy()
+    result = _review(version, {"approved": False, "reviewer": "bob", "comment": "answers too short"})
+    assert result["status"] == "rejected" and result["champion"] == champion_before
+    tags = _versions()[version].tags
     assert tags["approval"] == "rejected" and tags["approval.reviewer"] == "bob"
     assert tags["approval.comment"] == "answers too short" and tags["approval.time"]
-    assert _champion() == "1"
+    assert _champion() == champion_before
 
 
-def test_review_timeout_counts_as_rejection(state):
-    result = _review(None, timeout_s=2)
+def test_review_timeout_counts_as_rejection(champion_before):
+    version = _pending_copy()
+    result = _review(version, None, timeout_s=2)
     assert result["status"] == "rejected" and result["reviewer"] == "timeout"
-    assert _versions()["2"].tags["approval"] == "rejected"
-    assert _champion() == "1"
+    assert _versions()[version].tags["approval"] == "rejected"
+    assert _champion() == champion_before
 
 
-def test_approval_in_the_review_form_moves_the_champion(state):
-    result = _review({"approved": True, "reviewer": "alice", "comment": "looks good"})
-    assert result["status"] == "approved" and result["champion"] == "2"
-    tags = _versions()["2"].tags
-    assert tags["approval"] == "approved" and tags["previous_champion"] == "1"
+def test_approval_in_the_review_form_moves_the_champion(champion_before):
+    from compactlm.registry.review import rollback
+
+    version = _pending_copy()
+    result = _review(version, {"approved": True, "reviewer": "alice", "comment": "looks good"})
+    assert result["status"] == "approved" and result["champion"] == version
+    tags = _versions()[version].tags
+    assert tags["approval"] == "approved" and tags["previous_champion"] == champion_before
     assert tags["approval.source"] == "prefect-form"
-    assert _champion() == "2"
+    assert _champion() == version
+    rollback(MODEL, to_version=champion_before)
 
 
-def _copy_of_version_1(**extra: str) -> str:
-    """Register version 1's model again as a new, promotable version (no retraining needed)."""
-    from compactlm.registry.store import register_version
-
-    return register_version(f"models:/{MODEL}/1", MODEL, {"gate_verdict": "passed", "smoke_test": "passed", **extra})
-
-
-def test_a_decision_set_as_an_mlflow_tag_is_honoured_by_the_promote_flow(state):
+def test_a_decision_set_as_an_mlflow_tag_is_honoured_by_the_promote_flow(champion_before):
     from compactlm.registry.store import tag_version
     from flows.review import promote
 
@@ -203,10 +241,10 @@ def test_a_decision_set_as_an_mlflow_tag_is_honoured_by_the_promote_flow(state):
     assert _champion() == version
     from compactlm.registry.review import rollback
 
-    assert rollback(MODEL) == (version, "2")  # and back, for the tests below
+    assert rollback(MODEL) == (version, champion_before)  # and back
 
 
-def test_deployed_promote_suspends_then_resumes_from_the_form(state, tmp_path):
+def test_deployed_promote_suspends_then_resumes_from_the_form(champion_before, tmp_path):
     from prefect.client.schemas.objects import StateType
     from prefect.deployments import run_deployment
     from prefect.flow_runs import resume_flow_run
@@ -248,7 +286,7 @@ def test_deployed_promote_suspends_then_resumes_from_the_form(state, tmp_path):
     assert _champion() == version
     from compactlm.registry.review import rollback
 
-    rollback(MODEL, to_version="2")
+    rollback(MODEL, to_version=champion_before)
 
 
 def _wait_for_state(flow_run_id, predicate, timeout_s: float = 180):
@@ -273,7 +311,20 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=600, cwd=Path(__file__).resolve().parents[2])
 
 
-def test_cli_lists_rolls_back_and_runs_a_blind_human_evaluation(state, tmp_path):
+@pytest.fixture
+def second_is_champion(second):
+    """Version 2 approved and champion (as a reviewer would leave it), the champion before restored after."""
+    from compactlm.registry.review import apply_decision, rollback
+
+    before = _champion()
+    if before != "2":
+        apply_decision(MODEL, "2", True, "alice", "looks good", "cli")
+    yield
+    if before != "2":
+        rollback(MODEL, to_version=before)
+
+
+def test_cli_lists_rolls_back_and_runs_a_blind_human_evaluation(second_is_champion, tmp_path):
     listing = _cli("registry", "list", "--json")
     assert listing.returncode == 0, listing.stderr
     rows = {v["version"]: v for v in json.loads(listing.stdout)}
@@ -301,14 +352,14 @@ def test_cli_lists_rolls_back_and_runs_a_blind_human_evaluation(state, tmp_path)
     assert refused.returncode == 2 and "has no version 99" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_failed_gate_registers_nothing_and_keeps_the_champion(state):
+def test_failed_gate_registers_nothing_and_keeps_the_champion(champion_before):
     from flows.retrain import retrain
 
     before = set(_versions())
     result = retrain(config_path=str(CI_CONFIG), overrides=["gate.checks.rouge_l.min=1.0"], approval="auto")
     assert result["gate"]["verdict"] == "failed" and result["version"] is None
     assert set(_versions()) == before
-    assert _champion() == "2"
+    assert _champion() == champion_before
     failed = [c for c in result["gate"]["checks"] if not c["passed"]]
     assert [c["name"] for c in failed] == ["rouge_l >= 1"]
 
