@@ -18,8 +18,8 @@ from compactlm.fileio import atomic_write_text
 from compactlm.quality.bias import BiasReport
 from compactlm.quality.expectations import ValidationReport
 from compactlm.registry import registry, review
-from compactlm.registry.model import log_chat_model, write_task_file
 from compactlm.registry.model_card import build_model_card
+from compactlm.registry.pyfunc import log_chat_model, write_task_file
 from compactlm.registry.smoke import SmokeResult, smoke_test
 from compactlm.state import state_paths
 from compactlm.training.trainer import TrainSummary

@@ -1,24 +1,18 @@
-"""Quantization: bounded error, exact RoPE row rotation, files that round-trip, and the MLflow registration path."""
+"""Quantization: bounded error, exact RoPE row rotation, files that round-trip (the registration path is in
+``tests/serving/test_quantize_and_register.py``)."""
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import torch
 
 from compactlm.errors import ConfigError
-from compactlm.serving.artifact import load_engine_weights, save_engine_weights, weights_bytes
-from compactlm.serving.engine import GenerationEngine
-from compactlm.serving.quantize import (
-    dequantize,
-    normalize_scheme,
-    quantize_decoder,
-    quantize_int4,
-    quantize_int8,
-    rotate_rows,
-)
-from compactlm.serving.sampling import SamplingParams
-from compactlm.serving.weights import DecoderWeights, rotate_half_rows
+from compactlm.serving.engine.artifact import load_engine_weights, save_engine_weights, weights_bytes
+from compactlm.serving.engine.generation import GenerationEngine
+from compactlm.serving.engine.quantize import dequantize, normalize_scheme, quantize_int4, quantize_int8, rotate_rows
+from compactlm.serving.engine.rope import rotate_half_rows
+from compactlm.serving.engine.sampling import SamplingParams
+from compactlm.serving.engine.weights import DecoderWeights, quantize_decoder
 
 
 def test_rounding_error_is_at_most_half_a_step():
@@ -81,68 +75,6 @@ def test_already_quantized_weights_are_not_quantized_again(tiny_model):
     int8 = quantize_decoder(DecoderWeights.from_hf(tiny_model), "int8")
     with pytest.raises(ConfigError, match="already quantized"):
         quantize_decoder(int8, "int4")
-
-
-@pytest.fixture
-def tracking(home):
-    """MLflow pointed at the test's own SQLite store, and back to the default afterwards (even on failure)."""
-    import mlflow
-
-    yield
-    mlflow.set_tracking_uri(None)
-
-
-def test_quantize_command_logs_the_table_and_registers_an_int8_version(tracking, tmp_path, tiny_model_dir):
-    import mlflow
-    from mlflow import MlflowClient
-
-    from compactlm.config import load_config
-    from compactlm.registry import registry
-    from compactlm.registry.model import log_chat_model
-    from compactlm.serving.quantize_run import quantize_and_register
-    from compactlm.state import state_paths
-
-    paths = state_paths()
-    experiment = registry.setup_tracking(paths, "unit")
-    with mlflow.start_run(experiment_id=experiment):
-        logged = log_chat_model(tiny_model_dir)
-    source_uri = getattr(logged, "model_uri", logged)  # ModelInfo, or its URI in older versions of the helper
-    version = registry.register_version(source_uri, "unit-chat", {})
-    registry.set_alias("unit-chat", registry.CHAMPION, version)
-    cfg = load_config(None, ["eval.max_new_tokens=8"])
-    data = tmp_path / "eval.csv"
-    pd.DataFrame({"instruction": ["Where is my order?", "Cancel my plan", "Refund please", "Change my address"],
-                  "response": ["It ships tomorrow.", "Cancelled.", "Refund sent.", "Done."]}).to_csv(data, index=False)
-
-    summary = quantize_and_register(cfg, paths, "models:/unit-chat@champion", None, ("int8", "int4"), ("int8",),
-                                    data, rows=100, generate_rows=4, out_dir=tmp_path / "q", experiment="unit-q")
-
-    assert summary["registered"] == [{"scheme": "int8", "name": "unit-chat-int8", "version": "1",
-                                      "uri": "models:/unit-chat-int8/1"}]
-    table = (tmp_path / "q" / "tradeoff.md").read_text()
-    assert all(f"| {scheme} |" in table for scheme in ("fp32", "int8", "int4"))
-    client = MlflowClient()
-    run = client.get_run(summary["run_id"])
-    assert run.data.params["source_version"] == version and run.data.metrics["fp32.size_ratio"] == 1.0
-    assert 0 < run.data.metrics["int8.size_ratio"] < 0.3 and "int4.perplexity_change_pct" in run.data.metrics
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"tradeoff.md", "tradeoff.json"} <= artifacts
-    int8 = client.get_model_version("unit-chat-int8", "1")
-    assert int8.tags["source.model"] == "unit-chat" and int8.tags["source.version"] == version
-    assert int8.tags["quantization"] == "int8" and int8.tags["tradeoff_run_id"] == run.info.run_id
-    source = client.get_model_version("unit-chat", version)
-    assert source.tags["quantized.int8"] == "models:/unit-chat-int8/1"
-    # The registered version loads anywhere through MLflow and answers with the fast engine.
-    answers = mlflow.pyfunc.load_model("models:/unit-chat-int8/1").predict(["Where is my order?"],
-                                                                           params={"max_new_tokens": 5})
-    assert len(answers) == 1 and isinstance(answers[0], str)
-    # ... and the server's loader serves it in its own scheme (asking for another one is refused).
-    from compactlm.serving.loading import load_model
-
-    served = load_model("models:/unit-chat-int8/1", max_batch_size=1)
-    assert served.quantization == "int8" and served.model_id == "unit-chat-int8" and served.version == "1"
-    with pytest.raises(ConfigError, match="already quantized \\(int8\\); cannot serve it as int4"):
-        load_model("models:/unit-chat-int8/1", quantization="int4", max_batch_size=1)
 
 
 def test_an_int4_folder_loads_back_with_the_group_size_it_was_quantized_with(make_decoder, tokenizer, tmp_path):

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from compactlm.serving.sampling import MAX_STOP_SEQUENCES
+from compactlm.serving.engine.sampling import MAX_STOP_SEQUENCES
 
 
 def _utf8(value: str) -> str:

@@ -9,9 +9,9 @@ import pytest
 from compactlm.config import ServeConfig
 from compactlm.errors import ConfigError
 from compactlm.models.tokenizer import format_prompt
-from compactlm.serving.app import create_app
-from compactlm.serving.loading import load_model
-from compactlm.serving.security import ApiKeys, RateLimiter, key_fingerprint, keys_from_env, retry_after_header
+from compactlm.serving.engine.loading import load_model
+from compactlm.serving.http.app import create_app
+from compactlm.serving.http.security import ApiKeys, RateLimiter, key_fingerprint, keys_from_env, retry_after_header
 
 
 class Clock:

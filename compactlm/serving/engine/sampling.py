@@ -27,10 +27,14 @@ class SamplingParams:
     Args:
         max_tokens: most tokens to generate (the context length may end it earlier).
         temperature: 0 for greedy decoding; otherwise logits are divided by it before sampling.
-        top_p: nucleus sampling: sample from the smallest set of tokens whose probability reaches it.
+        top_p: nucleus sampling (Holtzman et al., "The Curious Case of Neural Text Degeneration", ICLR
+            2020): sample from the smallest set of most likely tokens whose probability reaches it.
         stop: strings that end the completion; the text returned stops before the first one found.
         min_tokens: EOS is suppressed until this many tokens are generated (stop strings still apply).
         seed: a per-sequence random generator, for reproducible sampling.
+
+    Raises:
+        InvalidRequestError: a value out of range (``param`` names the field).
     """
 
     max_tokens: int = 128
@@ -61,6 +65,7 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
+        """True for temperature 0 (argmax decoding)."""
         return self.temperature == 0.0
 
 
@@ -74,6 +79,9 @@ def select_tokens(logits: torch.Tensor, params: list[SamplingParams], generators
         generators: a seeded generator per row, or None to share ``default_generator``.
         suppress: per row, a token id to forbid (EOS before ``min_tokens``), or -1.
         default_generator: the engine's generator for unseeded rows.
+
+    Returns:
+        ``B`` token ids.
     """
     if suppress is not None:
         rows = [r for r, token in enumerate(suppress) if token >= 0]
@@ -112,6 +120,10 @@ class TextTracker:
     A delta never ends inside a multi-byte character (byte-level BPE can split one over tokens) nor with
     a partial stop string that later tokens might complete, so the streamed pieces always concatenate to
     exactly the final text.
+
+    Args:
+        tokenizer: decodes ids (``decode(ids, skip_special_tokens=True)``).
+        stop: strings that end the text (cut before the first one found).
     """
 
     def __init__(self, tokenizer, stop: tuple[str, ...] = ()):

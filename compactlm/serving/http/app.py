@@ -22,13 +22,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from compactlm.config import ServeConfig
-from compactlm.serving import openai_format as fmt
-from compactlm.serving.batcher import EngineFailure, EngineUnavailableError, QueueFullError
-from compactlm.serving.engine import Completion, Sequence
-from compactlm.serving.loading import LoadedModel
-from compactlm.serving.metrics import ServiceMetrics
-from compactlm.serving.middleware import RequestContextMiddleware
-from compactlm.serving.protocol import (
+from compactlm.serving.engine.generation import Completion, Sequence
+from compactlm.serving.engine.loading import LoadedModel
+from compactlm.serving.engine.sampling import InvalidRequestError, SamplingParams
+from compactlm.serving.engine.scheduler import EngineFailure, EngineUnavailableError, QueueFullError
+from compactlm.serving.http import openai_format as fmt
+from compactlm.serving.http.metrics import ServiceMetrics
+from compactlm.serving.http.middleware import RequestContextMiddleware
+from compactlm.serving.http.model_server import ModelServer, Serving
+from compactlm.serving.http.protocol import (
     BatchRequest,
     BatchResponse,
     ChatCompletionRequest,
@@ -38,9 +40,7 @@ from compactlm.serving.protocol import (
     ModelCard,
     ModelList,
 )
-from compactlm.serving.runtime import ModelServer, Serving
-from compactlm.serving.sampling import InvalidRequestError, SamplingParams
-from compactlm.serving.security import ApiKeys, RateLimiter, key_fingerprint, retry_after_header
+from compactlm.serving.http.security import ApiKeys, RateLimiter, key_fingerprint, retry_after_header
 
 logger = logging.getLogger("compactlm.serving")
 
@@ -131,7 +131,7 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
 
     def submit(current: Serving, seqs: list[Sequence]):
         try:
-            return current.batcher.submit_many(seqs)
+            return current.scheduler.submit_many(seqs)
         except QueueFullError:
             metrics.rejected.labels(reason="queue_full").inc()
             raise
@@ -221,8 +221,8 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
             return JSONResponse({"status": "loading", "error": server.last_error}, status_code=503,
                                 headers={"Retry-After": "5"})
         stats = current.model.engine.stats
-        return {"status": "ready", "model": current.model.describe(), "queue_depth": current.batcher.queue_depth,
-                "in_flight": current.batcher.in_flight, "uptime_s": round(time.time() - current.model.loaded_at, 1),
+        return {"status": "ready", "model": current.model.describe(), "queue_depth": current.scheduler.queue_depth,
+                "in_flight": current.scheduler.in_flight, "uptime_s": round(time.time() - current.model.loaded_at, 1),
                 "speculation": {**stats, "acceptance": round(stats["accepted"] / max(stats["drafted"], 1), 3)}}
 
     @app.get("/metrics", tags=["ops"], response_class=Response,

@@ -15,9 +15,9 @@ import pytest
 
 from compactlm.config import ServeConfig
 from compactlm.models.tokenizer import format_prompt
-from compactlm.serving.app import create_app
-from compactlm.serving.loading import load_model
-from compactlm.serving.sampling import SamplingParams
+from compactlm.serving.engine.loading import load_model
+from compactlm.serving.engine.sampling import SamplingParams
+from compactlm.serving.http.app import create_app
 
 PROMPT = format_prompt("Where is my order?")
 
@@ -36,7 +36,7 @@ def server(tiny_model_dir, live_server_cls):
 @pytest.fixture(scope="module")
 def reference(tiny_model, tokenizer):
     """Greedy text of the fast engine run directly (no HTTP) for a prompt."""
-    from compactlm.serving.engine import GenerationEngine
+    from compactlm.serving.engine.generation import GenerationEngine
 
     engine = GenerationEngine.from_hf(tiny_model, tokenizer, max_batch_size=2)
     return lambda prompt, n: engine.generate([engine.encode(prompt)], SamplingParams(max_tokens=n))[0]
@@ -171,7 +171,7 @@ def test_request_ids_metrics_and_json_logs(server, caplog):
     record = records[0]
     assert record.status == 200 and record.prompt_tokens > 0 and record.completion_tokens == 3
     assert record.prompt == PROMPT  # this server keeps text (redact_prompts=false)
-    from compactlm.serving.logs import JsonFormatter
+    from compactlm.serving.http.logs import JsonFormatter
 
     line = json.loads(JsonFormatter().format(record))
     assert line["request_id"] == "trace-42" and line["path"] == "/v1/completions" and line["latency_ms"] > 0

@@ -1,11 +1,12 @@
-"""The bridge between asyncio request handlers and the engine: one engine thread, a bounded queue.
+"""The scheduler between asyncio request handlers and the engine: one engine thread, a bounded waiting queue.
 
-Handlers ``submit`` a sequence and await its ``RequestHandle``. One thread owns the engine: it admits
-waiting sequences into free cache rows, runs ``engine.step()`` and hands the results back to the event
-loop with a single ``call_soon_threadsafe`` per step. Torch ops release the GIL, so the event loop keeps
-serving HTTP while a step runs.
+Handlers ``submit_many`` sequences and await their ``RequestHandle``. One thread owns the engine: before
+every step it admits waiting sequences into free cache rows (iteration-level scheduling, as in Orca: Yu
+et al., "Orca: A Distributed Serving System for Transformer-Based Generative Models", OSDI 2022), runs
+``engine.step()`` and hands the results back to the event loop with a single ``call_soon_threadsafe``
+per step. Torch ops release the GIL, so the event loop keeps serving HTTP while a step runs.
 
-Backpressure: at most ``max_queue`` sequences wait for a row; beyond that ``submit`` raises
+Backpressure: at most ``max_queue`` sequences wait for a row; beyond that ``submit_many`` raises
 ``QueueFullError`` (the API answers 503) instead of letting latency grow without bound.
 """
 
@@ -18,7 +19,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 from compactlm.errors import CompactLMError
-from compactlm.serving.engine import Completion, GenerationEngine, Sequence
+from compactlm.serving.engine.generation import Completion, GenerationEngine, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +39,9 @@ class EngineFailure(Exception):
 class RequestHandle:
     """The event-loop side of one sequence: stream its text deltas or await its completion."""
 
-    def __init__(self, seq: Sequence, batcher: Batcher, loop: asyncio.AbstractEventLoop):
+    def __init__(self, seq: Sequence, scheduler: Scheduler, loop: asyncio.AbstractEventLoop):
         self.seq = seq
-        self._batcher = batcher
+        self._scheduler = scheduler
         self._deltas: asyncio.Queue[str | None] = asyncio.Queue()
         self._done: asyncio.Future[Completion] = loop.create_future()
 
@@ -65,20 +66,25 @@ class RequestHandle:
             yield delta
 
     async def result(self) -> Completion:
+        """The finished sequence's completion.
+
+        Raises:
+            EngineFailure: a decode step failed while the sequence was in flight.
+        """
         return await asyncio.shield(self._done)
 
     def cancel(self) -> None:
         """Stop decoding (the client went away); the row is freed at the engine's next step."""
         self.seq.cancelled = True
-        self._batcher.wake()
+        self._scheduler.wake()
 
 
-class Batcher:
-    """Runs ``engine`` on a background thread, merging concurrent requests into its batches.
+class Scheduler:
+    """Runs ``engine`` on a background thread, admitting concurrent requests into its running batch.
 
     Args:
-        engine: the generation engine (owned by this batcher's thread once started).
-        max_queue: most sequences allowed to wait for a free cache row.
+        engine: the generation engine (owned by this scheduler's thread once started).
+        max_queue: most sequences allowed to wait for a free cache row (beyond: ``QueueFullError``).
         on_step: called after each step with the number of sequences decoded (metrics).
     """
 
@@ -93,7 +99,8 @@ class Batcher:
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="compactlm-engine", daemon=True)
 
-    def start(self) -> Batcher:
+    def start(self) -> Scheduler:
+        """Start the engine thread; returns ``self``."""
         self._thread.start()
         return self
 
@@ -113,7 +120,7 @@ class Batcher:
 
         Raises:
             QueueFullError: ``max_queue`` sequences are already waiting.
-            EngineUnavailableError: the batcher is closing.
+            EngineUnavailableError: the scheduler is closing.
         """
         loop = asyncio.get_running_loop()
         handles = [RequestHandle(seq, self, loop) for seq in seqs]
@@ -128,11 +135,17 @@ class Batcher:
         return handles
 
     def wake(self) -> None:
+        """Wake the engine thread (a sequence was cancelled)."""
         with self._cond:
             self._cond.notify()
 
     def close(self, drain: bool = True, timeout: float | None = 60.0) -> None:
-        """Stop accepting; with ``drain``, finish everything queued or running first; then stop the thread."""
+        """Stop accepting; with ``drain``, finish everything queued or running first; then stop the thread.
+
+        Args:
+            drain: finish queued and running sequences (else cancel them).
+            timeout: seconds to wait for the thread (None: as long as it takes).
+        """
         with self._cond:
             self._accepting = False
             if not drain:

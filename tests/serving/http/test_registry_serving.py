@@ -9,10 +9,10 @@ import pytest
 
 from compactlm.config import ServeConfig
 from compactlm.models.tokenizer import format_prompt
-from compactlm.serving.app import create_app
-from compactlm.serving.engine import GenerationEngine
-from compactlm.serving.loading import ModelNotFoundError, resolve_version
-from compactlm.serving.sampling import SamplingParams
+from compactlm.serving.engine.generation import GenerationEngine
+from compactlm.serving.engine.loading import ModelNotFoundError, resolve_version
+from compactlm.serving.engine.sampling import SamplingParams
+from compactlm.serving.http.app import create_app
 
 NAME = "unit-serve"
 PROMPT = format_prompt("Where is my order?")
@@ -24,7 +24,7 @@ def registered(home, tmp_path, make_decoder, tokenizer):
     import mlflow
 
     from compactlm.registry import registry
-    from compactlm.registry.model import log_chat_model
+    from compactlm.registry.pyfunc import log_chat_model
     from compactlm.state import state_paths
 
     experiment = registry.setup_tracking(state_paths(), "unit")
@@ -86,7 +86,7 @@ def test_serves_the_champion_follows_the_alias_and_pins_versions(registered, sta
     assert f'compactlm_model_info{{model="{NAME}",quantization="fp32",version="{last}"}} 1.0' in metrics
 
     # A URI can also pin a version, and an fp32 version can be quantized at load.
-    from compactlm.serving.loading import load_model
+    from compactlm.serving.engine.loading import load_model
 
     first = next(iter(registered))
     loaded = load_model(f"models:/{NAME}/{first}", quantization="int8", max_batch_size=1)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from compactlm.models.tokenizer import format_prompt
-from compactlm.serving.engine import GenerationEngine
-from compactlm.serving.sampling import InvalidRequestError, SamplingParams, TextTracker, select_tokens
-from compactlm.serving.weights import UnsupportedModelError, check_supported
+from compactlm.serving.engine.generation import GenerationEngine
+from compactlm.serving.engine.sampling import InvalidRequestError, SamplingParams, TextTracker, select_tokens
+from compactlm.serving.engine.weights import UnsupportedModelError, check_supported
 
 PROMPTS = ["Where is my order?", "Cancel my plan please, it is too expensive for me now",
            "refund", "How do I change my address?", "My package arrived damaged and the box was open"]
@@ -188,7 +188,7 @@ def test_speculative_decoding_returns_exactly_the_greedy_tokens(make_decoder, to
 
 
 def test_suffix_drafter_proposes_what_followed_the_longest_match():
-    from compactlm.serving.speculative import SuffixDrafter
+    from compactlm.serving.engine.speculative import SuffixDrafter
 
     drafter = SuffixDrafter(max_ngram=3, min_ngram=2, prompt_tail=2)
     assert drafter.draft([1, 2, 3], 4) == []

@@ -3,11 +3,13 @@
 Support answers are templated: two customers asking about a late parcel get answers that share long
 spans. The drafter indexes every n-gram (n = 2..``max_ngram``) of recent completions — with the last
 few prompt tokens in front, so the very first step can draft the opening of an answer — and proposes
-what followed the longest n-gram matching the end of a sequence. The engine then checks up to ``k``
-drafted tokens in one forward pass and keeps the prefix the model itself would have chosen greedily,
-so the output is exactly plain greedy decoding's (only faster when drafts are right); see
-``GenerationEngine`` for when it speculates. Measured on the demo champion: about 4 tokens accepted
-per verification step on test-split prompts.
+what followed the longest n-gram matching the end of a sequence. This is retrieval-based drafting (He
+et al., "REST: Retrieval-Based Speculative Decoding", NAACL 2024), close to prompt lookup decoding
+(Saxena 2023, github.com/apoorvumang/prompt-lookup-decoding), which looks in the prompt instead. The
+engine then checks up to ``k`` drafted tokens in one forward pass and keeps the prefix the model itself
+would have chosen greedily, so the output is exactly plain greedy decoding's (only faster when drafts
+are right); see ``GenerationEngine`` for when it speculates. Measured on the demo champion: about 4
+tokens accepted per verification step on test-split prompts.
 
 The index holds generated token ids only (never prompts beyond their last few tokens), in memory,
 bounded by ``max_tokens``; drafts never change an answer, only how fast it is computed.
@@ -38,7 +40,12 @@ class SuffixDrafter:
         return len(self._tokens)
 
     def add(self, prompt: list[int], completion: list[int]) -> None:
-        """Index one finished sequence (the tail of its prompt, then its completion)."""
+        """Index one finished sequence (the tail of its prompt, then its completion).
+
+        Args:
+            prompt: the sequence's prompt token ids (only the last ``prompt_tail`` are indexed).
+            completion: its generated token ids (nothing is indexed when empty).
+        """
         if not completion:
             return
         if len(self._tokens) + len(completion) + self.prompt_tail > self.max_tokens:
@@ -46,7 +53,12 @@ class SuffixDrafter:
         self._index(prompt[-self.prompt_tail:] + completion)
 
     def draft(self, context: list[int], k: int) -> list[int]:
-        """Up to ``k`` tokens that followed the longest indexed n-gram ending ``context`` ([] when none)."""
+        """Up to ``k`` tokens that followed the longest indexed n-gram ending ``context`` ([] when none).
+
+        Args:
+            context: the latest token ids of a sequence (at least ``min_ngram`` to match anything).
+            k: most tokens drafted.
+        """
         tokens = self._tokens
         for n in range(min(self.max_ngram, len(context)), self.min_ngram - 1, -1):
             start = self._next.get(tuple(context[-n:]))

@@ -12,10 +12,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from compactlm.serving.batcher import RequestHandle
-from compactlm.serving.engine import Completion
-from compactlm.serving.loading import LoadedModel, parse_registry_uri
-from compactlm.serving.protocol import (
+from compactlm.serving.engine.generation import Completion
+from compactlm.serving.engine.loading import LoadedModel, parse_registry_uri
+from compactlm.serving.engine.scheduler import RequestHandle
+from compactlm.serving.http.protocol import (
     AssistantMessage,
     BatchItem,
     BatchResponse,

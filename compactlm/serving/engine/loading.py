@@ -11,17 +11,17 @@ Sources:
 from __future__ import annotations
 
 import re
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from compactlm.errors import CompactLMError, ConfigError
-from compactlm.serving.artifact import is_engine_artifact, load_engine_weights
-from compactlm.serving.engine import GenerationEngine
-from compactlm.serving.quantize import normalize_scheme, quantize_decoder
-from compactlm.serving.weights import DecoderWeights
+from compactlm.models.tokenizer import load_tokenizer
+from compactlm.serving.engine.artifact import is_engine_artifact, load_engine_weights
+from compactlm.serving.engine.generation import GenerationEngine
+from compactlm.serving.engine.quantize import normalize_scheme
+from compactlm.serving.engine.weights import DecoderWeights, quantize_decoder
 
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 
@@ -42,6 +42,7 @@ class LoadedModel:
     loaded_at: float
 
     def describe(self) -> dict[str, Any]:
+        """What ``/ready`` and the logs say about the model (JSON-ready)."""
         return {"id": self.model_id, "source": self.source, "version": self.version,
                 "quantization": self.quantization, "max_batch_size": self.engine.max_batch_size,
                 "context_length": self.engine.max_seq_len}
@@ -89,28 +90,17 @@ def _weights_from_directory(directory: Path) -> tuple[DecoderWeights, Any]:
     if not (directory / "config.json").is_file():
         raise ModelNotFoundError(f"{directory} holds neither a saved transformers model (config.json) nor engine "
                                  "weights")
-    from transformers import AutoModelForCausalLM
-
-    from compactlm.models.tokenizer import load_tokenizer
+    from transformers import AutoModelForCausalLM  # ~3 s of imports, only for transformers folders
 
     model = AutoModelForCausalLM.from_pretrained(str(directory))
     return DecoderWeights.from_hf(model), load_tokenizer(directory)
 
 
-def _load_python_model(uri: str):
-    import mlflow.pyfunc
-
-    # Loading prepends the model's logged code folder to sys.path; a long-running server that reloads on
-    # every alias move would grow it without end, and everything it needs is imported by now.
-    saved = list(sys.path)
-    try:
-        return mlflow.pyfunc.load_model(uri).unwrap_python_model()
-    finally:
-        sys.path[:] = saved
-
-
 def _weights_from_registry(uri: str) -> tuple[DecoderWeights, Any]:
-    python_model = _load_python_model(uri)
+    # Local: MLflow's pyfunc machinery costs seconds of imports, paid only when a registry URI is served.
+    from compactlm.registry.pyfunc import load_python_model
+
+    python_model = load_python_model(uri)
     if hasattr(python_model, "weights"):  # an engine folder (FastChatModel)
         return python_model.weights, python_model.tokenizer
     if hasattr(python_model, "model") and hasattr(python_model, "tokenizer"):  # the fp32 CompactLM flavor
@@ -120,7 +110,17 @@ def _weights_from_registry(uri: str) -> tuple[DecoderWeights, Any]:
 
 def load_weights(model_uri: str | None = None, model_dir: str | Path | None = None,
                  ) -> tuple[DecoderWeights, Any, str, str | None, str]:
-    """Weights and tokenizer from a registry URI or a folder: ``(weights, tokenizer, model_id, version, source)``."""
+    """Weights and tokenizer from a registry URI or a folder: ``(weights, tokenizer, model_id, version, source)``.
+
+    Args:
+        model_uri: ``models:/<name>@<alias>``, ``models:/<name>/<version>`` or any MLflow model URI.
+        model_dir: a folder (a saved ``transformers`` model or engine weights); wins over ``model_uri``.
+
+    Raises:
+        ModelNotFoundError: the folder, registered model, version or alias does not exist, or holds no chat model.
+        ConfigError: neither a URI nor a folder was given.
+        UnsupportedModelError: the model is not a Llama-style decoder.
+    """
     if model_dir is not None:
         directory = Path(model_dir)
         if not directory.is_dir():
@@ -143,6 +143,18 @@ def load_model(model_uri: str | None = None, model_dir: str | Path | None = None
     """Load, quantize (``fp32`` sources only) and warm up an engine.
 
     A source that is already quantized is served in its own scheme; asking for another one is an error.
+
+    Args:
+        model_uri: as ``load_weights``.
+        model_dir: as ``load_weights``.
+        quantization: ``fp32``/``none``, ``int8`` or ``int4``.
+        max_batch_size: KV-cache rows (sequences decoded together).
+        max_seq_len: cache length in tokens (default: the model's positions).
+        speculative_tokens: most drafted tokens checked per step (0: off).
+
+    Raises:
+        ConfigError: an unknown scheme, or a quantized source asked for another scheme.
+        ModelNotFoundError: as ``load_weights``.
     """
     scheme = normalize_scheme(quantization)
     weights, tokenizer, model_id, version, source = load_weights(model_uri, model_dir)

@@ -57,13 +57,35 @@ def _source_run_id(name: str, version: str | None) -> str:
 def quantize_and_register(cfg: PipelineConfig, paths: StatePaths, model_uri: str | None, model_dir: str | None,
                           schemes: tuple[str, ...], register: tuple[str, ...], data: Path | None, rows: int,
                           generate_rows: int, out_dir: Path, experiment: str) -> dict[str, Any]:
-    """Measure every scheme, log the run, register ``register`` schemes; returns a summary for the CLI."""
+    """Measure every scheme, log the run, register ``register`` schemes; returns a summary for the CLI.
+
+    Args:
+        cfg: the pipeline config (dataset name, evaluation seed and ``max_new_tokens``).
+        paths: the state folders (MLflow store, data repository).
+        model_uri: the source model's registry URI (or None with ``model_dir``).
+        model_dir: a source folder instead of a URI.
+        schemes: schemes to measure (fp32 is always measured, as the baseline).
+        register: schemes to register as ``<source name>-<scheme>`` versions.
+        data: evaluation rows (CSV/JSONL/Parquet with instruction and response), else the test split.
+        rows: most evaluation rows used for perplexity.
+        generate_rows: rows sampled (seeded) for ROUGE-L generations.
+        out_dir: folder for the engine folders and the table.
+        experiment: the MLflow experiment of the run.
+
+    Returns:
+        ``{"markdown", "report", "registered": [{"scheme", "name", "version", "uri"}], "run_id", "table_path"}``.
+
+    Raises:
+        DataError: an already-quantized source, or evaluation rows without instruction/response.
+        ModelNotFoundError: the source does not exist.
+    """
+    # Local: mlflow and torch (seconds of imports) stay off `compactlm --help` and the CLI's start-up.
     import mlflow
 
+    from compactlm.registry.pyfunc import log_engine_model
     from compactlm.registry.registry import git_commit, setup_tracking, tag_version
-    from compactlm.serving.loading import load_weights
-    from compactlm.serving.mlflow_model import log_engine_model, register_quantized
-    from compactlm.serving.tradeoff import measure_tradeoff
+    from compactlm.serving.engine.loading import load_weights
+    from compactlm.serving.quantization_tradeoff import measure_tradeoff
 
     weights, tokenizer, model_id, version, source = load_weights(model_uri, model_dir)
     if weights.scheme != "fp32":
@@ -110,3 +132,30 @@ def quantize_and_register(cfg: PipelineConfig, paths: StatePaths, model_uri: str
                                "uri": f"models:/{name}/{new_version}"})
     return {"markdown": markdown, "report": report.to_dict(), "registered": registered, "run_id": run.info.run_id,
             "table_path": str(out_dir / "tradeoff.md")}
+
+
+def register_quantized(model_uri: str, source_name: str, scheme: str, tags: dict[str, str],
+                       description: str = "") -> tuple[str, str]:
+    """Register a logged quantized model as a new version of ``<source_name>-<scheme>``.
+
+    Quantized models get a registered model of their own, so they never mix with the reviewed fp32
+    versions and their ``champion`` alias.
+
+    Args:
+        model_uri: the logged model (``log_engine_model``'s URI).
+        source_name: the registered name of the fp32 source.
+        scheme: ``int8`` or ``int4`` (``fp32`` engine folders too).
+        tags: version tags (lineage and trade-off figures).
+        description: the version's description (the trade-off table).
+
+    Returns:
+        ``(registered model name, version)``.
+    """
+    from compactlm.registry.registry import register_version  # local: mlflow, as above
+
+    name = f"{source_name}-{scheme}"
+    model_description = (f"{scheme.upper()} quantization of {source_name} for the CompactLM fast engine; each "
+                         "version is tagged with the source version it was made from and its trade-off figures.")
+    version = register_version(model_uri, name, tags, description, model_description=model_description,
+                               model_tags={"source.model": source_name, "quantization": scheme})
+    return name, version

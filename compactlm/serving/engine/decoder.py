@@ -17,16 +17,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from compactlm.serving.quantize import (
-    DenseLinear,
-    Linear,
-    concat_rows,
-    dequantize,
-    make_linear,
-    rotate_rows,
-    slice_rows,
-)
-from compactlm.serving.weights import DecoderWeights, rope_tables
+from compactlm.serving.engine.kernels import DenseLinear, Linear, make_linear
+from compactlm.serving.engine.quantize import concat_rows, dequantize, rotate_rows, slice_rows
+from compactlm.serving.engine.rope import rope_tables
+from compactlm.serving.engine.weights import DecoderWeights
 
 
 class _Layer:
@@ -55,7 +49,7 @@ class FastDecoder:
         self._groups = heads // kv_heads
         self._inter = shape.intermediate_size
         self._eps = shape.rms_norm_eps
-        self._cos, self._sin = rope_tables(shape, heads + kv_heads, self.max_seq_len)
+        self._cos, self._sin = rope_tables(dim, shape.rope_theta, heads + kv_heads, self.max_seq_len)
         self._arange = torch.arange(self.max_seq_len)
         self.embed = dequantize(weights.embed).float().contiguous()
         head = weights.lm_head if weights.lm_head is not None else weights.embed
@@ -102,6 +96,13 @@ class FastDecoder:
         row's positions ``<= p``. One token per row (a flat list) is the plain decode step and returns
         ``[B, vocab]``; ``T`` tokens per row (speculative verification) return ``[B, T, vocab]``. The
         caller keeps ``positions[r] + T <= max_seq_len``.
+
+        Args:
+            tokens: ``B`` token ids, or ``B`` lists of ``T`` ids (same ``T`` for every row).
+            positions: ``B`` cache positions of each row's first fed token.
+
+        Returns:
+            fp32 logits, ``[B, vocab]`` or ``[B, T, vocab]``.
         """
         batch = len(tokens)
         multi = isinstance(tokens[0], list)
@@ -148,6 +149,9 @@ class FastDecoder:
                 (prefill); None writes nothing (scoring).
             all_logits: return ``[n, T, vocab]`` for every position; otherwise ``[n, vocab]`` at each
                 prompt's last token.
+
+        Returns:
+            fp32 logits, ``[n, vocab]`` or ``[n, T, vocab]`` (``T`` the longest prompt).
         """
         n, width = len(prompts), max(len(p) for p in prompts)
         heads, kv_heads, dim = self.shape.num_heads, self.shape.num_kv_heads, self.shape.head_dim

@@ -1,8 +1,8 @@
 """The model a service is running: initial load, alias polling, and atomic swaps on reload.
 
-The current ``(model, batcher)`` pair is replaced as one object, so a request always submits to the
-batcher of the model it read. A reload builds and warms the new engine off the event loop, swaps the
-pair, then lets the old batcher finish what it already accepted before its thread stops.
+The current ``(model, scheduler)`` pair is replaced as one object, so a request always submits to the
+scheduler of the model it read. A reload builds and warms the new engine off the event loop, swaps the
+pair, then lets the old scheduler finish what it already accepted before its thread stops.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass
 
 from compactlm.config import ServeConfig
-from compactlm.serving.batcher import Batcher
-from compactlm.serving.loading import LoadedModel, load_model, parse_registry_uri, resolve_version
-from compactlm.serving.metrics import ServiceMetrics
+from compactlm.serving.engine.loading import LoadedModel, load_model, parse_registry_uri, resolve_version
+from compactlm.serving.engine.scheduler import Scheduler
+from compactlm.serving.http.metrics import ServiceMetrics
 
 logger = logging.getLogger("compactlm.serving")
 
@@ -23,10 +23,10 @@ RETRY_LOAD_S = 5.0  # first load failed (registry unreachable...): try again thi
 
 @dataclass(frozen=True)
 class Serving:
-    """A loaded model and the batcher that drives its engine."""
+    """A loaded model and the scheduler that drives its engine."""
 
     model: LoadedModel
-    batcher: Batcher
+    scheduler: Scheduler
 
 
 class ModelServer:
@@ -38,8 +38,8 @@ class ModelServer:
         self.current: Serving | None = None
         self.last_error: str | None = None
         self._lock = asyncio.Lock()
-        metrics.watch_queue(lambda: self.current.batcher.queue_depth if self.current else 0,
-                            lambda: self.current.batcher.in_flight if self.current else 0)
+        metrics.watch_queue(lambda: self.current.scheduler.queue_depth if self.current else 0,
+                            lambda: self.current.scheduler.in_flight if self.current else 0)
 
     @property
     def follows_alias(self) -> bool:
@@ -64,16 +64,16 @@ class ModelServer:
             return loaded
 
     def install(self, loaded: LoadedModel) -> None:
-        """Make ``loaded`` current and retire the previous batcher (it drains on its own thread)."""
-        batcher = Batcher(loaded.engine, self.config.max_queue, on_step=self.metrics.batch_size.observe).start()
-        previous, self.current = self.current, Serving(loaded, batcher)
+        """Make ``loaded`` current and retire the previous scheduler (it drains on its own thread)."""
+        scheduler = Scheduler(loaded.engine, self.config.max_queue, on_step=self.metrics.batch_size.observe).start()
+        previous, self.current = self.current, Serving(loaded, scheduler)
         self.last_error = None
         self.metrics.set_model(loaded.model_id, loaded.version, loaded.quantization)
         self.metrics.reloads.labels(outcome="loaded").inc()
         self.metrics.ready.set(1)
         logger.info("model loaded", extra={"event": "model_loaded", **loaded.describe()})
         if previous is not None:
-            asyncio.get_running_loop().run_in_executor(None, previous.batcher.close, True)
+            asyncio.get_running_loop().run_in_executor(None, previous.scheduler.close, True)
 
     async def maintain(self) -> None:
         """Load at start-up (retrying), then poll the alias every ``reload_interval_s`` and reload on a move."""
@@ -100,5 +100,5 @@ class ModelServer:
 
     def close(self) -> None:
         if self.current is not None:
-            self.current.batcher.close(drain=False, timeout=10)
+            self.current.scheduler.close(drain=False, timeout=10)
             self.metrics.ready.set(0)

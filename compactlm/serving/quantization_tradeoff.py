@@ -20,12 +20,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from compactlm.serving.artifact import save_engine_weights, weights_bytes
-from compactlm.serving.decoder import FastDecoder
-from compactlm.serving.engine import GenerationEngine
-from compactlm.serving.quantize import quantize_decoder
-from compactlm.serving.sampling import SamplingParams
-from compactlm.serving.weights import DecoderWeights
+from compactlm.evaluation.metrics import rouge_l
+from compactlm.serving.engine.artifact import save_engine_weights, weights_bytes
+from compactlm.serving.engine.decoder import FastDecoder
+from compactlm.serving.engine.generation import GenerationEngine
+from compactlm.serving.engine.sampling import SamplingParams
+from compactlm.serving.engine.weights import DecoderWeights, quantize_decoder
+from compactlm.training.data import IGNORE_INDEX, encode_instruction_pairs
 
 
 @dataclass
@@ -83,8 +84,6 @@ class TradeoffReport:
 
 def response_perplexity(decoder: FastDecoder, tokenizer, frame: pd.DataFrame, batch_size: int = 32) -> float:
     """Per-token perplexity of each row's response (and EOS) given its prompt, as the evaluation step defines it."""
-    from compactlm.training.data import IGNORE_INDEX, encode_instruction_pairs
-
     encoded = encode_instruction_pairs(frame, tokenizer, decoder.max_seq_len)
     nll, count = 0.0, 0
     for start in range(0, len(encoded["input_ids"]), batch_size):
@@ -127,8 +126,6 @@ def measure_tradeoff(weights: DecoderWeights, tokenizer, frame: pd.DataFrame, ou
         schemes: fp32 is always measured first, as the baseline.
         generate_rows: rows sampled (seeded) for ROUGE-L.
     """
-    from compactlm.evaluation.metrics import rouge_l
-
     out_dir = Path(out_dir)
     ordered = ["fp32", *[s for s in schemes if s != "fp32"]]
     sample = frame.sample(n=min(generate_rows, len(frame)), random_state=seed)

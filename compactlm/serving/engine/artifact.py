@@ -16,8 +16,9 @@ from typing import Any
 import torch
 
 from compactlm.errors import CompactLMError
-from compactlm.serving.quantize import Int4Weight, Int8Weight, Weight
-from compactlm.serving.weights import LINEAR_NAMES, DecoderShape, DecoderWeights, LayerWeights
+from compactlm.models.tokenizer import load_tokenizer
+from compactlm.serving.engine.quantize import Int4Weight, Int8Weight, Weight
+from compactlm.serving.engine.weights import LINEAR_NAMES, DecoderShape, DecoderWeights, LayerWeights
 
 MANIFEST = "compactlm_engine.json"
 WEIGHTS_FILE = "engine_weights.safetensors"
@@ -25,6 +26,7 @@ FORMAT_VERSION = 1
 
 
 def is_engine_artifact(directory: str | Path) -> bool:
+    """True when ``directory`` holds an engine manifest (``compactlm_engine.json``)."""
     return (Path(directory) / MANIFEST).is_file()
 
 
@@ -52,7 +54,15 @@ def _unflatten(name: str, tensors: dict[str, torch.Tensor]) -> Weight:
 
 def save_engine_weights(weights: DecoderWeights, tokenizer, directory: str | Path, hf_config=None,
                         source: dict[str, Any] | None = None) -> Path:
-    """Write ``weights`` (any scheme) and the tokenizer to ``directory``; returns the weights file."""
+    """Write ``weights`` (any scheme) and the tokenizer to ``directory``; returns the weights file.
+
+    Args:
+        weights: decoder weights, fp32 or quantized.
+        tokenizer: a ``transformers`` tokenizer (``save_pretrained``).
+        directory: the folder to write (created if missing).
+        hf_config: the source model's ``transformers`` config, saved for reference when given.
+        source: where the weights came from (model, version, URI...), kept in the manifest.
+    """
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -82,8 +92,6 @@ def load_engine_weights(directory: str | Path) -> tuple[DecoderWeights, Any, dic
     """
     from safetensors.torch import load_file
 
-    from compactlm.models.tokenizer import load_tokenizer
-
     directory = Path(directory)
     if not is_engine_artifact(directory):
         raise CompactLMError(f"{directory} is not a CompactLM engine folder (no {MANIFEST})")
@@ -102,5 +110,5 @@ def load_engine_weights(directory: str | Path) -> tuple[DecoderWeights, Any, dic
 
 
 def weights_bytes(directory: str | Path) -> int:
-    """Size on disk of the weights file (what the size-reduction figures compare)."""
+    """Size on disk of the weights file in bytes (what the size-reduction figures compare)."""
     return (Path(directory) / WEIGHTS_FILE).stat().st_size

@@ -5,7 +5,7 @@ one token for every active sequence (one batched decode), so a request that arri
 half-way joins them at the next step instead of waiting for the batch to drain. A finished sequence
 frees its cache row at once: the last active row moves into the hole, keeping rows ``0..B-1`` dense.
 
-The engine is single-threaded by design; ``compactlm.serving.batcher`` drives it from one thread.
+The engine is single-threaded by design; ``compactlm.serving.engine.scheduler`` drives it from one thread.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from dataclasses import dataclass
 import torch
 
 from compactlm.models.tokenizer import format_prompt
-from compactlm.serving.decoder import FastDecoder
-from compactlm.serving.quantize import quantize_decoder
-from compactlm.serving.sampling import InvalidRequestError, SamplingParams, TextTracker, select_tokens
-from compactlm.serving.speculative import SuffixDrafter
-from compactlm.serving.weights import DecoderWeights
+from compactlm.serving.engine.decoder import FastDecoder
+from compactlm.serving.engine.sampling import InvalidRequestError, SamplingParams, TextTracker, select_tokens
+from compactlm.serving.engine.speculative import SuffixDrafter
+from compactlm.serving.engine.weights import DecoderWeights, quantize_decoder
 
 
 @dataclass
@@ -36,11 +35,19 @@ class Completion:
 
     @property
     def completion_tokens(self) -> int:
+        """Tokens generated (EOS not counted)."""
         return len(self.token_ids)
 
 
 class Sequence:
-    """One prompt being decoded: its parameters, tokens so far, cache row and streaming state."""
+    """One prompt being decoded: its parameters, tokens so far, cache row and streaming state.
+
+    Args:
+        prompt_ids: BOS-prefixed token ids.
+        params: how to decode it.
+        tokenizer: decodes the generated ids into text.
+        stream: track text deltas for streaming (``delta()``).
+    """
 
     def __init__(self, prompt_ids: list[int], params: SamplingParams, tokenizer, stream: bool = False):
         self.prompt_ids = prompt_ids
@@ -59,6 +66,7 @@ class Sequence:
 
     @property
     def finished(self) -> bool:
+        """True once a finish reason is set."""
         return self.finish_reason is not None
 
     @property
@@ -71,6 +79,7 @@ class Sequence:
         return self.tracker.delta(final=self.finished) if self.tracker is not None else ""
 
     def completion(self) -> Completion:
+        """The text, tokens and finish reason so far (the final result once ``finished``)."""
         if self.tracker is not None:
             text = self.tracker.text
         else:
@@ -84,10 +93,12 @@ class GenerationEngine:
 
     Speculative decoding: each step feeds every greedy row its last token plus up to
     ``speculative_tokens`` drafted ones (from ``SuffixDrafter``) and keeps the drafted tokens the model
-    confirms, plus one; sampled rows take one token as usual. Greedy output is token for token that of
-    plain decoding. It pays at every batch size here: a step is bound by per-op overhead at batch 1 and
-    by reading the KV cache at batch 32, and extra query positions add little to either (measured on the
-    demo champion: batch-1 latency ~3x lower, batch-32 throughput ~1.3x higher).
+    confirms, plus one; sampled rows take one token as usual. This is the greedy case of speculative
+    decoding (Leviathan et al., "Fast Inference from Transformers via Speculative Decoding", ICML 2023):
+    at temperature 0 its acceptance test reduces to "the drafted token is the argmax", so greedy output is
+    token for token that of plain decoding. It pays at every batch size here: a step is bound by per-op
+    overhead at batch 1 and by reading the KV cache at batch 32, and extra query positions add little to
+    either (measured on the demo champion: batch-1 latency ~3x lower, batch-32 throughput ~1.3x higher).
 
     Args:
         decoder: the fast decoder (owns the KV cache).
@@ -113,13 +124,28 @@ class GenerationEngine:
     @classmethod
     def from_hf(cls, model, tokenizer, quantization: str = "fp32", max_batch_size: int = 32,
                 max_seq_len: int | None = None, group_size: int = 32, speculative_tokens: int = 8) -> GenerationEngine:
-        """Build from a ``transformers`` causal LM (weights are copied; the model can be dropped)."""
+        """Build from a ``transformers`` causal LM (weights are copied; the model can be dropped).
+
+        Args:
+            model: a ``LlamaForCausalLM``.
+            tokenizer: its tokenizer.
+            quantization: ``fp32``/``none``, ``int8`` or ``int4``.
+            max_batch_size: KV-cache rows (sequences decoded together).
+            max_seq_len: cache length in tokens (default: the model's positions).
+            group_size: int4 input columns per group.
+            speculative_tokens: most drafted tokens checked per step (0: off).
+
+        Raises:
+            UnsupportedModelError: not a Llama-style decoder.
+            ConfigError: an unknown scheme or a shape int4 cannot group.
+        """
         weights = quantize_decoder(DecoderWeights.from_hf(model), quantization, group_size)
         return cls.from_weights(weights, tokenizer, max_batch_size, max_seq_len, speculative_tokens)
 
     @classmethod
     def from_weights(cls, weights: DecoderWeights, tokenizer, max_batch_size: int = 32,
                      max_seq_len: int | None = None, speculative_tokens: int = 8) -> GenerationEngine:
+        """Build a decoder on extracted (optionally quantized) weights and warm it up; arguments as ``from_hf``."""
         decoder = FastDecoder(weights, max_batch_size=max_batch_size, max_seq_len=max_seq_len)
         decoder.warmup()
         return cls(decoder, tokenizer, speculative_tokens=speculative_tokens)
@@ -165,14 +191,20 @@ class GenerationEngine:
 
     @property
     def free_rows(self) -> int:
+        """KV-cache rows neither active nor reserved by a pending sequence."""
         return self.max_batch_size - len(self.active) - len(self.pending)
 
     @property
     def busy(self) -> bool:
+        """True while any sequence is active or waiting for its prefill."""
         return bool(self.active or self.pending)
 
     def add(self, seq: Sequence) -> None:
-        """Queue a sequence for the next step (the caller checks ``free_rows`` first)."""
+        """Queue a sequence for the next step (the caller checks ``free_rows`` first).
+
+        Raises:
+            RuntimeError: no free cache row.
+        """
         if self.free_rows < 1:
             raise RuntimeError("no free cache row: check free_rows before add()")
         self.pending.append(seq)
@@ -303,12 +335,19 @@ class GenerationEngine:
 
     def generate(self, prompts: SequenceOf[list[int]], params: SamplingParams | SequenceOf[SamplingParams],
                  on_done: Callable[[int, Completion], None] | None = None) -> list[Completion]:
-        """Run token-id prompts to completion with continuous batching (not while a batcher drives the engine).
+        """Run token-id prompts to completion with continuous batching (not while a scheduler drives the engine).
 
         Args:
             prompts: BOS-prefixed token ids (see ``encode``).
             params: one ``SamplingParams`` for all prompts, or one per prompt.
             on_done: called with (index, completion) as each sequence finishes (progress bars).
+
+        Returns:
+            One completion per prompt, in input order.
+
+        Raises:
+            ValueError: the number of parameters differs from the number of prompts.
+            InvalidRequestError: a prompt plus its ``max_tokens`` does not fit in the context.
         """
         per_prompt = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
         if len(per_prompt) != len(prompts):

@@ -11,7 +11,7 @@ import re
 import time
 import uuid
 
-from compactlm.serving.metrics import ServiceMetrics
+from compactlm.serving.http.metrics import ServiceMetrics
 
 logger = logging.getLogger("compactlm.serving.access")
 

@@ -4,26 +4,27 @@ The fast engine never calls the ``transformers`` modules: it runs on these tenso
 once lets us fuse and fold what the module graph keeps apart:
 
 * q, k and v projections are one matrix (one matmul per layer instead of three), gate and up another;
-* each RMSNorm weight is folded into the columns of the matrix that reads its output, and the
-  attention scale ``head_dim ** -0.5`` into the q rows, so neither costs an op per token;
+* each RMSNorm weight (Zhang & Sennrich, "Root Mean Square Layer Normalization", 2019) is folded into
+  the columns of the matrix that reads its output (``(x / rms(x) * g) @ W.T == (x / rms(x)) @ (W * g).T``),
+  and the attention scale ``head_dim ** -0.5`` into the q rows, so neither costs an op per token;
 * the final norm is kept separate because the LM head is tied to the embedding, and the (quantized)
   table is stored once.
 
 Supported: ``LlamaForCausalLM`` with SiLU MLP, default RoPE, no biases, any ``num_key_value_heads``
 (grouped-query attention). Anything else is refused with a message naming what differs.
+``quantize_decoder`` turns the extracted fp32 weights into int8 or int4 ones (formats in ``quantize``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from compactlm.errors import CompactLMError
-
-if TYPE_CHECKING:
-    from compactlm.serving.quantize import Weight
+from compactlm.errors import CompactLMError, ConfigError
+from compactlm.serving.engine.quantize import Weight, normalize_scheme, quantize_weight
 
 
 class UnsupportedModelError(CompactLMError):
@@ -48,17 +49,21 @@ class DecoderShape:
 
     @property
     def q_size(self) -> int:
+        """Rows of the q projection: ``num_heads * head_dim``."""
         return self.num_heads * self.head_dim
 
     @property
     def kv_size(self) -> int:
+        """Rows of the k (and of the v) projection: ``num_kv_heads * head_dim``."""
         return self.num_kv_heads * self.head_dim
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (the engine manifest's ``shape``)."""
         return asdict(self)
 
 
 def _rope_theta(config) -> float:
+    """The RoPE base of a ``transformers`` config (``rope_parameters`` in v5, ``rope_theta`` before)."""
     params = getattr(config, "rope_parameters", None) or {}
     scaling = getattr(config, "rope_scaling", None) or {}
     rope_type = params.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default"
@@ -70,6 +75,9 @@ def _rope_theta(config) -> float:
 
 def check_supported(config) -> DecoderShape:
     """Validate a ``transformers`` config for the fast engine and return its shape.
+
+    Args:
+        config: a ``transformers`` ``PretrainedConfig`` (``LlamaConfig`` is the one that passes).
 
     Raises:
         UnsupportedModelError: naming the first feature the engine does not implement.
@@ -131,7 +139,14 @@ class DecoderWeights:
 
     @classmethod
     def from_hf(cls, model) -> DecoderWeights:
-        """Extract (copy) the weights of a ``LlamaForCausalLM``; the model itself is left untouched."""
+        """Extract (copy) the weights of a ``LlamaForCausalLM``; the model itself is left untouched.
+
+        Args:
+            model: a ``transformers`` ``LlamaForCausalLM`` (any dtype; copied to fp32).
+
+        Raises:
+            UnsupportedModelError: the architecture differs from what the engine implements.
+        """
         shape = check_supported(model.config)
         layers = []
         with torch.no_grad():
@@ -159,34 +174,27 @@ class DecoderWeights:
                 out[f"layers.{i}.{name}"] = getattr(layer, name)
         return out
 
-    def map_weights(self, fn, scheme: str) -> DecoderWeights:
-        """A copy with ``fn`` applied to every matrix (embedding, LM head, layer projections)."""
+    def map_weights(self, fn: Callable[[Weight], Weight], scheme: str) -> DecoderWeights:
+        """A copy with ``fn`` applied to every matrix (embedding, LM head, layer projections), labelled ``scheme``."""
         layers = [LayerWeights(**{name: fn(getattr(layer, name)) for name in LINEAR_NAMES}) for layer in self.layers]
         return replace(self, embed=fn(self.embed), lm_head=None if self.lm_head is None else fn(self.lm_head),
                        layers=layers, scheme=scheme)
 
 
-def rope_tables(shape: DecoderShape, n_heads: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of every position, tiled over ``n_heads`` heads: two ``[length, n_heads * head_dim]`` tables.
+def quantize_decoder(weights: DecoderWeights, scheme: str, group_size: int = 32) -> DecoderWeights:
+    """Quantize every matrix of fp32 weights (norms stay fp32); ``fp32`` returns them unchanged.
 
-    Same frequencies as ``transformers``' default rotary embedding (the two halves share one frequency).
+    Args:
+        weights: fp32 decoder weights (``weights.scheme == "fp32"``).
+        scheme: ``fp32``/``none``, ``int8`` or ``int4`` (see ``quantize`` for the formats).
+        group_size: int4 input columns per group.
+
+    Raises:
+        ConfigError: an unknown scheme, already-quantized weights, or shapes int4 cannot group.
     """
-    dim = shape.head_dim
-    inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
-    freqs = torch.outer(torch.arange(length, dtype=torch.int64).float(), inv_freq)
-    angles = torch.cat([freqs, freqs], dim=-1)
-    return angles.cos().repeat(1, n_heads).contiguous(), angles.sin().repeat(1, n_heads).contiguous()
-
-
-def rotate_half_rows(rows: torch.Tensor, n_heads: int, head_dim: int, negate: bool = True) -> torch.Tensor:
-    """Rows of ``R @ rows`` where ``R x = rotate_half(x)`` per head, i.e. ``[-x2, x1]``.
-
-    Appending these rows to the q/k projection turns RoPE into two multiplies and an add on the matmul
-    output (``q * cos + (R q) * sin``) instead of slicing, negating and concatenating every step.
-    Only a permutation and a sign, so it is exact on quantized rows too: pass ``negate=False`` for
-    per-row metadata that only moves (int8 scales, int4 codes) and ``negate=True`` for what flips sign.
-    """
-    shaped = rows.reshape(n_heads, head_dim, *rows.shape[1:])
-    half = head_dim // 2
-    first = -shaped[:, half:] if negate else shaped[:, half:]
-    return torch.cat([first, shaped[:, :half]], dim=1).reshape(rows.shape)
+    scheme = normalize_scheme(scheme)
+    if weights.scheme != "fp32":
+        raise ConfigError(f"these weights are already quantized ({weights.scheme}); quantize from fp32")
+    if scheme == "fp32":
+        return weights
+    return weights.map_weights(lambda w: quantize_weight(w, scheme, group_size), scheme)
