@@ -58,15 +58,19 @@ class TradeoffReport:
     notes: list[str] = field(default_factory=list)
 
     def by_scheme(self) -> dict[str, SchemeResult]:
+        """The rows keyed by scheme name."""
         return {r.scheme: r for r in self.results}
 
     def to_dict(self) -> dict:
+        """Everything as plain data (what ``tradeoff.json`` holds)."""
         return asdict(self)
 
     def to_json(self) -> str:
+        """``to_dict`` as indented JSON."""
         return json.dumps(self.to_dict(), indent=2)
 
     def to_markdown(self) -> str:
+        """The table in Markdown with a note on what it was measured on (``tradeoff.md``)."""
         lines = ["| scheme | size (MB) | size vs fp32 | tokens/s (batch 1) | tokens/s (batch "
                  f"{self.batch_size}) | perplexity | Δ perplexity | ROUGE-L | Δ ROUGE-L |",
                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -83,7 +87,17 @@ class TradeoffReport:
 
 
 def response_perplexity(decoder: FastDecoder, tokenizer, frame: pd.DataFrame, batch_size: int = 32) -> float:
-    """Per-token perplexity of each row's response (and EOS) given its prompt, as the evaluation step defines it."""
+    """Per-token perplexity of each row's response (and EOS) given its prompt, as the evaluation step defines it.
+
+    ``exp(sum of token negative log-likelihoods / number of response tokens)`` over all rows, teacher-forced
+    (prompt tokens are not scored).
+
+    Args:
+        decoder: the engine's decoder (any scheme).
+        tokenizer: the model's tokenizer.
+        frame: rows with ``instruction`` and ``response``.
+        batch_size: rows per forward pass.
+    """
     encoded = encode_instruction_pairs(frame, tokenizer, decoder.max_seq_len)
     nll, count = 0.0, 0
     for start in range(0, len(encoded["input_ids"]), batch_size):
@@ -99,7 +113,10 @@ def response_perplexity(decoder: FastDecoder, tokenizer, frame: pd.DataFrame, ba
 
 
 def decode_speed(engine: GenerationEngine, batch: int, new_tokens: int = 100) -> float:
-    """Generated tokens per second for ``batch`` identical requests of exactly ``new_tokens`` tokens."""
+    """Generated tokens per second (wall clock) for ``batch`` identical requests of exactly ``new_tokens`` tokens.
+
+    One untimed warm-up run of the same shapes comes first.
+    """
     prompt = engine.encode(engine.instruction_prompt("Where is my order?"))
     params = SamplingParams(max_tokens=new_tokens, min_tokens=new_tokens)
     engine.generate([prompt] * batch, params)  # warm the shapes of this batch size
@@ -125,6 +142,16 @@ def measure_tradeoff(weights: DecoderWeights, tokenizer, frame: pd.DataFrame, ou
         out_dir: where the engine folders go (``out_dir/fp32``, ``out_dir/int8``...).
         schemes: fp32 is always measured first, as the baseline.
         generate_rows: rows sampled (seeded) for ROUGE-L.
+        max_new_tokens: the generation budget of each ROUGE-L row.
+        batch_size: KV-cache rows, and the batch of the throughput figure.
+        seed: the sampling seed of the ROUGE-L rows.
+        source: where the weights came from, kept in each engine folder's manifest.
+
+    Returns:
+        One ``SchemeResult`` per scheme (sizes in bytes, speeds in tokens/s, changes in % of fp32).
+
+    Raises:
+        ConfigError: an unknown scheme, or a shape int4 cannot group.
     """
     out_dir = Path(out_dir)
     ordered = ["fp32", *[s for s in schemes if s != "fp32"]]

@@ -45,6 +45,7 @@ class DenseLinear:
         return torch.mm(x, self.weight_t)
 
     def add_to(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``residual + x @ W.T`` in one ``addmm``."""
         return torch.addmm(residual, x, self.weight_t)  # the residual add fused into the GEMM
 
 
@@ -68,6 +69,7 @@ class Int8DynamicLinear:
         return torch.ops.quantized.linear_dynamic(x, self.packed, self.reduce_range)
 
     def add_to(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``residual + x @ W.T`` (this kernel has no fused add)."""
         return residual + self(x)
 
 
@@ -100,6 +102,7 @@ class Int4WeightOnlyLinear:
         return y[:, :self.out_features] if self.padded else y
 
     def add_to(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``residual + x @ W.T`` (this kernel has no fused add)."""
         return residual + self(x)
 
 

@@ -16,6 +16,7 @@ class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "message", ...extra}`` on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON object: UTC timestamp (ms), level, logger, message, the ``extra`` fields, any exception."""
         entry = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
                  "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})

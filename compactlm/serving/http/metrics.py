@@ -51,8 +51,10 @@ class ServiceMetrics:
         self.in_flight.set_function(in_flight)
 
     def set_model(self, model: str, version: str | None, quantization: str) -> None:
+        """Label ``compactlm_model_info`` with the served model (the previous labels are dropped)."""
         self.model_info.clear()
         self.model_info.labels(model=model, version=version or "", quantization=quantization).set(1)
 
     def render(self) -> bytes:
+        """Every metric in the Prometheus text format (the ``GET /metrics`` body)."""
         return generate_latest(self.registry)

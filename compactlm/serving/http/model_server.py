@@ -43,6 +43,7 @@ class ModelServer:
 
     @property
     def follows_alias(self) -> bool:
+        """True when the configured source is a ``models:/<name>@<alias>`` URI (polled for moves)."""
         parsed = parse_registry_uri(self.config.model_uri or "") if self.config.model_dir is None else None
         return parsed is not None and parsed[1] is not None
 
@@ -99,6 +100,7 @@ class ModelServer:
             await asyncio.sleep(interval if self.current is not None and interval > 0 else RETRY_LOAD_S)
 
     def close(self) -> None:
+        """Stop serving: cancel what is queued or running and stop the engine thread (at most 10 s)."""
         if self.current is not None:
             self.current.scheduler.close(drain=False, timeout=10)
             self.metrics.ready.set(0)

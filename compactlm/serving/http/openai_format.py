@@ -44,6 +44,16 @@ class ApiError(Exception):
 
 def error_response(status: int, message: str, type_: str, param: str | None = None, code: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
+    """A JSON answer with OpenAI's error body ``{"error": {"message", "type", "param", "code"}}``.
+
+    Args:
+        status: the HTTP status code.
+        message: what went wrong (lone surrogates escaped so the body stays valid UTF-8).
+        type_: OpenAI's error type (``invalid_request_error``, ``rate_limit_error``, ``server_error``).
+        param: the request field at fault.
+        code: a machine-readable reason (``model_not_found``, ``queue_full``...).
+        headers: extra response headers (``Retry-After``).
+    """
     # backslashreplace: a lone surrogate echoed from the request must not break the UTF-8 response.
     safe = message.encode("utf-8", "backslashreplace").decode("utf-8")
     body = {"error": {"message": safe, "type": type_, "param": param, "code": code}}
@@ -71,6 +81,7 @@ def model_matches(requested: str, model: LoadedModel) -> bool:
 
 
 def model_card(model: LoadedModel) -> ModelCard:
+    """The ``/v1/models`` entry of the served model (``created``: its load time, Unix seconds)."""
     return ModelCard(id=model.model_id, created=int(model.loaded_at))
 
 
@@ -85,23 +96,27 @@ def _reason(completion: Completion) -> str:
 
 
 def completion_response(rid: str, model_id: str, done: list[Completion]) -> CompletionResponse:
+    """The body of a non-streamed ``/v1/completions`` answer: one choice per prompt, summed usage."""
     choices = [CompletionChoice(index=i, text=c.text, finish_reason=_reason(c)) for i, c in enumerate(done)]
     return CompletionResponse(id=rid, created=int(time.time()), model=model_id, choices=choices, usage=_usage(done))
 
 
 def chat_response(rid: str, model_id: str, done: Completion) -> ChatCompletionResponse:
+    """The body of a non-streamed ``/v1/chat/completions`` answer."""
     choice = ChatChoice(index=0, message=AssistantMessage(content=done.text), finish_reason=_reason(done))
     return ChatCompletionResponse(id=rid, created=int(time.time()), model=model_id, choices=[choice],
                                   usage=_usage([done]))
 
 
 def batch_response(model_id: str, items: list[BatchItem], done: list[Completion]) -> BatchResponse:
+    """The body of a ``/v1/completions/batch`` answer: results in input order, ids echoed, usage per item."""
     data = [BatchResult(index=i, id=item.id, text=c.text, finish_reason=_reason(c), usage=_usage([c]))
             for i, (item, c) in enumerate(zip(items, done))]
     return BatchResponse(model=model_id, data=data, usage=_usage(done))
 
 
 def wants_usage(body) -> bool:
+    """True when a streaming request asked for a usage chunk (``stream_options.include_usage``)."""
     return bool(body.stream_options and body.stream_options.include_usage)
 
 

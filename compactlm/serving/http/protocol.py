@@ -34,6 +34,8 @@ class _Strict(BaseModel):
 
 
 class StreamOptions(_Strict):
+    """``stream_options``: ``include_usage`` adds a final chunk with the token counts."""
+
     include_usage: bool = False
 
 
@@ -56,6 +58,7 @@ class _SamplingFields(_Strict):
     min_tokens: int | None = Field(None, ge=0, description="Extension: no EOS before this many tokens.")
 
     def stop_list(self) -> tuple[str, ...]:
+        """``stop`` as a tuple (empty when not given)."""
         if self.stop is None:
             return ()
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
@@ -72,24 +75,32 @@ class CompletionRequest(_SamplingFields):
     suffix: None = Field(None, description="Not supported.")
 
     def prompts(self) -> list[str]:
+        """``prompt`` as a list (one prompt, or several)."""
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
 
 class ResponseFormat(_Strict):
+    """``response_format``: plain text only."""
+
     type: Literal["text"]
 
 
 class TextPart(_Strict):
+    """One text part of a message's content list."""
+
     type: Literal["text"]
     text: Text
 
 
 class ChatMessage(_Strict):
+    """One message of a conversation; content as a string or a list of text parts."""
+
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Text | list[TextPart] | None = None
     name: Text | None = Field(None, max_length=256)
 
     def text(self) -> str:
+        """The content as one string (text parts joined; ``""`` when empty)."""
         if self.content is None:
             return ""
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
@@ -113,6 +124,7 @@ class ChatCompletionRequest(_SamplingFields):
         return self
 
     def token_budget(self) -> int | None:
+        """``max_completion_tokens``, else ``max_tokens`` (None: the server's default)."""
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
@@ -129,12 +141,15 @@ class BatchItem(_Strict):
     min_tokens: int | None = Field(None, ge=0)
 
     def stop_list(self) -> tuple[str, ...]:
+        """``stop`` as a tuple (empty when not given)."""
         if self.stop is None:
             return ()
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
 
 class BatchRequest(_Strict):
+    """POST /v1/completions/batch: up to 256 prompts, each with its own parameters."""
+
     model: Text = Field(min_length=1)
     inputs: Annotated[list[BatchItem], Field(min_length=1, max_length=256)]
 
@@ -143,12 +158,16 @@ class BatchRequest(_Strict):
 
 
 class Usage(BaseModel):
+    """Token counts of a response (prompt tokens include BOS)."""
+
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
 
 class CompletionChoice(BaseModel):
+    """One completion of a /v1/completions response."""
+
     index: int
     text: str
     finish_reason: Literal["stop", "length"] | None = None
@@ -156,6 +175,8 @@ class CompletionChoice(BaseModel):
 
 
 class CompletionResponse(BaseModel):
+    """The body of a /v1/completions response (OpenAI ``text_completion``)."""
+
     id: str
     object: Literal["text_completion"] = "text_completion"
     created: int
@@ -165,11 +186,15 @@ class CompletionResponse(BaseModel):
 
 
 class AssistantMessage(BaseModel):
+    """The assistant's reply in a chat choice."""
+
     role: Literal["assistant"] = "assistant"
     content: str
 
 
 class ChatChoice(BaseModel):
+    """The one choice of a /v1/chat/completions response."""
+
     index: int
     message: AssistantMessage
     finish_reason: Literal["stop", "length"] | None = None
@@ -177,6 +202,8 @@ class ChatChoice(BaseModel):
 
 
 class ChatCompletionResponse(BaseModel):
+    """The body of a /v1/chat/completions response (OpenAI ``chat.completion``)."""
+
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
@@ -186,6 +213,8 @@ class ChatCompletionResponse(BaseModel):
 
 
 class BatchResult(BaseModel):
+    """The result of one batch item, in input order (``id`` echoed)."""
+
     index: int
     id: str | None = None
     text: str
@@ -194,6 +223,8 @@ class BatchResult(BaseModel):
 
 
 class BatchResponse(BaseModel):
+    """The body of a /v1/completions/batch response."""
+
     object: Literal["list"] = "list"
     model: str
     data: list[BatchResult]
@@ -201,6 +232,8 @@ class BatchResponse(BaseModel):
 
 
 class ModelCard(BaseModel):
+    """One entry of GET /v1/models (OpenAI ``model``)."""
+
     id: str
     object: Literal["model"] = "model"
     created: int
@@ -208,11 +241,15 @@ class ModelCard(BaseModel):
 
 
 class ModelList(BaseModel):
+    """GET /v1/models: the served model."""
+
     object: Literal["list"] = "list"
     data: list[ModelCard]
 
 
 class ErrorDetail(BaseModel):
+    """OpenAI's error object: ``param`` names the offending field, ``code`` a machine-readable reason."""
+
     message: str
     type: str
     param: str | None = None
@@ -220,4 +257,6 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorResponse(BaseModel):
+    """Every error answer: ``{"error": {...}}`` as OpenAI sends it."""
+
     error: ErrorDetail

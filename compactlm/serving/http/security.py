@@ -25,6 +25,7 @@ def key_fingerprint(key: str) -> str:
 
 
 def keys_from_env(environ: dict[str, str] | None = None) -> list[str]:
+    """The API keys in ``COMPACTLM_API_KEYS`` (comma-separated; blanks ignored) of ``environ`` or ``os.environ``."""
     raw = (environ if environ is not None else os.environ).get(API_KEYS_ENV, "")
     return [k.strip() for k in raw.split(",") if k.strip()]
 
@@ -37,6 +38,7 @@ class ApiKeys:
 
     @property
     def enabled(self) -> bool:
+        """True when at least one key is configured."""
         return bool(self._keys)
 
     def check(self, presented: str | None) -> bool:
@@ -52,6 +54,9 @@ class ApiKeys:
 
 class RateLimiter:
     """A token bucket per client: ``rate`` requests per second on average, bursts up to ``burst``.
+
+    The token-bucket algorithm of traffic shaping (the meter of RFC 2697): a bucket of ``burst`` tokens
+    refilled at ``rate`` per second; a request takes one token, or is refused until one is there.
 
     Args:
         rate: refill rate in requests per second; 0 disables limiting.
@@ -71,6 +76,7 @@ class RateLimiter:
 
     @property
     def enabled(self) -> bool:
+        """True when a rate is set (``rate > 0``)."""
         return self.rate > 0
 
     def acquire(self, client: str) -> float:
