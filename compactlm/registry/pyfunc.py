@@ -133,7 +133,7 @@ class FastChatModel(mlflow.pyfunc.PythonModel):
             self._engine = GenerationEngine.from_weights(self.weights, self.tokenizer, max_batch_size=16)
         return self._engine
 
-    def predict(self, context, model_input, params=None) -> list[str]:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> list[str]:
         """Greedy responses, one per input text (see ``parse_texts``), stripped of surrounding spaces."""
         from compactlm.serving.engine.sampling import SamplingParams  # local: torch, as in load_context
 
