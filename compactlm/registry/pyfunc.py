@@ -30,7 +30,6 @@ from compactlm.evaluation.generate import generate_from_prompts, is_seq2seq
 from compactlm.models.loading import load_trained
 from compactlm.models.tokenizer import format_prompt
 from compactlm.training.data import SEQ2SEQ_PREFIX
-from compactlm.training.encoder import predict_labels
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # compactlm/, logged as the model's code
 MODEL_ARTIFACT = "model_dir"  # the artifact key of a save_pretrained folder
@@ -99,6 +98,10 @@ class CompactLMChatModel(mlflow.pyfunc.PythonModel):
         texts = parse_texts(model_input)
         batch_size = int(params.get("batch_size", 16))
         if self.task["task"] == "classification":
+            # Local: the training stack (and the config it imports) is needed by classifiers only; a chat
+            # model loaded in a fresh environment imports no more than its pinned requirements provide.
+            from compactlm.training.encoder import predict_labels
+
             return predict_labels(self.model, self.tokenizer, texts, batch_size=batch_size)
         template = self.task.get("prompt_template")
         if is_seq2seq(self.model):
