@@ -215,8 +215,8 @@ def resolve_champion(args) -> tuple[str, str, str]:
     """(model folder, model URI, version) of the champion; exits with one line when there is none."""
     import mlflow
 
-    from compactlm.registry.model import MODEL_ARTIFACT
-    from compactlm.serving.loading import ModelNotFoundError, parse_registry_uri, resolve_version
+    from compactlm.registry.pyfunc import MODEL_ARTIFACT
+    from compactlm.serving.engine.loading import ModelNotFoundError, parse_registry_uri, resolve_version
 
     if args.model_dir:
         return args.model_dir, args.model_dir, ""
@@ -258,8 +258,8 @@ def int8_figures(model_dir: str, frame, workdir: str, generate_rows: int) -> dic
     from transformers import AutoModelForCausalLM
 
     from compactlm.models.tokenizer import load_tokenizer
-    from compactlm.serving.tradeoff import measure_tradeoff
-    from compactlm.serving.weights import DecoderWeights
+    from compactlm.serving.engine.weights import DecoderWeights
+    from compactlm.serving.quantization_tradeoff import measure_tradeoff
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     report = measure_tradeoff(DecoderWeights.from_hf(model), load_tokenizer(model_dir), frame, Path(workdir) / "q",

@@ -39,7 +39,7 @@ def evaluate_candidate(model_dir: str, version: DatasetVersion, config: EvalConf
 def rescore_champion(model_uri: str, version: DatasetVersion, config: EvalConfig, max_length: int,
                      run_id: str, work_dir: str, task: str = "instruction") -> EvalResult:
     """Load the champion through MLflow and score it now on exactly the candidate's data and probes."""
-    from compactlm.registry.model import load_chat_model_with_dir
+    from compactlm.registry.pyfunc import load_chat_model_with_dir
 
     model, tokenizer, model_dir = load_chat_model_with_dir(model_uri)
     result = evaluate_version(model, tokenizer, version, config, max_length, Path(work_dir) / "champion-evaluation",

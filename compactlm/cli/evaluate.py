@@ -26,7 +26,7 @@ def human_export(
     from compactlm.errors import CompactLMError
     from compactlm.evaluation.generate import generate_responses
     from compactlm.evaluation.human import export_sheet
-    from compactlm.registry.model import load_chat_model
+    from compactlm.registry.pyfunc import load_chat_model
 
     cfg, paths = connect_tracking(config)
     if n < 1:

@@ -78,16 +78,16 @@ def serve(
 
     serve_cfg = replace(cfg.serve, model_uri=uri, model_dir=directory)
     if uri is not None:
-        from compactlm.serving.loading import resolve_version
+        from compactlm.serving.engine.loading import resolve_version
 
         resolve_version(uri)  # fail now, with one line, if there is nothing to serve
     elif not Path(directory).is_dir():
         raise CompactLMError(f"model folder {directory} does not exist")
     import uvicorn
 
-    from compactlm.serving.app import create_app
-    from compactlm.serving.logs import configure_json_logging
-    from compactlm.serving.security import keys_from_env
+    from compactlm.serving.http.app import create_app
+    from compactlm.serving.http.logs import configure_json_logging
+    from compactlm.serving.http.security import keys_from_env
 
     _set_threads(serve_cfg.threads)
     configure_json_logging()
@@ -117,9 +117,9 @@ def predict(
     uri, directory = _source(cfg, model_uri, model_dir)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from compactlm.serving.loading import load_model
-    from compactlm.serving.predict import predict as run_predictions
-    from compactlm.serving.predict import read_requests, write_jsonl_atomic
+    from compactlm.serving.batch_predict import predict as run_predictions
+    from compactlm.serving.batch_predict import read_requests, write_jsonl_atomic
+    from compactlm.serving.engine.loading import load_model
 
     _set_threads(cfg.serve.threads)
     serve_cfg = cfg.serve
@@ -157,8 +157,8 @@ def quantize(
     """Quantize the model, print the trade-off table, log it to MLflow and register the quantized versions."""
     cfg, paths = _setup(config, set_, home)
     uri, directory = _source(cfg, model_uri, model_dir)
-    from compactlm.serving.quantize import normalize_scheme
-    from compactlm.serving.quantize_run import quantize_and_register
+    from compactlm.serving.engine.quantize import normalize_scheme
+    from compactlm.serving.quantize_and_register import quantize_and_register
 
     wanted = tuple(dict.fromkeys(normalize_scheme(s) for s in schemes.split(",") if s.strip()))
     to_register = tuple(dict.fromkeys(normalize_scheme(s) for s in register.split(",") if s.strip()))

@@ -13,8 +13,8 @@ import mlflow
 
 from compactlm.data.versioning import DatasetVersion, read_split
 from compactlm.registry.lineage import lineage_tags
-from compactlm.registry.model import log_chat_model, write_task_file
 from compactlm.registry.model_card import build_model_card
+from compactlm.registry.pyfunc import log_chat_model, write_task_file
 from compactlm.registry.store import register_version, tag_version
 from compactlm.registry.tracking import log_splits, reopen_run
 from compactlm.shapes import get_shape

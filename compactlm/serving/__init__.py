@@ -1,17 +1,15 @@
 """Serving CompactLM models: a fast decoding engine, quantization and an OpenAI-compatible FastAPI service.
 
-Modules, bottom-up:
+* ``engine/`` — weights extraction, quantization, the fast decoder, sampling, speculative decoding, the
+  generation engine and its scheduler thread, engine folders on disk, and loading a model to serve.
+* ``http/`` — the HTTP service: app, protocol, OpenAI format, security, middleware, metrics, logs and
+  the model server that reloads when the registry alias moves.
+* ``batch_predict`` — JSONL batch inference (``compactlm predict``).
+* ``quantization_tradeoff`` / ``quantize_and_register`` — the size/speed/quality table of each scheme and
+  the ``compactlm quantize`` workflow that logs it and registers quantized versions.
 
-* ``weights`` — pull a Llama-style ``transformers`` model into fused, folded fp32 tensors.
-* ``quantize`` — INT8 dynamic and INT4 weight-only storage and the CPU kernels that run them.
-* ``decoder`` — the forward pass on those tensors with a preallocated KV cache (prefill + decode steps).
-* ``sampling`` / ``engine`` — per-sequence sampling, stop sequences, continuous batching.
-* ``batcher`` — the engine on its own thread behind a bounded queue, for asyncio handlers.
-* ``artifact`` / ``mlflow_model`` / ``loading`` — engine folders on disk, in MLflow, and model loading.
-* ``tradeoff`` / ``predict`` — the quantization trade-off table and JSONL batch inference.
-* ``protocol`` / ``security`` / ``metrics`` / ``app`` — the HTTP service.
-
-This package never imports Prefect; torch is imported by the modules that need it, not here.
+The MLflow pyfunc flavour of engine folders is in ``compactlm.registry.pyfunc``. This package never
+imports Prefect; torch is imported by the modules that need it, not here (the config imports ``SCHEMES``).
 """
 
 SCHEMES = ("fp32", "int8", "int4")

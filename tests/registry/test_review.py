@@ -13,7 +13,7 @@ from compactlm.errors import CompactLMError
 from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
 from compactlm.registry import review, store
-from compactlm.registry.model import log_chat_model
+from compactlm.registry.pyfunc import log_chat_model
 from compactlm.state import state_paths
 
 NAME = "review-model"

@@ -7,7 +7,7 @@ import pytest
 from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
 from compactlm.registry import store
-from compactlm.registry.model import load_chat_model, log_chat_model
+from compactlm.registry.pyfunc import load_chat_model, log_chat_model
 from compactlm.state import state_paths
 
 NAME = "unit-model"

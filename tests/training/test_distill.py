@@ -42,7 +42,7 @@ def test_the_teacher_can_be_a_registry_version(base_dir, splits, tiny_config, ho
     import mlflow
 
     from compactlm.registry import store
-    from compactlm.registry.model import log_chat_model
+    from compactlm.registry.pyfunc import log_chat_model
     from compactlm.state import state_paths
 
     experiment = store.setup_tracking(state_paths(), "teachers")

@@ -1,0 +1,192 @@
+"""The fast decoder: a Llama-style forward pass on extracted weights with a preallocated KV cache.
+
+Why it is fast on a CPU with a ~1M-parameter model: the arithmetic per token is a few MFLOP, so the
+time goes to per-op overhead, not math. One decode step here is ~12 torch ops per layer (fused QKV and
+gate/up GEMMs, residual adds fused into ``addmm``, RoPE as two multiplies and an add, one SDPA call
+over the cache), with no module hooks, no cache objects, no per-step allocation beyond the activations,
+and the whole batch of concurrent sequences in the same ops.
+
+The KV cache is one tensor ``[layers, rows, kv_heads, max_seq_len, head_dim]``; a sequence owns a row.
+Active sequences always occupy rows ``0..B-1`` (the engine compacts rows when one finishes), so a
+step reads the cache through plain views. Rows of different lengths share a step: positions past a
+row's own length are masked, so stale values of an earlier occupant are never attended to.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from compactlm.serving.engine.kernels import DenseLinear, Linear, make_linear
+from compactlm.serving.engine.quantize import concat_rows, dequantize, rotate_rows, slice_rows
+from compactlm.serving.engine.rope import rope_tables
+from compactlm.serving.engine.weights import DecoderWeights
+
+
+class _Layer:
+    __slots__ = ("qkv", "o", "gate_up", "down")
+
+    def __init__(self, qkv: Linear, o: Linear, gate_up: Linear, down: Linear):
+        self.qkv, self.o, self.gate_up, self.down = qkv, o, gate_up, down
+
+
+class FastDecoder:
+    """Prefill and decode steps for up to ``max_batch_size`` sequences of up to ``max_seq_len`` tokens.
+
+    Args:
+        weights: extracted (optionally quantized) weights.
+        max_batch_size: KV-cache rows, i.e. sequences decoded together.
+        max_seq_len: cache length (prompt + generated tokens); default and maximum: the model's positions.
+    """
+
+    def __init__(self, weights: DecoderWeights, max_batch_size: int = 32, max_seq_len: int | None = None):
+        shape = weights.shape
+        self.shape, self.scheme = shape, weights.scheme
+        self.max_batch_size = max_batch_size
+        self.max_seq_len = min(max_seq_len or shape.max_positions, shape.max_positions)
+        heads, kv_heads, dim = shape.num_heads, shape.num_kv_heads, shape.head_dim
+        self._q, self._rope = shape.q_size, shape.q_size + shape.kv_size  # q columns; q+k columns (rotated)
+        self._groups = heads // kv_heads
+        self._inter = shape.intermediate_size
+        self._eps = shape.rms_norm_eps
+        self._cos, self._sin = rope_tables(dim, shape.rope_theta, heads + kv_heads, self.max_seq_len)
+        self._arange = torch.arange(self.max_seq_len)
+        self.embed = dequantize(weights.embed).float().contiguous()
+        head = weights.lm_head if weights.lm_head is not None else weights.embed
+        if isinstance(head, torch.Tensor):  # fp32: fold the final norm into the LM head
+            self._head: Linear = DenseLinear(head.float() * weights.final_norm)
+            self._final_norm: torch.Tensor | None = None
+        else:
+            self._head, self._final_norm = make_linear(head), weights.final_norm.float()
+        self.layers: list[_Layer] = []
+        for layer in weights.layers:
+            q = slice_rows(layer.qkv, 0, self._q)
+            k = slice_rows(layer.qkv, self._q, self._rope)
+            v = slice_rows(layer.qkv, self._rope, self._rope + shape.kv_size)
+            # Output columns: [q, k | R q, R k | v]; RoPE is then qk * cos + (R qk) * sin.
+            fused = concat_rows([q, k, rotate_rows(q, heads, dim), rotate_rows(k, kv_heads, dim), v])
+            self.layers.append(_Layer(make_linear(fused), make_linear(layer.o), make_linear(layer.gate_up),
+                                      make_linear(layer.down)))
+        cache_shape = (shape.num_layers, max_batch_size, kv_heads, self.max_seq_len, dim)
+        # Zeros, not empty: a masked position still enters the matmul, and 0 * NaN garbage would be NaN.
+        self.k_cache = torch.zeros(cache_shape)
+        self.v_cache = torch.zeros(cache_shape)
+        self._k_layers = list(self.k_cache.unbind(0))
+        self._v_layers = list(self.v_cache.unbind(0))
+        self._rows = torch.arange(max_batch_size)
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), None, self._eps)  # weights are folded into the next matmul
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        x = self._norm(h)
+        if self._final_norm is not None:
+            x = x * self._final_norm
+        return self._head(x)
+
+    def _mlp(self, layer: _Layer, h: torch.Tensor) -> torch.Tensor:
+        gate_up = layer.gate_up(self._norm(h))
+        return layer.down.add_to(h, F.silu(gate_up[:, :self._inter]) * gate_up[:, self._inter:])
+
+    @torch.inference_mode()
+    def decode(self, tokens: list[int] | list[list[int]], positions: list[int]) -> torch.Tensor:
+        """Extend rows ``0..B-1``: row ``r`` feeds ``tokens[r]`` starting at ``positions[r]``.
+
+        Writes each fed token's key and value at its position; a token at position ``p`` attends to its
+        row's positions ``<= p``. One token per row (a flat list) is the plain decode step and returns
+        ``[B, vocab]``; ``T`` tokens per row (speculative verification) return ``[B, T, vocab]``. The
+        caller keeps ``positions[r] + T <= max_seq_len``.
+
+        Args:
+            tokens: ``B`` token ids, or ``B`` lists of ``T`` ids (same ``T`` for every row).
+            positions: ``B`` cache positions of each row's first fed token.
+
+        Returns:
+            fp32 logits, ``[B, vocab]`` or ``[B, T, vocab]``.
+        """
+        batch = len(tokens)
+        multi = isinstance(tokens[0], list)
+        width = len(tokens[0]) if multi else 1
+        heads, kv_heads, dim = self.shape.num_heads, self.shape.num_kv_heads, self.shape.head_dim
+        start = torch.tensor(positions)
+        pos = (start[:, None] + self._arange[:width]).view(-1) if multi else start  # [B * T]
+        length = max(positions) + width
+        h = self.embed[torch.tensor(tokens).view(-1)]
+        cos, sin = self._cos[pos], self._sin[pos]
+        # An additive 0/-inf mask (measured ~10 % faster in SDPA than a boolean one at batch 32).
+        bias = torch.where(self._arange[:length] <= pos[:, None], 0.0, float("-inf")).view(batch, 1, width, length)
+        rows = self._rows[:batch].repeat_interleave(width) if multi else self._rows[:batch]
+        q_end, rope_end = self._q, self._rope
+        for i, layer in enumerate(self.layers):
+            qkv = layer.qkv(self._norm(h))
+            qk = torch.addcmul(qkv[:, :rope_end] * cos, qkv[:, rope_end:2 * rope_end], sin)
+            k_cache, v_cache = self._k_layers[i], self._v_layers[i]
+            k_cache[rows, :, pos] = qk[:, q_end:].view(-1, kv_heads, dim)
+            v_cache[rows, :, pos] = qkv[:, 2 * rope_end:].view(-1, kv_heads, dim)
+            keys, values = k_cache[:batch, :, :length], v_cache[:batch, :, :length]
+            if multi:
+                q = qk[:, :q_end].view(batch, width, heads, dim).transpose(1, 2)
+                att = F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, scale=1.0,
+                                                     enable_gqa=heads != kv_heads)
+                att = att.transpose(1, 2)
+            else:
+                # GQA without copies: the query heads of one KV head form the "query length" axis.
+                q = qk[:, :q_end].view(batch, kv_heads, self._groups, dim)
+                att = F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, scale=1.0)
+            h = layer.o.add_to(h, att.reshape(-1, q_end))
+            h = self._mlp(layer, h)
+        logits = self._logits(h)
+        return logits.view(batch, width, -1) if multi else logits
+
+    @torch.inference_mode()
+    def forward(self, prompts: list[list[int]], first_row: int | None = None,
+                all_logits: bool = False) -> torch.Tensor:
+        """Run whole prompts (right-padded into one batch) through the model.
+
+        Args:
+            prompts: token ids, one list per sequence (each at most ``max_seq_len`` long).
+            first_row: write the keys and values of prompt ``j`` to cache row ``first_row + j``
+                (prefill); None writes nothing (scoring).
+            all_logits: return ``[n, T, vocab]`` for every position; otherwise ``[n, vocab]`` at each
+                prompt's last token.
+
+        Returns:
+            fp32 logits, ``[n, vocab]`` or ``[n, T, vocab]`` (``T`` the longest prompt).
+        """
+        n, width = len(prompts), max(len(p) for p in prompts)
+        heads, kv_heads, dim = self.shape.num_heads, self.shape.num_kv_heads, self.shape.head_dim
+        ids = torch.tensor([p + [0] * (width - len(p)) for p in prompts])
+        h = self.embed[ids.view(-1)]
+        cos, sin = self._cos[:width], self._sin[:width]
+        q_end, rope_end = self._q, self._rope
+        for i, layer in enumerate(self.layers):
+            qkv = layer.qkv(self._norm(h)).view(n, width, -1)
+            qk = torch.addcmul(qkv[..., :rope_end] * cos, qkv[..., rope_end:2 * rope_end], sin)
+            q = qk[..., :q_end].view(n, width, heads, dim).transpose(1, 2)
+            k = qk[..., q_end:].reshape(n, width, kv_heads, dim).transpose(1, 2)
+            v = qkv[..., 2 * rope_end:].reshape(n, width, kv_heads, dim).transpose(1, 2)
+            if first_row is not None:
+                # Padding positions get written too; they sit past the row's length, so they stay masked
+                # until the row's own decode steps overwrite them.
+                self._k_layers[i][first_row:first_row + n, :, :width] = k
+                self._v_layers[i][first_row:first_row + n, :, :width] = v
+            # Causal masking alone is right for right-padded rows: real tokens never look past themselves.
+            att = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0, enable_gqa=heads != kv_heads)
+            h = layer.o.add_to(h, att.transpose(1, 2).reshape(n * width, q_end))
+            h = self._mlp(layer, h)
+        if all_logits:
+            return self._logits(h).view(n, width, -1)
+        last = torch.tensor([j * width + len(p) - 1 for j, p in enumerate(prompts)])
+        return self._logits(h[last])
+
+    def move_row(self, src: int, dst: int, length: int) -> None:
+        """Copy the first ``length`` cached positions of row ``src`` to row ``dst`` (all layers)."""
+        self.k_cache[:, dst, :, :length] = self.k_cache[:, src, :, :length]
+        self.v_cache[:, dst, :, :length] = self.v_cache[:, src, :, :length]
+
+    def warmup(self) -> None:
+        """Run every code path once: the first call of some CPU kernels pays seconds of one-time set-up."""
+        self.forward([[0, 1, 2]], first_row=0)
+        self.decode([3], [3])
+        self.decode([[4, 5]], [4])
+        self.forward([[0, 1], [2]], all_logits=True)

@@ -1,0 +1,254 @@
+"""The OpenAI-compatible service: ``create_app(config)`` returns a FastAPI app to run with uvicorn.
+
+Routes: ``POST /v1/completions``, ``POST /v1/chat/completions`` (both with SSE streaming),
+``POST /v1/completions/batch``, ``GET /v1/models``, ``GET /health`` (liveness), ``GET /ready`` (503
+until a model is loaded), ``GET /metrics`` (Prometheus). Errors use OpenAI's body
+(``{"error": {"message", "type", "param", "code"}}``) so the official client raises its usual exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import time
+from collections.abc import Iterable
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from compactlm.config import ServeConfig
+from compactlm.serving.engine.generation import Completion, Sequence
+from compactlm.serving.engine.loading import LoadedModel
+from compactlm.serving.engine.sampling import InvalidRequestError, SamplingParams
+from compactlm.serving.engine.scheduler import EngineFailure, EngineUnavailableError, QueueFullError
+from compactlm.serving.http import openai_format as fmt
+from compactlm.serving.http.metrics import ServiceMetrics
+from compactlm.serving.http.middleware import RequestContextMiddleware
+from compactlm.serving.http.model_server import ModelServer, Serving
+from compactlm.serving.http.protocol import (
+    BatchRequest,
+    BatchResponse,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+    ModelCard,
+    ModelList,
+)
+from compactlm.serving.http.security import ApiKeys, RateLimiter, key_fingerprint, retry_after_header
+
+logger = logging.getLogger("compactlm.serving")
+
+_bearer = HTTPBearer(auto_error=False, description="An API key, when the server has keys configured.")
+
+
+def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: LoadedModel | None = None) -> FastAPI:
+    """Build the service.
+
+    Args:
+        config: serving settings (model source, limits, quantization, rate limit...).
+        api_keys: accepted keys; none means no authentication.
+        preloaded: a model loaded by the caller (served at once, no load at start-up); an alias in
+            ``config.model_uri`` is still followed.
+    """
+    metrics = ServiceMetrics()
+    server = ModelServer(config, metrics)
+    keys = ApiKeys(api_keys)
+    limiter = RateLimiter(config.rate_limit, config.rate_burst)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if preloaded is not None:
+            server.install(preloaded)
+        task = asyncio.create_task(server.maintain()) if (preloaded is None or server.follows_alias) else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.to_thread(server.close)
+
+    app = FastAPI(title="CompactLM", version="1", lifespan=lifespan,
+                  description="OpenAI-compatible completions and chat completions for CompactLM models.")
+    app.state.server, app.state.metrics = server, metrics
+
+    def authorize(request: Request, presented: str | None) -> None:
+        """API-key check, then the caller's rate limit (per key, or per address without keys)."""
+        if keys.enabled:
+            if not keys.check(presented):
+                metrics.rejected.labels(reason="auth").inc()
+                raise fmt.ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'.",
+                                   "invalid_request_error", code="invalid_api_key")
+            client = key_fingerprint(presented or "")
+        else:
+            client = request.client.host if request.client else "unknown"
+        request.state.log["client_id"] = client
+        wait = limiter.acquire(client)
+        if wait > 0:
+            metrics.rejected.labels(reason="rate_limit").inc()
+            raise fmt.ApiError(429, f"Rate limit reached for {client}: {config.rate_limit:g} requests/s "
+                               f"(burst {config.rate_burst}); retry in {wait:.2f} s.", "rate_limit_error",
+                               code="rate_limit_exceeded", headers={"Retry-After": retry_after_header(wait)})
+
+    # The OpenAPI document declares bearer auth only when keys are configured, so it tells the truth.
+    if keys.enabled:
+        async def guard(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)):
+            authorize(request, credentials.credentials if credentials is not None else None)
+    else:
+        async def guard(request: Request):
+            authorize(request, None)
+
+    def serving(requested_model: str | None = None) -> Serving:
+        current = server.current
+        if current is None:
+            raise fmt.ApiError(503, "The model is not loaded yet; see GET /ready.", "server_error",
+                               code="model_not_ready", headers={"Retry-After": "5"})
+        if requested_model is not None and not fmt.model_matches(requested_model, current.model):
+            raise fmt.ApiError(404, f"The model {requested_model!r} is not served here; this server serves "
+                               f"{current.model.model_id!r} (see GET /v1/models).", "invalid_request_error",
+                               param="model", code="model_not_found")
+        return current
+
+    def new_sequence(current: Serving, prompt: str, body, max_tokens: int | None, param: str,
+                     stream: bool = False) -> Sequence:
+        if len(prompt) > config.max_prompt_chars:
+            raise InvalidRequestError(f"{param} is {len(prompt)} characters; the limit is {config.max_prompt_chars}",
+                                      param)
+        engine = current.model.engine
+        ids = engine.encode(prompt)
+        room = engine.max_seq_len - len(ids)
+        default = max(1, min(config.max_new_tokens, room))
+        params = SamplingParams(max_tokens=max_tokens or default,
+                                temperature=1.0 if body.temperature is None else body.temperature,
+                                top_p=1.0 if body.top_p is None else body.top_p, stop=body.stop_list(),
+                                min_tokens=body.min_tokens or 0, seed=body.seed)
+        return engine.sequence(ids, params, stream)
+
+    def submit(current: Serving, seqs: list[Sequence]):
+        try:
+            return current.scheduler.submit_many(seqs)
+        except QueueFullError:
+            metrics.rejected.labels(reason="queue_full").inc()
+            raise
+
+    def record(request: Request, seqs: list[Sequence], done: list[Completion], prompts: list[str]) -> None:
+        for seq, completion in zip(seqs, done):
+            metrics.tokens_in.inc(completion.prompt_tokens)
+            metrics.tokens_out.inc(completion.completion_tokens)
+            metrics.finished.labels(reason=completion.finish_reason).inc()
+            if seq.first_token_at is not None:
+                metrics.first_token.observe(seq.first_token_at - seq.created)
+        log = request.state.log
+        log.update(prompt_tokens=sum(c.prompt_tokens for c in done),
+                   completion_tokens=sum(c.completion_tokens for c in done),
+                   finish_reason=",".join(c.finish_reason for c in done))
+        if not config.redact_prompts:
+            log.update(prompt=prompts if len(prompts) > 1 else prompts[0],
+                       completion=[c.text for c in done] if len(done) > 1 else done[0].text)
+
+    @app.post("/v1/completions", response_model=CompletionResponse, dependencies=[Depends(guard)],
+              responses=fmt.responses(stream=True), tags=["openai"])
+    async def completions(body: CompletionRequest, request: Request):
+        """Complete raw prompts (OpenAI ``completions``); ``stream: true`` answers with server-sent events."""
+        current = serving(body.model)
+        prompts = body.prompts()
+        if body.stream and len(prompts) > 1:
+            raise InvalidRequestError("stream=true takes a single prompt", "prompt")
+        seqs = [new_sequence(current, p, body, body.max_tokens, "prompt", bool(body.stream)) for p in prompts]
+        handles = submit(current, seqs)
+        rid, model_id = f"cmpl-{request.state.request_id}", current.model.model_id
+        if body.stream:
+            return fmt.stream_response(handles[0], rid, model_id, chat=False, include_usage=fmt.wants_usage(body),
+                                       on_done=lambda c: record(request, seqs, [c], prompts))
+        done = await asyncio.gather(*(h.result() for h in handles))
+        record(request, seqs, done, prompts)
+        return fmt.completion_response(rid, model_id, done)
+
+    @app.post("/v1/chat/completions", response_model=ChatCompletionResponse, dependencies=[Depends(guard)],
+              responses=fmt.responses(stream=True), tags=["openai"])
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
+        """Answer a conversation (OpenAI ``chat.completions``), rendered with the model's chat template."""
+        current = serving(body.model)
+        prompt = current.model.engine.chat_prompt([{"role": m.role, "content": m.text()} for m in body.messages])
+        seq = new_sequence(current, prompt, body, body.token_budget(), "messages", bool(body.stream))
+        (handle,) = submit(current, [seq])
+        rid, model_id = f"chatcmpl-{request.state.request_id}", current.model.model_id
+        if body.stream:
+            return fmt.stream_response(handle, rid, model_id, chat=True, include_usage=fmt.wants_usage(body),
+                                       on_done=lambda c: record(request, [seq], [c], [prompt]))
+        completion = await handle.result()
+        record(request, [seq], [completion], [prompt])
+        return fmt.chat_response(rid, model_id, completion)
+
+    @app.post("/v1/completions/batch", response_model=BatchResponse, dependencies=[Depends(guard)],
+              responses=fmt.responses(), tags=["batch"])
+    async def batch_completions(body: BatchRequest, request: Request) -> BatchResponse:
+        """Many prompts, each with its own parameters, in one call (all validated before any is queued)."""
+        current = serving(body.model)
+        seqs = [new_sequence(current, item.prompt, item, item.max_tokens, f"inputs[{i}].prompt")
+                for i, item in enumerate(body.inputs)]
+        handles = submit(current, seqs)
+        done = await asyncio.gather(*(h.result() for h in handles))
+        record(request, seqs, done, [item.prompt for item in body.inputs])
+        return fmt.batch_response(current.model.model_id, body.inputs, done)
+
+    @app.get("/v1/models", response_model=ModelList, dependencies=[Depends(guard)], responses=fmt.responses(),
+             tags=["openai"])
+    async def list_models() -> ModelList:
+        """The served model (one)."""
+        return ModelList(data=[fmt.model_card(serving().model)])
+
+    @app.get("/v1/models/{model_id:path}", response_model=ModelCard, dependencies=[Depends(guard)],
+             responses=fmt.responses(), tags=["openai"])
+    async def get_model(model_id: str) -> ModelCard:
+        return fmt.model_card(serving(model_id).model)
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["ops"], responses={503: {"description": "No model loaded yet (or loading failed)."}})
+    async def ready():
+        """Readiness: 200 with the model once one is loaded, 503 before (with the last load error, if any)."""
+        current = server.current
+        if current is None:
+            return JSONResponse({"status": "loading", "error": server.last_error}, status_code=503,
+                                headers={"Retry-After": "5"})
+        stats = current.model.engine.stats
+        return {"status": "ready", "model": current.model.describe(), "queue_depth": current.scheduler.queue_depth,
+                "in_flight": current.scheduler.in_flight, "uptime_s": round(time.time() - current.model.loaded_at, 1),
+                "speculation": {**stats, "acceptance": round(stats["accepted"] / max(stats["drafted"], 1), 3)}}
+
+    @app.get("/metrics", tags=["ops"], response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}})
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    fmt.install_error_handlers(app, {
+        InvalidRequestError: (400, "invalid_request_error", None, None),
+        QueueFullError: (503, "server_error", "queue_full", {"Retry-After": "1"}),
+        EngineUnavailableError: (503, "server_error", "engine_unavailable", {"Retry-After": "1"}),
+        EngineFailure: (500, "server_error", "engine_failure", None),
+    }, RequestValidationError, StarletteHTTPException)
+    generic_openapi = app.openapi
+
+    def openapi() -> dict:
+        """The schema, with ``model`` narrowed to the served id once a model is loaded (clients and fuzzers
+        then know the one value that reaches the engine; anything else is a documented 404)."""
+        schema = copy.deepcopy(generic_openapi())
+        if server.current is not None:
+            for name in ("CompletionRequest", "ChatCompletionRequest", "BatchRequest"):
+                schema["components"]["schemas"][name]["properties"]["model"]["enum"] = [
+                    server.current.model.model_id]
+        return schema
+
+    app.openapi = openapi
+    known = {route.path for route in app.routes if "{" not in getattr(route, "path", "{")}
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, known_paths=known)
+    return app

@@ -1,0 +1,60 @@
+"""Prometheus metrics of the service, in a registry of its own (one per app, so tests can run several).
+
+Exposed at ``GET /metrics``. Names follow Prometheus conventions (``_total`` counters, ``_seconds``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 128)
+
+
+class ServiceMetrics:
+    """Request, token, queue and model metrics."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("compactlm_requests", "HTTP requests by route and status code.",
+                                ["route", "method", "status"], registry=r)
+        self.latency = Histogram("compactlm_request_latency_seconds", "Request latency (to the last byte).",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.first_token = Histogram("compactlm_time_to_first_token_seconds",
+                                     "Time from queueing a sequence to its first generated token.",
+                                     buckets=LATENCY_BUCKETS, registry=r)
+        self.tokens_in = Counter("compactlm_prompt_tokens", "Prompt tokens processed.", registry=r)
+        self.tokens_out = Counter("compactlm_completion_tokens", "Tokens generated.", registry=r)
+        self.finished = Counter("compactlm_sequences_finished", "Sequences finished, by reason.", ["reason"],
+                                registry=r)
+        self.rejected = Counter("compactlm_requests_rejected", "Requests refused before decoding, by reason.",
+                                ["reason"], registry=r)
+        self.queue_depth = Gauge("compactlm_queue_depth", "Sequences waiting for a KV-cache row.", registry=r)
+        self.in_flight = Gauge("compactlm_sequences_in_flight", "Sequences holding a KV-cache row.", registry=r)
+        self.batch_size = Histogram("compactlm_decode_batch_size", "Sequences per engine step.",
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.model_info = Gauge("compactlm_model_info", "The served model (value 1).",
+                                ["model", "version", "quantization"], registry=r)
+        self.reloads = Counter("compactlm_model_reloads", "Model loads and reloads, by outcome.", ["outcome"],
+                               registry=r)
+        self.ready = Gauge("compactlm_ready", "1 when a model is loaded and requests are served.", registry=r)
+
+    def watch_queue(self, depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
+        """Read queue depth and in-flight count at scrape time (always current, no bookkeeping)."""
+        self.queue_depth.set_function(depth)
+        self.in_flight.set_function(in_flight)
+
+    def set_model(self, model: str, version: str | None, quantization: str) -> None:
+        """Label ``compactlm_model_info`` with the served model (the previous labels are dropped)."""
+        self.model_info.clear()
+        self.model_info.labels(model=model, version=version or "", quantization=quantization).set(1)
+
+    def render(self) -> bytes:
+        """Every metric in the Prometheus text format (the ``GET /metrics`` body)."""
+        return generate_latest(self.registry)

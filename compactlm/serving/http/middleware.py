@@ -1,0 +1,67 @@
+"""Per-request plumbing as plain ASGI middleware: request ids, metrics, and one JSON log line per request.
+
+Plain ASGI rather than ``BaseHTTPMiddleware``: it adds no task or queue per request and sees the last
+byte of a streamed response, so latency and logs cover the whole stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from compactlm.serving.http.metrics import ServiceMetrics
+
+logger = logging.getLogger("compactlm.serving.access")
+
+REQUEST_ID_HEADER = "x-request-id"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_QUIET_PATHS = {"/health", "/ready", "/metrics"}  # probes and scrapes: counted, logged at debug only
+
+
+class RequestContextMiddleware:
+    """Assigns a request id (the client's ``X-Request-ID`` if sane), times, counts and logs each request.
+
+    Handlers add fields to ``request.state.log`` (token counts, finish reason, text unless redacted);
+    they are merged into the log line.
+    """
+
+    def __init__(self, app, metrics: ServiceMetrics, known_paths: set[str]):
+        self.app = app
+        self.metrics = metrics
+        self.known_paths = known_paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        supplied = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), "")
+        request_id = supplied if _SAFE_ID.match(supplied) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["log"] = {}
+        status = 500
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            path = scope.get("path", "")
+            # Unknown paths share one label, so a scanner cannot blow up the metric's cardinality.
+            route = path if path in self.known_paths else "other"
+            self.metrics.requests.labels(route=route, method=scope.get("method", ""), status=str(status)).inc()
+            self.metrics.latency.labels(route=route).observe(elapsed)
+            client = scope.get("client") or ("", 0)
+            record = {"event": "request", "request_id": request_id, "method": scope.get("method"), "path": path,
+                      "status": status, "latency_ms": round(elapsed * 1000, 2), "client": client[0],
+                      **state.get("log", {})}
+            logger.log(logging.DEBUG if path in _QUIET_PATHS else logging.INFO, "request", extra=record)

@@ -1,0 +1,217 @@
+"""The fast engine against transformers itself: same logits, same greedy tokens, under continuous batching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from compactlm.models.tokenizer import format_prompt
+from compactlm.serving.engine.generation import GenerationEngine
+from compactlm.serving.engine.sampling import InvalidRequestError, SamplingParams, TextTracker, select_tokens
+from compactlm.serving.engine.weights import UnsupportedModelError, check_supported
+
+PROMPTS = ["Where is my order?", "Cancel my plan please, it is too expensive for me now",
+           "refund", "How do I change my address?", "My package arrived damaged and the box was open"]
+
+
+def prompt_ids(tokenizer, text: str) -> list[int]:
+    return [tokenizer.bos_token_id, *tokenizer(format_prompt(text), add_special_tokens=False)["input_ids"]]
+
+
+def hf_greedy(model, ids: list[int], max_new_tokens: int, eos: int) -> list[int]:
+    with torch.inference_mode():
+        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=0, eos_token_id=eos)
+    tokens = out[0, len(ids):].tolist()
+    return tokens[:tokens.index(eos)] if eos in tokens else tokens
+
+
+@pytest.mark.parametrize("kv_heads", [None, 2], ids=["mha", "gqa"])
+def test_greedy_tokens_equal_transformers_generate_under_continuous_batching(make_decoder, tokenizer, kv_heads):
+    model = make_decoder(seed=1, kv_heads=kv_heads)
+    assert model.config.num_key_value_heads == (kv_heads or model.config.num_attention_heads)
+    budgets = [24, 9, 30, 3, 17]  # different lengths: rows finish, move and get reused mid-flight
+    prompts = [prompt_ids(tokenizer, p) for p in PROMPTS]
+    expected = [hf_greedy(model, ids, n, tokenizer.eos_token_id) for ids, n in zip(prompts, budgets)]
+    engine = GenerationEngine.from_hf(model, tokenizer, max_batch_size=2)
+    done = engine.generate(prompts, [SamplingParams(max_tokens=n) for n in budgets])
+    assert [c.token_ids for c in done] == expected
+    assert all(c.finish_reason == ("length" if len(c.token_ids) == n else "stop") for c, n in zip(done, budgets))
+    assert not engine.busy and engine.free_rows == 2
+
+
+@pytest.mark.parametrize("kv_heads", [None, 2], ids=["mha", "gqa"])
+def test_prefill_and_decode_logits_match_transformers(make_decoder, tokenizer, kv_heads):
+    model = make_decoder(seed=2, kv_heads=kv_heads)
+    engine = GenerationEngine.from_hf(model, tokenizer, max_batch_size=4)
+    short, long = prompt_ids(tokenizer, PROMPTS[2]), prompt_ids(tokenizer, PROMPTS[1])
+    with torch.inference_mode():
+        reference = model(torch.tensor([long])).logits[0]
+        ours = engine.decoder.forward([short, long], all_logits=True)[1, :len(long)]  # right-padded batch
+        assert torch.allclose(ours, reference, atol=1e-4), (ours - reference).abs().max()
+        # Decode step by step from a prefilled prefix; each step's logits equal the full forward's.
+        engine.decoder.forward([long[:5]], first_row=0)
+        for pos in range(5, len(long) - 4):
+            step = engine.decoder.decode([long[pos]], [pos])[0]
+            assert torch.allclose(step, reference[pos], atol=1e-4)
+        # Several tokens per row at once (speculative verification), rows at different positions.
+        end = len(long) - 4
+        engine.decoder.forward([short[:3]], first_row=1)
+        multi = engine.decoder.decode([long[end:end + 4], short[3:7]], [end, 3])
+        assert torch.allclose(multi[0], reference[end:end + 4], atol=1e-4)
+        short_reference = model(torch.tensor([short[:7]])).logits[0, 3:7]
+        assert torch.allclose(multi[1], short_reference, atol=1e-4)
+
+
+def test_stop_sequences_cut_the_text_and_streamed_deltas_add_up(tiny_model, tokenizer):
+    engine = GenerationEngine.from_hf(tiny_model, tokenizer, max_batch_size=4)
+    ids = prompt_ids(tokenizer, PROMPTS[0])
+    (free,) = engine.generate([ids], SamplingParams(max_tokens=40))
+    stop = free.text[10:13]
+    assert len(stop) == 3 and free.text.find(stop) >= 0
+    seq = engine.sequence(ids, SamplingParams(max_tokens=40, stop=(stop, "never-appears")), stream=True)
+    engine.add(seq)
+    pieces = []
+    while not seq.finished:
+        engine.step()
+        pieces.append(seq.delta())
+    assert seq.completion().text == free.text[:free.text.find(stop)]
+    assert seq.finish_reason == "stop" and "".join(pieces) == seq.completion().text
+    assert stop not in "".join(pieces)
+
+
+def test_text_tracker_holds_back_partial_stop_strings(tokenizer):
+    tracker = TextTracker(tokenizer, stop=("END",))
+    ids = tokenizer("hello E", add_special_tokens=False)["input_ids"]
+    tracker.update(ids)
+    assert tracker.delta() == "hello "  # "E" may start "END"
+    tracker.update(tokenizer("hello EN", add_special_tokens=False)["input_ids"])
+    assert tracker.delta() == ""
+    tracker.update(tokenizer("hello ENX", add_special_tokens=False)["input_ids"])
+    assert tracker.delta() == "ENX" and not tracker.stopped
+    tracker.update(tokenizer("hello ENX END more", add_special_tokens=False)["input_ids"])
+    assert tracker.stopped and tracker.text == "hello ENX " and tracker.delta() == " "
+
+
+def test_seeded_sampling_is_reproducible_and_top_p_near_zero_is_greedy(tiny_model, tokenizer):
+    engine = GenerationEngine.from_hf(tiny_model, tokenizer, max_batch_size=4)
+    ids = prompt_ids(tokenizer, PROMPTS[3])
+    sampled = SamplingParams(max_tokens=20, temperature=1.0, seed=7)
+    first, again, other = engine.generate([ids] * 3, [sampled, sampled, SamplingParams(max_tokens=20,
+                                                                                       temperature=1.0, seed=8)])
+    assert first.token_ids == again.token_ids and first.token_ids != other.token_ids
+    (greedy,) = engine.generate([ids], SamplingParams(max_tokens=20))
+    (nucleus,) = engine.generate([ids], SamplingParams(max_tokens=20, temperature=1.5, top_p=1e-6, seed=3))
+    assert nucleus.token_ids == greedy.token_ids
+
+
+def test_select_tokens_suppresses_eos_until_min_tokens():
+    logits = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 1.0]])
+    picks = select_tokens(logits.clone(), [SamplingParams(), SamplingParams()], [None, None], [1, -1],
+                          torch.Generator().manual_seed(0))
+    assert picks == [2, 1]
+
+
+def test_min_tokens_forces_the_length(tiny_model, tokenizer):
+    engine = GenerationEngine.from_hf(tiny_model, tokenizer, max_batch_size=2)
+    (done,) = engine.generate([prompt_ids(tokenizer, PROMPTS[0])], SamplingParams(max_tokens=50, min_tokens=50))
+    assert done.completion_tokens == 50 and done.finish_reason == "length"
+
+
+def test_context_limit_is_checked_and_reached_as_length(tiny_model, tokenizer):
+    engine = GenerationEngine.from_hf(tiny_model, tokenizer, max_batch_size=2, max_seq_len=32)
+    ids = prompt_ids(tokenizer, PROMPTS[1])[:20]
+    with pytest.raises(InvalidRequestError, match="exceeds the context of 32 tokens") as info:
+        engine.sequence(ids, SamplingParams(max_tokens=13))
+    assert info.value.param == "max_tokens"
+    with pytest.raises(InvalidRequestError, match="at most 31 fit"):
+        engine.sequence(list(range(3, 35)), SamplingParams(max_tokens=1))
+    (done,) = engine.generate([ids], SamplingParams(max_tokens=12, min_tokens=12))
+    assert done.completion_tokens == 12 and done.prompt_tokens + done.completion_tokens == 32
+
+
+def test_cancelled_sequences_free_their_rows(tiny_model, tokenizer):
+    engine = GenerationEngine.from_hf(tiny_model, tokenizer, max_batch_size=2)
+    seqs = [engine.sequence(prompt_ids(tokenizer, p), SamplingParams(max_tokens=50, min_tokens=50))
+            for p in PROMPTS[:2]]
+    for seq in seqs:
+        engine.add(seq)
+    engine.step()
+    seqs[0].cancelled = True
+    engine.step()
+    assert seqs[0].finish_reason == "cancelled" and engine.free_rows == 1 and seqs[1].row == 0
+    while engine.busy:
+        engine.step()
+    assert seqs[1].completion().completion_tokens == 50
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    ({"attention_bias": True}, "attention_bias=True"),
+    ({"hidden_act": "gelu"}, "hidden_act='gelu'"),
+    ({"model_type": "gpt2"}, "model_type='gpt2'"),
+])
+def test_unsupported_architectures_are_refused_by_name(tiny_model, change, fragment):
+    from copy import deepcopy
+
+    config = deepcopy(tiny_model.config)
+    for key, value in change.items():
+        setattr(config, key, value)
+    with pytest.raises(UnsupportedModelError, match="Llama-style") as info:
+        check_supported(config)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("params", [SamplingParams(temperature=1.5e-71), SamplingParams(temperature=1.0, top_p=5e-324)])
+def test_vanishing_temperature_or_top_p_sample_the_top_token(params):
+    # Found by schemathesis: both values are 0 in float32 and made the distribution NaN or empty.
+    picks = select_tokens(torch.tensor([[0.5, 3.0, -1.0]]), [params], [None], None, torch.Generator())
+    assert picks == [1]
+
+
+def test_speculative_decoding_returns_exactly_the_greedy_tokens(make_decoder, tokenizer):
+    model = make_decoder(seed=3)
+    prompts = [prompt_ids(tokenizer, p) for p in PROMPTS]
+    expected = [hf_greedy(model, ids, 20, tokenizer.eos_token_id) for ids in prompts]
+    engine = GenerationEngine.from_hf(model, tokenizer, max_batch_size=2, speculative_tokens=6)
+    assert engine.generate(prompts, SamplingParams(max_tokens=20))[0].token_ids == expected[0]
+    # Second pass: the drafter now proposes the previous answers, so whole drafts are accepted.
+    again = engine.generate(prompts, SamplingParams(max_tokens=20))
+    assert [c.token_ids for c in again] == expected
+    assert engine.stats["verify_steps"] > 0 and engine.stats["accepted"] >= 20
+    # EOS suppression (min_tokens) also holds inside verified drafts.
+    with torch.inference_mode():
+        forced = model.generate(torch.tensor([prompts[0]]), max_new_tokens=30, min_new_tokens=30, do_sample=False,
+                                pad_token_id=0, eos_token_id=tokenizer.eos_token_id)[0, len(prompts[0]):].tolist()
+    for _ in range(2):
+        (done,) = engine.generate([prompts[0]], SamplingParams(max_tokens=30, min_tokens=30))
+        assert done.token_ids == forced
+
+
+def test_suffix_drafter_proposes_what_followed_the_longest_match():
+    from compactlm.serving.engine.speculative import SuffixDrafter
+
+    drafter = SuffixDrafter(max_ngram=3, min_ngram=2, prompt_tail=2)
+    assert drafter.draft([1, 2, 3], 4) == []
+    drafter.add([90, 91, 92], [10, 11, 12, 13, 14])
+    drafter.add([90, 91, 92], [10, 11, 20, 21])
+    assert drafter.draft([91, 92], 3) == [10, 11, 20]  # the prompt tail drafts an answer's opening (latest wins)
+    assert drafter.draft([5, 11, 12], 5) == [13, 14]  # stops at the end of that answer
+    assert drafter.draft([7, 8], 3) == []
+    small = SuffixDrafter(max_tokens=20, prompt_tail=0)
+    for start in range(0, 40, 5):
+        small.add([], list(range(start, start + 5)))
+    assert len(small) <= 20 and small.draft([36, 37], 2) == [38, 39] and small.draft([1, 2], 2) == []
+
+
+def test_sampled_rows_share_a_speculative_step_with_greedy_ones(make_decoder, tokenizer):
+    model = make_decoder(seed=4)
+    prompts = [prompt_ids(tokenizer, p) for p in PROMPTS[:3]]
+    sampled = SamplingParams(max_tokens=15, temperature=0.8, seed=11)
+    plain = GenerationEngine.from_hf(model, tokenizer, max_batch_size=4, speculative_tokens=0)
+    alone = plain.generate([prompts[2]], sampled)[0].token_ids
+    greedy = [c.token_ids for c in plain.generate(prompts[:2], SamplingParams(max_tokens=15))]
+    engine = GenerationEngine.from_hf(model, tokenizer, max_batch_size=4, speculative_tokens=6)
+    engine.generate(prompts[:2], SamplingParams(max_tokens=15))  # warm the drafter with the greedy answers
+    mixed = engine.generate(prompts, [SamplingParams(max_tokens=15), SamplingParams(max_tokens=15), sampled])
+    assert engine.stats["accepted"] > 0
+    assert [c.token_ids for c in mixed] == [*greedy, alone]
