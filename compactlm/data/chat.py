@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from compactlm.data.prepare import (
+from compactlm.data.cleaning import (
     CleanOptions,
     PreparedData,
     Quarantine,
-    _blank,
     clean_text_columns,
+    is_blank,
     reject_near_duplicates,
 )
 from compactlm.data.schemas import SCHEMAS, TaskSchema
@@ -83,7 +83,7 @@ def _clean_messages(rows: pd.DataFrame, options: CleanOptions, quarantine: Quara
     long = pd.DataFrame({"row": long.index, "role": [m["role"] for m in long["messages"]],
                          "content": pd.Series([m["content"] for m in long["messages"]], dtype="string")})
     long = clean_text_columns(long, ["content"], options, cleaning)
-    blank_rows = set(long.loc[_blank(long["content"]), "row"])
+    blank_rows = set(long.loc[is_blank(long["content"]), "row"])
     messages = long.groupby("row", sort=False).apply(
         lambda g: [{"role": r, "content": c} for r, c in zip(g["role"], g["content"].fillna(""))],
         include_groups=False)
@@ -122,7 +122,7 @@ def prepare_chat(rows: pd.DataFrame, options: CleanOptions) -> PreparedData:
     quarantine = Quarantine()
     counts: dict[str, int] = {"rows_in": len(rows)}
     cleaning: dict[str, int] = {}
-    rows = quarantine.reject(rows, _blank(rows["messages"].astype("string")), "blank or null messages")
+    rows = quarantine.reject(rows, is_blank(rows["messages"].astype("string")), "blank or null messages")
     rows = _clean_messages(rows, options, quarantine, cleaning)
     rendered = rows["messages"].map(render_messages).astype("string")
     rows = quarantine.reject(rows, rendered.duplicated(), "exact duplicate of an earlier conversation")

@@ -14,15 +14,15 @@ import re
 import numpy as np
 import pandas as pd
 
-from compactlm.data.prepare import (
-    SPLITS,
+from compactlm.data.cleaning import (
     CleanOptions,
     PreparedData,
     Quarantine,
-    _blank,
     clean_text_columns,
+    is_blank,
     reject_near_duplicates,
 )
+from compactlm.data.splits import SPLITS
 from compactlm.data.text import near_duplicate_keys
 from compactlm.errors import DataError
 
@@ -47,7 +47,7 @@ def prepare_corpus(rows: pd.DataFrame, options: CleanOptions, chunk_words: int) 
     quarantine = Quarantine()
     counts: dict[str, int] = {"rows_in": len(rows)}
     cleaning: dict[str, int] = {}
-    rows = quarantine.reject(rows, _blank(rows["text"]), "blank or null text")
+    rows = quarantine.reject(rows, is_blank(rows["text"]), "blank or null text")
     rows = clean_text_columns(rows, ["text"], options, cleaning)
     rows = quarantine.reject(rows, rows["text"].str.len() < options.min_chars,
                              f"text shorter than {options.min_chars} characters")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from compactlm.data.generator import generate_support_dataset
+from compactlm.data.sources.generator import generate_support_dataset
 from compactlm.errors import DataError
 
 ATTRIBUTE_COLUMNS = ("age_band", "region", "customer_tier", "resolved")

@@ -1,4 +1,4 @@
-"""Reading user data files (CSV/TSV, JSONL/JSON, Parquet, plain text) and folders of them, with one-line errors.
+"""Local sources: reading data files (CSV/TSV, JSONL/JSON, Parquet, plain text) and folders of them.
 
 Every failure raises ``DataError`` naming the file (and the line or column where it can): the CLI
 prints it without a traceback. A folder is read as the union of its data files (sorted, hidden files
@@ -195,7 +195,18 @@ def list_local_files(path: str | Path, known: dict[str, SourceFile] | None = Non
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a frame as CSV, JSONL or Parquet (by suffix), atomically: a temp file, then a rename."""
+    """Write a frame as CSV, JSONL or Parquet (by suffix), atomically: a temp file, then a rename.
+
+    Args:
+        frame: the rows to write (CSV and Parquet without the index; JSONL one object per row, UTF-8).
+        path: the file to write; its folder is created.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        DataError: the suffix is not .csv, .jsonl or .parquet.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".parquet"):
