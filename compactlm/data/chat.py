@@ -118,6 +118,13 @@ def prepare_chat(rows: pd.DataFrame, options: CleanOptions) -> PreparedData:
     Quarantines malformed conversations, blank messages, duplicate conversations (exact or near, by the
     whole rendered conversation), conversations with no answered user message, and turns whose
     instruction or response is out of length bounds.
+
+    Args:
+        rows: canonical chat rows (a ``messages`` column, see ``parse_messages``).
+        options: the cleaning switches and length bounds (``min_chars``/``max_chars`` per turn).
+
+    Returns:
+        One row per answered turn, the quarantined conversations or turns with their reason, and counts.
     """
     quarantine = Quarantine()
     counts: dict[str, int] = {"rows_in": len(rows)}
@@ -148,6 +155,10 @@ def prepare_chat(rows: pd.DataFrame, options: CleanOptions) -> PreparedData:
 def add_instruction_format(rows: pd.DataFrame, schema: TaskSchema | str) -> pd.DataFrame:
     """Add ``prompt`` (the user turn rendered with the chat template, after any earlier turns) and
     ``completion`` (the assistant turn) so every supervised shape trains the same way.
+
+    Args:
+        rows: one split of a supervised shape (unchanged when the shape has no prompt, e.g. pretraining).
+        schema: the task shape, or its name (a key of ``SCHEMAS``).
     """
     schema = SCHEMAS[schema] if isinstance(schema, str) else schema
     if schema.prompt is None or rows.empty:

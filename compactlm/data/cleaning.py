@@ -42,6 +42,7 @@ class CleanOptions:
 
     @classmethod
     def from_config(cls, config: Any) -> CleanOptions:
+        """The options of a ``DataConfig`` (any object with the same field names)."""
         return cls(**{name: getattr(config, name) for name in cls.__dataclass_fields__})
 
 
@@ -63,7 +64,14 @@ class Quarantine:
         self.kinds: dict[str, int] = {}
 
     def reject(self, rows: pd.DataFrame, mask: pd.Series, kind: str, reasons: pd.Series | None = None) -> pd.DataFrame:
-        """Move ``rows[mask]`` to quarantine (reason ``kind``, or per-row ``reasons``); return the rest."""
+        """Move ``rows[mask]`` to quarantine (reason ``kind``, or per-row ``reasons``); return the rest.
+
+        Args:
+            rows: the rows still in play.
+            mask: True for the rows to reject (aligned with ``rows``; nulls count as False).
+            kind: the reason, and the name the rows are counted under in the report.
+            reasons: a more precise reason per row (aligned with ``rows``), e.g. naming the duplicated row.
+        """
         mask = mask.fillna(False).astype(bool)
         if mask.any():
             rejected = rows[mask].copy()
@@ -82,6 +90,7 @@ class Quarantine:
         return sum(self.kinds.values())
 
     def counts(self) -> dict[str, int]:
+        """Rejected rows per reason, keyed ``"quarantined: <kind>"`` as the ingest report shows them."""
         return {f"quarantined: {kind}": n for kind, n in self.kinds.items()}
 
 
@@ -98,7 +107,15 @@ def _uniform(series: pd.Series) -> pd.Series:
 
 
 def content_ids(rows: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> list[str]:
-    """Stable ids from the content of ``columns`` (the same text always gets the same id)."""
+    """Stable ids from the content of ``columns`` (the same text always gets the same id).
+
+    Args:
+        rows: the rows to name.
+        columns: the text columns whose values (joined by NUL) are hashed.
+
+    Returns:
+        ``"row-"`` plus the first 12 hex digits of the SHA-1 of the joined text, one per row.
+    """
     parts = [rows[c].astype("string").fillna("") for c in columns]
     joined = parts[0] if len(parts) == 1 else parts[0].str.cat(parts[1:], sep="\x00")
     return ["row-" + hashlib.sha1(text.encode()).hexdigest()[:12] for text in joined]
@@ -134,7 +151,17 @@ def to_canonical(frame: pd.DataFrame, source: str, task: str = "instruction", co
 
 def clean_text_columns(rows: pd.DataFrame, columns: list[str], options: CleanOptions,
                        counts: dict[str, int]) -> pd.DataFrame:
-    """Strip HTML, normalise Unicode and whitespace, and scrub PII in ``columns`` (counts go to ``counts``)."""
+    """Strip HTML, normalise Unicode and whitespace, and scrub PII in ``columns`` (counts go to ``counts``).
+
+    HTML goes first (tags leave spaces behind), PII last (a no-break space inside a phone number must
+    not hide it).
+
+    Args:
+        rows: the rows to clean (not modified: a cleaned copy is returned).
+        columns: the text columns to clean.
+        options: which steps run, and the Unicode form.
+        counts: added to: ``rows with HTML stripped`` and ``pii replaced: <kind>``.
+    """
     rows = rows.copy()
     pii = {"email": 0, "phone": 0, "card": 0}
     for column in columns:
@@ -156,7 +183,14 @@ def is_blank(series: pd.Series) -> pd.Series:
 
 
 def reject_near_duplicates(rows: pd.DataFrame, keys: pd.Series, quarantine: Quarantine, what: str) -> pd.DataFrame:
-    """Quarantine every row whose near-duplicate key (aligned with ``rows``) an earlier row has, naming that row."""
+    """Quarantine every row whose near-duplicate key (aligned with ``rows``) an earlier row has, naming that row.
+
+    Args:
+        rows: rows with an ``id`` column.
+        keys: their near-duplicate keys (``text.near_duplicate_keys``), aligned with ``rows``.
+        quarantine: where the rejected rows go.
+        what: what a row is, for the reason (``"row"``, ``"conversation"``, ``"document"``...).
+    """
     first = pd.Series(rows["id"].groupby(keys.to_numpy(), sort=False).transform("first").to_numpy(), index=keys.index)
     return quarantine.reject(rows, keys.duplicated(keep="first"), f"near duplicate of an earlier {what}",
                              "near duplicate of " + first.astype(str))

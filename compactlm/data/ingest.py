@@ -20,18 +20,14 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from compactlm.config import DataConfig
+from compactlm.config import BiasConfig, DataConfig
 from compactlm.data.layout import DataLayout
 from compactlm.data.prepare import IngestResult, prepare_dataset
 from compactlm.data.raw_files import RawCache, read_files
 from compactlm.data.sources import SourceFile, SourceKind, list_files, source_kind
 from compactlm.data.versioning import DatasetVersion, current_md5, list_versions, load_version, version_dataset
 from compactlm.fileio import atomic_open
-
-if TYPE_CHECKING:
-    from compactlm.config import BiasConfig
 
 
 @dataclass

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from compactlm.config import DataConfig
+from compactlm.config import BiasConfig, DataConfig
 from compactlm.data.augment import augment_rows
 from compactlm.data.chat import add_instruction_format, prepare_chat
 from compactlm.data.cleaning import CleanOptions, PreparedData, clean_rows, to_canonical
@@ -29,9 +28,6 @@ from compactlm.data.splits import SPLITS, split_rows
 from compactlm.data.text import near_duplicate_keys
 from compactlm.errors import DataError
 from compactlm.quality.bias import reweighing_weights
-
-if TYPE_CHECKING:
-    from compactlm.config import BiasConfig
 
 
 @dataclass

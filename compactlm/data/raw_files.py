@@ -59,7 +59,12 @@ class RawCache:
         return pd.read_parquet(path) if path.is_file() else None
 
     def put(self, fingerprint: str, frame: pd.DataFrame) -> None:
-        """Cache ``frame`` under ``fingerprint`` (temp file, then rename); a frame Parquet cannot hold is skipped."""
+        """Cache ``frame`` under ``fingerprint`` (temp file, then rename); a frame Parquet cannot hold is skipped.
+
+        Args:
+            fingerprint: the file's ``SourceFile.fingerprint``.
+            frame: its parsed rows.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
         os.close(handle)

@@ -46,6 +46,21 @@ def split_rows(rows: pd.DataFrame, val_fraction: float, test_fraction: float, se
     as a conversation id) and whole groups are assigned, so the same customer message can never
     appear in both train and test. Within each stratum, groups are shuffled and cut at the requested
     fractions; strata with fewer than 3 groups go to train.
+
+    Args:
+        rows: cleaned rows.
+        val_fraction: share of each stratum's groups for validation (at least one group from 3 groups on).
+        test_fraction: share for test, likewise.
+        seed: seeds the shuffle of the groups.
+        stratify: the label column to stratify by; None (or a missing column) for one stratum.
+        key_column: the text whose near-duplicate key groups rows.
+        exact_key: group by the exact value of ``key_column`` instead (e.g. a conversation id).
+
+    Returns:
+        ``{"train", "val", "test"}`` -> rows, each with a fresh index.
+
+    Raises:
+        DataError: no rows, or too few to give train and test at least one row each.
     """
     if rows.empty:
         raise DataError("no usable rows left after cleaning (see the quarantine file for the reasons)")

@@ -45,12 +45,13 @@ class DatasetVersion:
     reused: bool = False  # True when an ingest found nothing changed and kept this existing version
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (for reports and MLflow)."""
         return asdict(self)
 
 
 def _open_repo(root: Path, remote_url: str):
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-    from dvc.repo import Repo  # a second of imports: only versioning pays for it
+    from dvc.repo import Repo  # ~0.3 s of imports: only versioning pays for it, not every data import
 
     if not (root / ".dvc").is_dir():
         root.mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,16 @@ def _write_json(path: Path, payload: Any) -> None:
 
 
 def version_records(root: str | Path, name: str) -> list[dict[str, Any]]:
-    """Every recorded version of ``name``, oldest first: md5, created, nfiles, size and ingest metadata."""
+    """Every recorded version of ``name``, oldest first: md5, created, nfiles, size and ingest metadata.
+
+    Args:
+        root: the DVC repository folder (``DataLayout.repo``).
+        name: the dataset name.
+
+    Returns:
+        The index's records; for a state folder from before the index, md5 and creation time of each
+        kept ``.dvc`` file in file-time order. Empty when nothing was recorded.
+    """
     layout = DataLayout(Path(root))
     index = layout.index_file(name)
     if index.is_file():
@@ -181,18 +191,33 @@ def version_dataset(root: str | Path, name: str, files: dict[str, pd.DataFrame],
 
 
 def list_versions(root: str | Path, name: str) -> list[str]:
-    """The md5 hashes of every recorded version of ``name``, oldest first (in recording order)."""
+    """The md5 hashes of every recorded version of ``name``, oldest first (in recording order).
+
+    Args:
+        root: the DVC repository folder.
+        name: the dataset name.
+    """
     return [r["md5"] for r in version_records(root, name)]
 
 
 def current_md5(root: str | Path, name: str) -> str | None:
-    """The version the dataset folder holds now (per its ``.dvc`` file), if any."""
+    """The version the dataset folder holds now (per its ``.dvc`` file), if any.
+
+    Args:
+        root: the DVC repository folder.
+        name: the dataset name.
+    """
     dvc_file = DataLayout(Path(root)).dvc_file(name)
     return _dvc_out(dvc_file)["md5"].removesuffix(".dir") if dvc_file.is_file() else None
 
 
 def resolve_version(root: str | Path, name: str, md5: str) -> str:
     """The full md5 of the one recorded version starting with ``md5``.
+
+    Args:
+        root: the DVC repository folder.
+        name: the dataset name.
+        md5: a full hash or a prefix of one (as ``compactlm data versions`` shows: 12 characters).
 
     Raises:
         DataError: no version, or several, start with it (the message lists the known ones).
@@ -206,7 +231,18 @@ def resolve_version(root: str | Path, name: str, md5: str) -> str:
 
 
 def load_version(root: str | Path, name: str, md5: str, remote_url: str, restore: bool = False) -> DatasetVersion:
-    """The ``DatasetVersion`` of a recorded version, checked out first when ``restore`` is set."""
+    """The ``DatasetVersion`` of a recorded version, checked out first when ``restore`` is set.
+
+    Args:
+        root: the DVC repository folder.
+        name: the dataset name.
+        md5: the full hash of a recorded version.
+        remote_url: the DVC remote (restores pull from it).
+        restore: check the version out into the dataset folder first.
+
+    Raises:
+        DataError: (with ``restore``) no such version was recorded.
+    """
     root = Path(root).resolve()
     if restore:
         checkout_version(root, name, md5, remote_url)
@@ -218,6 +254,15 @@ def load_version(root: str | Path, name: str, md5: str, remote_url: str, restore
 
 def checkout_version(root: str | Path, name: str, md5: str, remote_url: str) -> Path:
     """Restore version ``md5`` of dataset ``name`` into its folder (pulling from the remote if needed).
+
+    Args:
+        root: the DVC repository folder.
+        name: the dataset name.
+        md5: a full hash or a unique prefix of one.
+        remote_url: the DVC remote.
+
+    Returns:
+        The dataset folder, now holding exactly that version's files.
 
     Raises:
         DataError: no such version was ever recorded here.
@@ -233,7 +278,15 @@ def checkout_version(root: str | Path, name: str, md5: str, remote_url: str) -> 
 
 
 def read_split(version_path: str | Path, split: str) -> pd.DataFrame:
-    """Read one split file of a versioned dataset folder."""
+    """Read one split file of a versioned dataset folder.
+
+    Args:
+        version_path: the dataset folder (``DatasetVersion.path``).
+        split: ``train``, ``val``, ``test`` or ``quarantine``.
+
+    Raises:
+        DataError: the split file does not exist (naming it).
+    """
     path = Path(version_path) / split_file_name(split)
     if not path.is_file():
         raise DataError(f"dataset split {path} does not exist (was the dataset ingested?)")

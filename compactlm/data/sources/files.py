@@ -44,6 +44,10 @@ def _check_utf8(path: Path, name: str) -> None:
 def jsonl_records(path: Path, name: str | None = None) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for each non-blank line of a JSON Lines file (a leading BOM is tolerated).
 
+    Args:
+        path: the file (UTF-8).
+        name: how errors name the file; the path by default.
+
     Raises:
         DataError: one line naming ``name`` (default: the path) and the line that is not a JSON object.
     """
@@ -163,6 +167,14 @@ def list_local_files(path: str | Path, known: dict[str, SourceFile] | None = Non
     A file whose size and modification time match ``known`` (the previous run's manifest, by key)
     keeps its recorded fingerprint without being read again. ``suffixes=None`` lists every file (a
     saved Hugging Face dataset is fingerprinted as a whole).
+
+    Args:
+        path: a file, or a folder read recursively (hidden files and folders skipped).
+        known: the previous run's files by key.
+        suffixes: the data file suffixes to list (others are returned as ignored); None for all.
+
+    Returns:
+        ``(files, ignored)`` in name order; a file's key is its path relative to the folder (or its name).
 
     Raises:
         DataError: the path does not exist, or a folder holds no data file.
