@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from compactlm.data.cleaning import (
+    CleanedRows,
     CleanOptions,
-    PreparedData,
     Quarantine,
     clean_text_columns,
     is_blank,
@@ -112,7 +112,7 @@ def _expand(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     return pd.DataFrame.from_records(records, columns=columns), answered
 
 
-def prepare_chat(rows: pd.DataFrame, options: CleanOptions) -> PreparedData:
+def prepare_chat(rows: pd.DataFrame, options: CleanOptions) -> CleanedRows:
     """Clean conversations, drop duplicate ones, and expand them into one row per answered turn.
 
     Quarantines malformed conversations, blank messages, duplicate conversations (exact or near, by the
@@ -149,7 +149,7 @@ def prepare_chat(rows: pd.DataFrame, options: CleanOptions) -> PreparedData:
     quarantined = quarantine.frame(turns)
     counts.update({"conversations_kept": int(turns["conversation_id"].nunique()) if len(turns) else 0,
                    "rows_kept": len(turns), "rows_quarantined": len(quarantined), **quarantine.counts()})
-    return PreparedData(rows=turns.reset_index(drop=True), quarantine=quarantined, counts=counts, cleaning=cleaning)
+    return CleanedRows(rows=turns.reset_index(drop=True), quarantine=quarantined, counts=counts, cleaning=cleaning)
 
 
 def add_instruction_format(rows: pd.DataFrame, schema: TaskSchema | str) -> pd.DataFrame:

@@ -47,7 +47,7 @@ class CleanOptions:
 
 
 @dataclass
-class PreparedData:
+class CleanedRows:
     """The canonical rows, the quarantined rows (with a ``reason`` column) and the counts."""
 
     rows: pd.DataFrame
@@ -220,7 +220,7 @@ def _label_conflicts(rows: pd.DataFrame, schema: TaskSchema, quarantine: Quarant
 
 
 def clean_rows(rows: pd.DataFrame, min_chars: int, max_chars: int, options: CleanOptions | None = None,
-               task: str = "instruction") -> PreparedData:
+               task: str = "instruction") -> CleanedRows:
     """Clean canonical rows and quarantine unusable ones, each with its reason.
 
     Rejects blank or null required values, texts out of length bounds, exact and near duplicates (the
@@ -271,4 +271,4 @@ def clean_rows(rows: pd.DataFrame, min_chars: int, max_chars: int, options: Clea
     rows = quarantine.reject(rows, rows["id"].duplicated(keep="first"), "id already used by an earlier row")
     quarantined = quarantine.frame(rows)
     counts.update({"rows_kept": len(rows), "rows_quarantined": len(quarantined), **quarantine.counts()})
-    return PreparedData(rows=rows.reset_index(drop=True), quarantine=quarantined, counts=counts, cleaning=cleaning)
+    return CleanedRows(rows=rows.reset_index(drop=True), quarantine=quarantined, counts=counts, cleaning=cleaning)

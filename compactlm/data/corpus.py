@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from compactlm.data.cleaning import (
+    CleanedRows,
     CleanOptions,
-    PreparedData,
     Quarantine,
     clean_text_columns,
     is_blank,
@@ -47,7 +47,7 @@ def _dedup(rows: pd.DataFrame, column: str, quarantine: Quarantine, what: str, n
     return rows
 
 
-def prepare_corpus(rows: pd.DataFrame, options: CleanOptions, chunk_words: int) -> PreparedData:
+def prepare_corpus(rows: pd.DataFrame, options: CleanOptions, chunk_words: int) -> CleanedRows:
     """Clean and deduplicate documents, then chunk them; every rejected document or chunk is quarantined.
 
     Args:
@@ -81,7 +81,7 @@ def prepare_corpus(rows: pd.DataFrame, options: CleanOptions, chunk_words: int) 
     quarantined = quarantine.frame(chunks)
     counts.update({"documents_kept": int(chunks["doc_id"].nunique()) if len(chunks) else 0,
                    "rows_kept": len(chunks), "rows_quarantined": len(quarantined), **quarantine.counts()})
-    return PreparedData(rows=chunks.reset_index(drop=True), quarantine=quarantined, counts=counts, cleaning=cleaning)
+    return CleanedRows(rows=chunks.reset_index(drop=True), quarantine=quarantined, counts=counts, cleaning=cleaning)
 
 
 def split_corpus(chunks: pd.DataFrame, val_fraction: float, test_fraction: float) -> dict[str, pd.DataFrame]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from compactlm.config import BiasConfig, DataConfig
 from compactlm.data.layout import DataLayout
-from compactlm.data.prepare import IngestResult, prepare_dataset
+from compactlm.data.prepare import PreparedDataset, prepare_dataset
 from compactlm.data.raw_files import RawCache, read_files
 from compactlm.data.sources import SourceFile, SourceKind, list_files, source_kind
 from compactlm.data.versioning import DatasetVersion, current_md5, list_versions, load_version, version_dataset
@@ -35,7 +35,7 @@ class IngestOutcome:
     """What an ingest run did: the version, whether it was reused, and how many files were (re-)read."""
 
     version: DatasetVersion
-    result: IngestResult | None  # None when the previous version was reused
+    result: PreparedDataset | None  # None when the previous version was reused
     reused: bool
     files_total: int = 0
     files_read: int = 0
@@ -43,7 +43,7 @@ class IngestOutcome:
     ignored: list[str] = field(default_factory=list)
 
     def to_markdown(self) -> str:
-        """The ingest report (``IngestResult.to_markdown``, or a reuse note) plus the file counts."""
+        """The ingest report (``PreparedDataset.to_markdown``, or a reuse note) plus the file counts."""
         head = self.result.to_markdown() if self.result is not None else \
             f"# Ingest: nothing changed\n\nNo source file changed since version `{self.version.md5}`: reused it."
         files = (f"\n\nSource files: {self.files_total} ({self.files_read} read, {self.files_cached} unchanged "

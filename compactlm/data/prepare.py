@@ -15,7 +15,7 @@ import pandas as pd
 from compactlm.config import BiasConfig, DataConfig
 from compactlm.data.augment import augment_rows
 from compactlm.data.chat import add_instruction_format, prepare_chat
-from compactlm.data.cleaning import CleanOptions, PreparedData, clean_rows, to_canonical
+from compactlm.data.cleaning import CleanedRows, CleanOptions, clean_rows, to_canonical
 from compactlm.data.corpus import prepare_corpus, split_corpus
 from compactlm.data.layout import split_file_name
 from compactlm.data.raw_files import read_files
@@ -31,7 +31,7 @@ from compactlm.quality.bias import reweighing_weights
 
 
 @dataclass
-class IngestResult:
+class PreparedDataset:
     """Splits ready to version, the quarantined rows, and the counts for the report."""
 
     splits: dict[str, pd.DataFrame]
@@ -112,7 +112,7 @@ def _kept_columns(config: DataConfig, bias: BiasConfig | None) -> tuple[str, ...
     return tuple(dict.fromkeys(extra))
 
 
-def _clean(canonical: pd.DataFrame, config: DataConfig) -> PreparedData:
+def _clean(canonical: pd.DataFrame, config: DataConfig) -> CleanedRows:
     options = CleanOptions.from_config(config)
     if config.task == "chat":
         return prepare_chat(canonical, options)
@@ -144,7 +144,7 @@ def _augment(splits: dict[str, pd.DataFrame], config: DataConfig, counts: dict[s
 
 
 def prepare_dataset(config: DataConfig, bias: BiasConfig | None = None,
-                    raw: tuple[pd.DataFrame, str] | None = None) -> IngestResult:
+                    raw: tuple[pd.DataFrame, str] | None = None) -> PreparedDataset:
     """Load, map to the canonical schema, clean (quarantining rejects), split, augment, reweigh; all seeded.
 
     Args:
@@ -171,7 +171,7 @@ def prepare_dataset(config: DataConfig, bias: BiasConfig | None = None,
         weights, note = reweighing_weights(splits["train"], bias)
         splits["train"] = splits["train"].assign(sample_weight=weights)
         notes.append(note)
-    return IngestResult(splits=splits, quarantine=prepared.quarantine, counts=counts, source=source,
+    return PreparedDataset(splits=splits, quarantine=prepared.quarantine, counts=counts, source=source,
                         task=config.task, cleaning=prepared.cleaning, notes=notes)
 
 

@@ -92,6 +92,6 @@ def combined_splits(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """All splits in one frame with a ``split`` column naming each row's split (what the quality suite validates).
 
     Args:
-        splits: split name -> rows, e.g. ``IngestResult.splits`` or the splits read back from a version.
+        splits: split name -> rows, e.g. ``PreparedDataset.splits`` or the splits read back from a version.
     """
     return pd.concat([frame.assign(split=name) for name, frame in splits.items()], ignore_index=True)
