@@ -35,9 +35,10 @@ def main() -> None:
 
     from compactlm.config import DataConfig
     from compactlm.data.chat import add_instruction_format
-    from compactlm.data.generator import generate_support_dataset
-    from compactlm.data.ingest import allowed_intents, combined_splits
-    from compactlm.data.prepare import CleanOptions, clean_rows, split_rows, to_canonical
+    from compactlm.data.cleaning import CleanOptions, clean_rows, to_canonical
+    from compactlm.data.prepare import allowed_intents
+    from compactlm.data.sources.generator import generate_support_dataset
+    from compactlm.data.splits import combined_splits, split_rows
     from compactlm.quality.expectations import validate_frame
     from compactlm.quality.suites import suite_parameters
 

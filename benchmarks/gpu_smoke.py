@@ -33,7 +33,7 @@ def main() -> int:
         return 2
 
     from compactlm.config import load_config
-    from compactlm.data.generator import generate_support_dataset
+    from compactlm.data.sources.generator import generate_support_dataset
     from compactlm.training.causal import finetune_causal, pretrain_decoder
     from compactlm.training.encoder import finetune_classifier
 

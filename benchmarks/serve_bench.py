@@ -244,11 +244,13 @@ def held_out_frames(args):
     """(test split, validation split or None, description); generated rows when there is no dataset."""
     import pandas as pd
 
-    folder = Path(args.home) / "data" / "datasets" / "support-instructions"
-    if (folder / "test.parquet").is_file():
-        val = pd.read_parquet(folder / "val.parquet") if (folder / "val.parquet").is_file() else None
-        return pd.read_parquet(folder / "test.parquet"), val, str(folder)
-    from compactlm.data.generator import generate_support_dataset
+    from compactlm.data.layout import DataLayout
+
+    layout, name = DataLayout.for_home(args.home), "support-instructions"
+    test, val = layout.split_file(name, "test"), layout.split_file(name, "val")
+    if test.is_file():
+        return pd.read_parquet(test), pd.read_parquet(val) if val.is_file() else None, str(layout.dataset_dir(name))
+    from compactlm.data.sources.generator import generate_support_dataset
 
     rows = generate_support_dataset(n_rows=3000, seed=1)
     return rows.iloc[:1500], rows.iloc[1500:], "3000 generated rows (no dataset found)"

@@ -103,7 +103,7 @@ def main() -> None:
     from transformers import set_seed
 
     from compactlm.config import TrainConfig
-    from compactlm.data.generator import generate_support_dataset
+    from compactlm.data.sources.generator import generate_support_dataset
     from compactlm.models.presets import build_decoder
     from compactlm.models.tokenizer import train_bpe_tokenizer
     from compactlm.training.encoding import corpus_texts, pack_documents

@@ -108,8 +108,9 @@ class DataConfig:
 
     def check_source(self) -> None:
         """Fail early (before any server or compute starts) when a local source does not exist."""
-        remote = self.source == "generator" or "://" in self.source or self.source.startswith("hf:")
-        if not remote and not Path(self.source).exists():
+        from compactlm.data.sources import SourceKind, source_kind  # function-local: keeps pandas off config imports
+
+        if source_kind(self.source) is SourceKind.LOCAL and not Path(self.source).exists():
             raise ConfigError(f"data.source: file {self.source} does not exist")
 
 

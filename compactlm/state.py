@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from compactlm.data.layout import DataLayout
+
 
 @dataclass(frozen=True)
 class StatePaths:
@@ -24,7 +26,7 @@ class StatePaths:
 
     @property
     def data_repo(self) -> Path:
-        return self.home / "data"
+        return DataLayout.for_home(self.home).repo
 
     @property
     def local_remote(self) -> Path:

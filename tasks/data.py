@@ -11,9 +11,9 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from compactlm.config import BiasConfig, DataConfig, PipelineConfig
-from compactlm.data.incremental import ingest_version
-from compactlm.data.ingest import combined_splits
-from compactlm.data.prepare import SPLITS
+from compactlm.data.ingest import ingest_version
+from compactlm.data.layout import DataLayout
+from compactlm.data.splits import SPLITS, combined_splits
 from compactlm.data.versioning import DatasetVersion, read_split, version_records
 from compactlm.errors import ValidationFailed
 from compactlm.quality.bias import BiasReport, audit_dataset_bias
@@ -23,15 +23,6 @@ from compactlm.quality.suites import reference_counts, suite_parameters
 from compactlm.registry.tracking import reopen_run
 from compactlm.state import state_paths
 from tasks.common import CODE_AWARE_CACHE, IO_RETRIES, publish, publish_report
-
-
-def _repo_root(version: DatasetVersion) -> Path:
-    """The DVC repository holding ``version`` (``<home>/data``; the folder is ``<root>/datasets/<name>``)."""
-    return Path(version.path).parents[1]
-
-
-def _home(version: DatasetVersion) -> Path:
-    return _repo_root(version).parent
 
 
 @task(name="ingest", **IO_RETRIES)
@@ -66,7 +57,8 @@ def _suite_hash(name: str) -> str:
 
 
 def _reference(version: DatasetVersion, config: DataConfig) -> tuple[dict[str, float] | None, str]:
-    return reference_counts(config, version_records(_repo_root(version), version.name), version.md5)
+    return reference_counts(config, version_records(DataLayout.of_version(version.path).repo, version.name),
+                            version.md5)
 
 
 @task(name="validate", cache_policy=CODE_AWARE_CACHE, persist_result=True)
@@ -84,7 +76,7 @@ def run_quality_suite(version: DatasetVersion, config: DataConfig, suite_hash: s
 def validate_dataset(version: DatasetVersion, config: DataConfig) -> ValidationReport:
     """Run the suite (cached when this data version, reference and suite were validated before)."""
     reference, _ = _reference(version, config)
-    docs_dir = _home(version) / "data-docs" / version.name / version.md5[:12]
+    docs_dir = DataLayout.of_version(version.path).data_docs_dir(version.name, version.md5)
     # Whether the version was just written or reused does not change its validation.
     return run_quality_suite(dataclasses.replace(version, reused=False), config, _suite_hash(config.expectation_suite),
                              reference, str(docs_dir))
@@ -111,12 +103,13 @@ def publish_quality_report(version: DatasetVersion, config: DataConfig, bias: Bi
                            run_id: str | None = None) -> str:
     """Write the data quality report (markdown + PNG plots), show it in Prefect, log it to MLflow."""
     splits = {name: read_split(version.path, name) for name in SPLITS}
-    quarantine_file = Path(version.path) / "quarantine.parquet"
+    layout = DataLayout.of_version(version.path)
+    quarantine_file = layout.split_file(version.name, "quarantine")
     quarantine = read_split(version.path, "quarantine") if quarantine_file.is_file() else splits["train"].head(0)
-    records = version_records(_repo_root(version), version.name)
+    records = version_records(layout.repo, version.name)
     record = next((r for r in records if r["md5"] == version.md5), {})
     reference, reference_name = reference_counts(config, records, version.md5)
-    folder = _home(version) / "reports" / version.name / version.md5[:12]
+    folder = layout.report_dir(version.name, version.md5)
     attributes = list(dict.fromkeys(["age_band", "region", "customer_tier", *bias.attributes()]))
     report = write_quality_report(splits, quarantine, config.task, folder, counts=record.get("counts"),
                                   attributes=attributes, reference=reference, reference_name=reference_name,

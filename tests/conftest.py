@@ -49,6 +49,6 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def tiny_frame():
     """600 generated rows, enough for every split and intent."""
-    from compactlm.data.generator import generate_support_dataset
+    from compactlm.data.sources.generator import generate_support_dataset
 
     return generate_support_dataset(n_rows=600, seed=3)

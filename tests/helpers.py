@@ -15,3 +15,9 @@ def one_line_error(excinfo: pytest.ExceptionInfo, *names: str) -> str:
     for name in names:
         assert name in message, f"{name!r} not named in: {message}"
     return message
+
+
+def write_csv(path, header: str, rows: list[str]):
+    """Write a small UTF-8 CSV file (``header`` then ``rows``, one per line) and return its path."""
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path

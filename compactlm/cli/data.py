@@ -28,8 +28,8 @@ def data_generate(
     bias: Annotated[float, typer.Option(help="Injected outcome bias against age band 65+ (0 = none).")] = 0.0,
 ) -> None:
     """Write the bundled synthetic customer-support dataset to a file."""
-    from compactlm.data.generator import generate_support_dataset
     from compactlm.data.sources import write_table
+    from compactlm.data.sources.generator import generate_support_dataset
 
     frame = generate_support_dataset(n_rows=rows, seed=seed, bias=bias)
     write_table(frame, output)

@@ -22,6 +22,7 @@ def human_export(
     config: ConfigOption = None,
 ) -> None:
     """Sample test messages, answer them with both models, and write a blind rating sheet."""
+    from compactlm.data.layout import DataLayout
     from compactlm.data.versioning import read_split
     from compactlm.errors import CompactLMError
     from compactlm.evaluation.generate import generate_responses
@@ -31,7 +32,7 @@ def human_export(
     cfg, paths = connect_tracking(config)
     if n < 1:
         raise CompactLMError(f"--n must be >= 1, got {n}")
-    test = read_split(paths.data_repo / "datasets" / cfg.data.dataset_name, "test")
+    test = read_split(DataLayout(paths.data_repo).dataset_dir(cfg.data.dataset_name), "test")
     sample = test.sample(n=min(n, len(test)), random_state=seed)
     prompts = list(sample["instruction"])
     answers = {"reference": list(sample["response"])}

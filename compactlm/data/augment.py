@@ -121,6 +121,16 @@ def augment_rows(train: pd.DataFrame, column: str, ratio: float, methods: list[s
     validation and test texts), which also keeps one label per text; after ``ATTEMPTS`` rejected
     draws the copy is given up and counted.
 
+    Args:
+        train: the train split (canonical rows with an ``id``).
+        column: the short text column to augment (``TaskSchema.augment_column``).
+        ratio: copies to add, as a fraction of the train rows (``data.augment_ratio``, 0 to 4).
+        methods: operations to draw from (``schemas.AUGMENT_METHODS``).
+        fraction: share of a text's words each operation changes (``data.augment_words``; EDA's alpha,
+            for which Wei & Zou recommend 0.1).
+        seed: seeds every draw.
+        forbidden_keys: near-duplicate keys no copy may take (the validation and test texts).
+
     Returns:
         (the new rows, with ``augmented``, ``augmented_from`` and ``augmentation`` set; counts)
     """

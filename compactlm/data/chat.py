@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from compactlm.data.prepare import (
+from compactlm.data.cleaning import (
+    CleanedRows,
     CleanOptions,
-    PreparedData,
     Quarantine,
-    _blank,
     clean_text_columns,
+    is_blank,
     reject_near_duplicates,
 )
 from compactlm.data.schemas import SCHEMAS, TaskSchema
@@ -83,7 +83,7 @@ def _clean_messages(rows: pd.DataFrame, options: CleanOptions, quarantine: Quara
     long = pd.DataFrame({"row": long.index, "role": [m["role"] for m in long["messages"]],
                          "content": pd.Series([m["content"] for m in long["messages"]], dtype="string")})
     long = clean_text_columns(long, ["content"], options, cleaning)
-    blank_rows = set(long.loc[_blank(long["content"]), "row"])
+    blank_rows = set(long.loc[is_blank(long["content"]), "row"])
     messages = long.groupby("row", sort=False).apply(
         lambda g: [{"role": r, "content": c} for r, c in zip(g["role"], g["content"].fillna(""))],
         include_groups=False)
@@ -112,17 +112,24 @@ def _expand(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     return pd.DataFrame.from_records(records, columns=columns), answered
 
 
-def prepare_chat(rows: pd.DataFrame, options: CleanOptions) -> PreparedData:
+def prepare_chat(rows: pd.DataFrame, options: CleanOptions) -> CleanedRows:
     """Clean conversations, drop duplicate ones, and expand them into one row per answered turn.
 
     Quarantines malformed conversations, blank messages, duplicate conversations (exact or near, by the
     whole rendered conversation), conversations with no answered user message, and turns whose
     instruction or response is out of length bounds.
+
+    Args:
+        rows: canonical chat rows (a ``messages`` column, see ``parse_messages``).
+        options: the cleaning switches and length bounds (``min_chars``/``max_chars`` per turn).
+
+    Returns:
+        One row per answered turn, the quarantined conversations or turns with their reason, and counts.
     """
     quarantine = Quarantine()
     counts: dict[str, int] = {"rows_in": len(rows)}
     cleaning: dict[str, int] = {}
-    rows = quarantine.reject(rows, _blank(rows["messages"].astype("string")), "blank or null messages")
+    rows = quarantine.reject(rows, is_blank(rows["messages"].astype("string")), "blank or null messages")
     rows = _clean_messages(rows, options, quarantine, cleaning)
     rendered = rows["messages"].map(render_messages).astype("string")
     rows = quarantine.reject(rows, rendered.duplicated(), "exact duplicate of an earlier conversation")
@@ -142,12 +149,16 @@ def prepare_chat(rows: pd.DataFrame, options: CleanOptions) -> PreparedData:
     quarantined = quarantine.frame(turns)
     counts.update({"conversations_kept": int(turns["conversation_id"].nunique()) if len(turns) else 0,
                    "rows_kept": len(turns), "rows_quarantined": len(quarantined), **quarantine.counts()})
-    return PreparedData(rows=turns.reset_index(drop=True), quarantine=quarantined, counts=counts, cleaning=cleaning)
+    return CleanedRows(rows=turns.reset_index(drop=True), quarantine=quarantined, counts=counts, cleaning=cleaning)
 
 
 def add_instruction_format(rows: pd.DataFrame, schema: TaskSchema | str) -> pd.DataFrame:
     """Add ``prompt`` (the user turn rendered with the chat template, after any earlier turns) and
     ``completion`` (the assistant turn) so every supervised shape trains the same way.
+
+    Args:
+        rows: one split of a supervised shape (unchanged when the shape has no prompt, e.g. pretraining).
+        schema: the task shape, or its name (a key of ``SCHEMAS``).
     """
     schema = SCHEMAS[schema] if isinstance(schema, str) else schema
     if schema.prompt is None or rows.empty:

@@ -14,15 +14,15 @@ import re
 import numpy as np
 import pandas as pd
 
-from compactlm.data.prepare import (
-    SPLITS,
+from compactlm.data.cleaning import (
+    CleanedRows,
     CleanOptions,
-    PreparedData,
     Quarantine,
-    _blank,
     clean_text_columns,
+    is_blank,
     reject_near_duplicates,
 )
+from compactlm.data.splits import SPLITS
 from compactlm.data.text import near_duplicate_keys
 from compactlm.errors import DataError
 
@@ -30,7 +30,12 @@ _WORD_WITH_SPACE = re.compile(r"\S+\s*")
 
 
 def chunk_text(text: str, chunk_words: int) -> list[str]:
-    """``text`` cut into pieces of ``chunk_words`` words, whitespace (newlines too) kept, ends stripped."""
+    """``text`` cut into pieces of ``chunk_words`` words, whitespace (newlines too) kept, ends stripped.
+
+    Args:
+        text: one document.
+        chunk_words: words per piece (``data.chunk_words``); the last piece may be shorter.
+    """
     words = _WORD_WITH_SPACE.findall(text)
     return ["".join(words[i:i + chunk_words]).strip() for i in range(0, len(words), chunk_words)]
 
@@ -42,12 +47,21 @@ def _dedup(rows: pd.DataFrame, column: str, quarantine: Quarantine, what: str, n
     return rows
 
 
-def prepare_corpus(rows: pd.DataFrame, options: CleanOptions, chunk_words: int) -> PreparedData:
-    """Clean and deduplicate documents, then chunk them; every rejected document or chunk is quarantined."""
+def prepare_corpus(rows: pd.DataFrame, options: CleanOptions, chunk_words: int) -> CleanedRows:
+    """Clean and deduplicate documents, then chunk them; every rejected document or chunk is quarantined.
+
+    Args:
+        rows: canonical pretraining rows (``id``, ``title``, ``text``: one document each).
+        options: the cleaning switches (``max_document_chars`` does not apply: documents are chunked).
+        chunk_words: words per chunk (``data.chunk_words``).
+
+    Returns:
+        One row per chunk (``doc_id``, ``chunk``, ``n_words``...), the quarantine and the counts.
+    """
     quarantine = Quarantine()
     counts: dict[str, int] = {"rows_in": len(rows)}
     cleaning: dict[str, int] = {}
-    rows = quarantine.reject(rows, _blank(rows["text"]), "blank or null text")
+    rows = quarantine.reject(rows, is_blank(rows["text"]), "blank or null text")
     rows = clean_text_columns(rows, ["text"], options, cleaning)
     rows = quarantine.reject(rows, rows["text"].str.len() < options.min_chars,
                              f"text shorter than {options.min_chars} characters")
@@ -67,7 +81,7 @@ def prepare_corpus(rows: pd.DataFrame, options: CleanOptions, chunk_words: int) 
     quarantined = quarantine.frame(chunks)
     counts.update({"documents_kept": int(chunks["doc_id"].nunique()) if len(chunks) else 0,
                    "rows_kept": len(chunks), "rows_quarantined": len(quarantined), **quarantine.counts()})
-    return PreparedData(rows=chunks.reset_index(drop=True), quarantine=quarantined, counts=counts, cleaning=cleaning)
+    return CleanedRows(rows=chunks.reset_index(drop=True), quarantine=quarantined, counts=counts, cleaning=cleaning)
 
 
 def split_corpus(chunks: pd.DataFrame, val_fraction: float, test_fraction: float) -> dict[str, pd.DataFrame]:
@@ -75,6 +89,14 @@ def split_corpus(chunks: pd.DataFrame, val_fraction: float, test_fraction: float
 
     With at least 3 documents the cuts move to document boundaries (each document is in one split);
     with fewer, the cuts fall between chunks.
+
+    Args:
+        chunks: the chunks of ``prepare_corpus``, in corpus order.
+        val_fraction: share of the chunks held out for validation (at least one chunk).
+        test_fraction: share held out for test (at least one chunk), taken from the tail.
+
+    Raises:
+        DataError: fewer than 3 chunks, or the cuts leave train empty.
     """
     n = len(chunks)
     if n < 3:

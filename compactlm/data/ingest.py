@@ -1,187 +1,143 @@
-"""From a source to canonical, cleaned, split (and optionally augmented and reweighed) data of one task shape."""
+"""Ingesting a source into a DVC dataset version, incrementally: the entry point of the data pipeline.
+
+Each run lists the source's files with a content fingerprint (sha256 locally, re-hashed only when size
+or modification time changed; ETag + size on S3, without downloading). The run's fingerprint combines
+the files', the data and bias configuration and the data code. When it equals the manifest's, nothing
+changed: the previous dataset version is reused (no file read, no new DVC version). Otherwise only new
+or changed files are parsed (unchanged ones come from the parsed-file cache), and the new version holds
+all current files. The manifest is written (temp file, then rename) only after the version is pushed.
+
+State, under the DVC repository folder (see ``compactlm.data.layout``): ``manifests/<dataset>.json``
+and ``cache/raw/<hash>.parquet``. The preparation itself (clean, split, augment, reweigh) is
+``compactlm.data.prepare``; reading and caching the files is ``compactlm.data.raw_files``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from functools import lru_cache
+from pathlib import Path
 
-import pandas as pd
-
-from compactlm.config import DataConfig
-from compactlm.data.prepare import SPLITS, CleanOptions, PreparedData, clean_rows, split_rows, to_canonical
-from compactlm.data.schemas import SCHEMAS
-from compactlm.data.text import near_duplicate_keys
-from compactlm.errors import DataError
-
-if TYPE_CHECKING:
-    from compactlm.config import BiasConfig
+from compactlm.config import BiasConfig, DataConfig
+from compactlm.data.layout import DataLayout
+from compactlm.data.prepare import PreparedDataset, prepare_dataset
+from compactlm.data.raw_files import RawCache, read_files
+from compactlm.data.sources import SourceFile, SourceKind, list_files, source_kind
+from compactlm.data.versioning import DatasetVersion, current_md5, list_versions, load_version, version_dataset
+from compactlm.fileio import atomic_open
 
 
 @dataclass
-class IngestResult:
-    """Splits ready to version, the quarantined rows, and the counts for the report."""
+class IngestOutcome:
+    """What an ingest run did: the version, whether it was reused, and how many files were (re-)read."""
 
-    splits: dict[str, pd.DataFrame]
-    quarantine: pd.DataFrame
-    counts: dict[str, int]
-    source: str
-    task: str = "instruction"
-    cleaning: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def files(self) -> dict[str, pd.DataFrame]:
-        """The files of one dataset version: one Parquet file per split, plus the quarantine."""
-        return {**{f"{name}.parquet": frame for name, frame in self.splits.items()},
-                "quarantine.parquet": _parquet_safe(self.quarantine)}
-
-    def label_counts(self) -> dict[str, int]:
-        """Rows per label over all splits (augmented rows excluded): the version's label distribution."""
-        label = SCHEMAS[self.task].label
-        frames = [f[~f["augmented"].astype(bool)] if "augmented" in f.columns else f for f in self.splits.values()]
-        if label is None or not frames or label not in frames[0].columns:
-            return {}
-        values = pd.concat([f[label] for f in frames]).dropna().astype(str)
-        return {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
+    version: DatasetVersion
+    result: PreparedDataset | None  # None when the previous version was reused
+    reused: bool
+    files_total: int = 0
+    files_read: int = 0
+    files_cached: int = 0
+    ignored: list[str] = field(default_factory=list)
 
     def to_markdown(self) -> str:
-        label = SCHEMAS[self.task].label
-        lines = [f"# Ingest: `{self.source}` ({self.task})", "", "| count | rows |", "|---|---|"]
-        lines += [f"| {key} | {value} |" for key, value in {**self.counts, **self.cleaning}.items()]
-        lines += ["", f"| split | rows | {label or 'documents'} |", "|---|---|---|"]
-        for name, frame in self.splits.items():
-            distinct = frame[label].nunique() if label and label in frame.columns else \
-                frame["doc_id"].nunique() if "doc_id" in frame.columns else ""
-            lines.append(f"| {name} | {len(frame)} | {distinct} |")
-        if len(self.quarantine):
-            lines += ["", "Quarantined rows (with their reason) are in `quarantine.parquet` of the version."]
-        lines += [f"- {note}" for note in self.notes]
-        return "\n".join(lines)
+        """The ingest report (``PreparedDataset.to_markdown``, or a reuse note) plus the file counts."""
+        head = self.result.to_markdown() if self.result is not None else \
+            f"# Ingest: nothing changed\n\nNo source file changed since version `{self.version.md5}`: reused it."
+        files = (f"\n\nSource files: {self.files_total} ({self.files_read} read, {self.files_cached} unchanged "
+                 f"from the cache).") if self.files_total else ""
+        ignored = f"\nIgnored (not a data file): {', '.join(self.ignored[:20])}." if self.ignored else ""
+        return head + files + ignored
 
 
-def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """Object columns mixing types (lists of messages, numbers and text) become text Parquet can store."""
-    out = frame.copy()
-    for column in out.columns:
-        if out[column].dtype == object:
-            out[column] = out[column].map(lambda v: v if v is None or isinstance(v, str) else
-                                          json.dumps(v, default=str, ensure_ascii=False)).astype("string")
-    return out
+@lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """The data pipeline's own source (and the generator's templates): a code change must not reuse a version."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]
+    data_code = [*(package / "data").rglob("*.py"), *(package / "data").rglob("*.txt")]
+    for path in sorted([*data_code, package / "quality" / "bias.py"]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
-def load_source(config: DataConfig) -> tuple[pd.DataFrame, str]:
-    """Raw rows from ``config.source`` (generator, file, folder, s3://, hf:) and a description of it."""
-    if config.source == "generator":
-        from compactlm.data.generator_shapes import generate_task_dataset
-
-        frame = generate_task_dataset(config.task, n_rows=config.n_rows, seed=config.seed, bias=config.bias)
-        return frame, f"generator(task={config.task}, n_rows={config.n_rows}, seed={config.seed}, bias={config.bias})"
-    if config.source.startswith("hf:"):
-        from compactlm.data.remote import read_hf_dataset
-
-        return read_hf_dataset(config.source, config.hf_split), config.source
-    from compactlm.data.incremental import list_files, read_files
-
-    files, _ = list_files(config)
-    return read_files(files, config), config.source
-
-
-def _kept_columns(config: DataConfig, bias: BiasConfig | None) -> tuple[str, ...]:
-    extra = list(config.extra_columns)
-    if bias is not None:
-        extra += [*bias.attributes(), bias.label_column]
-    return tuple(dict.fromkeys(extra))
-
-
-def _clean(canonical: pd.DataFrame, config: DataConfig) -> PreparedData:
-    options = CleanOptions.from_config(config)
-    if config.task == "chat":
-        from compactlm.data.chat import prepare_chat
-
-        return prepare_chat(canonical, options)
-    if config.task == "pretraining":
-        from compactlm.data.corpus import prepare_corpus
-
-        return prepare_corpus(canonical, options, config.chunk_words)
-    return clean_rows(canonical, config.min_chars, config.max_chars, options, config.task)
-
-
-def _split(rows: pd.DataFrame, config: DataConfig) -> dict[str, pd.DataFrame]:
-    if rows.empty:
-        raise DataError("no usable rows left after cleaning (see the quarantine file for the reasons)")
-    if config.task == "pretraining":
-        from compactlm.data.corpus import split_corpus
-
-        return split_corpus(rows, config.val_fraction, config.test_fraction)
-    schema = SCHEMAS[config.task]
-    return split_rows(rows, config.val_fraction, config.test_fraction, config.seed, stratify=schema.label,
-                      key_column=schema.key_column, exact_key=config.task == "chat")
-
-
-def _augment(splits: dict[str, pd.DataFrame], config: DataConfig, counts: dict[str, int]) -> dict[str, pd.DataFrame]:
-    """Add tagged augmented rows to train only; validation and test texts are off limits."""
-    from compactlm.data.augment import augment_rows
-
-    column = SCHEMAS[config.task].augment_column
-    held_out = pd.concat([splits["val"][column], splits["test"][column]])
-    new, augment_counts = augment_rows(splits["train"], column, config.augment_ratio, config.augment_methods,
-                                       config.augment_words, config.seed, set(near_duplicate_keys(held_out).dropna()))
-    counts.update(augment_counts)
-    out = {name: frame.assign(augmented=False) for name, frame in splits.items()}
-    out["train"] = pd.concat([out["train"], new], ignore_index=True)
-    return out
-
-
-def prepare_dataset(config: DataConfig, bias: BiasConfig | None = None,
-                    raw: tuple[pd.DataFrame, str] | None = None) -> IngestResult:
-    """Load, map to the canonical schema, clean (quarantining rejects), split, augment, reweigh; all seeded.
+def run_fingerprint(config: DataConfig, bias: BiasConfig | None, files: list[SourceFile]) -> str:
+    """One hash of everything that decides the version's content.
 
     Args:
-        config: the data section (source, task, columns, cleaning, split, augmentation).
-        bias: the bias section; its attributes and label are carried through, and with
-            ``bias.reweighing`` the train split gets AIF360 Reweighing ``sample_weight``s.
-        raw: already loaded (rows, description), e.g. by the incremental loader; else ``config.source``.
+        config: the data section (every field counts).
+        bias: the bias section (its attributes and reweighing change the version), or None.
+        files: the source's files with their content fingerprints (empty for the generator and the hub).
+
+    Returns:
+        The sha256 hex digest of the config, the files' keys and fingerprints, and the data code.
+    """
+    payload = {"data": dataclasses.asdict(config), "bias": dataclasses.asdict(bias) if bias else None,
+               "files": [(f.key, f.fingerprint) for f in files], "code": _code_digest()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_manifest(layout: DataLayout, name: str) -> dict:
+    path = layout.manifest_file(name)
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except json.JSONDecodeError:
+        return {}  # a damaged manifest only costs a full re-ingest
+
+
+def _write_manifest(layout: DataLayout, name: str, manifest: dict) -> None:
+    with atomic_open(layout.manifest_file(name)) as out:
+        json.dump(manifest, out, indent=2)
+
+
+def ingest_version(config: DataConfig, root: str | Path, remote_url: str, bias: BiasConfig | None = None,
+                   incremental: bool | None = None) -> IngestOutcome:
+    """Ingest ``config.source`` into a new DVC version, or reuse the last one when nothing changed.
+
+    Args:
+        config: the data section.
+        root: the DVC repository folder (``DataLayout.repo``).
+        remote_url: the DVC remote (local folder or s3://).
+        bias: the bias section (attributes kept, reweighing).
+        incremental: override ``config.incremental``.
+
+    Returns:
+        What the run did: the version (``reused=True`` when nothing changed), the preparation result
+        (None when reused) and how many source files were read or taken from the cache.
 
     Raises:
-        DataError: unreadable source, missing columns, or too few usable rows to split.
+        DataError: the source is unreadable or unusable (see ``prepare_dataset``), or the push to the
+            remote failed; the previous version and the manifest are then left as they were.
     """
-    frame, source = raw if raw is not None else load_source(config)
-    canonical = to_canonical(frame, source, config.task, config.columns, _kept_columns(config, bias))
-    prepared = _clean(canonical, config)
-    splits = _split(prepared.rows, config)
-    counts = dict(prepared.counts)
-    counts.update({f"split {name}": len(splits[name]) for name in SPLITS})
-    if config.augment_ratio > 0:
-        splits = _augment(splits, config, counts)
-    if config.chat_format:
-        from compactlm.data.chat import add_instruction_format
-
-        splits = {name: add_instruction_format(split, config.task) for name, split in splits.items()}
-    notes: list[str] = []
-    if bias is not None and bias.reweighing:
-        from compactlm.quality.bias import reweighing_weights
-
-        weights, note = reweighing_weights(splits["train"], bias)
-        splits["train"] = splits["train"].assign(sample_weight=weights)
-        notes.append(note)
-    return IngestResult(splits=splits, quarantine=prepared.quarantine, counts=counts, source=source,
-                        task=config.task, cleaning=prepared.cleaning, notes=notes)
-
-
-def allowed_intents(config: DataConfig, frame: pd.DataFrame) -> list[str]:
-    """The label set the quality suite enforces: configured, else the generator's, else what is present."""
-    if config.allowed_intents:
-        return list(config.allowed_intents)
-    if config.source == "generator" and config.task in ("instruction", "chat", "classification"):
-        from compactlm.data.generator import INTENTS
-
-        return sorted(INTENTS)
-    label = SCHEMAS[config.task].label
-    if label is None or label not in frame.columns:
-        return []
-    return sorted(frame[label].dropna().astype(str).unique())
-
-
-def combined_splits(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """All splits in one frame with a ``split`` column (what the quality suite validates)."""
-    return pd.concat([frame.assign(split=name) for name, frame in splits.items()], ignore_index=True)
+    root = Path(root).resolve()
+    layout = DataLayout(root)
+    incremental = config.incremental if incremental is None else incremental
+    manifest = _read_manifest(layout, config.dataset_name) if incremental else {}
+    known = {k: SourceFile(**v) for k, v in manifest.get("files", {}).items()}
+    kind = source_kind(config.source)
+    files, ignored = list_files(config.source, config.s3_endpoint_url, known)
+    fingerprint = run_fingerprint(config, bias, files)
+    # A hub dataset can change without any file here changing: it is never reused.
+    if incremental and kind is not SourceKind.HF_HUB and manifest.get("fingerprint") == fingerprint \
+            and manifest.get("version") in list_versions(root, config.dataset_name):
+        version = load_version(root, config.dataset_name, manifest["version"], remote_url,
+                               restore=current_md5(root, config.dataset_name) != manifest["version"])
+        return IngestOutcome(dataclasses.replace(version, reused=True), None, True, len(files), 0, len(files), ignored)
+    stats: dict[str, int] = {}
+    raw = None
+    if files and kind.reads_files:
+        cache = RawCache(layout.raw_cache_dir) if incremental else None
+        raw = (read_files(files, config, cache, stats), config.source)
+    result = prepare_dataset(config, bias, raw)
+    metadata = {"source": result.source, "task": result.task, "rows": {n: len(f) for n, f in result.splits.items()},
+                "quarantined": len(result.quarantine), "labels": result.label_counts(),
+                "counts": {**result.counts, **result.cleaning}, "notes": result.notes}
+    version = version_dataset(root, config.dataset_name, result.files(), remote_url, metadata)
+    if incremental:
+        _write_manifest(layout, config.dataset_name, {"fingerprint": fingerprint, "version": version.md5,
+                                                      "source": config.source,
+                                                      "files": {f.key: dataclasses.asdict(f) for f in files}})
+        RawCache(layout.raw_cache_dir).keep_only([f.fingerprint for f in files])
+    return IngestOutcome(version, result, False, len(files), stats.get("read", 0), stats.get("cached", 0), ignored)

@@ -1,304 +1,195 @@
-"""Canonical rows, cleaning with quarantine, and the seeded, stratified, leak-free split.
+"""From a source to the splits of one dataset version: canonical, cleaned, split, augmented, reweighed.
 
-Rows that cannot be used are never dropped silently: each one goes to the quarantine frame with the
-reason, and the counts go into the ingest report. Cleaning order matters: HTML is stripped before
-whitespace is normalised (tags leave spaces behind), PII is scrubbed after (a no-break space inside a
-phone number must not hide it), and duplicates are found last, on the cleaned text.
+``prepare_dataset`` is the whole preparation of one source, without versioning: ``compactlm.data.ingest``
+runs it and versions the result. Every step is seeded (``data.seed``), so the same source and
+configuration always give the same splits.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from compactlm.data.schemas import SCHEMAS, TaskSchema, map_columns, to_schema
-from compactlm.data.text import (
-    classic_clean_series,
-    near_duplicate_keys,
-    normalize_series,
-    normalize_text,
-    scrub_pii_series,
-    strip_html_series,
-)
+from compactlm.config import BiasConfig, DataConfig
+from compactlm.data.augment import augment_rows
+from compactlm.data.chat import add_instruction_format, prepare_chat
+from compactlm.data.cleaning import CleanedRows, CleanOptions, clean_rows, to_canonical
+from compactlm.data.corpus import prepare_corpus, split_corpus
+from compactlm.data.layout import split_file_name
+from compactlm.data.raw_files import read_files
+from compactlm.data.schemas import SCHEMAS
+from compactlm.data.sources import SourceKind, list_files, source_kind
+from compactlm.data.sources.generator import INTENTS
+from compactlm.data.sources.generator_shapes import generate_task_dataset
+from compactlm.data.sources.hf import read_hf_dataset
+from compactlm.data.splits import SPLITS, split_rows
+from compactlm.data.text import near_duplicate_keys
 from compactlm.errors import DataError
-
-__all__ = ["CANONICAL_COLUMNS", "SPLITS", "CleanOptions", "PreparedData", "Quarantine", "clean_rows",
-           "clean_text_columns", "connected_groups", "normalize_text", "split_rows", "to_canonical"]
-
-INSTRUCTION = SCHEMAS["instruction"]
-CANONICAL_COLUMNS = INSTRUCTION.output_columns
-SPLITS = ("train", "val", "test")
+from compactlm.quality.bias import reweighing_weights
 
 
 @dataclass
-class CleanOptions:
-    """How text is cleaned and which rows are rejected (built from ``DataConfig`` by ``from_config``)."""
+class PreparedDataset:
+    """Splits ready to version, the quarantined rows, and the counts for the report."""
 
-    min_chars: int = 2
-    max_chars: int = 2_000
-    max_document_chars: int = 50_000
-    unicode_form: str = "NFC"
-    strip_html: bool = True
-    scrub_pii: bool = True
-    near_duplicates: bool = True
-    classic_cleaning: bool = False
-
-    @classmethod
-    def from_config(cls, config: Any) -> CleanOptions:
-        return cls(**{name: getattr(config, name) for name in cls.__dataclass_fields__})
-
-
-@dataclass
-class PreparedData:
-    """The canonical rows, the quarantined rows (with a ``reason`` column) and the counts."""
-
-    rows: pd.DataFrame
+    splits: dict[str, pd.DataFrame]
     quarantine: pd.DataFrame
-    counts: dict[str, int] = field(default_factory=dict)
-    cleaning: dict[str, int] = field(default_factory=dict)  # HTML-stripped rows, PII replaced per kind
+    counts: dict[str, int]
+    source: str
+    task: str = "instruction"
+    cleaning: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def files(self) -> dict[str, pd.DataFrame]:
+        """The files of one dataset version: one Parquet file per split, plus the quarantine."""
+        return {**{split_file_name(name): frame for name, frame in self.splits.items()},
+                split_file_name("quarantine"): _parquet_safe(self.quarantine)}
+
+    def label_counts(self) -> dict[str, int]:
+        """Rows per label over all splits (augmented rows excluded): the version's label distribution."""
+        label = SCHEMAS[self.task].label
+        frames = [f[~f["augmented"].astype(bool)] if "augmented" in f.columns else f for f in self.splits.values()]
+        if label is None or not frames or label not in frames[0].columns:
+            return {}
+        values = pd.concat([f[label] for f in frames]).dropna().astype(str)
+        return {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
+
+    def to_markdown(self) -> str:
+        """The ingest report: counts (cleaning, quarantine reasons, splits), split sizes and notes."""
+        label = SCHEMAS[self.task].label
+        lines = [f"# Ingest: `{self.source}` ({self.task})", "", "| count | rows |", "|---|---|"]
+        lines += [f"| {key} | {value} |" for key, value in {**self.counts, **self.cleaning}.items()]
+        lines += ["", f"| split | rows | {label or 'documents'} |", "|---|---|---|"]
+        for name, frame in self.splits.items():
+            distinct = frame[label].nunique() if label and label in frame.columns else \
+                frame["doc_id"].nunique() if "doc_id" in frame.columns else ""
+            lines.append(f"| {name} | {len(frame)} | {distinct} |")
+        if len(self.quarantine):
+            lines += ["", "Quarantined rows (with their reason) are in `quarantine.parquet` of the version."]
+        lines += [f"- {note}" for note in self.notes]
+        return "\n".join(lines)
 
 
-class Quarantine:
-    """Collects rejected rows with their reason; counts them per kind of reason for the report."""
-
-    def __init__(self) -> None:
-        self._bins: list[pd.DataFrame] = []
-        self.kinds: dict[str, int] = {}
-
-    def reject(self, rows: pd.DataFrame, mask: pd.Series, kind: str, reasons: pd.Series | None = None) -> pd.DataFrame:
-        """Move ``rows[mask]`` to quarantine (reason ``kind``, or per-row ``reasons``); return the rest."""
-        mask = mask.fillna(False).astype(bool)
-        if mask.any():
-            rejected = rows[mask].copy()
-            rejected["reason"] = kind if reasons is None else reasons[mask].astype(str).to_numpy()
-            self._bins.append(rejected)
-            self.kinds[kind] = self.kinds.get(kind, 0) + int(mask.sum())
-        return rows[~mask]
-
-    def frame(self, like: pd.DataFrame) -> pd.DataFrame:
-        """All rejected rows, or an empty frame with ``like``'s columns plus ``reason``."""
-        if self._bins:
-            return pd.concat(self._bins, ignore_index=True)
-        return like.head(0).assign(reason=pd.Series(dtype="string"))
-
-    def __len__(self) -> int:
-        return sum(self.kinds.values())
-
-    def counts(self) -> dict[str, int]:
-        return {f"quarantined: {kind}": n for kind, n in self.kinds.items()}
+def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Object columns mixing types (lists of messages, numbers and text) become text Parquet can store."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(lambda v: v if v is None or isinstance(v, str) else
+                                          json.dumps(v, default=str, ensure_ascii=False)).astype("string")
+    return out
 
 
-def _uniform(series: pd.Series) -> pd.Series:
-    """One type per column (files of a folder may disagree: "1" in a CSV, 1 in a JSONL): numeric when every
-    value is a number, else text. Parquet cannot store a column mixing both.
-    """
-    if series.dtype != object and not pd.api.types.is_string_dtype(series):
-        return series
-    numeric = pd.to_numeric(series, errors="coerce")
-    if numeric.notna().sum() == series.notna().sum():
-        return numeric.astype("Int64") if (numeric.dropna() % 1 == 0).all() else numeric
-    return series.astype("string")
-
-
-def content_ids(rows: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> list[str]:
-    """Stable ids from the content of ``columns`` (the same text always gets the same id)."""
-    parts = [rows[c].astype("string").fillna("") for c in columns]
-    joined = parts[0] if len(parts) == 1 else parts[0].str.cat(parts[1:], sep="\x00")
-    return ["row-" + hashlib.sha1(text.encode()).hexdigest()[:12] for text in joined]
-
-
-def to_canonical(frame: pd.DataFrame, source: str, task: str = "instruction", columns: dict[str, str] | None = None,
-                 keep: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Map a raw frame onto the canonical schema of ``task``.
+def load_source(config: DataConfig) -> tuple[pd.DataFrame, str]:
+    """Raw rows of ``config.source`` (generator, file, folder, s3://, hf:) and a description of it.
 
     Args:
-        frame: the rows as read from the source.
-        source: where they came from (named in errors).
-        task: the task shape (a key of ``SCHEMAS``).
-        columns: ``data.columns``: canonical name -> the source's column.
-        keep: extra source columns to carry through unchanged (e.g. bias attributes).
+        config: the data section (source, task, generator size/seed/bias, ``hf_split``, S3 endpoint).
+
+    Returns:
+        ``(rows, description)``: the rows as read (source column names), and the source spec, or for
+        the generator ``generator(task=..., n_rows=..., seed=..., bias=...)``.
 
     Raises:
-        DataError: a required or mapped column is missing (the message lists what was found).
+        DataError: the source is unreadable, empty, or a file lacks the task's required columns.
     """
-    schema = SCHEMAS[task]
-    out = to_schema(map_columns(frame, columns or {}, source), schema, source, keep)
-    for column in out.columns:
-        if column == "messages":
-            continue
-        out[column] = _uniform(out[column]) if column == "resolved" or column not in schema.input_columns \
-            else out[column].astype("string")
-    if out["id"].isna().all():
-        out["id"] = content_ids(out, [c for c in schema.text_columns if c in out.columns] or list(schema.required))
-    out["id"] = out["id"].astype("string")
-    ordered = [c for c in schema.output_columns if c in out.columns]
-    return out[ordered + [c for c in out.columns if c not in ordered]]
+    kind = source_kind(config.source)
+    if kind is SourceKind.GENERATOR:
+        frame = generate_task_dataset(config.task, n_rows=config.n_rows, seed=config.seed, bias=config.bias)
+        return frame, f"generator(task={config.task}, n_rows={config.n_rows}, seed={config.seed}, bias={config.bias})"
+    if kind in (SourceKind.HF_LOCAL, SourceKind.HF_HUB):
+        return read_hf_dataset(config.source, config.hf_split), config.source
+    files, _ = list_files(config.source, config.s3_endpoint_url)
+    return read_files(files, config), config.source
 
 
-def clean_text_columns(rows: pd.DataFrame, columns: list[str], options: CleanOptions,
-                       counts: dict[str, int]) -> pd.DataFrame:
-    """Strip HTML, normalise Unicode and whitespace, and scrub PII in ``columns`` (counts go to ``counts``)."""
-    rows = rows.copy()
-    pii = {"email": 0, "phone": 0, "card": 0}
-    for column in columns:
-        if options.strip_html:
-            rows[column], n_html = strip_html_series(rows[column])
-            counts["rows with HTML stripped"] = counts.get("rows with HTML stripped", 0) + n_html
-        rows[column] = normalize_series(rows[column], options.unicode_form)
-        if options.scrub_pii:
-            rows[column] = scrub_pii_series(rows[column], pii)
-    if options.scrub_pii:
-        for kind, n in pii.items():
-            counts[f"pii replaced: {kind}"] = counts.get(f"pii replaced: {kind}", 0) + n
-    return rows
+def _kept_columns(config: DataConfig, bias: BiasConfig | None) -> tuple[str, ...]:
+    extra = list(config.extra_columns)
+    if bias is not None:
+        extra += [*bias.attributes(), bias.label_column]
+    return tuple(dict.fromkeys(extra))
 
 
-def _blank(series: pd.Series) -> pd.Series:
-    return series.isna() | (series.astype("string").fillna("").str.strip() == "")
+def _clean(canonical: pd.DataFrame, config: DataConfig) -> CleanedRows:
+    options = CleanOptions.from_config(config)
+    if config.task == "chat":
+        return prepare_chat(canonical, options)
+    if config.task == "pretraining":
+        return prepare_corpus(canonical, options, config.chunk_words)
+    return clean_rows(canonical, config.min_chars, config.max_chars, options, config.task)
 
 
-def reject_near_duplicates(rows: pd.DataFrame, keys: pd.Series, quarantine: Quarantine, what: str) -> pd.DataFrame:
-    """Quarantine every row whose near-duplicate key (aligned with ``rows``) an earlier row has, naming that row."""
-    first = pd.Series(rows["id"].groupby(keys.to_numpy(), sort=False).transform("first").to_numpy(), index=keys.index)
-    return quarantine.reject(rows, keys.duplicated(keep="first"), f"near duplicate of an earlier {what}",
-                             "near duplicate of " + first.astype(str))
-
-
-def _label_conflicts(rows: pd.DataFrame, schema: TaskSchema, quarantine: Quarantine) -> pd.DataFrame:
-    """Keep one label per near-identical text (the most frequent; ties: the first seen); quarantine the rest."""
-    label = schema.label
-    if label is None or schema.name == "chat":  # a chat's intent belongs to the conversation, not one message
-        return rows
-    keys = near_duplicate_keys(rows[schema.key_column]).to_numpy()
-    labels = rows[label].astype("string").fillna("")
-    n_labels = labels.groupby(keys, sort=False).transform("nunique")
-    if not (n_labels > 1).any():
-        return rows
-    tally = pd.DataFrame({"key": keys, "label": labels.to_numpy(), "order": np.arange(len(rows))})
-    stats = tally.groupby(["key", "label"], sort=False).agg(n=("order", "size"), first=("order", "min")).reset_index()
-    stats = stats.sort_values(["key", "n", "first"], ascending=[True, False, True]).drop_duplicates("key")
-    kept_label = pd.Series(stats["label"].to_numpy(), index=stats["key"].to_numpy())
-    kept_row = pd.Series(rows["id"].to_numpy()[stats["first"].to_numpy()], index=stats["key"].to_numpy())
-    winner = kept_label.reindex(keys).to_numpy()
-    conflict = pd.Series(labels.to_numpy() != winner, index=rows.index)
-    reasons = pd.Series([f"conflicting label: the same {schema.key_column} is labelled {w!r} in row {r}"
-                         for w, r in zip(winner, kept_row.reindex(keys).to_numpy())], index=rows.index)
-    return quarantine.reject(rows, conflict, f"conflicting {label}: the same {schema.key_column} has another label",
-                             reasons)
-
-
-def clean_rows(rows: pd.DataFrame, min_chars: int, max_chars: int, options: CleanOptions | None = None,
-               task: str = "instruction") -> PreparedData:
-    """Clean canonical rows and quarantine unusable ones, each with its reason.
-
-    Rejects blank or null required values, texts out of length bounds, exact and near duplicates (the
-    later copy goes; near duplicates name the row they duplicate), texts carrying two labels, and
-    repeated ids.
-
-    Args:
-        rows: canonical rows (see ``to_canonical``).
-        min_chars: shortest allowed text, in characters.
-        max_chars: longest allowed short text (documents use ``options.max_document_chars``).
-        options: the rest of the cleaning switches (defaults: everything on, no classic cleaning).
-        task: the task shape of ``rows``.
-    """
-    options = options or CleanOptions()
-    schema = SCHEMAS[task]
-    quarantine = Quarantine()
-    counts: dict[str, int] = {"rows_in": len(rows)}
-    cleaning: dict[str, int] = {}
-    for column in schema.required:
-        rows = quarantine.reject(rows, _blank(rows[column]), f"blank or null {column}")
-    text_columns = list(schema.text_columns)
-    rows = clean_text_columns(rows, text_columns, options, cleaning)
-    if options.classic_cleaning:
-        rows = rows.assign(text=classic_clean_series(rows["text"]))
-        rows = quarantine.reject(rows, _blank(rows["text"]), "blank after classic cleaning")
-    for column, bound in schema.text_columns.items():
-        upper = {"short": max_chars, "document": options.max_document_chars}.get(bound)
-        rows = quarantine.reject(rows, rows[column].str.len() < min_chars,
-                                 f"{column} shorter than {min_chars} characters")
-        if upper is not None:
-            rows = quarantine.reject(rows, rows[column].str.len() > upper, f"{column} longer than {upper} characters")
-    if schema.label is not None:
-        rows = rows.assign(**{schema.label: rows[schema.label].astype("string").str.strip()})
-    if "category" in rows.columns:
-        rows = rows.assign(category=rows["category"].fillna("general").str.strip())
-    missing = rows["id"].isna()
-    if missing.any():
-        rows = rows.copy()
-        rows.loc[missing, "id"] = content_ids(rows[missing], text_columns)
-    dedup = text_columns + ([schema.label] if schema.name == "classification" else [])
-    rows = quarantine.reject(rows, rows.duplicated(subset=dedup, keep="first"), "exact duplicate of an earlier row")
-    if options.near_duplicates and len(rows):
-        keys = near_duplicate_keys(rows[dedup[0]])
-        for column in dedup[1:]:
-            keys = keys.str.cat(near_duplicate_keys(rows[column]), sep="\x00")
-        rows = reject_near_duplicates(rows, keys, quarantine, "row")
-    rows = _label_conflicts(rows, schema, quarantine)
-    rows = quarantine.reject(rows, rows["id"].duplicated(keep="first"), "id already used by an earlier row")
-    quarantined = quarantine.frame(rows)
-    counts.update({"rows_kept": len(rows), "rows_quarantined": len(quarantined), **quarantine.counts()})
-    return PreparedData(rows=rows.reset_index(drop=True), quarantine=quarantined, counts=counts, cleaning=cleaning)
-
-
-def connected_groups(keys: list[pd.Series]) -> np.ndarray:
-    """Group ids such that rows sharing a value in any of ``keys`` are in the same group.
-
-    Connected components by min-label propagation: each pass gives every row the smallest group id
-    among the rows sharing one of its keys, until nothing changes (a few passes in practice).
-    """
-    n = len(keys[0])
-    codes = []
-    for key in keys:
-        code = pd.factorize(key.to_numpy(), use_na_sentinel=True)[0]
-        # A missing key links nothing: give each such row a code of its own.
-        code = np.where(code < 0, np.arange(n) + code.max() + 1, code)
-        codes.append(code)
-    group = pd.Series(np.arange(n))
-    while True:
-        previous = group
-        for code in codes:
-            group = group.groupby(code).transform("min")
-        if group.equals(previous):
-            return group.to_numpy()
-
-
-def split_rows(rows: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int,
-               stratify: str | None = "intent", key_column: str = "instruction",
-               exact_key: bool = False) -> dict[str, pd.DataFrame]:
-    """Seeded split stratified by ``stratify``, with no near-duplicate text shared across splits.
-
-    Rows are grouped by the near-duplicate key of ``key_column`` (or its exact value, for an id such
-    as a conversation id) and whole groups are assigned, so the same customer message can never
-    appear in both train and test. Within each stratum, groups are shuffled and cut at the requested
-    fractions; strata with fewer than 3 groups go to train.
-    """
+def _split(rows: pd.DataFrame, config: DataConfig) -> dict[str, pd.DataFrame]:
     if rows.empty:
         raise DataError("no usable rows left after cleaning (see the quarantine file for the reasons)")
-    key = rows[key_column].astype("string") if exact_key else near_duplicate_keys(rows[key_column])
-    group = connected_groups([key])
-    strata = rows[stratify].astype("string").fillna("") if stratify and stratify in rows.columns else \
-        pd.Series("", index=rows.index)
-    groups = pd.DataFrame({"group": group, "stratum": strata.to_numpy()}).drop_duplicates("group")
-    rng = np.random.default_rng(seed)
-    assignment: dict[int, str] = {}
-    for _, members in groups.groupby("stratum", sort=True):
-        ids = members["group"].to_numpy()
-        ids = ids[rng.permutation(len(ids))]
-        n = len(ids)
-        # From 3 groups on, every stratum gets at least one test and one validation group.
-        n_test = max(1, int(round(n * test_fraction))) if n >= 3 else 0
-        n_val = max(1, int(round(n * val_fraction))) if n >= 3 else 0
-        for i, g in enumerate(ids.tolist()):
-            assignment[g] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
-    split_of = pd.Series(group).map(assignment).to_numpy()
-    out = {name: rows[split_of == name].reset_index(drop=True) for name in SPLITS}
-    for name in ("train", "test"):
-        if out[name].empty:
-            raise DataError(f"the {name} split is empty: {len(rows)} usable rows are too few to split")
+    if config.task == "pretraining":
+        return split_corpus(rows, config.val_fraction, config.test_fraction)
+    schema = SCHEMAS[config.task]
+    return split_rows(rows, config.val_fraction, config.test_fraction, config.seed, stratify=schema.label,
+                      key_column=schema.key_column, exact_key=config.task == "chat")
+
+
+def _augment(splits: dict[str, pd.DataFrame], config: DataConfig, counts: dict[str, int]) -> dict[str, pd.DataFrame]:
+    """Add tagged augmented rows to train only; validation and test texts are off limits."""
+    column = SCHEMAS[config.task].augment_column
+    held_out = pd.concat([splits["val"][column], splits["test"][column]])
+    new, augment_counts = augment_rows(splits["train"], column, config.augment_ratio, config.augment_methods,
+                                       config.augment_words, config.seed, set(near_duplicate_keys(held_out).dropna()))
+    counts.update(augment_counts)
+    out = {name: frame.assign(augmented=False) for name, frame in splits.items()}
+    out["train"] = pd.concat([out["train"], new], ignore_index=True)
     return out
+
+
+def prepare_dataset(config: DataConfig, bias: BiasConfig | None = None,
+                    raw: tuple[pd.DataFrame, str] | None = None) -> PreparedDataset:
+    """Load, map to the canonical schema, clean (quarantining rejects), split, augment, reweigh; all seeded.
+
+    Args:
+        config: the data section (source, task, columns, cleaning, split, augmentation).
+        bias: the bias section; its attributes and label are carried through, and with
+            ``bias.reweighing`` the train split gets AIF360 Reweighing ``sample_weight``s.
+        raw: already loaded (rows, description), e.g. by the incremental loader; else ``config.source``.
+
+    Raises:
+        DataError: unreadable source, missing columns, or too few usable rows to split.
+    """
+    frame, source = raw if raw is not None else load_source(config)
+    canonical = to_canonical(frame, source, config.task, config.columns, _kept_columns(config, bias))
+    prepared = _clean(canonical, config)
+    splits = _split(prepared.rows, config)
+    counts = dict(prepared.counts)
+    counts.update({f"split {name}": len(splits[name]) for name in SPLITS})
+    if config.augment_ratio > 0:
+        splits = _augment(splits, config, counts)
+    if config.chat_format:
+        splits = {name: add_instruction_format(split, config.task) for name, split in splits.items()}
+    notes: list[str] = []
+    if bias is not None and bias.reweighing:
+        weights, note = reweighing_weights(splits["train"], bias)
+        splits["train"] = splits["train"].assign(sample_weight=weights)
+        notes.append(note)
+    return PreparedDataset(splits=splits, quarantine=prepared.quarantine, counts=counts, source=source,
+                        task=config.task, cleaning=prepared.cleaning, notes=notes)
+
+
+def allowed_intents(config: DataConfig, frame: pd.DataFrame) -> list[str]:
+    """The label set the quality suite enforces: configured, else the generator's, else what is present.
+
+    Args:
+        config: the data section (``allowed_intents``, source, task).
+        frame: the dataset's rows (all splits), used when neither the config nor the generator decides.
+
+    Returns:
+        The labels, sorted unless configured; empty when the task has no label column.
+    """
+    if config.allowed_intents:
+        return list(config.allowed_intents)
+    if source_kind(config.source) is SourceKind.GENERATOR and config.task in ("instruction", "chat", "classification"):
+        return sorted(INTENTS)
+    label = SCHEMAS[config.task].label
+    if label is None or label not in frame.columns:
+        return []
+    return sorted(frame[label].dropna().astype(str).unique())

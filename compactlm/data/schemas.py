@@ -82,6 +82,11 @@ def map_columns(frame: pd.DataFrame, columns: dict[str, str], source: str) -> pd
 
     A canonical column the source also holds under its own name is replaced by the mapped one.
 
+    Args:
+        frame: the rows as read.
+        columns: ``data.columns``: canonical name -> the source's column name.
+        source: how errors name the source (a path or address).
+
     Raises:
         DataError: a mapped source column is not in the data (the message lists what was found).
     """
@@ -101,6 +106,11 @@ def map_columns(frame: pd.DataFrame, columns: dict[str, str], source: str) -> pd
 def check_required(frame: pd.DataFrame, schema: TaskSchema, source: str) -> None:
     """Fail naming ``source`` when a required column is missing.
 
+    Args:
+        frame: the rows, with canonical column names (after ``map_columns``).
+        schema: the task shape whose ``required`` columns are checked.
+        source: how errors name the source.
+
     Raises:
         DataError: the message lists what was found, and hints at a wrong delimiter when the whole
             header landed in one column, or at ``data.columns`` when no required column is there.
@@ -119,6 +129,12 @@ def check_required(frame: pd.DataFrame, schema: TaskSchema, source: str) -> None
 
 def to_schema(frame: pd.DataFrame, schema: TaskSchema, source: str, keep: tuple[str, ...] = ()) -> pd.DataFrame:
     """Select the schema's input columns (filling optional ones with their defaults) plus ``keep``.
+
+    Args:
+        frame: the rows, with canonical column names (after ``map_columns``).
+        schema: the task shape.
+        source: how errors name the source.
+        keep: extra columns carried through unchanged when present (e.g. bias attributes).
 
     Raises:
         DataError: a required column is missing (see ``check_required``).

@@ -69,6 +69,11 @@ def normalize_text(value: str, form: str = "NFC") -> str:
 
     Non-breaking and other Unicode spaces become plain spaces, zero-width characters and control
     characters are removed, and Unicode line separators become newlines. The result is idempotent.
+
+    Args:
+        value: the text.
+        form: the Unicode normal form (``data.unicode_form``): NFC keeps compatibility characters, NFKC
+            folds them (full-width letters, ligatures); see Unicode Standard Annex #15.
     """
     text = value.translate(_TRANSLATE) if _NEEDS_TRANSLATE.search(value) else value
     text = unicodedata.normalize(form, text)
@@ -161,7 +166,12 @@ def _apply(series: pd.Series, pattern: str | None, fn) -> tuple[pd.Series, int]:
 
 
 def normalize_series(series: pd.Series, form: str = "NFC") -> pd.Series:
-    """``normalize_text`` on every non-null value."""
+    """``normalize_text`` on every non-null value.
+
+    Args:
+        series: text values (nulls stay null).
+        form: as in ``normalize_text``.
+    """
     return _apply(series, None, lambda v: normalize_text(v, form))[0]
 
 
@@ -171,7 +181,12 @@ def strip_html_series(series: pd.Series) -> tuple[pd.Series, int]:
 
 
 def scrub_pii_series(series: pd.Series, counts: dict[str, int]) -> pd.Series:
-    """``scrub_pii`` on the values that may hold PII, adding to ``counts`` per kind."""
+    """``scrub_pii`` on the values that may hold PII, adding to ``counts`` per kind.
+
+    Args:
+        series: text values (nulls stay null).
+        counts: ``{"email", "phone", "card"}`` -> replacements so far; added to.
+    """
     return _apply(series, _MAYBE_PII, lambda v: scrub_pii(v, counts))[0]
 
 

@@ -25,13 +25,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from compactlm.data.layout import DataLayout, split_file_name
 from compactlm.errors import DataError
 from compactlm.fileio import atomic_open
 
 REMOTE_NAME = "storage"
-# Kept out of DVC's view: the per-version .dvc copies (DVC would see several files tracking one output),
-# the incremental manifests and the parsed-file cache.
-_DVCIGNORE = ("/versions/", "/manifests/", "/cache/")
 
 
 @dataclass(frozen=True)
@@ -47,20 +45,21 @@ class DatasetVersion:
     reused: bool = False  # True when an ingest found nothing changed and kept this existing version
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (for reports and MLflow)."""
         return asdict(self)
 
 
 def _open_repo(root: Path, remote_url: str):
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-    from dvc.repo import Repo
+    from dvc.repo import Repo  # ~0.3 s of imports: only versioning pays for it, not every data import
 
     if not (root / ".dvc").is_dir():
         root.mkdir(parents=True, exist_ok=True)
         Repo.init(str(root), no_scm=True)
-    ignore = root / ".dvcignore"
+    ignore, ignored = root / ".dvcignore", DataLayout(root).dvc_ignored
     lines = ignore.read_text().splitlines() if ignore.is_file() else []
-    if not set(_DVCIGNORE) <= set(lines):
-        ignore.write_text("\n".join([*lines, *(p for p in _DVCIGNORE if p not in lines)]) + "\n")
+    if not set(ignored) <= set(lines):
+        ignore.write_text("\n".join([*lines, *(p for p in ignored if p not in lines)]) + "\n")
     repo = Repo(str(root))
     remote: dict[str, str] = {"url": remote_url}
     if remote_url.startswith("s3://") and os.environ.get("AWS_ENDPOINT_URL"):
@@ -95,30 +94,36 @@ def _write_json(path: Path, payload: Any) -> None:
         json.dump(payload, out, indent=2, default=str)
 
 
-def _index_path(root: Path, name: str) -> Path:
-    return root / "versions" / name / "index.json"
-
-
 def version_records(root: str | Path, name: str) -> list[dict[str, Any]]:
-    """Every recorded version of ``name``, oldest first: md5, created, nfiles, size and ingest metadata."""
-    root = Path(root)
-    index = _index_path(root, name)
+    """Every recorded version of ``name``, oldest first: md5, created, nfiles, size and ingest metadata.
+
+    Args:
+        root: the DVC repository folder (``DataLayout.repo``).
+        name: the dataset name.
+
+    Returns:
+        The index's records; for a state folder from before the index, md5 and creation time of each
+        kept ``.dvc`` file in file-time order. Empty when nothing was recorded.
+    """
+    layout = DataLayout(Path(root))
+    index = layout.index_file(name)
     if index.is_file():
         return json.loads(index.read_text(encoding="utf-8"))["versions"]
-    folder = root / "versions" / name  # a state folder from before the index: file times are all there is
+    folder = layout.versions_dir(name)  # a state folder from before the index: file times are all there is
     files = sorted(folder.glob("*.dvc"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     return [{"md5": p.stem, "created": datetime.fromtimestamp(p.stat().st_mtime, UTC).isoformat()} for p in files]
 
 
 def _record(root: Path, name: str, version: DatasetVersion, metadata: dict[str, Any]) -> None:
     """Append ``version`` to the index (the same content again keeps its first place in history)."""
+    index = DataLayout(root).index_file(name)
     records = version_records(root, name)  # without an index yet: the older versions, by file time
-    if any(r["md5"] == version.md5 for r in records) and _index_path(root, name).is_file():
+    if any(r["md5"] == version.md5 for r in records) and index.is_file():
         return
     if not any(r["md5"] == version.md5 for r in records):
         records.append({"md5": version.md5, "created": datetime.now(UTC).isoformat(timespec="seconds"),
                         "nfiles": version.nfiles, "size": version.size, **metadata})
-    _write_json(_index_path(root, name), {"name": name, "versions": records})
+    _write_json(index, {"name": name, "versions": records})
 
 
 def _dvc_out(dvc_file: Path) -> dict[str, Any]:
@@ -143,9 +148,9 @@ def version_dataset(root: str | Path, name: str, files: dict[str, pd.DataFrame],
         DataError: the push failed; the previous version is left in place and nothing is recorded.
     """
     root = Path(root).resolve()
+    layout = DataLayout(root)
     repo = _open_repo(root, remote_url)
-    folder = root / "datasets" / name
-    dvc_file = folder.with_name(f"{name}.dvc")
+    folder, dvc_file = layout.dataset_dir(name), layout.dvc_file(name)
     staging = _stage(folder, files)
     backup = folder.with_name(f".{name}-previous")
     previous_dvc = dvc_file.read_bytes() if dvc_file.exists() else None
@@ -179,25 +184,40 @@ def version_dataset(root: str | Path, name: str, files: dict[str, pd.DataFrame],
     version = DatasetVersion(name=name, md5=md5, path=str(folder), remote=remote_url,
                              nfiles=int(out.get("nfiles", len(files))), size=int(out.get("size", 0)))
     _record(root, name, version, metadata or {})
-    versions = root / "versions" / name
-    versions.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(dvc_file, versions / f"{md5}.dvc")
+    kept = layout.version_dvc_file(name, md5)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(dvc_file, kept)
     return version
 
 
 def list_versions(root: str | Path, name: str) -> list[str]:
-    """The md5 hashes of every recorded version of ``name``, oldest first (in recording order)."""
+    """The md5 hashes of every recorded version of ``name``, oldest first (in recording order).
+
+    Args:
+        root: the DVC repository folder.
+        name: the dataset name.
+    """
     return [r["md5"] for r in version_records(root, name)]
 
 
 def current_md5(root: str | Path, name: str) -> str | None:
-    """The version the dataset folder holds now (per its ``.dvc`` file), if any."""
-    dvc_file = Path(root) / "datasets" / f"{name}.dvc"
+    """The version the dataset folder holds now (per its ``.dvc`` file), if any.
+
+    Args:
+        root: the DVC repository folder.
+        name: the dataset name.
+    """
+    dvc_file = DataLayout(Path(root)).dvc_file(name)
     return _dvc_out(dvc_file)["md5"].removesuffix(".dir") if dvc_file.is_file() else None
 
 
 def resolve_version(root: str | Path, name: str, md5: str) -> str:
     """The full md5 of the one recorded version starting with ``md5``.
+
+    Args:
+        root: the DVC repository folder.
+        name: the dataset name.
+        md5: a full hash or a prefix of one (as ``compactlm data versions`` shows: 12 characters).
 
     Raises:
         DataError: no version, or several, start with it (the message lists the known ones).
@@ -211,33 +231,63 @@ def resolve_version(root: str | Path, name: str, md5: str) -> str:
 
 
 def load_version(root: str | Path, name: str, md5: str, remote_url: str, restore: bool = False) -> DatasetVersion:
-    """The ``DatasetVersion`` of a recorded version, checked out first when ``restore`` is set."""
+    """The ``DatasetVersion`` of a recorded version, checked out first when ``restore`` is set.
+
+    Args:
+        root: the DVC repository folder.
+        name: the dataset name.
+        md5: the full hash of a recorded version.
+        remote_url: the DVC remote (restores pull from it).
+        restore: check the version out into the dataset folder first.
+
+    Raises:
+        DataError: (with ``restore``) no such version was recorded.
+    """
     root = Path(root).resolve()
     if restore:
         checkout_version(root, name, md5, remote_url)
-    out = _dvc_out(root / "versions" / name / f"{md5}.dvc")
-    return DatasetVersion(name=name, md5=md5, path=str(root / "datasets" / name), remote=remote_url,
+    layout = DataLayout(root)
+    out = _dvc_out(layout.version_dvc_file(name, md5))
+    return DatasetVersion(name=name, md5=md5, path=str(layout.dataset_dir(name)), remote=remote_url,
                           nfiles=int(out.get("nfiles", 0)), size=int(out.get("size", 0)))
 
 
 def checkout_version(root: str | Path, name: str, md5: str, remote_url: str) -> Path:
     """Restore version ``md5`` of dataset ``name`` into its folder (pulling from the remote if needed).
 
+    Args:
+        root: the DVC repository folder.
+        name: the dataset name.
+        md5: a full hash or a unique prefix of one.
+        remote_url: the DVC remote.
+
+    Returns:
+        The dataset folder, now holding exactly that version's files.
+
     Raises:
         DataError: no such version was ever recorded here.
     """
     root = Path(root).resolve()
     full = resolve_version(root, name, md5)
+    layout = DataLayout(root)
     repo = _open_repo(root, remote_url)
-    dvc_file = root / "datasets" / f"{name}.dvc"
-    shutil.copyfile(root / "versions" / name / f"{full}.dvc", dvc_file)
+    dvc_file = layout.dvc_file(name)
+    shutil.copyfile(layout.version_dvc_file(name, full), dvc_file)
     repo.pull(targets=[str(dvc_file)], force=True)
-    return root / "datasets" / name
+    return layout.dataset_dir(name)
 
 
 def read_split(version_path: str | Path, split: str) -> pd.DataFrame:
-    """Read one split file of a versioned dataset folder."""
-    path = Path(version_path) / f"{split}.parquet"
+    """Read one split file of a versioned dataset folder.
+
+    Args:
+        version_path: the dataset folder (``DatasetVersion.path``).
+        split: ``train``, ``val``, ``test`` or ``quarantine``.
+
+    Raises:
+        DataError: the split file does not exist (naming it).
+    """
+    path = Path(version_path) / split_file_name(split)
     if not path.is_file():
         raise DataError(f"dataset split {path} does not exist (was the dataset ingested?)")
     return pd.read_parquet(path)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from compactlm.data.ingest import combined_splits
 from compactlm.data.schemas import SCHEMAS
+from compactlm.data.splits import combined_splits
 
 ATTRIBUTE_CANDIDATES = ("age_band", "region", "customer_tier", "category")
 MAX_LABELS = 40

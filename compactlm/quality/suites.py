@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from compactlm.config import DataConfig
-from compactlm.data.ingest import allowed_intents
+from compactlm.data.prepare import allowed_intents
 from compactlm.errors import ConfigError
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from compactlm.config import PipelineConfig
+from compactlm.data.layout import DataLayout
 from compactlm.errors import DataError
 from compactlm.state import StatePaths
 
@@ -27,11 +28,11 @@ def evaluation_frame(data: Path | None, paths: StatePaths, dataset_name: str, ro
 
         frame, what = read_table(data), str(data)
     else:
-        split = paths.data_repo / "datasets" / dataset_name / "test.parquet"
+        split = DataLayout(paths.data_repo).split_file(dataset_name, "test")
         if split.is_file():
             frame, what = pd.read_parquet(split), f"test split {split}"
         else:
-            from compactlm.data.generator import generate_support_dataset
+            from compactlm.data.sources.generator import generate_support_dataset
 
             frame = generate_support_dataset(n_rows=rows, seed=seed + 1)
             what = f"{rows} generated rows (seed {seed + 1})"

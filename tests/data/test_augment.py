@@ -10,7 +10,7 @@ import pytest
 
 from compactlm.config import DataConfig
 from compactlm.data.augment import SYNONYMS, augment_rows, augment_text
-from compactlm.data.ingest import prepare_dataset
+from compactlm.data.prepare import prepare_dataset
 from compactlm.data.text import near_duplicate_key
 
 TEXT = "Hello, I want to cancel my order {{Order Number}} because the package is late and I need help."

@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 from compactlm.config import DataConfig
-from compactlm.data.incremental import ingest_version
-from compactlm.data.ingest import allowed_intents, combined_splits
+from compactlm.data.ingest import ingest_version
+from compactlm.data.prepare import allowed_intents
+from compactlm.data.splits import combined_splits
 from compactlm.data.versioning import read_split, version_records
 from compactlm.errors import CompactLMError
 from compactlm.quality.expectations import validate_frame

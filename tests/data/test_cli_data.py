@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from compactlm.config import DataConfig
-from compactlm.data.incremental import ingest_version
+from compactlm.data.ingest import ingest_version
 
 REPO = Path(__file__).resolve().parents[2]
 

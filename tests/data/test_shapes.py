@@ -11,8 +11,8 @@ import pytest
 from helpers import one_line_error as one_line
 
 from compactlm.config import DataConfig, load_config
-from compactlm.data.ingest import prepare_dataset
-from compactlm.data.prepare import SPLITS
+from compactlm.data.prepare import prepare_dataset
+from compactlm.data.splits import SPLITS
 from compactlm.data.text import near_duplicate_key
 from compactlm.errors import ConfigError, DataError
 

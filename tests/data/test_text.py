@@ -24,6 +24,35 @@ from compactlm.data.text import (
 )
 
 
+def test_normalize_text_applies_nfc():
+    decomposed = "cafe\u0301 na\u0131\u0308ve"
+    assert normalize_text("cafe\u0301") == "caf\u00e9"
+    assert len(normalize_text(decomposed)) < len(decomposed)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("  where   is\tmy \t parcel  ", "where is my parcel"),
+    ("first line\nsecond line", "first line\nsecond line"),
+    ("first line  \n   second line", "first line\nsecond line"),
+    ("windows\r\nline endings", "windows\nline endings"),
+    ("para one\n\n\n\n\npara two", "para one\n\npara two"),
+    ("para one\n  \n \t \n\npara two", "para one\n\npara two"),
+    ("\n\n  padded  \n\n", "padded"),
+    ("   ", ""),
+])
+def test_normalize_text_collapses_whitespace_and_keeps_single_newlines(raw, expected):
+    assert normalize_text(raw) == expected
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
+def test_normalize_text_is_idempotent(text):
+    once = normalize_text(text)
+    assert normalize_text(once) == once
+    assert "\n\n\n" not in once
+    assert "  " not in once
+
+
 @pytest.mark.parametrize(("raw", "expected"), [
     ("no\u00a0break\u202fspaces\u3000here", "no break spaces here"),  # NBSP, narrow NBSP, ideographic space
     ("zero\u200bwidth\ufeff and soft\u00adhyphen", "zerowidth and softhyphen"),

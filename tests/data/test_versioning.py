@@ -12,7 +12,7 @@ import pytest
 from helpers import one_line_error
 
 from compactlm.config import DataConfig
-from compactlm.data.ingest import prepare_dataset
+from compactlm.data.prepare import prepare_dataset
 from compactlm.data.versioning import checkout_version, list_versions, read_split, version_dataset
 from compactlm.errors import DataError
 

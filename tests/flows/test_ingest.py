@@ -100,7 +100,7 @@ def test_a_new_file_makes_a_new_version(state, tiny_frame):
 def test_a_critical_failure_stops_the_flow_and_marks_the_run_failed(state, tiny_frame):
     from mlflow import MlflowClient
 
-    from compactlm.data.generator import INTENTS
+    from compactlm.data.sources.generator import INTENTS
     from compactlm.errors import ValidationFailed
     from flows.ingest import ingest
 

@@ -365,7 +365,7 @@ def test_failed_gate_registers_nothing_and_keeps_the_champion(champion_before):
 
 
 def test_corrupted_dataset_fails_validation_and_registers_nothing(tmp_path, prefect_harness, monkeypatch):
-    from compactlm.data.generator import INTENTS, generate_support_dataset
+    from compactlm.data.sources.generator import INTENTS, generate_support_dataset
     from compactlm.errors import ValidationFailed
     from flows.retrain import retrain
 

@@ -27,7 +27,7 @@ def _load(model_uri: str, tracking_uri: str, inputs: list[str]) -> list[str]:
 
 
 def test_a_users_text_label_csv_becomes_a_gated_registered_classifier(tmp_path):
-    from compactlm.data.generator import generate_support_dataset
+    from compactlm.data.sources.generator import generate_support_dataset
 
     frame = generate_support_dataset(n_rows=500, seed=4)
     frame = frame[["instruction", "intent"]].rename(columns={"instruction": "text", "intent": "label"})

@@ -7,7 +7,7 @@ import pytest
 from helpers import one_line_error
 
 from compactlm.config import BiasConfig
-from compactlm.data.generator import generate_support_dataset
+from compactlm.data.sources.generator import generate_support_dataset
 from compactlm.errors import DataError
 from compactlm.quality.bias import audit_dataset_bias, reweighing_weights
 
@@ -195,7 +195,7 @@ def test_reweighing_weights_remove_the_disparity_and_the_verdict_follows_them():
 
 def test_generator_bias_is_mitigated_by_reweighing_in_the_prepared_train_split():
     from compactlm.config import DataConfig
-    from compactlm.data.ingest import prepare_dataset
+    from compactlm.data.prepare import prepare_dataset
 
     bias = BiasConfig(reweighing=True)
     result = prepare_dataset(DataConfig(n_rows=3000, bias=0.5), bias)

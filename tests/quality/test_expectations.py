@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from compactlm.config import DataConfig
-from compactlm.data.ingest import allowed_intents, combined_splits, prepare_dataset
+from compactlm.data.prepare import allowed_intents, prepare_dataset
+from compactlm.data.splits import combined_splits
 from compactlm.errors import ConfigError
 from compactlm.quality.expectations import load_suite, suite_path, validate_frame
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from compactlm.config import DataConfig
-from compactlm.data.ingest import combined_splits, prepare_dataset
+from compactlm.data.prepare import prepare_dataset
+from compactlm.data.splits import combined_splits
 from compactlm.errors import ConfigError
 from compactlm.quality.expectations import load_suite, validate_frame
 from compactlm.quality.report import write_quality_report

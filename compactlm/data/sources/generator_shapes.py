@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from compactlm.data.generator import generate_support_dataset
+from compactlm.data.sources.generator import generate_support_dataset
 from compactlm.errors import DataError
 
 ATTRIBUTE_COLUMNS = ("age_band", "region", "customer_tier", "resolved")
@@ -64,6 +64,9 @@ def generate_task_dataset(task: str, n_rows: int = 10_000, seed: int = 0, bias: 
         task: instruction | chat | classification | summarization | pretraining.
         n_rows: rows (conversations for ``chat``: each uses two generated exchanges).
         seed, bias: as in ``generate_support_dataset``.
+
+    Raises:
+        DataError: ``task`` has no bundled generator, or ``n_rows``/``seed``/``bias`` are out of range.
     """
     rng = np.random.default_rng(seed + 7919)
     if task == "instruction":

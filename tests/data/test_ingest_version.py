@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from compactlm.config import BiasConfig, DataConfig
-from compactlm.data.incremental import ingest_version
+from compactlm.data.ingest import ingest_version
 from compactlm.data.versioning import (
     checkout_version,
     current_md5,

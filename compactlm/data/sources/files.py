@@ -1,4 +1,4 @@
-"""Reading user data files (CSV/TSV, JSONL/JSON, Parquet, plain text) and folders of them, with one-line errors.
+"""Local sources: reading data files (CSV/TSV, JSONL/JSON, Parquet, plain text) and folders of them.
 
 Every failure raises ``DataError`` naming the file (and the line or column where it can): the CLI
 prints it without a traceback. A folder is read as the union of its data files (sorted, hidden files
@@ -43,6 +43,10 @@ def _check_utf8(path: Path, name: str) -> None:
 
 def jsonl_records(path: Path, name: str | None = None) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for each non-blank line of a JSON Lines file (a leading BOM is tolerated).
+
+    Args:
+        path: the file (UTF-8).
+        name: how errors name the file; the path by default.
 
     Raises:
         DataError: one line naming ``name`` (default: the path) and the line that is not a JSON object.
@@ -164,6 +168,14 @@ def list_local_files(path: str | Path, known: dict[str, SourceFile] | None = Non
     keeps its recorded fingerprint without being read again. ``suffixes=None`` lists every file (a
     saved Hugging Face dataset is fingerprinted as a whole).
 
+    Args:
+        path: a file, or a folder read recursively (hidden files and folders skipped).
+        known: the previous run's files by key.
+        suffixes: the data file suffixes to list (others are returned as ignored); None for all.
+
+    Returns:
+        ``(files, ignored)`` in name order; a file's key is its path relative to the folder (or its name).
+
     Raises:
         DataError: the path does not exist, or a folder holds no data file.
     """
@@ -195,7 +207,18 @@ def list_local_files(path: str | Path, known: dict[str, SourceFile] | None = Non
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a frame as CSV, JSONL or Parquet (by suffix), atomically: a temp file, then a rename."""
+    """Write a frame as CSV, JSONL or Parquet (by suffix), atomically: a temp file, then a rename.
+
+    Args:
+        frame: the rows to write (CSV and Parquet without the index; JSONL one object per row, UTF-8).
+        path: the file to write; its folder is created.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        DataError: the suffix is not .csv, .jsonl or .parquet.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".parquet"):

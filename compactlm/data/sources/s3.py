@@ -1,13 +1,9 @@
-"""Remote sources: ``s3://bucket/prefix`` through boto3, and Hugging Face datasets (local path or hub name).
+"""``s3://bucket/prefix`` sources, read through boto3.
 
-S3: every data object under the prefix is a file of the source; its ETag and size are its fingerprint,
-so unchanged objects are never downloaded again (see ``compactlm.data.incremental``). The endpoint is
+Every data object under the prefix is a file of the source; its ETag and size are its fingerprint, so
+unchanged objects are never downloaded again (see ``compactlm.data.ingest``). The endpoint is
 ``data.s3_endpoint_url``, else AWS_ENDPOINT_URL (any S3-compatible store: MinIO, Ceph, moto...), with
-the usual AWS_* credentials.
-
-Hugging Face: ``hf:PATH`` loads a dataset saved with ``save_to_disk`` (``load_from_disk``) or a folder
-of data files (``load_dataset(PATH)``); ``hf:NAME`` loads a hub dataset, which needs the network: with
-HF_HUB_OFFLINE=1 (the embedded default) it fails with a one-line error.
+the usual AWS_* credentials. boto3 is imported inside the functions: only S3 sources pay for it.
 """
 
 from __future__ import annotations
@@ -18,21 +14,41 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from compactlm.data.sources import SUPPORTED_SUFFIXES, SourceFile, read_table
+from compactlm.data.sources.files import SUPPORTED_SUFFIXES, SourceFile, read_table
 from compactlm.errors import DataError
+
+S3_PREFIX = "s3://"
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/prefix`` -> (bucket, prefix)."""
-    rest = uri.removeprefix("s3://")
+    """Split an S3 address into its bucket and key prefix.
+
+    Args:
+        uri: ``s3://bucket`` or ``s3://bucket/prefix`` (the prefix may be empty or one object's key).
+
+    Returns:
+        ``(bucket, prefix)``, the prefix without its leading slash.
+
+    Raises:
+        DataError: ``uri`` does not start with ``s3://`` or names no bucket.
+    """
+    rest = uri.removeprefix(S3_PREFIX)
     bucket, _, prefix = rest.partition("/")
-    if not uri.startswith("s3://") or not bucket:
+    if not uri.startswith(S3_PREFIX) or not bucket:
         raise DataError(f"{uri}: not an s3://bucket/prefix address")
     return bucket, prefix
 
 
 def s3_client(endpoint_url: str | None = None):
-    """A boto3 S3 client for ``endpoint_url`` (else AWS_ENDPOINT_URL), with short timeouts and few retries."""
+    """A boto3 S3 client with short timeouts and few retries.
+
+    Args:
+        endpoint_url: an S3-compatible endpoint (``http://host:port``); None: AWS_ENDPOINT_URL, else AWS.
+
+    Returns:
+        A ``botocore`` S3 client: 5 s to connect, 60 s to read, 3 attempts in botocore's "standard"
+        retry mode (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html).
+    """
     import boto3
     from botocore.config import Config
 
@@ -62,6 +78,17 @@ def _s3_error(uri: str, exc: Exception) -> DataError:
 def list_s3_files(uri: str, endpoint_url: str | None = None) -> tuple[list[SourceFile], list[str]]:
     """The data objects under an ``s3://bucket/prefix`` (sorted by key), and the keys ignored (other types).
 
+    Keys under a hidden folder or file (a part starting with ".") and folder markers are skipped. A
+    file's fingerprint is ``"<ETag>:<size>"``, read from the listing without downloading the object.
+
+    Args:
+        uri: ``s3://bucket/prefix``; a prefix naming one object lists that object.
+        endpoint_url: as in ``s3_client``.
+
+    Returns:
+        ``(files, ignored)``: the data objects (key relative to the prefix) and the relative keys of
+        objects whose suffix is not a supported data format.
+
     Raises:
         DataError: unreachable endpoint, missing bucket or credentials, or no data object under the prefix.
     """
@@ -88,7 +115,16 @@ def list_s3_files(uri: str, endpoint_url: str | None = None) -> tuple[list[Sourc
 
 
 def read_s3_file(file: SourceFile, endpoint_url: str | None = None) -> pd.DataFrame:
-    """Download one object to a temporary file and read it (errors name its ``s3://`` address)."""
+    """Download one object to a temporary file and read it (errors name its ``s3://`` address).
+
+    Args:
+        file: an object listed by ``list_s3_files``.
+        endpoint_url: as in ``s3_client``.
+
+    Raises:
+        DataError: the download failed (one line, see ``list_s3_files``) or the file is unreadable
+            (see ``read_table``).
+    """
     bucket, key = parse_s3_uri(file.uri)
     client = s3_client(endpoint_url)
     with tempfile.TemporaryDirectory(prefix="compactlm-s3-") as tmp:
@@ -98,64 +134,3 @@ def read_s3_file(file: SourceFile, endpoint_url: str | None = None) -> pd.DataFr
         except Exception as exc:
             raise _s3_error(file.uri, exc) from None
         return read_table(local, name=file.uri)
-
-
-def _is_saved_dataset(path: Path) -> bool:
-    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
-
-
-def read_hf_dataset(spec: str, split: str | None = None) -> pd.DataFrame:
-    """Rows of a Hugging Face dataset: ``hf:PATH`` (saved or a data folder) or ``hf:NAME`` (the hub).
-
-    Args:
-        spec: the source, with its ``hf:`` prefix.
-        split: one split of a dataset dict; None concatenates every split (in name order).
-
-    Raises:
-        DataError: an unknown split, an unreadable dataset, or a hub dataset while the hub is unreachable.
-    """
-    import datasets
-
-    target = spec.removeprefix("hf:")
-    path = Path(target).expanduser()
-    datasets.disable_progress_bars()
-    try:
-        if path.exists():
-            if _is_saved_dataset(path):
-                loaded = datasets.load_from_disk(str(path))
-            else:
-                with tempfile.TemporaryDirectory(prefix="compactlm-hf-") as cache:
-                    loaded = datasets.load_dataset(str(path), cache_dir=cache)
-                    return _to_frame(loaded, split, spec)
-        else:
-            loaded = datasets.load_dataset(target)
-    except (ConnectionError, OSError) as exc:
-        if not path.exists():
-            offline = " (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-            raise DataError(f"Hugging Face dataset {target!r}: the hub is unreachable{offline}; download the "
-                            f"dataset where the network allows and pass its local path as hf:PATH") from None
-        raise DataError(f"Hugging Face dataset {target}: {str(exc).splitlines()[0][:200]}") from None
-    except Exception as exc:  # datasets raises many types for broken folders
-        raise DataError(f"Hugging Face dataset {target}: not loadable ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:160]})") from None
-    return _to_frame(loaded, split, spec)
-
-
-def _to_frame(loaded, split: str | None, spec: str) -> pd.DataFrame:
-    import datasets
-
-    if isinstance(loaded, datasets.DatasetDict):
-        if split is not None:
-            if split not in loaded:
-                raise DataError(f"{spec}: no split {split!r} (splits: {', '.join(sorted(loaded))}); "
-                                "set data.hf_split")
-            parts = [loaded[split].to_pandas()]
-        else:
-            parts = [loaded[name].to_pandas() for name in sorted(loaded)]
-        frame = pd.concat(parts, ignore_index=True)
-    else:
-        frame = loaded.to_pandas()
-    if frame.empty:
-        raise DataError(f"{spec}: the dataset has no rows")
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame

@@ -7,7 +7,7 @@ import re
 import pandas as pd
 import pytest
 
-from compactlm.data.generator import (
+from compactlm.data.sources.generator import (
     ATTRIBUTES,
     CATEGORIES,
     INTENTS,
