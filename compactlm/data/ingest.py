@@ -49,7 +49,17 @@ class IngestOutcome:
         files = (f"\n\nSource files: {self.files_total} ({self.files_read} read, {self.files_cached} unchanged "
                  f"from the cache).") if self.files_total else ""
         ignored = f"\nIgnored (not a data file): {', '.join(self.ignored[:20])}." if self.ignored else ""
-        return head + files + ignored
+        verb = "reused (nothing changed)" if self.reused else f"pushed to `{self.version.remote}`"
+        return head + files + ignored + f"\n\nDVC version `{self.version.md5}` {verb}."
+
+    @property
+    def description(self) -> str:
+        """One line naming the dataset version (and whether it was reused)."""
+        return f"Dataset {self.version.name} version {self.version.md5[:12]}" + (" (unchanged)" if self.reused else "")
+
+    def to_dict(self) -> dict:
+        """The version, its row counts (none when reused) and whether it was reused, as JSON-ready values."""
+        return {"counts": self.result.counts if self.result else {}, "reused": self.reused, **self.version.to_dict()}
 
 
 @lru_cache(maxsize=1)

@@ -79,6 +79,19 @@ class ValidationReport:
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=str))
 
+    def checks_table(self) -> list[dict[str, Any]]:
+        """One row per expectation: name, column, severity, pass/FAIL and the number of offending rows."""
+        return [{"expectation": c.expectation, "column": c.column or "", "severity": c.severity,
+                 "result": "pass" if c.success else "FAIL", "offending_rows": c.unexpected_count} for c in self.checks]
+
+    def failure_message(self) -> str | None:
+        """One line naming the first critical failure (and how many more), or None when none failed."""
+        if self.success:
+            return None
+        first, more = self.critical_failures[0], len(self.critical_failures) - 1
+        extra = f" (and {more} more critical failure(s))" if more else ""
+        return f"data validation failed: {first.describe()}{extra}"
+
     def to_markdown(self) -> str:
         lines = [f"# Data validation: `{self.suite}`", "", f"**{'PASSED' if self.success else 'FAILED'}**"
                  f" — {self.summary()} on {self.n_rows} rows.", "",
