@@ -215,8 +215,9 @@ def resolve_champion(args) -> tuple[str, str, str]:
     """(model folder, model URI, version) of the champion; exits with one line when there is none."""
     import mlflow
 
+    from compactlm.errors import ModelNotFoundError
     from compactlm.registry.pyfunc import MODEL_ARTIFACT
-    from compactlm.serving.engine.loading import ModelNotFoundError, parse_registry_uri, resolve_version
+    from compactlm.serving.engine.loading import parse_registry_uri, resolve_version
 
     if args.model_dir:
         return args.model_dir, args.model_dir, ""

@@ -32,3 +32,29 @@ class BiasViolation(CompactLMError):
 
 class SmokeTestFailed(CompactLMError):
     """The registered version did not load and answer in a fresh process."""
+
+
+# Serving: requests the engine cannot take, models it cannot serve.
+
+class InvalidRequestError(CompactLMError):
+    """A request the engine cannot serve as asked; ``param`` names the offending field (OpenAI's ``param``)."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+class UnsupportedModelError(CompactLMError):
+    """The fast engine does not implement this architecture (names the feature at fault)."""
+
+
+class QueueFullError(CompactLMError):
+    """Too many requests are waiting; retry later."""
+
+
+class EngineUnavailableError(CompactLMError):
+    """The engine is shutting down or being replaced."""
+
+
+class ModelNotFoundError(CompactLMError):
+    """The model URI or folder names nothing that can be served."""

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from compactlm.data.sources import jsonl_records
-from compactlm.errors import DataError
+from compactlm.errors import DataError, InvalidRequestError
 from compactlm.fileio import atomic_open
 from compactlm.serving.engine.generation import GenerationEngine
-from compactlm.serving.engine.sampling import InvalidRequestError, SamplingParams
+from compactlm.serving.engine.sampling import SamplingParams
 
 _INPUT_KEYS = ("instruction", "prompt", "messages")
 _OPTIONS = ("id", "max_tokens", "temperature", "top_p", "stop", "seed")

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
+from compactlm.errors import InvalidRequestError
 from compactlm.models.tokenizer import format_prompt
 from compactlm.serving.engine.decoder import FastDecoder
-from compactlm.serving.engine.sampling import InvalidRequestError, SamplingParams, TextTracker, select_tokens
+from compactlm.serving.engine.sampling import SamplingParams, TextTracker, select_tokens
 from compactlm.serving.engine.speculative import SuffixDrafter
 from compactlm.serving.engine.weights import DecoderWeights, quantize_decoder
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compactlm.errors import CompactLMError, ConfigError
+from compactlm.errors import ConfigError, ModelNotFoundError
 from compactlm.models.tokenizer import load_tokenizer
 from compactlm.serving.engine.artifact import is_engine_artifact, load_engine_weights
 from compactlm.serving.engine.generation import GenerationEngine
@@ -24,10 +24,6 @@ from compactlm.serving.engine.quantize import normalize_scheme
 from compactlm.serving.engine.weights import DecoderWeights, quantize_decoder
 
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
-
-
-class ModelNotFoundError(CompactLMError):
-    """The model URI or folder names nothing that can be served."""
 
 
 @dataclass

@@ -7,17 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-from compactlm.errors import CompactLMError
+from compactlm.errors import InvalidRequestError
 
 MAX_STOP_SEQUENCES = 4  # as in OpenAI's API
-
-
-class InvalidRequestError(CompactLMError):
-    """A request the engine cannot serve as asked; ``param`` names the offending field (OpenAI's ``param``)."""
-
-    def __init__(self, message: str, param: str | None = None):
-        super().__init__(message)
-        self.param = param
 
 
 @dataclass(frozen=True)

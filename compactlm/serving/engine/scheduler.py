@@ -18,18 +18,10 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
-from compactlm.errors import CompactLMError
+from compactlm.errors import EngineUnavailableError, QueueFullError
 from compactlm.serving.engine.generation import Completion, GenerationEngine, Sequence
 
 logger = logging.getLogger(__name__)
-
-
-class QueueFullError(CompactLMError):
-    """Too many requests are waiting; retry later."""
-
-
-class EngineUnavailableError(CompactLMError):
-    """The engine is shutting down or being replaced."""
 
 
 class EngineFailure(Exception):

@@ -23,12 +23,8 @@ from typing import Any
 
 import torch
 
-from compactlm.errors import CompactLMError, ConfigError
+from compactlm.errors import ConfigError, UnsupportedModelError
 from compactlm.serving.engine.quantize import Weight, normalize_scheme, quantize_weight
-
-
-class UnsupportedModelError(CompactLMError):
-    """The fast engine does not implement this architecture (names the feature at fault)."""
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from compactlm.config import ServeConfig
+from compactlm.errors import EngineUnavailableError, InvalidRequestError, QueueFullError
 from compactlm.serving.engine.generation import Completion, Sequence
 from compactlm.serving.engine.loading import LoadedModel
-from compactlm.serving.engine.sampling import InvalidRequestError, SamplingParams
-from compactlm.serving.engine.scheduler import EngineFailure, EngineUnavailableError, QueueFullError
+from compactlm.serving.engine.sampling import SamplingParams
+from compactlm.serving.engine.scheduler import EngineFailure
 from compactlm.serving.http import openai_format as fmt
 from compactlm.serving.http.metrics import ServiceMetrics
 from compactlm.serving.http.middleware import RequestContextMiddleware

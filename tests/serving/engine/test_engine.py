@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from compactlm.errors import InvalidRequestError, UnsupportedModelError
 from compactlm.models.tokenizer import format_prompt
 from compactlm.serving.engine.generation import GenerationEngine
-from compactlm.serving.engine.sampling import InvalidRequestError, SamplingParams, TextTracker, select_tokens
-from compactlm.serving.engine.weights import UnsupportedModelError, check_supported
+from compactlm.serving.engine.sampling import SamplingParams, TextTracker, select_tokens
+from compactlm.serving.engine.weights import check_supported
 
 PROMPTS = ["Where is my order?", "Cancel my plan please, it is too expensive for me now",
            "refund", "How do I change my address?", "My package arrived damaged and the box was open"]

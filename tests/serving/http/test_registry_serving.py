@@ -8,9 +8,10 @@ import httpx
 import pytest
 
 from compactlm.config import ServeConfig
+from compactlm.errors import ModelNotFoundError
 from compactlm.models.tokenizer import format_prompt
 from compactlm.serving.engine.generation import GenerationEngine
-from compactlm.serving.engine.loading import ModelNotFoundError, resolve_version
+from compactlm.serving.engine.loading import resolve_version
 from compactlm.serving.engine.sampling import SamplingParams
 from compactlm.serving.http.app import create_app
 
