@@ -3,9 +3,9 @@
 Sections are ``pydantic.dataclasses.dataclass`` classes: real dataclasses (``dataclasses.replace``,
 ``asdict`` and ``fields`` work on them, and they pickle for Prefect) whose fields pydantic coerces and
 type-checks on construction, in its lax mode (https://docs.pydantic.dev/latest/concepts/conversion_table/):
-``"3"`` -> 3 for an int, 3 -> 3.0 for a float, ``"false"``/``"no"``/``0`` -> False for a bool, a number
--> its text for a string (and, in that mode, ``True`` -> 1 for a number). What a type cannot say (ranges, choices, rules across fields) each section
-checks in ``__post_init__`` with ``check``, which pydantic runs once the fields are coerced.
+``"3"`` -> 3 for an int, 3 -> 3.0 for a float (and ``True`` -> 1), ``"false"``/``"no"``/``0`` -> False for
+a bool, a number -> its text for a string. What a type cannot say (ranges, choices, rules across fields)
+each section checks in ``__post_init__`` with ``check``, which pydantic runs once the fields are coerced.
 """
 
 from __future__ import annotations
