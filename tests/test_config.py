@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from compactlm.config import PipelineConfig, config_from_dict, load_config
+from compactlm.config import (
+    GateCheckConfig,
+    GateConfig,
+    PipelineConfig,
+    config_from_dict,
+    default_gate_checks,
+    load_config,
+)
 from compactlm.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -90,3 +101,57 @@ def test_missing_source_file_fails_early(tmp_path: Path):
     with pytest.raises(ConfigError, match="data.source: file .*absent.csv does not exist"):
         config.data.check_source()
     load_config().data.check_source()  # the generator needs no file
+
+
+def test_each_task_shape_gets_its_gate_and_a_named_check_keeps_its_other_bounds():
+    classification = load_config(overrides=["data.task=classification", "gate.checks.accuracy.min=0.9"])
+    assert set(classification.gate.checks) == set(default_gate_checks("classification"))
+    assert classification.gate.checks["accuracy"] == GateCheckConfig(min=0.9, max_drop=0.02)
+    summarization = load_config(overrides=["data.task=summarization", "gate.checks.extra.max=1"])
+    assert set(summarization.gate.checks) == {*default_gate_checks("summarization"), "extra"}
+    assert load_config().gate == GateConfig(checks=default_gate_checks("instruction"))
+
+
+def test_empty_sections_are_defaults_and_lists_take_comma_separated_text(tmp_path: Path):
+    path = tmp_path / "partial.yaml"
+    path.write_text("data:\ngate:\n  checks:\n    rouge_l:\nbias:\n  protected_attributes: {age_band: '65+, 45-64'}\n")
+    config = load_config(path)
+    assert config.data == load_config().data and config.gate == load_config().gate
+    assert config.bias.protected_attributes == {"age_band": ["65+", "45-64"]}
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("gate.checks.rouge_l.minimum=0.3",
+         "unknown config field 'gate.checks.rouge_l.minimum' (known: higher_is_better, max, max_drop, min, relative)"),
+        ("colour=blue", "unknown config field 'colour' (known: bias, classifier, data, distill, eval, gate, home, "),
+        ("gate.checks=3", "gate.checks must be a mapping, got 3"),
+        ("gate.checks.rouge_l=3", "gate.checks.rouge_l must be a mapping, got 3"),
+        ("data.columns=[a]", "data.columns must be a mapping, got ['a']"),
+        ("sweep.space={lora.r: 4}", "sweep.space.lora.r must be a list, got 4"),
+        ("lora.target_modules=[{}]", "lora.target_modules must be a string, got {}"),
+        ("home=null", "home must be a string, got None"),
+    ],
+)
+def test_type_errors_name_the_dotted_field(override: str, expected: str):
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=[override])
+    assert expected in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_sections_stay_picklable_dataclasses():
+    config = load_config(overrides=["data.task=classification"])
+    assert pickle.loads(pickle.dumps(config)) == config
+    assert [f.name for f in dataclasses.fields(config)][:3] == ["home", "data", "bias"]
+    assert dataclasses.replace(config.train, epochs=3).epochs == 3.0
+    with pytest.raises(ConfigError, match="^train.batch_size must be >= 1, got 0$"):
+        dataclasses.replace(config.train, batch_size=0)
+
+
+def test_the_config_package_imports_no_evaluation_gate_nor_heavy_library():
+    code = ("import sys, compactlm.config; print(sorted(m for m in ('compactlm.evaluation.gate', 'torch', "
+            "'transformers', 'mlflow', 'prefect') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.strip() == "[]"

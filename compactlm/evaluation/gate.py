@@ -17,25 +17,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from compactlm.config import GateCheckConfig, GateConfig
-
-# Which direction is better for the metrics the pipeline produces. Comparisons against the champion
-# need it; absolute bounds do not. Per-token perplexity is absent on purpose from the defaults'
-# comparisons: each run trains its own tokenizer, so only per-word perplexity is comparable.
-_HIGHER_IS_BETTER_PREFIXES = ("rouge", "bleu", "exact_match", "accuracy", "macro_f1", "mcq_accuracy",
-                              "tokens_per_second", "slice_min_")
-_LOWER_IS_BETTER_PREFIXES = ("perplexity", "word_perplexity", "robustness_", "safety_", "pii_", "latency",
-                             "model_size", "generation_seconds")
+from compactlm.evaluation.metric_directions import direction_of
 
 Status = Literal["pass", "fail", "skipped", "info"]
-
-
-def direction_of(metric: str) -> bool | None:
-    """True when higher is better, False when lower is, None when unknown."""
-    if metric.startswith(_LOWER_IS_BETTER_PREFIXES):
-        return False
-    if metric.startswith(_HIGHER_IS_BETTER_PREFIXES):
-        return True
-    return None
 
 
 @dataclass

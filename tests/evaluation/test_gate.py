@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from compactlm.config import GateCheckConfig, GateConfig, load_config
 from compactlm.errors import ConfigError
-from compactlm.evaluation.gate import direction_of, run_gate
+from compactlm.evaluation.gate import run_gate
+from compactlm.evaluation.metric_directions import direction_of
 
 CFG = GateConfig(checks={
     "perplexity": GateCheckConfig(max=50),
