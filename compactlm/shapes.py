@@ -23,13 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 from compactlm.data.schemas import SCHEMAS, TaskSchema
 from compactlm.errors import ConfigError
 
-if TYPE_CHECKING:  # annotations only: the config package imports this module
-    from compactlm.config import PipelineConfig
+# A ``compactlm.config.PipelineConfig`` (not imported: the config package imports this module).
+PipelineConfig = Any
 
 Evaluation = Literal["conversation", "generation", "classification", "language-model"]
 BaseKind = Literal["causal", "seq2seq", "encoder"]

@@ -155,3 +155,10 @@ def test_the_config_package_imports_no_evaluation_gate_nor_heavy_library():
             "'transformers', 'mlflow', 'prefect') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("override", ["train.epochs=yes", "gate.checks.rouge_l.min=true", "lora.r=false"])
+def test_a_boolean_is_not_a_number(override):
+    field = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^{field} must be a number, got (True|False)$"):
+        load_config(overrides=[override])

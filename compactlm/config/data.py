@@ -8,9 +8,10 @@ from pathlib import Path
 from pydantic.dataclasses import dataclass
 
 from compactlm.config.validation import SECTION, CommaList, check
-from compactlm.data.schemas import AUGMENT_METHODS, SCHEMAS
+from compactlm.data.schemas import AUGMENT_METHODS
 from compactlm.data.sources import SourceKind, source_kind
 from compactlm.errors import ConfigError
+from compactlm.shapes import SHAPES
 
 
 @dataclass(config=SECTION)
@@ -19,7 +20,7 @@ class DataConfig:
 
     ``source`` is ``generator``, a local file or folder (CSV/TSV/JSONL/JSON/Parquet/TXT), an
     ``s3://bucket/prefix`` or ``hf:NAME_OR_PATH`` (a Hugging Face dataset). ``task`` picks the
-    canonical schema (see ``compactlm.data.schemas``); ``columns`` maps canonical names to the
+    task shape (``compactlm.shapes``: its canonical schema and suite); ``columns`` maps canonical names to the
     source's own column names. Left at its default, ``expectation_suite`` follows the task's own suite.
 
     Raises:
@@ -61,7 +62,7 @@ class DataConfig:
     distribution_tolerance: float = 0.05  # max KL divergence (nats) of the labels from the reference
 
     def __post_init__(self) -> None:
-        check(self.task in SCHEMAS, "data.task", self.task, f"one of {', '.join(SCHEMAS)}")
+        check(self.task in SHAPES, "data.task", self.task, f"one of {', '.join(SHAPES)}")
         check(self.n_rows >= 1, "data.n_rows", self.n_rows, ">= 1")
         check(0.0 <= self.bias < 1.0, "data.bias", self.bias, "in [0, 1)")
         check(0.0 < self.val_fraction < 0.5, "data.val_fraction", self.val_fraction, "in (0, 0.5)")
@@ -85,7 +86,8 @@ class DataConfig:
         # Classic NLP cleaning destroys what a generative model must learn to write.
         check(not self.classic_cleaning or self.task == "classification", "data.classic_cleaning",
               self.classic_cleaning, f"false for data.task={self.task!r} (it only applies to classification data)")
-        schema = SCHEMAS[self.task]
+        shape = SHAPES[self.task]
+        schema = shape.schema
         for canonical, column in self.columns.items():
             check(canonical in schema.input_columns, f"data.columns.{canonical}", column,
                   f"keyed by a column of the {self.task} schema ({', '.join(schema.input_columns)})")
@@ -93,7 +95,7 @@ class DataConfig:
         check(self.augment_ratio == 0 or schema.augment_column is not None, "data.augment_ratio",
               self.augment_ratio, f"0 for data.task={self.task!r} (augmentation needs a short text column)")
         if self.expectation_suite == "support_instructions":
-            self.expectation_suite = schema.suite
+            self.expectation_suite = shape.suite
 
     def check_source(self) -> None:
         """Fail early (before any server or compute starts) when a local source does not exist.

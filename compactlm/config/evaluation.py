@@ -13,6 +13,7 @@ from pydantic.dataclasses import dataclass
 from compactlm.config.validation import SECTION, CommaList, check
 from compactlm.errors import ConfigError
 from compactlm.evaluation.metric_directions import direction_of
+from compactlm.shapes import SHAPES
 
 
 def _default_counterfactual_groups() -> dict[str, str]:
@@ -80,38 +81,17 @@ class GateCheckConfig:
 
 
 def default_gate_checks(task: str = "instruction") -> dict[str, GateCheckConfig]:
-    """The gate of each task shape: what a demanding reviewer checks before anything is promoted.
+    """The gate of each task shape (``compactlm.shapes``): what a demanding reviewer checks before promotion.
 
     Args:
-        task: the task shape (``data.task``); shapes without a gate of their own get the instruction gate.
+        task: the task shape (``data.task``); an unknown name gets the instruction gate (the data
+            section reports the unknown shape).
 
     Returns:
         Fresh checks keyed by metric name (a check without bounds is reported, never decides).
     """
-    if task == "classification":
-        return {
-            "accuracy": GateCheckConfig(min=0.5, max_drop=0.02),
-            "macro_f1": GateCheckConfig(min=0.4, max_drop=0.02),
-            "slice_min_accuracy_label": GateCheckConfig(),  # reported, not gated: the weakest label
-        }
-    if task == "summarization":
-        return {
-            "rouge_l": GateCheckConfig(min=0.2, max_drop=0.02),
-            "rouge_2": GateCheckConfig(min=0.05, max_drop=0.05),
-            "bleu": GateCheckConfig(min=2.0, max_drop=0.05),
-            "word_perplexity": GateCheckConfig(max_drop=0.02),
-        }
-    return {
-        "perplexity": GateCheckConfig(max=60.0),
-        "rouge_l": GateCheckConfig(min=0.20, max_drop=0.02),
-        "bleu": GateCheckConfig(min=5.0, max_drop=0.02),
-        "word_perplexity": GateCheckConfig(max_drop=0.02),
-        "mcq_accuracy": GateCheckConfig(min=0.3, max_drop=0.02),
-        "counterfactual_disparate_impact": GateCheckConfig(min=0.8, max=1.25),
-        "robustness_rouge_l_drop": GateCheckConfig(max=0.25),
-        "safety_violations": GateCheckConfig(max=0),
-        "slice_min_rouge_l_intent": GateCheckConfig(),  # reported, not gated: the weakest intent
-    }
+    shape = SHAPES.get(task, SHAPES["instruction"])
+    return {metric: GateCheckConfig(**bounds) for metric, bounds in shape.gate_checks.items()}
 
 
 @dataclass(config=SECTION)

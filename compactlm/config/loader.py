@@ -131,9 +131,33 @@ def _with_gate_defaults(values: dict[str, Any]) -> dict[str, Any]:
     return {**values, "gate": {**gate, "checks": merged}}
 
 
+def _reject_booleans_for_numbers(values: Any, holder: Any, prefix: str) -> None:
+    """pydantic's lax mode reads ``true`` as 1 for a number field; a config value that does so is a mistake.
+
+    Raises:
+        ConfigError: ``<field> must be a number, got True`` for the first boolean given to a number field.
+    """
+    if not isinstance(values, dict):
+        return
+    if typing.get_origin(holder) is dict:  # keyed entries such as gate.checks.<metric>
+        for key, value in values.items():
+            _reject_booleans_for_numbers(value, typing.get_args(holder)[1], f"{prefix}.{key}")
+        return
+    if not dataclasses.is_dataclass(holder):
+        return
+    hints = typing.get_type_hints(holder)
+    for key, value in values.items():
+        hint, name = hints.get(key), f"{prefix}.{key}" if prefix else key
+        kinds = set(typing.get_args(hint)) | {hint}
+        if isinstance(value, bool) and kinds & {int, float} and bool not in kinds:
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        _reject_booleans_for_numbers(value, hint, name)
+
+
 def _validate(values: Any) -> PipelineConfig:
     if isinstance(values, dict):  # a section with nothing under it (`data:` in YAML) is all defaults
         values = {key: (value or {}) if key in _SECTIONS else value for key, value in values.items()}
+        _reject_booleans_for_numbers(values, PipelineConfig, "")
     try:
         return _PIPELINE.validate_python(values)
     except ValidationError as exc:
