@@ -40,8 +40,8 @@ def main() -> int:
     frame = generate_support_dataset(n_rows=400, seed=0)
     train, val = frame.iloc[:320], frame.iloc[320:]
     tiny = ["model.preset=decoder-tiny", "model.vocab_size=512", "model.max_seq_len=64", "train.max_steps=5",
-            "train.batch_size=8", "train.device=cuda", "train.logging_steps=1", "lora.max_steps=3",
-            "lora.batch_size=8", "lora.r=4", "lora.alpha=8"]
+            "train.batch_size=8", "train.device=cuda", "train.logging_steps=1", "finetune.max_steps=3",
+            "finetune.batch_size=8", "finetune.r=4", "finetune.alpha=8"]
     work = Path(tempfile.mkdtemp(prefix="gpu-smoke-"))
     checks: dict[str, str] = {}
     figures: dict[str, float] = {}
@@ -58,18 +58,18 @@ def main() -> int:
     cfg = load_config(overrides=[*tiny, "train.gradient_checkpointing=true", "train.precision=auto"])
     check("pretrain_bf16_checkpointing", lambda: pretrain_decoder(train, val, work / "base", cfg.model, cfg.train,
                                                                   report_to_mlflow=False))
-    check("lora", lambda: finetune_causal(work / "base", train, val, work / "lora", cfg.model, cfg.lora, cfg.train,
+    check("lora", lambda: finetune_causal(work / "base", train, val, work / "lora", cfg.model, cfg.finetune, cfg.train,
                                           report_to_mlflow=False))
     if importlib.util.find_spec("bitsandbytes") is None:
         checks["qlora"] = "skipped: bitsandbytes is not installed (pip install bitsandbytes)"
     else:
-        qlora = load_config(overrides=[*tiny, "lora.quantize_4bit=true", "train.gradient_checkpointing=true"])
-        check("qlora", lambda: finetune_causal(work / "base", train, val, work / "qlora", qlora.model, qlora.lora,
+        qlora = load_config(overrides=[*tiny, "finetune.quantize_4bit=true", "train.gradient_checkpointing=true"])
+        check("qlora", lambda: finetune_causal(work / "base", train, val, work / "qlora", qlora.model, qlora.finetune,
                                                qlora.train, report_to_mlflow=False))
     classes = frame.assign(text=frame["instruction"], label=frame["category"])
-    encoder = load_config(overrides=[*tiny, "model.preset=encoder-tiny", "lora.mode=full"])
+    encoder = load_config(overrides=[*tiny, "model.preset=encoder-tiny", "finetune.mode=full"])
     check("classifier", lambda: finetune_classifier(classes.iloc[:320], classes.iloc[320:], work / "classifier",
-                                                    encoder.model, encoder.classifier, encoder.lora, encoder.train,
+                                                    encoder.model, encoder.classifier, encoder.finetune, encoder.train,
                                                     report_to_mlflow=False))
     failed = [name for name, status in checks.items() if status.startswith("failed")]
     print(json.dumps({"device": torch.cuda.get_device_name(), "bf16": torch.cuda.is_bf16_supported(),

@@ -62,7 +62,7 @@ class CardText:
 def _plan_generative(config: PipelineConfig, kind: BaseKind, has_base: bool) -> list[str]:
     """instruction / chat (and summarization on a causal base): a base stage, then causal fine-tuning."""
     base_stage = [] if has_base else ["distill" if config.distill.teacher else "pretrain"]
-    return [*base_stage, *(["finetune"] if config.lora.enabled else [])]
+    return [*base_stage, *(["finetune"] if config.finetune.enabled else [])]
 
 
 def _plan_summarization(config: PipelineConfig, kind: BaseKind, has_base: bool) -> list[str]:

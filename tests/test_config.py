@@ -38,12 +38,12 @@ def test_every_shipped_config_loads_and_starts_with_its_command(path: Path):
 
 
 def test_overrides_apply_and_coerce_types():
-    config = load_config(overrides=["train.epochs=3", "data.n_rows=500", "lora.enabled=false",
-                                    "lora.target_modules=[q_proj,v_proj]", "data.allowed_intents=a,b"])
+    config = load_config(overrides=["train.epochs=3", "data.n_rows=500", "finetune.enabled=false",
+                                    "finetune.target_modules=[q_proj,v_proj]", "data.allowed_intents=a,b"])
     assert config.train.epochs == 3.0 and isinstance(config.train.epochs, float)
     assert config.data.n_rows == 500
-    assert config.lora.enabled is False
-    assert config.lora.target_modules == ["q_proj", "v_proj"]
+    assert config.finetune.enabled is False
+    assert config.finetune.target_modules == ["q_proj", "v_proj"]
     assert config.data.allowed_intents == ["a", "b"]
 
 
@@ -65,12 +65,12 @@ def test_round_trip_through_dict():
         ("train.learning_rate=5", "train.learning_rate must be in (0, 1], got 5.0"),
         ("model.preset=decoder-giant", "model.preset must be one of"),
         ("model.max_seq_len=4096", "model.max_seq_len must be in [8, 256]"),
-        ("lora.r=0", "lora.r must be >= 1, got 0"),
+        ("finetune.r=0", "finetune.r must be >= 1, got 0"),
         ("data.val_fraction=0.7", "data.val_fraction must be in (0, 0.5), got 0.7"),
         ("train.device=tpu", "train.device must be auto, cpu or cuda, got 'tpu'"),
         ("train.epochs=abc", "train.epochs must be a number, got 'abc'"),
         ("data.n_rows=1.5", "data.n_rows must be an integer, got 1.5"),
-        ("lora.enabled=maybe", "lora.enabled must be true or false, got 'maybe'"),
+        ("finetune.enabled=maybe", "finetune.enabled must be true or false, got 'maybe'"),
         ("train.colour=blue", "unknown config field 'train.colour'"),
         ("gate=3", "gate must be a mapping"),
         ("noequals", "must look like section.field=value"),
@@ -125,12 +125,12 @@ def test_empty_sections_are_defaults_and_lists_take_comma_separated_text(tmp_pat
     [
         ("gate.checks.rouge_l.minimum=0.3",
          "unknown config field 'gate.checks.rouge_l.minimum' (known: higher_is_better, max, max_drop, min, relative)"),
-        ("colour=blue", "unknown config field 'colour' (known: bias, classifier, data, distill, eval, gate, home, "),
+        ("colour=blue", "unknown config field 'colour' (known: bias, classifier, data, distill, eval, finetune, gate, home, "),
         ("gate.checks=3", "gate.checks must be a mapping, got 3"),
         ("gate.checks.rouge_l=3", "gate.checks.rouge_l must be a mapping, got 3"),
         ("data.columns=[a]", "data.columns must be a mapping, got ['a']"),
-        ("sweep.space={lora.r: 4}", "sweep.space.lora.r must be a list, got 4"),
-        ("lora.target_modules=[{}]", "lora.target_modules must be a string, got {}"),
+        ("sweep.space={finetune.r: 4}", "sweep.space.finetune.r must be a list, got 4"),
+        ("finetune.target_modules=[{}]", "finetune.target_modules must be a string, got {}"),
         ("home=null", "home must be a string, got None"),
     ],
 )
@@ -157,8 +157,14 @@ def test_the_config_package_imports_no_evaluation_gate_nor_heavy_library():
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("override", ["train.epochs=yes", "gate.checks.rouge_l.min=true", "lora.r=false"])
+@pytest.mark.parametrize("override", ["train.epochs=yes", "gate.checks.rouge_l.min=true", "finetune.r=false"])
 def test_a_boolean_is_not_a_number(override):
     field = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"^{field} must be a number, got (True|False)$"):
         load_config(overrides=[override])
+
+
+def test_the_former_lora_section_name_says_what_it_is_called_now():
+    with pytest.raises(ConfigError, match=r"^config section 'lora' is now called 'finetune'"):
+        load_config(overrides=["lora.r=8"])
+    assert load_config(overrides=["finetune.r=8", "finetune.weight_decay=0.01"]).finetune.r == 8

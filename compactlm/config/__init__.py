@@ -7,7 +7,7 @@ bad value fails before any compute, with a one-line ``ConfigError`` naming the f
 Modules:
 
 * ``validation`` — what every section shares: pydantic settings, comma-separated lists, ``check``.
-* ``data`` (``data``, ``bias``), ``model``, ``training`` (``train``, ``lora``, ``classifier``,
+* ``data`` (``data``, ``bias``), ``model``, ``training`` (``train``, ``finetune``, ``classifier``,
   ``distill``), ``sweep``, ``evaluation`` (``eval``, ``gate`` and the default gate of each task shape),
   ``registry``, ``serving`` (``serve``) — the sections.
 * ``pipeline`` — ``PipelineConfig``, all sections together, and its hash.
@@ -28,7 +28,7 @@ from compactlm.config.training import (
     PRECISIONS,
     ClassifierConfig,
     DistillConfig,
-    LoraConfig,
+    FinetuneConfig,
     TrainConfig,
 )
 
@@ -44,7 +44,7 @@ __all__ = [
     "EvalConfig",
     "GateCheckConfig",
     "GateConfig",
-    "LoraConfig",
+    "FinetuneConfig",
     "ModelConfig",
     "PipelineConfig",
     "RegistryConfig",

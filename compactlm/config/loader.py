@@ -154,7 +154,15 @@ def _reject_booleans_for_numbers(values: Any, holder: Any, prefix: str) -> None:
         _reject_booleans_for_numbers(value, hint, name)
 
 
+# Sections that were renamed: a config that still uses the old name gets told the new one.
+_RENAMED = {"lora": "finetune"}
+
+
 def _validate(values: Any) -> PipelineConfig:
+    for old, new in _RENAMED.items():
+        if isinstance(values, dict) and old in values:
+            raise ConfigError(f"config section {old!r} is now called {new!r} (same fields): rename {old}: to {new}: "
+                              f"and {old}.<field>= overrides to {new}.<field>=")
     if isinstance(values, dict):  # a section with nothing under it (`data:` in YAML) is all defaults
         values = {key: (value or {}) if key in _SECTIONS else value for key, value in values.items()}
         _reject_booleans_for_numbers(values, PipelineConfig, "")

@@ -16,7 +16,7 @@ from compactlm.config.model import ModelConfig
 from compactlm.config.registry import RegistryConfig
 from compactlm.config.serving import ServeConfig
 from compactlm.config.sweep import SweepConfig
-from compactlm.config.training import ClassifierConfig, DistillConfig, LoraConfig, TrainConfig
+from compactlm.config.training import ClassifierConfig, DistillConfig, FinetuneConfig, TrainConfig
 from compactlm.config.validation import SECTION
 
 
@@ -36,7 +36,7 @@ class PipelineConfig:
     bias: BiasConfig = field(default_factory=BiasConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    lora: LoraConfig = field(default_factory=LoraConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)

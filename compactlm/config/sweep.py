@@ -36,6 +36,6 @@ class SweepConfig:
         check(self.max_concurrency >= 1, "sweep.max_concurrency", self.max_concurrency, ">= 1")
         for name, values in self.space.items():
             check(name.count(".") >= 1 and not name.startswith("sweep."), f"sweep.space.{name}", name,
-                  "a section.field name (e.g. lora.learning_rate)")
+                  "a section.field name (e.g. finetune.learning_rate)")
             check(isinstance(values, list) and len(values) > 0, f"sweep.space.{name}", values,
                   "a non-empty list of values")

@@ -1,4 +1,4 @@
-"""The training sections: ``train`` (pretraining + shared machinery), ``lora``, ``classifier``, ``distill``."""
+"""The training sections: ``train`` (pretraining + shared machinery), ``finetune``, ``classifier``, ``distill``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pydantic.dataclasses import dataclass
 from compactlm.config.validation import SECTION, CommaList, check
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+LR_SCHEDULERS = ("cosine", "linear", "constant")  # transformers scheduler names
 FINETUNE_MODES = ("lora", "full")
 CLASSIFIER_LOSSES = ("cross_entropy", "focal")
 
@@ -59,8 +60,8 @@ class TrainConfig:
         check(self.grad_accum >= 1, "train.grad_accum", self.grad_accum, ">= 1")
         check(0.0 < self.learning_rate <= 1.0, "train.learning_rate", self.learning_rate, "in (0, 1]")
         check(0.0 <= self.warmup_ratio < 1.0, "train.warmup_ratio", self.warmup_ratio, "in [0, 1)")
-        check(self.lr_scheduler in ("cosine", "linear", "constant"), "train.lr_scheduler",
-              self.lr_scheduler, "cosine, linear or constant")
+        check(self.lr_scheduler in LR_SCHEDULERS, "train.lr_scheduler", self.lr_scheduler,
+              "cosine, linear or constant")
         check(self.logging_steps >= 1, "train.logging_steps", self.logging_steps, ">= 1")
         check(self.device in ("auto", "cpu", "cuda"), "train.device", self.device, "auto, cpu or cuda")
         check(self.max_grad_norm > 0, "train.max_grad_norm", self.max_grad_norm, "> 0")
@@ -88,7 +89,7 @@ class TrainConfig:
 
 
 @dataclass(config=SECTION)
-class LoraConfig:
+class FinetuneConfig:
     """Fine-tuning (instruction, chat, summarization, classification): LoRA, QLoRA or every weight.
 
     ``mode: lora`` trains a PEFT adapter (``r``, ``alpha``, ``dropout``, ``target_modules``; the
@@ -113,7 +114,9 @@ class LoraConfig:
     max_steps: int = -1
     batch_size: int = 32
     learning_rate: float = 2e-3
+    weight_decay: float = 0.0  # AdamW decoupled weight decay (Loshchilov & Hutter 2019)
     warmup_ratio: float = 0.05
+    lr_scheduler: str = "cosine"  # cosine | linear | constant (after the warm-up)
     mode: str = "lora"  # lora | full
     quantize_4bit: bool = False  # QLoRA: NF4 base through bitsandbytes (needs CUDA)
     grad_accum: int = 1
@@ -121,25 +124,28 @@ class LoraConfig:
     pack_eval: bool = False
 
     def __post_init__(self) -> None:
-        check(self.r >= 1, "lora.r", self.r, ">= 1")
-        check(self.alpha >= 1, "lora.alpha", self.alpha, ">= 1")
-        check(0.0 <= self.dropout < 1.0, "lora.dropout", self.dropout, "in [0, 1)")
-        check(len(self.target_modules) > 0, "lora.target_modules", self.target_modules, "a non-empty list")
-        check(self.epochs > 0, "lora.epochs", self.epochs, "> 0")
-        check(self.batch_size >= 1, "lora.batch_size", self.batch_size, ">= 1")
-        check(0.0 < self.learning_rate <= 1.0, "lora.learning_rate", self.learning_rate, "in (0, 1]")
-        check(0.0 <= self.warmup_ratio < 1.0, "lora.warmup_ratio", self.warmup_ratio, "in [0, 1)")
-        check(self.mode in FINETUNE_MODES, "lora.mode", self.mode, " or ".join(FINETUNE_MODES))
-        check(not self.quantize_4bit or self.mode == "lora", "lora.quantize_4bit", self.quantize_4bit,
-              "false with lora.mode=full (4-bit weights cannot be trained directly)")
-        check(self.grad_accum >= 1, "lora.grad_accum", self.grad_accum, ">= 1")
+        check(self.r >= 1, "finetune.r", self.r, ">= 1")
+        check(self.alpha >= 1, "finetune.alpha", self.alpha, ">= 1")
+        check(0.0 <= self.dropout < 1.0, "finetune.dropout", self.dropout, "in [0, 1)")
+        check(len(self.target_modules) > 0, "finetune.target_modules", self.target_modules, "a non-empty list")
+        check(self.epochs > 0, "finetune.epochs", self.epochs, "> 0")
+        check(self.batch_size >= 1, "finetune.batch_size", self.batch_size, ">= 1")
+        check(0.0 < self.learning_rate <= 1.0, "finetune.learning_rate", self.learning_rate, "in (0, 1]")
+        check(0.0 <= self.warmup_ratio < 1.0, "finetune.warmup_ratio", self.warmup_ratio, "in [0, 1)")
+        check(0.0 <= self.weight_decay < 1.0, "finetune.weight_decay", self.weight_decay, "in [0, 1)")
+        check(self.lr_scheduler in LR_SCHEDULERS, "finetune.lr_scheduler", self.lr_scheduler,
+              "cosine, linear or constant")
+        check(self.mode in FINETUNE_MODES, "finetune.mode", self.mode, " or ".join(FINETUNE_MODES))
+        check(not self.quantize_4bit or self.mode == "lora", "finetune.quantize_4bit", self.quantize_4bit,
+              "false with finetune.mode=full (4-bit weights cannot be trained directly)")
+        check(self.grad_accum >= 1, "finetune.grad_accum", self.grad_accum, ">= 1")
 
 
 @dataclass(config=SECTION)
 class ClassifierConfig:
     """Text classification (intent, sentiment) with an encoder: loss, and optional MLM pretraining first.
 
-    Optimisation and LoRA/full fine-tuning come from ``lora``; the machinery from ``train``. The focal
+    Optimisation and LoRA/full fine-tuning come from ``finetune``; the machinery from ``train``. The focal
     loss is ``-(1 - p_t)^gamma * log(p_t)`` (Lin et al. 2017, https://arxiv.org/abs/1708.02002).
 
     Raises:

@@ -94,17 +94,17 @@ def describe_training(config: Any, stages: list[str]) -> dict[str, str]:
             base += f" (teacher `{config.distill.teacher}`)"
     else:
         base = f"preset `{config.model.preset}` initialised at random, tokenizer trained on the train split"
-    finetune = next((s for s in stages if s in _FINETUNE_STAGES), None)
-    lora = config.lora
-    if finetune is None:
+    stage = next((s for s in stages if s in _FINETUNE_STAGES), None)
+    finetune = config.finetune
+    if stage is None:
         mode = "none (the base model itself)"
-    elif lora.mode == "full":
+    elif finetune.mode == "full":
         mode = "full fine-tuning (every weight)"
     else:
-        mode = (f"{'QLoRA (4-bit base)' if lora.quantize_4bit else 'LoRA'} r={lora.r}, alpha={lora.alpha}, "
-                "adapter merged into the weights")
-    if finetune:
-        mode += f" ({finetune})"
+        mode = (f"{'QLoRA (4-bit base)' if finetune.quantize_4bit else 'LoRA'} r={finetune.r}, "
+                f"alpha={finetune.alpha}, adapter merged into the weights")
+    if stage:
+        mode += f" ({stage})"
     return {"base": base, "fine-tuning": mode}
 
 

@@ -1,6 +1,6 @@
 """PEFT adapters: LoRA target checks, QLoRA (4-bit base through bitsandbytes), adapter and merged saves.
 
-bitsandbytes is optional and only imported when ``lora.quantize_4bit`` is set; without CUDA or without
+bitsandbytes is optional and only imported when ``finetune.quantize_4bit`` is set; without CUDA or without
 the package the run fails before any compute with one line saying so.
 """
 
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from compactlm.config import LoraConfig
+from compactlm.config import FinetuneConfig
 from compactlm.errors import ConfigError
 from compactlm.models.loading import Kind, load_base
 
@@ -43,29 +43,29 @@ def resolve_target_modules(model, targets: list[str]) -> list[str] | str | None:
     if targets == ["auto"]:
         model_type = getattr(model.config, "model_type", "")
         if model_type not in DEFAULTS:
-            raise ConfigError(f"lora.target_modules 'auto' has no default for {model_type!r} models; name them "
+            raise ConfigError(f"finetune.target_modules 'auto' has no default for {model_type!r} models; name them "
                               f"(linear layers: {linear_module_names(model)})")
         return None
     available = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     unknown = [m for m in targets if m not in available]
     if unknown:
-        raise ConfigError(f"lora.target_modules {unknown} are not modules of the model "
+        raise ConfigError(f"finetune.target_modules {unknown} are not modules of the model "
                           f"(linear layers: {linear_module_names(model)})")
     return list(targets)
 
 
-def apply_lora(model, lora_cfg: LoraConfig, kind: Kind):
+def apply_lora(model, finetune_cfg: FinetuneConfig, kind: Kind):
     """Wrap ``model`` in a PEFT LoRA adapter (only the adapter, and a classifier's head, train)."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
-    targets = resolve_target_modules(model, lora_cfg.target_modules)
+    targets = resolve_target_modules(model, finetune_cfg.target_modules)
     extra: dict[str, Any] = {}
     if kind == "classifier" and any(name.endswith("pooler") for name, _ in model.named_modules()):
         # A BERT pooler is new when the base was MLM-pretrained: train it and save it with the adapter
         # (with the head), or a reloaded adapter would meet a differently initialised pooler.
         extra["modules_to_save"] = ["classifier", "score", "pooler"]
-    peft_config = PeftLoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+    peft_config = PeftLoraConfig(r=finetune_cfg.r, lora_alpha=finetune_cfg.alpha, lora_dropout=finetune_cfg.dropout,
                                  target_modules=targets, task_type=TASK_TYPES[kind], **extra)
     return get_peft_model(model, peft_config)
 
@@ -74,13 +74,13 @@ def require_4bit_support(device: str) -> None:
     """Fail before any compute unless QLoRA can run here (CUDA and bitsandbytes).
 
     Raises:
-        ConfigError: one line naming ``lora.quantize_4bit`` and what is missing.
+        ConfigError: one line naming ``finetune.quantize_4bit`` and what is missing.
     """
     if device != "cuda":
-        raise ConfigError("lora.quantize_4bit needs a CUDA device with bitsandbytes; this run is on the "
-                          f"{device} (set lora.quantize_4bit=false, or run on a GPU)")
+        raise ConfigError("finetune.quantize_4bit needs a CUDA device with bitsandbytes; this run is on the "
+                          f"{device} (set finetune.quantize_4bit=false, or run on a GPU)")
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError("lora.quantize_4bit needs a CUDA device with bitsandbytes; bitsandbytes is not "
+        raise ConfigError("finetune.quantize_4bit needs a CUDA device with bitsandbytes; bitsandbytes is not "
                           "installed (pip install bitsandbytes on the GPU machine)")
 
 
@@ -97,34 +97,34 @@ def quantized_load_kwargs() -> dict[str, Any]:
             "dtype": dtype, "device_map": {"": device}}
 
 
-def load_for_finetuning(base: str | Path, kind: Kind, lora_cfg: LoraConfig, device: str, max_seq_len: int,
+def load_for_finetuning(base: str | Path, kind: Kind, finetune_cfg: FinetuneConfig, device: str, max_seq_len: int,
                         gradient_checkpointing: bool, **kwargs: Any):
-    """Load the base (in 4 bits for QLoRA) and put the adapter on it unless ``lora.mode`` is ``full``.
+    """Load the base (in 4 bits for QLoRA) and put the adapter on it unless ``finetune.mode`` is ``full``.
 
     Returns:
         ``(model, tokenizer)``.
     """
-    if lora_cfg.quantize_4bit:
+    if finetune_cfg.quantize_4bit:
         require_4bit_support(device)
         kwargs.update(quantized_load_kwargs())
     model, tokenizer = load_base(str(base), kind, max_seq_len=max_seq_len, **kwargs)
-    if lora_cfg.quantize_4bit:
+    if finetune_cfg.quantize_4bit:
         from peft import prepare_model_for_kbit_training
 
         # Casts norms to fp32 and enables input gradients so checkpointing works through frozen 4-bit layers.
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None)
-    if lora_cfg.mode == "lora":
-        model = apply_lora(model, lora_cfg, kind)
+    if finetune_cfg.mode == "lora":
+        model = apply_lora(model, finetune_cfg, kind)
     return model, tokenizer
 
 
-def merged_model(model, base: str | Path, kind: Kind, lora_cfg: LoraConfig, adapter_dir: Path, **kwargs: Any):
+def merged_model(model, base: str | Path, kind: Kind, finetune_cfg: FinetuneConfig, adapter_dir: Path, **kwargs: Any):
     """The model to ship: the adapter merged into the base (a QLoRA base is reloaded unquantized first)."""
-    if lora_cfg.mode == "full":
+    if finetune_cfg.mode == "full":
         return model
-    if not lora_cfg.quantize_4bit:
+    if not finetune_cfg.quantize_4bit:
         return model.merge_and_unload()
     from peft import PeftModel
 
@@ -133,15 +133,15 @@ def merged_model(model, base: str | Path, kind: Kind, lora_cfg: LoraConfig, adap
     return PeftModel.from_pretrained(full, str(adapter_dir)).merge_and_unload()
 
 
-def save_finetuned(trainer, model, tokenizer, base: str | Path, kind: Kind, lora_cfg: LoraConfig,
+def save_finetuned(trainer, model, tokenizer, base: str | Path, kind: Kind, finetune_cfg: FinetuneConfig,
                    output_dir: Path, **kwargs: Any) -> None:
     """Save the adapter (LoRA) and the merged model + tokenizer under ``output_dir``, on the main process only."""
     from compactlm.training.runner import on_main_process
 
     def save() -> None:
-        if lora_cfg.mode == "lora":
+        if finetune_cfg.mode == "lora":
             model.save_pretrained(output_dir / "adapter")
-        merged = merged_model(model, base, kind, lora_cfg, output_dir / "adapter", **kwargs)
+        merged = merged_model(model, base, kind, finetune_cfg, output_dir / "adapter", **kwargs)
         merged.save_pretrained(output_dir / "merged")
         tokenizer.save_pretrained(output_dir / "merged")
 

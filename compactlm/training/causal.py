@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from compactlm.config import LoraConfig, ModelConfig, TrainConfig
+from compactlm.config import FinetuneConfig, ModelConfig, TrainConfig
 from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
 from compactlm.training.adapters import load_for_finetuning, save_finetuned
@@ -123,13 +123,13 @@ def pretrain_decoder(train: pd.DataFrame, val: pd.DataFrame, output_dir: str | P
 
 
 def finetune_causal(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path,
-                    model_cfg: ModelConfig, lora_cfg: LoraConfig, train_cfg: TrainConfig | None = None, *,
+                    model_cfg: ModelConfig, finetune_cfg: FinetuneConfig, train_cfg: TrainConfig | None = None, *,
                     seed: int | None = None, device: str | None = None, prompt_column: str | None = None,
                     completion_column: str | None = None, keep_completion: bool = False,
                     report_to_mlflow: bool = True) -> TrainSummary:
     """Fine-tune a causal LM on prompt/completion pairs with the loss on the completion only.
 
-    ``lora.mode`` picks LoRA (QLoRA with ``lora.quantize_4bit``) or full fine-tuning. With an adapter,
+    ``finetune.mode`` picks LoRA (QLoRA with ``finetune.quantize_4bit``) or full fine-tuning. With an adapter,
     ``output_dir/adapter`` holds it alone and ``output_dir/merged`` the merged model and tokenizer (a
     plain transformers model that needs no PEFT to load); full fine-tuning writes ``merged`` only.
 
@@ -139,7 +139,7 @@ def finetune_causal(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, ou
         val: validation rows (their weights are ignored).
         output_dir: receives ``adapter/``, ``merged/`` and ``checkpoints/``.
         model_cfg: ``max_seq_len`` caps each pair.
-        lora_cfg: fine-tuning mode and optimisation.
+        finetune_cfg: fine-tuning mode and optimisation.
         train_cfg: the shared machinery (precision, checkpoints, early stopping, resume); defaults if None.
         seed: overrides ``train_cfg.seed``; device: overrides ``train_cfg.device``.
         prompt_column, completion_column: explicit columns (the prompt already rendered).
@@ -156,25 +156,25 @@ def finetune_causal(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, ou
     output_dir = Path(output_dir)
     device = resolve_device(device or cfg.device)
     resolve_precision(cfg.precision, device)
-    optim = StageOptim.from_finetune(lora_cfg, cfg, seed)
+    optim = StageOptim.from_finetune(finetune_cfg, cfg, seed)
     set_seed(optim.seed)
-    model, tokenizer = load_for_finetuning(base, "causal", lora_cfg, device, model_cfg.max_seq_len,
+    model, tokenizer = load_for_finetuning(base, "causal", finetune_cfg, device, model_cfg.max_seq_len,
                                            cfg.gradient_checkpointing)
     length = model_cfg.max_seq_len
     train_ds = supervised_dataset(train, tokenizer, length, prompt_column, completion_column, keep_completion)
     val_ds = supervised_dataset(val.drop(columns=[WEIGHT_COLUMN], errors="ignore"), tokenizer, length,
                                 prompt_column, completion_column, keep_completion)
-    if lora_cfg.pack_train:
+    if finetune_cfg.pack_train:
         train_ds = pack_examples(train_ds, length)
-    if lora_cfg.pack_eval:
+    if finetune_cfg.pack_eval:
         val_ds = pack_examples(val_ds, length)
     weighted = WEIGHT_COLUMN in train_ds.column_names  # reweighed data: each example's loss counts its weight
     trainer, result = fit_stage(
         model, tokenizer, train_ds, val_ds, output_dir / "checkpoints", optim, cfg, device, "finetune",
         report_to_mlflow, data_collator=padding_collator(tokenizer),
         trainer_class=_weighted_trainer_class() if weighted else None, remove_unused_columns=not weighted,
-        gradient_checkpointing=False if lora_cfg.quantize_4bit else None)  # QLoRA prepared it already
+        gradient_checkpointing=False if finetune_cfg.quantize_4bit else None)  # QLoRA prepared it already
     summary = summarize(trainer, result, output_dir / "merged", train_ds, model)
 
-    save_finetuned(trainer, model, tokenizer, base, "causal", lora_cfg, output_dir)
+    save_finetuned(trainer, model, tokenizer, base, "causal", finetune_cfg, output_dir)
     return summary

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from compactlm.config import ClassifierConfig, LoraConfig, ModelConfig, TrainConfig
+from compactlm.config import ClassifierConfig, FinetuneConfig, ModelConfig, TrainConfig
 from compactlm.errors import ConfigError, DataError
 from compactlm.models.presets import build_encoder
 from compactlm.models.tokenizer import train_wordpiece_tokenizer
@@ -142,7 +142,7 @@ def _accuracy_and_f1(id2label: dict[int, str]):
 
 
 def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path, model_cfg: ModelConfig,
-                        cls_cfg: ClassifierConfig, lora_cfg: LoraConfig | None = None,
+                        cls_cfg: ClassifierConfig, finetune_cfg: FinetuneConfig | None = None,
                         train_cfg: TrainConfig | None = None, base_dir: str | Path | None = None,
                         report_to_mlflow: bool = True) -> TrainSummary:
     """Train a sequence classifier on ``text``/``label`` rows; ``output_dir/merged`` is the model to ship.
@@ -153,7 +153,7 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
             and ``checkpoints/``.
         model_cfg: the encoder preset when there is no base; ``max_seq_len`` truncates texts.
         cls_cfg: cross-entropy or focal loss.
-        lora_cfg: fine-tuning mode and optimisation (None: full fine-tuning with the LoRA section's
+        finetune_cfg: fine-tuning mode and optimisation (None: full fine-tuning with the LoRA section's
             defaults).
         train_cfg: the shared machinery (None: defaults).
         base_dir: an MLM-pretrained encoder (``pretrain_encoder_mlm``) or any HF encoder; None:
@@ -166,7 +166,7 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
     """
     from transformers import DataCollatorWithPadding, set_seed
 
-    lora_cfg = lora_cfg or LoraConfig(mode="full")
+    finetune_cfg = finetune_cfg or FinetuneConfig(mode="full")
     cfg = train_cfg or TrainConfig()
     output_dir = Path(output_dir)
     device = resolve_device(cfg.device)
@@ -174,13 +174,13 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
     id2label = label_maps(train, val)
     label2id = {v: k for k, v in id2label.items()}
     base = base_dir or model_cfg.base
-    if base is None and lora_cfg.mode == "lora":
-        raise ConfigError("lora.mode must be full to train a classifier from a randomly initialised preset "
+    if base is None and finetune_cfg.mode == "lora":
+        raise ConfigError("finetune.mode must be full to train a classifier from a randomly initialised preset "
                           "(or set classifier.mlm_pretrain=true or model.base)")
-    optim = StageOptim.from_finetune(lora_cfg, cfg)
+    optim = StageOptim.from_finetune(finetune_cfg, cfg)
     set_seed(optim.seed)
     if base is not None:
-        model, tokenizer = load_for_finetuning(base, "classifier", lora_cfg, device, model_cfg.max_seq_len,
+        model, tokenizer = load_for_finetuning(base, "classifier", finetune_cfg, device, model_cfg.max_seq_len,
                                                cfg.gradient_checkpointing, id2label=id2label)
     else:
         tokenizer = train_wordpiece_tokenizer(_texts(train), model_cfg.vocab_size, model_cfg.max_seq_len)
@@ -192,11 +192,11 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
         model, tokenizer, train_ds, val_ds, output_dir / "checkpoints", optim, cfg, device, "finetune-classifier",
         report_to_mlflow, data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
         trainer_class=_focal_trainer_class(cls_cfg.focal_gamma) if cls_cfg.loss == "focal" else None,
-        gradient_checkpointing=False if lora_cfg.quantize_4bit else None,
+        gradient_checkpointing=False if finetune_cfg.quantize_4bit else None,
         compute_metrics=_accuracy_and_f1(id2label))
     summary = summarize(trainer, result, output_dir / "merged", train_ds, model)
 
-    save_finetuned(trainer, model, tokenizer, base, "classifier", lora_cfg, output_dir, id2label=id2label)
+    save_finetuned(trainer, model, tokenizer, base, "classifier", finetune_cfg, output_dir, id2label=id2label)
     return summary
 
 

@@ -203,7 +203,7 @@ def pack_examples(dataset, block_size: int):
     from compactlm.errors import ConfigError
 
     if WEIGHT_COLUMN in dataset.column_names:
-        raise ConfigError("lora.pack_train must be false with per-example sample weights (bias.reweighing)")
+        raise ConfigError("finetune.pack_train must be false with per-example sample weights (bias.reweighing)")
     ids = [t for row in dataset["input_ids"] for t in row]
     labels = [t for row in dataset["labels"] for t in row]
     n_blocks = len(ids) // block_size

@@ -3,7 +3,7 @@ resume, and the ``TrainSummary`` a stage returns.
 
 A recipe (``causal``, ``encoder``, ``seq2seq``, ``distill``) builds its model and datasets, then calls
 ``fit_stage``; ``summarize`` turns the finished Trainer into a ``TrainSummary``. A ``StageOptim`` says
-how a stage optimises (pretraining reads ``train.*``, fine-tuning ``lora.*``); ``TrainConfig`` says
+how a stage optimises (pretraining reads ``train.*``, fine-tuning ``finetune.*``); ``TrainConfig`` says
 how every stage runs (precision, gradient checkpointing, evaluation and checkpoint cadence, early
 stopping, resume, tracking). ``run_trainer`` returns the final losses computed so that a resumed run
 reports exactly what an uninterrupted one does.
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from compactlm.config import LoraConfig, TrainConfig
+from compactlm.config import FinetuneConfig, TrainConfig
 from compactlm.errors import ConfigError
 from compactlm.training.checkpoints import CHECKPOINT_PREFIX, resolve_resume
 
@@ -77,10 +77,11 @@ class StageOptim:
                    cfg.warmup_ratio, cfg.lr_scheduler, cfg.logging_steps, cfg.seed)
 
     @classmethod
-    def from_finetune(cls, lora: LoraConfig, train: TrainConfig, seed: int | None = None) -> StageOptim:
-        """Fine-tuning: optimisation from ``lora``; logging cadence and seed from ``train``."""
-        return cls(lora.epochs, lora.max_steps, lora.batch_size, lora.grad_accum, lora.learning_rate, 0.0,
-                   lora.warmup_ratio, "cosine", train.logging_steps, train.seed if seed is None else seed)
+    def from_finetune(cls, finetune: FinetuneConfig, train: TrainConfig, seed: int | None = None) -> StageOptim:
+        """Fine-tuning: optimisation from ``finetune``; logging cadence and seed from ``train``."""
+        return cls(finetune.epochs, finetune.max_steps, finetune.batch_size, finetune.grad_accum,
+                   finetune.learning_rate, finetune.weight_decay, finetune.warmup_ratio, finetune.lr_scheduler,
+                   train.logging_steps, train.seed if seed is None else seed)
 
 
 def _strategies(cfg: TrainConfig, has_eval: bool) -> dict[str, Any]:

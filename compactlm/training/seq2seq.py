@@ -1,8 +1,8 @@
 """Sequence-to-sequence fine-tuning (T5-style bases) for summarization and other text-to-text tasks.
 
 The encoder reads ``source_prefix + source`` and the decoder learns the target; the loss covers the
-target tokens only (padding masked). LoRA/QLoRA/full follow ``lora.mode`` like the causal path; T5's
-attention projections are ``q``/``k``/``v``/``o`` (``lora.target_modules: [q, v]`` or ``[auto]``).
+target tokens only (padding masked). LoRA/QLoRA/full follow ``finetune.mode`` like the causal path; T5's
+attention projections are ``q``/``k``/``v``/``o`` (``finetune.target_modules: [q, v]`` or ``[auto]``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from compactlm.config import LoraConfig, ModelConfig, TrainConfig
+from compactlm.config import FinetuneConfig, ModelConfig, TrainConfig
 from compactlm.training.adapters import load_for_finetuning, save_finetuned
 from compactlm.training.encoding import IGNORE_INDEX, SEQ2SEQ_PREFIX, source_target_pairs
 from compactlm.training.runner import StageOptim, TrainSummary, fit_stage, resolve_device, resolve_precision, summarize
@@ -40,7 +40,7 @@ def seq2seq_dataset(frame: pd.DataFrame, tokenizer, max_length: int, source_colu
 
 
 def finetune_seq2seq(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path,
-                     model_cfg: ModelConfig, lora_cfg: LoraConfig, train_cfg: TrainConfig | None = None,
+                     model_cfg: ModelConfig, finetune_cfg: FinetuneConfig, train_cfg: TrainConfig | None = None,
                      source_column: str = "document", target_column: str = "summary",
                      source_prefix: str = SEQ2SEQ_PREFIX, report_to_mlflow: bool = True) -> TrainSummary:
     """Fine-tune a seq2seq base (T5, BART...) on source -> target rows.
@@ -50,7 +50,7 @@ def finetune_seq2seq(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, o
         train, val: rows with ``source_column``/``target_column`` (else prompt/completion-style rows).
         output_dir: receives ``merged/`` (model + tokenizer), ``adapter/`` with LoRA, ``checkpoints/``.
         model_cfg: ``max_seq_len`` caps sources and targets.
-        lora_cfg: fine-tuning mode and optimisation.
+        finetune_cfg: fine-tuning mode and optimisation.
         train_cfg: the shared machinery (None: defaults).
         source_column, target_column, source_prefix: which columns, and the task prefix T5 expects.
         report_to_mlflow: log step metrics to the active MLflow run.
@@ -64,9 +64,9 @@ def finetune_seq2seq(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, o
     output_dir = Path(output_dir)
     device = resolve_device(cfg.device)
     resolve_precision(cfg.precision, device)
-    optim = StageOptim.from_finetune(lora_cfg, cfg)
+    optim = StageOptim.from_finetune(finetune_cfg, cfg)
     set_seed(optim.seed)
-    model, tokenizer = load_for_finetuning(base, "seq2seq", lora_cfg, device, model_cfg.max_seq_len,
+    model, tokenizer = load_for_finetuning(base, "seq2seq", finetune_cfg, device, model_cfg.max_seq_len,
                                            cfg.gradient_checkpointing)
     columns = (model_cfg.max_seq_len, source_column, target_column, source_prefix)
     train_ds, val_ds = seq2seq_dataset(train, tokenizer, *columns), seq2seq_dataset(val, tokenizer, *columns)
@@ -74,8 +74,8 @@ def finetune_seq2seq(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, o
     collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, pad_to_multiple_of=8)
     trainer, result = fit_stage(model, tokenizer, train_ds, val_ds, output_dir / "checkpoints", optim, cfg, device,
                                 "finetune-seq2seq", report_to_mlflow, data_collator=collator,
-                                gradient_checkpointing=False if lora_cfg.quantize_4bit else None)
+                                gradient_checkpointing=False if finetune_cfg.quantize_4bit else None)
     summary = summarize(trainer, result, output_dir / "merged", train_ds, model)
 
-    save_finetuned(trainer, model, tokenizer, base, "seq2seq", lora_cfg, output_dir)
+    save_finetuned(trainer, model, tokenizer, base, "seq2seq", finetune_cfg, output_dir)
     return summary

@@ -60,7 +60,7 @@ def _distill(config, train, val, output_dir, base, report_to_mlflow):
 def _finetune(config, train, val, output_dir, base, report_to_mlflow):
     from compactlm.training.causal import finetune_causal
 
-    return finetune_causal(base, train, val, output_dir, config.model, config.lora, config.train,
+    return finetune_causal(base, train, val, output_dir, config.model, config.finetune, config.train,
                            keep_completion=get_shape(config.data.task).keep_completion,
                            report_to_mlflow=report_to_mlflow)
 
@@ -68,14 +68,14 @@ def _finetune(config, train, val, output_dir, base, report_to_mlflow):
 def _finetune_seq2seq(config, train, val, output_dir, base, report_to_mlflow):
     from compactlm.training.seq2seq import finetune_seq2seq
 
-    return finetune_seq2seq(base, train, val, output_dir, config.model, config.lora, config.train,
+    return finetune_seq2seq(base, train, val, output_dir, config.model, config.finetune, config.train,
                             report_to_mlflow=report_to_mlflow)
 
 
 def _finetune_classifier(config, train, val, output_dir, base, report_to_mlflow):
     from compactlm.training.encoder import finetune_classifier
 
-    return finetune_classifier(train, val, output_dir, config.model, config.classifier, config.lora, config.train,
+    return finetune_classifier(train, val, output_dir, config.model, config.classifier, config.finetune, config.train,
                                base_dir=base, report_to_mlflow=report_to_mlflow)
 
 
@@ -114,9 +114,9 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     _stage("pretrain", _pretrain, True, ("model", "train")),
     _stage("pretrain-mlm", _pretrain_mlm, True, ("model", "train")),
     _stage("distill", _distill, True, ("model", "train", "distill")),
-    _stage("finetune", _finetune, False, ("model", "lora", "train"), run_name="finetune-lora"),
-    _stage("finetune-seq2seq", _finetune_seq2seq, False, ("model", "lora", "train")),
-    _stage("finetune-classifier", _finetune_classifier, False, ("model", "classifier", "lora", "train")),
+    _stage("finetune", _finetune, False, ("model", "finetune", "train"), run_name="finetune-lora"),
+    _stage("finetune-seq2seq", _finetune_seq2seq, False, ("model", "finetune", "train")),
+    _stage("finetune-classifier", _finetune_classifier, False, ("model", "classifier", "finetune", "train")),
 )}
 
 

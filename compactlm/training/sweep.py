@@ -23,7 +23,7 @@ from compactlm.config import SweepConfig, load_config
 from compactlm.errors import ConfigError
 
 # Fields that only change fine-tuning: trials varying nothing else can share one pretrained base.
-_FINETUNE_ONLY = ("lora.", "classifier.loss", "classifier.focal_gamma")
+_FINETUNE_ONLY = ("finetune.", "classifier.loss", "classifier.focal_gamma")
 DEFAULT_RANDOM_TRIALS = 4
 TRIAL_TIMEOUT_S = 6 * 3600
 
@@ -35,7 +35,8 @@ def expand_space(sweep: SweepConfig) -> list[dict[str, Any]]:
         ConfigError: an empty space.
     """
     if not sweep.space:
-        raise ConfigError("sweep.space must name at least one field to vary, e.g. {lora.learning_rate: [1e-3, 3e-3]}")
+        raise ConfigError("sweep.space must name at least one field to vary, "
+                          "e.g. {finetune.learning_rate: [1e-3, 3e-3]}")
     names = list(sweep.space)
     grid = [dict(zip(names, values)) for values in itertools.product(*(sweep.space[n] for n in names))]
     if sweep.method == "grid":
@@ -53,7 +54,7 @@ def validate_trials(config_path: str | Path | None, overrides: list[str], trials
     """Load every trial's config so a bad value fails before any compute, naming the field and value.
 
     Raises:
-        ConfigError: the first invalid trial value (``lora.r must be >= 1, got 0``).
+        ConfigError: the first invalid trial value (``finetune.r must be >= 1, got 0``).
     """
     for trial in trials:
         load_config(config_path, [*overrides, *trial_overrides(trial)])

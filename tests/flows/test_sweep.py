@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 SWEEP_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "sweep.yaml"
-FAST = ["data.n_rows=300", "lora.max_steps=4", "train.max_steps=6", "train.system_metrics_interval=0"]
-SPACE = {"lora.learning_rate": [0.0005, 0.01], "lora.r": [2]}
+FAST = ["data.n_rows=300", "finetune.max_steps=4", "train.max_steps=6", "train.system_metrics_interval=0"]
+SPACE = {"finetune.learning_rate": [0.0005, 0.01], "finetune.r": [2]}
 
 
 def _children(parent_id: str):
@@ -27,12 +27,12 @@ def test_trials_run_as_prefect_tasks_and_nested_runs_and_the_lowest_loss_wins(ho
 
     outcome = sweep(config_path=str(SWEEP_CONFIG), overrides=FAST, space=SPACE, method="grid", max_concurrency=2)
     trials = outcome["trials"]
-    assert [t["params"] for t in trials] == [{"lora.learning_rate": 0.0005, "lora.r": 2},
-                                             {"lora.learning_rate": 0.01, "lora.r": 2}]
+    assert [t["params"] for t in trials] == [{"finetune.learning_rate": 0.0005, "finetune.r": 2},
+                                             {"finetune.learning_rate": 0.01, "finetune.r": 2}]
     assert all(t["error"] is None and t["eval_loss"] > 0 for t in trials)
     assert outcome["best"] == min(trials, key=lambda t: t["eval_loss"])
-    assert outcome["best_overrides"] == [f"lora.learning_rate={outcome['best']['params']['lora.learning_rate']}",
-                                         "lora.r=2"]
+    best_rate = outcome["best"]["params"]["finetune.learning_rate"]
+    assert outcome["best_overrides"] == [f"finetune.learning_rate={best_rate}", "finetune.r=2"]
     assert outcome["retrain"] is None
 
     client = MlflowClient()
@@ -44,7 +44,7 @@ def test_trials_run_as_prefect_tasks_and_nested_runs_and_the_lowest_loss_wins(ho
     for trial in trials:
         run = children[f"trial-{trial['trial']}"]
         assert run.info.run_id == trial["mlflow_run_id"] and run.info.status == "FINISHED"
-        assert run.data.params["lora.learning_rate"] == str(trial["params"]["lora.learning_rate"])
+        assert run.data.params["finetune.learning_rate"] == str(trial["params"]["finetune.learning_rate"])
         assert run.data.metrics["trial_eval_loss"] == pytest.approx(trial["eval_loss"])
         assert len(client.get_metric_history(run.info.run_id, "loss")) >= 1  # curves from the trial's process
         assert {d.dataset.digest for d in run.inputs.dataset_inputs} == {parent.data.tags["data_version"][:36]}
@@ -60,8 +60,8 @@ def test_a_bad_trial_value_fails_before_anything_runs(home, prefect_harness):
     from compactlm.errors import ConfigError
     from flows.sweep import sweep
 
-    with pytest.raises(ConfigError, match=r"^lora.r must be >= 1, got 0$"):
-        sweep(config_path=str(SWEEP_CONFIG), overrides=FAST, space={"lora.r": [4, 0]})
+    with pytest.raises(ConfigError, match=r"^finetune.r must be >= 1, got 0$"):
+        sweep(config_path=str(SWEEP_CONFIG), overrides=FAST, space={"finetune.r": [4, 0]})
     assert not (home / "runs").exists() and not (home / "mlflow.db").exists()
 
 
@@ -76,4 +76,4 @@ def test_the_best_trial_feeds_the_retrain_flow(home, prefect_harness):
     retrained = outcome["retrain"]
     assert retrained["version"] == "1" and "champion" in retrained["aliases"]
     params = MlflowClient().get_run(retrained["mlflow_run_id"]).data.params
-    assert params["lora.learning_rate"] == str(outcome["best"]["params"]["lora.learning_rate"])
+    assert params["finetune.learning_rate"] == str(outcome["best"]["params"]["finetune.learning_rate"])

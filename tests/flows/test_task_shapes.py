@@ -13,7 +13,7 @@ import pytest
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["data.n_rows=300", "model.preset=decoder-tiny", "model.vocab_size=512", "train.max_steps=10",
-        "lora.max_steps=10", "eval.max_generate_samples=8", "eval.max_new_tokens=16"]
+        "finetune.max_steps=10", "eval.max_generate_samples=8", "eval.max_new_tokens=16"]
 
 
 def _load(model_uri: str, tracking_uri: str, inputs: list[str]) -> list[str]:
@@ -37,7 +37,7 @@ def test_a_users_text_label_csv_becomes_a_gated_registered_classifier(tmp_path):
     env.pop("PREFECT_API_URL", None)
     env.pop("MLFLOW_TRACKING_URI", None)
     args = ["--set", "model.preset=encoder-tiny", "--set", "model.vocab_size=512", "--set", "train.max_steps=10",
-            "--set", "lora.max_steps=30", "--set", "gate.checks.accuracy.min=0.01",
+            "--set", "finetune.max_steps=30", "--set", "gate.checks.accuracy.min=0.01",
             "--set", "gate.checks.macro_f1.min=0"]
     done = subprocess.run([sys.executable, "-m", "compactlm.cli", "pipeline", "run", "--config",
                            str(REPO / "configs" / "classification.yaml"), "--set",

@@ -8,7 +8,7 @@ from compactlm.config import load_config
 
 TINY = ["model.preset=decoder-tiny", "model.vocab_size=400", "model.max_seq_len=64", "train.max_steps=4",
         "train.batch_size=8", "train.logging_steps=2", "train.device=cpu", "train.system_metrics_interval=0",
-        "lora.max_steps=4", "lora.batch_size=8", "lora.r=4", "lora.alpha=8"]
+        "finetune.max_steps=4", "finetune.batch_size=8", "finetune.r=4", "finetune.alpha=8"]
 
 
 def _tiny_config(*overrides: str):

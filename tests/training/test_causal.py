@@ -14,7 +14,7 @@ from compactlm.training.runner import resolve_device
 
 CFG = load_config(overrides=["model.preset=decoder-tiny", "model.vocab_size=400", "model.max_seq_len=64",
                              "train.max_steps=8", "train.batch_size=8", "train.logging_steps=2",
-                             "lora.max_steps=6", "lora.batch_size=8", "lora.r=4", "lora.alpha=8"])
+                             "finetune.max_steps=6", "finetune.batch_size=8", "finetune.r=4", "finetune.alpha=8"])
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def trained(tiny_frame, tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     train, val = tiny_frame.iloc[:500], tiny_frame.iloc[500:]
     base = pretrain_decoder(train, val, root / "base", CFG.model, CFG.train, report_to_mlflow=False)
-    tuned = finetune_causal(root / "base", train, val, root / "ft", CFG.model, CFG.lora, report_to_mlflow=False)
+    tuned = finetune_causal(root / "base", train, val, root / "ft", CFG.model, CFG.finetune, report_to_mlflow=False)
     return root, base, tuned, val
 
 
@@ -60,8 +60,8 @@ def test_merged_model_reproduces_the_adapter_model_outputs(trained):
 
 def test_unknown_lora_target_fails_before_training(trained, tiny_frame, tmp_path):
     root = trained[0]
-    bad = load_config(overrides=["lora.target_modules=[q_proj,attn_c]"]).lora
-    with pytest.raises(ConfigError, match=r"lora.target_modules \['attn_c'\] are not modules of the model"):
+    bad = load_config(overrides=["finetune.target_modules=[q_proj,attn_c]"]).finetune
+    with pytest.raises(ConfigError, match=r"finetune.target_modules \['attn_c'\] are not modules of the model"):
         finetune_causal(root / "base", tiny_frame, tiny_frame, tmp_path, CFG.model, bad, report_to_mlflow=False)
     assert not (tmp_path / "adapter").exists()
 

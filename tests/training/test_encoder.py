@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from compactlm.errors import ConfigError, DataError
 from compactlm.training.encoder import finetune_classifier, focal_loss, predict_labels, pretrain_encoder_mlm
 
-ENCODER = ["model.preset=encoder-tiny", "lora.batch_size=16", "lora.learning_rate=0.005"]
+ENCODER = ["model.preset=encoder-tiny", "finetune.batch_size=16", "finetune.learning_rate=0.005"]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,8 @@ def test_focal_loss_is_cross_entropy_at_gamma_zero_and_discounts_easy_examples()
 def test_full_classifier_with_focal_loss_keeps_label_names(mlm_dir, labelled, tiny_config, tmp_path):
     from transformers import AutoConfig
 
-    config = tiny_config(*ENCODER, "lora.mode=full", "classifier.loss=focal")
-    summary = finetune_classifier(*labelled, tmp_path, config.model, config.classifier, config.lora, config.train,
+    config = tiny_config(*ENCODER, "finetune.mode=full", "classifier.loss=focal")
+    summary = finetune_classifier(*labelled, tmp_path, config.model, config.classifier, config.finetune, config.train,
                                   base_dir=mlm_dir, report_to_mlflow=False)
     labels = sorted(labelled[0]["label"].unique())
     assert summary.trainable_parameters == summary.parameters and summary.eval_loss is not None
@@ -65,8 +65,8 @@ def test_lora_classifier_adapter_and_merged_model_give_the_same_logits(mlm_dir, 
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    config = tiny_config(*ENCODER, "lora.target_modules=[query,value]")
-    summary = finetune_classifier(*labelled, tmp_path, config.model, config.classifier, config.lora, config.train,
+    config = tiny_config(*ENCODER, "finetune.target_modules=[query,value]")
+    summary = finetune_classifier(*labelled, tmp_path, config.model, config.classifier, config.finetune, config.train,
                                   base_dir=mlm_dir, report_to_mlflow=False)
     assert 0 < summary.trainable_parameters < summary.parameters
     merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged").eval()
@@ -82,8 +82,8 @@ def test_lora_classifier_adapter_and_merged_model_give_the_same_logits(mlm_dir, 
 
 def test_bad_classifier_setups_fail_before_training(labelled, tiny_config, tmp_path):
     config = tiny_config(*ENCODER)
-    with pytest.raises(ConfigError, match="lora.mode must be full to train a classifier from a randomly"):
-        finetune_classifier(*labelled, tmp_path, config.model, config.classifier, config.lora, config.train,
+    with pytest.raises(ConfigError, match="finetune.mode must be full to train a classifier from a randomly"):
+        finetune_classifier(*labelled, tmp_path, config.model, config.classifier, config.finetune, config.train,
                             report_to_mlflow=False)
     train, val = labelled
     with pytest.raises(DataError, match=r"validation label\(s\) \['brand-new'\] never occur in the train split"):

@@ -23,8 +23,8 @@ def _summaries(frame):
 def test_full_fine_tuning_trains_every_weight_and_ships_one_model(base_dir, splits, tmp_path, tiny_config):
     from transformers import AutoModelForCausalLM
 
-    config = tiny_config("lora.mode=full", "lora.learning_rate=0.01")
-    summary = finetune_causal(base_dir, *splits, tmp_path, config.model, config.lora, config.train,
+    config = tiny_config("finetune.mode=full", "finetune.learning_rate=0.01")
+    summary = finetune_causal(base_dir, *splits, tmp_path, config.model, config.finetune, config.train,
                               report_to_mlflow=False)
     assert summary.trainable_parameters == summary.parameters and summary.steps == 4
     assert not (tmp_path / "adapter").exists() and summary.output_dir == str(tmp_path / "merged")
@@ -47,9 +47,9 @@ def test_summaries_survive_long_documents_and_sft_packing_fills_blocks(base_dir,
         assert labels[0] == IGNORE_INDEX and ids[0] == tokenizer.bos_token_id
     assert len(cut) < len(kept)  # cutting at the end drops summaries behind long documents
 
-    config = tiny_config("lora.pack_train=true", "lora.max_steps=2")
+    config = tiny_config("finetune.pack_train=true", "finetune.max_steps=2")
     summary = finetune_causal(base_dir, _summaries(splits[0]), _summaries(splits[1]), tmp_path, config.model,
-                              config.lora, config.train, keep_completion=True, report_to_mlflow=False)
+                              config.finetune, config.train, keep_completion=True, report_to_mlflow=False)
     assert summary.steps == 2 and summary.eval_loss is not None
     assert summary.train_tokens == 2 * 8 * 64  # packed: every row is a full block
 
@@ -75,10 +75,10 @@ def test_early_stopping_ends_on_the_best_checkpoint_with_gradient_checkpointing(
 
 
 def test_qlora_and_fp16_fail_before_any_compute_on_cpu(base_dir, splits, tmp_path, tiny_config):
-    config = tiny_config("lora.quantize_4bit=true")
-    with pytest.raises(ConfigError, match=r"^lora.quantize_4bit needs a CUDA device with bitsandbytes; this run is "
+    config = tiny_config("finetune.quantize_4bit=true")
+    with pytest.raises(ConfigError, match=r"^finetune.quantize_4bit needs a CUDA device with bitsandbytes; this run is "
                                           r"on the cpu"):
-        finetune_causal(base_dir, *splits, tmp_path / "q", config.model, config.lora, config.train,
+        finetune_causal(base_dir, *splits, tmp_path / "q", config.model, config.finetune, config.train,
                         report_to_mlflow=False)
     config = tiny_config("train.precision=fp16")
     with pytest.raises(ConfigError, match=r"^train.precision 'fp16' needs a CUDA device"):

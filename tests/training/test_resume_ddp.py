@@ -19,7 +19,7 @@ import pytest
 
 # 40 steps over 12 rows cross an epoch boundary; dropout makes the RNG state part of what must be restored.
 COMMON = ["--set", "model.preset=decoder-tiny", "--set", "model.vocab_size=300", "--set", "model.max_seq_len=32",
-          "--set", "lora.enabled=false", "--set", "train.device=cpu", "--set", "train.logging_steps=3",
+          "--set", "finetune.enabled=false", "--set", "train.device=cpu", "--set", "train.logging_steps=3",
           "--set", "train.system_metrics_interval=0"]
 RESUME = [*COMMON, "--set", "model.dropout=0.1", "--set", "train.max_steps=40", "--set", "train.batch_size=4",
           "--set", "train.save_steps=5", "--set", "train.eval_steps=10"]

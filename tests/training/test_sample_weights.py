@@ -19,8 +19,8 @@ from compactlm.training.causal import (
 from compactlm.training.encoding import instruction_dataset, instruction_documents, padding_collator
 
 CFG = load_config(overrides=["model.preset=decoder-tiny", "model.vocab_size=400", "model.max_seq_len=64",
-                             "train.max_steps=4", "train.batch_size=8", "lora.max_steps=4", "lora.batch_size=8",
-                             "lora.r=4", "lora.alpha=8"])
+                             "train.max_steps=4", "train.batch_size=8", "finetune.max_steps=4", "finetune.batch_size=8",
+                             "finetune.r=4", "finetune.alpha=8"])
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,6 @@ def test_lora_fine_tuning_trains_on_weighted_rows(tiny_frame, tmp_path):
     weights = [3.0 if band == "65+" else 0.8 for band in train["age_band"]]
     pretrain_decoder(train, val, tmp_path / "base", CFG.model, CFG.train, report_to_mlflow=False)
     tuned = finetune_causal(tmp_path / "base", train.assign(sample_weight=weights), val.assign(sample_weight=1.0),
-                          tmp_path / "ft", CFG.model, CFG.lora, report_to_mlflow=False)
+                          tmp_path / "ft", CFG.model, CFG.finetune, report_to_mlflow=False)
     assert tuned.steps == 4 and math.isfinite(tuned.train_loss) and tuned.eval_loss is not None
     assert (tmp_path / "ft" / "merged" / "model.safetensors").is_file()

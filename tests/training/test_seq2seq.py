@@ -46,8 +46,8 @@ def test_lora_seq2seq_trains_and_the_merged_model_reproduces_the_adapter(t5_dir,
     from peft import PeftModel
     from transformers import AutoModelForSeq2SeqLM
 
-    config = tiny_config(f"model.base={t5_dir}", "model.max_seq_len=64", "lora.target_modules=[auto]")
-    summary = finetune_seq2seq(t5_dir, *documents, tmp_path, config.model, config.lora, config.train,
+    config = tiny_config(f"model.base={t5_dir}", "model.max_seq_len=64", "finetune.target_modules=[auto]")
+    summary = finetune_seq2seq(t5_dir, *documents, tmp_path, config.model, config.finetune, config.train,
                                report_to_mlflow=False)
     assert summary.steps == 4 and summary.eval_loss is not None
     assert 0 < summary.trainable_parameters < summary.parameters
@@ -63,6 +63,7 @@ def test_lora_seq2seq_trains_and_the_merged_model_reproduces_the_adapter(t5_dir,
 
 def test_llama_module_names_are_not_t5_targets(t5_dir, documents, tiny_config, tmp_path):
     config = tiny_config(f"model.base={t5_dir}")
-    with pytest.raises(ConfigError, match=r"lora.target_modules \[.*'q_proj'.*\] are not modules of the model "
+    with pytest.raises(ConfigError, match=r"finetune.target_modules \[.*'q_proj'.*\] are not modules of the model "
                                           r"\(linear layers: .*'q'.*\)"):
-        finetune_seq2seq(t5_dir, *documents, tmp_path, config.model, config.lora, config.train, report_to_mlflow=False)
+        finetune_seq2seq(t5_dir, *documents, tmp_path, config.model, config.finetune, config.train,
+                         report_to_mlflow=False)

@@ -25,7 +25,7 @@ def bases(tmp_path_factory):
 @pytest.mark.parametrize(("overrides", "stages"), [
     ([], ["pretrain", "finetune"]),
     (["data.task=chat"], ["pretrain", "finetune"]),
-    (["lora.enabled=false"], ["pretrain"]),
+    (["finetune.enabled=false"], ["pretrain"]),
     (["distill.teacher=/models/teacher"], ["distill", "finetune"]),
     (["model.base={bases}/llama"], ["finetune"]),
     (["data.task=summarization"], ["pretrain", "finetune"]),
