@@ -15,7 +15,12 @@ from typing import IO
 
 @contextmanager
 def atomic_open(path: str | Path) -> Iterator[IO[str]]:
-    """A UTF-8 text handle whose content replaces ``path`` when the block ends without an exception."""
+    """A UTF-8 text handle whose content replaces ``path`` when the block ends without an exception.
+
+    The temporary file sits beside ``path`` (same filesystem, so ``os.replace`` is atomic, POSIX
+    ``rename``); parent folders are created. On an exception the temporary file is removed and the
+    exception propagates, leaving ``path`` as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

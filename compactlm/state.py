@@ -20,36 +20,43 @@ from compactlm.data.layout import DataLayout
 
 @dataclass(frozen=True)
 class StatePaths:
-    """The folders and URIs of one state home."""
+    """The folders and URIs of one state home (``home`` is absolute: ``state_paths`` resolves it)."""
 
     home: Path
 
     @property
     def data_repo(self) -> Path:
+        """The DVC-tracked git repository of the datasets (``<home>/data``)."""
         return DataLayout.for_home(self.home).repo
 
     @property
     def local_remote(self) -> Path:
+        """The DVC remote used when none is configured (``<home>/dvc-remote``)."""
         return self.home / "dvc-remote"
 
     @property
     def runs(self) -> Path:
+        """Working folders of flow runs and sweeps (``<home>/runs/<run id>``)."""
         return self.home / "runs"
 
     @property
     def mlflow_db(self) -> Path:
+        """The embedded MLflow tracking and registry store, a SQLite file."""
         return self.home / "mlflow.db"
 
     @property
     def mlflow_artifacts(self) -> Path:
+        """Artifact root of experiments created against the embedded store."""
         return self.home / "mlartifacts"
 
     @property
     def prefect_home(self) -> Path:
+        """PREFECT_HOME for the embedded (ephemeral) Prefect API."""
         return self.home / "prefect"
 
     @property
     def last_run(self) -> Path:
+        """The summary of the latest retrain run (``compactlm pipeline run``), as JSON."""
         return self.home / "last_run.json"
 
     def tracking_uri(self) -> str:
@@ -66,7 +73,8 @@ class StatePaths:
 
 
 def state_paths(home: str | Path | None = None) -> StatePaths:
-    """State paths for ``home`` (COMPACTLM_HOME wins, then the argument, then ``.compactlm``)."""
+    """State paths for ``home`` (COMPACTLM_HOME wins, then the argument, then ``.compactlm``), resolved to an
+    absolute path; nothing is created."""
     chosen = os.environ.get("COMPACTLM_HOME") or home or ".compactlm"
     path = Path(chosen).expanduser().resolve()
     return StatePaths(home=path)
@@ -77,6 +85,12 @@ def configure_environment(home: str | Path | None = None) -> StatePaths:
 
     Offline hub access, Prefect's home and a generous ephemeral-server start-up timeout (the server
     takes 10-25 s to start on a busy 2-core machine), quiet telemetry.
+
+    Args:
+        home: the state folder (see ``state_paths``); created if missing.
+
+    Returns:
+        The state paths.
     """
     paths = state_paths(home)
     paths.home.mkdir(parents=True, exist_ok=True)

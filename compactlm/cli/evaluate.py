@@ -21,7 +21,12 @@ def human_export(
     seed: Annotated[int, typer.Option(help="Sampling and shuffling seed.")] = 0,
     config: ConfigOption = None,
 ) -> None:
-    """Sample test messages, answer them with both models, and write a blind rating sheet."""
+    """Sample test messages, answer them with both models, and write a blind rating sheet.
+    \f
+    Raises:
+        CompactLMError: ``--n`` below 1, or a model version or alias that cannot be loaded.
+        DataError: no test split for ``data.dataset_name`` (was the dataset ingested?).
+    """
     from compactlm.data.layout import DataLayout
     from compactlm.data.versioning import read_split
     from compactlm.errors import CompactLMError

@@ -22,7 +22,11 @@ def pipeline_run(
         help="auto | wait (pause for the Prefect UI form) | defer (review later) | handoff (promote/review "
              "deployment). Default: wait with a Prefect server, else defer.")] = None,
 ) -> None:
-    """Run the retrain flow end to end and print a summary."""
+    """Run the retrain flow end to end and print a summary.
+    \f
+    Raises:
+        ConfigError: ``--approval`` other than auto, wait, defer or handoff (and any user error of the flow).
+    """
     from compactlm.errors import ConfigError
 
     prepare_runtime(config_home(config, set_, source))

@@ -58,7 +58,12 @@ def registry_promote(
     model: ModelOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Record a review decision on a version; an approval moves ``champion`` if its gate and smoke test passed."""
+    """Record a review decision on a version; an approval moves ``champion`` if its gate and smoke test passed.
+    \f
+    Raises:
+        CompactLMError: no such version (or no challenger), or an approved version that cannot become
+            champion (its gate or smoke test did not pass; the refusal is recorded first).
+    """
     from compactlm.errors import CompactLMError
     from compactlm.registry import review, store
 
@@ -82,7 +87,11 @@ def registry_rollback(
     model: ModelOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Move ``champion`` back to the previous champion."""
+    """Move ``champion`` back to the previous champion.
+    \f
+    Raises:
+        CompactLMError: no champion, no earlier champion, or a target that cannot be champion.
+    """
     from compactlm.registry import review
 
     name, _ = _connect(config, model)

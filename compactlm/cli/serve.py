@@ -67,7 +67,12 @@ def serve(
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Serve the model over an OpenAI-compatible HTTP API (reloads when the alias moves)."""
+    """Serve the model over an OpenAI-compatible HTTP API (reloads when the alias moves).
+    \f
+    Raises:
+        ModelNotFoundError: the registry URI names no model, version or alias.
+        CompactLMError: ``--model-dir`` is not a folder.
+    """
     flags = {"host": host, "port": port, "rate_limit": rate_limit, "quantization": quantize}
     overrides = [f"serve.{k}={v}" for k, v in flags.items() if v is not None]
     if log_prompts:
@@ -154,7 +159,12 @@ def quantize(
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Quantize the model, print the trade-off table, log it to MLflow and register the quantized versions."""
+    """Quantize the model, print the trade-off table, log it to MLflow and register the quantized versions.
+    \f
+    Raises:
+        ConfigError: an unknown scheme in ``--schemes`` or ``--register``.
+        CompactLMError: a ``--register`` scheme missing from ``--schemes`` (fp32 needs none).
+    """
     cfg, paths = _setup(config, set_, home)
     uri, directory = _source(cfg, model_uri, model_dir)
     from compactlm.serving.engine.quantize import normalize_scheme

@@ -24,7 +24,18 @@ Status = Literal["pass", "fail", "skipped", "info"]
 
 @dataclass
 class GateCheck:
-    """One row of the gate report."""
+    """One row of the gate report.
+
+    Attributes:
+        name: the row's label, e.g. ``rouge_l >= 0.2`` or ``rouge_l vs champion (max drop 5%)``.
+        metric: the metric's name in the evaluation's metrics dict.
+        value: the challenger's value (None: missing or NaN).
+        baseline: the champion's value, for comparison rows (None otherwise, or when missing).
+        threshold: the bound the value was held to, in the metric's own unit (for a comparison row:
+            the champion's value less the allowed drop).
+        status: ``pass``/``fail`` decide the verdict; ``skipped`` (no champion) and ``info`` (no bound) do not.
+        reason: one sentence for the report.
+    """
 
     name: str
     metric: str
@@ -41,6 +52,7 @@ class GateCheck:
 
     @property
     def decides(self) -> bool:
+        """Whether the row counts towards the verdict (``pass`` or ``fail``; not skipped or informational)."""
         return self.status in ("pass", "fail")
 
 
@@ -55,12 +67,15 @@ class GateReport:
 
     @property
     def passed(self) -> bool:
+        """True when every deciding row passed."""
         return self.verdict == "passed"
 
     def to_dict(self) -> dict:
+        """JSON-ready dict of the report; each check also carries its ``passed`` flag."""
         return {**asdict(self), "checks": [{**asdict(c), "passed": c.passed} for c in self.checks]}
 
     def to_markdown(self) -> str:
+        """The verdict, the notes and one table row per check (values to 4 significant digits)."""
         lines = [f"# Promotion gate: **{self.verdict.upper()}**", ""]
         lines += [f"- {note}" for note in self.notes]
         lines += ["", "| check | value | baseline | threshold | result | reason |", "|---|---|---|---|---|---|"]
@@ -123,11 +138,20 @@ def run_gate(metrics: dict[str, float], config: GateConfig, champion_metrics: di
              champion_version: str | None = None) -> GateReport:
     """Decide whether a challenger may be registered and proposed for promotion.
 
+    Per metric, ``min``/``max`` give absolute rows (``value >= min``, ``value <= max``) and ``max_drop``
+    a comparison row against the champion: the challenger may be at most ``max_drop`` worse, in the
+    metric's unit, or as a fraction of the champion's value (0.05 = 5%) when ``relative`` is set.
+    "Worse" follows ``higher_is_better``, else the metric's name (``metric_directions.direction_of``).
+
     Args:
-        metrics: the challenger's metrics on the frozen test split (and probes).
+        metrics: the challenger's metrics on the frozen test split (and probes), by name.
         config: the checks, keyed by metric name.
-        champion_metrics: the champion's metrics re-scored on the same data now, or None.
+        champion_metrics: the champion's metrics re-scored on the same data now, or None (first run).
         champion_version: the champion's registry version, for the report.
+
+    Returns:
+        The report: ``failed`` when any deciding row failed, else ``passed``; never raises on a missing
+        metric (that row fails).
     """
     has_champion = champion_metrics is not None
     checks: list[GateCheck] = []

@@ -23,7 +23,13 @@ from compactlm.training.encoding import (
 
 @dataclass
 class LikelihoodResult:
-    """Summed negative log-likelihood of the reference responses and what it was summed over."""
+    """Summed negative log-likelihood of the reference responses and what it was summed over.
+
+    Attributes:
+        nll: total negative log-likelihood in nats (natural log), summed over every scored token.
+        tokens: how many target tokens were scored (completion tokens and EOS; prompts and padding excluded).
+        words: whitespace-separated words of the references, plus one per reference for its end.
+    """
 
     nll: float
     tokens: int
@@ -31,16 +37,24 @@ class LikelihoodResult:
 
     @property
     def perplexity(self) -> float:
-        """Per-token perplexity (depends on the tokenizer: compare only models sharing one)."""
+        """Per-token perplexity ``exp(nll / tokens)``, the standard definition (Jelinek et al. 1977).
+
+        It depends on the tokenizer: compare only models that share one.
+        """
         return math.exp(self.nll / max(self.tokens, 1))
 
     @property
     def word_perplexity(self) -> float:
-        """Per-word perplexity: the same NLL spread over whitespace words, comparable across tokenizers."""
+        """Per-word perplexity ``exp(nll / words)``: the same NLL spread over whitespace words.
+
+        Comparable across tokenizers; the definition of lm-evaluation-harness's ``word_perplexity``
+        (EleutherAI, https://github.com/EleutherAI/lm-evaluation-harness).
+        """
         return math.exp(self.nll / max(self.words, 1))
 
 
 def is_seq2seq(model) -> bool:
+    """Whether ``model`` is an encoder-decoder (T5, BART...): its config's ``is_encoder_decoder``."""
     return bool(getattr(model.config, "is_encoder_decoder", False))
 
 
@@ -59,13 +73,37 @@ def _pad(rows: Sequence[Sequence[int]], value: int, left: bool = False):
 
 
 def eval_pairs(frame: pd.DataFrame, model) -> tuple[list[str], list[str]]:
-    """(model inputs, reference outputs) of the rows: rendered prompts, or ``summarize:`` sources for seq2seq."""
+    """(model inputs, reference outputs) of the rows: rendered prompts, or ``summarize:`` sources for seq2seq.
+
+    Returns:
+        Two lists of strings of ``len(frame)`` each (see ``supervised_pairs``, ``source_target_pairs``).
+
+    Raises:
+        DataError: the frame has no supervised columns.
+    """
     return source_target_pairs(frame) if is_seq2seq(model) else supervised_pairs(frame)
 
 
 def response_likelihood(model, tokenizer, frame: pd.DataFrame, max_length: int, batch_size: int = 32,
                         keep_completion: bool = False) -> LikelihoodResult:
-    """Sum the NLL of each reference completion (and its EOS) given its prompt, teacher-forced."""
+    """Sum the NLL of each reference completion (and its EOS) given its prompt, teacher-forced.
+
+    Args:
+        model: a causal or seq2seq transformers model; inputs go to the device of its parameters.
+        tokenizer: its tokenizer (``pad_token_id`` set).
+        frame: supervised rows (see ``eval_pairs``).
+        max_length: tokens per pair for a causal LM (prompt + completion); for seq2seq, per source
+            and per target.
+        batch_size: rows per forward pass.
+        keep_completion: causal LM: cut long prompts in the middle rather than the pair at the end
+            (see ``encode_prompt_completion``).
+
+    Returns:
+        The summed NLL (nats) with its token and word counts, from which both perplexities follow.
+
+    Raises:
+        DataError: the frame has no supervised columns.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -104,7 +142,21 @@ def response_likelihood(model, tokenizer, frame: pd.DataFrame, max_length: int, 
 
 def generate_from_prompts(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 32,
                           max_length: int | None = None) -> list[str]:
-    """Greedy completions of already-rendered prompts, decoded without the prompt and special tokens."""
+    """Greedy completions of already-rendered prompts, decoded without the prompt and special tokens.
+
+    Args:
+        model: a causal or seq2seq transformers model; inputs go to the device of its parameters.
+        tokenizer: its tokenizer (``pad_token_id`` set; BOS and EOS for a causal LM).
+        prompts: rendered prompts (``format_prompt``), or prefixed sources for seq2seq.
+        max_new_tokens: most tokens generated per prompt.
+        batch_size: prompts per ``generate`` call.
+        max_length: the context in tokens (default: the model's ``max_position_embeddings``, else 2048).
+            A causal LM keeps the last ``max_length - max_new_tokens`` prompt tokens (the question and
+            the response marker are at the end; left padding); a seq2seq source is cut at ``max_length``.
+
+    Returns:
+        One stripped answer per prompt, in order.
+    """
     import torch
 
     device = next(model.parameters()).device
@@ -136,6 +188,9 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], max_new_toke
 
 def generate_responses(model, tokenizer, instructions: Sequence[str], max_new_tokens: int, batch_size: int = 32,
                        max_length: int | None = None) -> list[str]:
-    """Greedy responses to customer messages (rendered with the prompt template)."""
+    """Greedy responses to raw customer messages, rendered with ``format_prompt`` first.
+
+    Arguments and return value as ``generate_from_prompts`` (``max_new_tokens`` and ``max_length`` in tokens).
+    """
     return generate_from_prompts(model, tokenizer, [format_prompt(i) for i in instructions], max_new_tokens,
                                  batch_size, max_length)

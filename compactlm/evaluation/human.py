@@ -32,11 +32,17 @@ def export_sheet(prompts: list[str], answers: dict[str, list[str]], out_dir: str
     """Write the blind rating sheet for three systems (e.g. reference, champion, challenger).
 
     Args:
-        prompts: the customer messages.
+        prompts: the customer messages, one item each (ids ``item-001``, ``item-002``...).
         answers: system name -> one answer per prompt; exactly three systems.
-        out_dir: receives sheet.csv, sheet.html and key.json.
-        seed: shuffles the order of the answers per item.
+        out_dir: receives sheet.csv, sheet.html and key.json (created if missing; files written atomically).
+        seed: seeds numpy's generator that shuffles the order of the answers per item.
         metadata: recorded in the key (model versions, data version...).
+
+    Returns:
+        ``{"csv": ..., "html": ..., "key": ...}``: the paths written.
+
+    Raises:
+        DataError: not exactly three systems, or a system without exactly one answer per prompt.
     """
     if len(answers) != 3:
         raise DataError(f"a rating sheet compares exactly 3 systems, got {len(answers)}: {sorted(answers)}")
@@ -98,7 +104,19 @@ function save() {{
 
 @dataclass
 class HumanEvalResult:
-    """Win rates and the Turing-test figure over the rated items."""
+    """Win rates and the Turing-test figure over the rated items; every rate is a fraction in [0, 1].
+
+    Attributes:
+        n_items: items in the key.
+        n_rated_best: ratings with a ``best`` pick (blanks skipped).
+        n_rated_human: ratings with a ``human`` pick.
+        win_rate: per system, its share of the ``best`` picks.
+        challenger_vs_champion: the challenger's share of the ``best`` picks that went to the challenger
+            or the champion (None when neither was ever picked).
+        picked_as_human: per system, its share of the ``human`` picks.
+        turing_fooled_rate: the share of ``human`` picks that went to a model rather than the reference
+            (None without any ``human`` pick); a blind imitation game after Turing (1950).
+    """
 
     n_items: int
     n_rated_best: int
@@ -109,9 +127,12 @@ class HumanEvalResult:
     turing_fooled_rate: float | None
 
     def to_dict(self) -> dict:
+        """The result as a plain dict."""
         return asdict(self)
 
     def metrics(self) -> dict[str, float]:
+        """Flat metrics for MLflow: ``human_win_rate_<system>``, ``human_picked_as_human_<system>``, and
+        ``human_challenger_vs_champion`` / ``human_turing_fooled_rate`` when defined (fractions in [0, 1])."""
         out = {f"human_win_rate_{k}": v for k, v in self.win_rate.items()}
         out.update({f"human_picked_as_human_{k}": v for k, v in self.picked_as_human.items()})
         if self.challenger_vs_champion is not None:
@@ -124,8 +145,17 @@ class HumanEvalResult:
 def import_ratings(ratings_path: str | Path, key_path: str | Path, reference: str = "reference") -> HumanEvalResult:
     """Join ratings (item_id, best, human; blanks allowed) with the key and compute the figures.
 
+    Args:
+        ratings_path: the raters' CSV/JSONL/Parquet (``item_id``, ``best``, ``human``: slot 1, 2 or 3).
+        key_path: the ``key.json`` that ``export_sheet`` wrote.
+        reference: the system name of the human-written answers, for the Turing-test figure.
+
+    Returns:
+        The win rates; ``challenger_vs_champion`` needs systems named ``challenger`` and ``champion``.
+
     Raises:
-        DataError: a missing column, an unknown item id or a rating outside 1/2/3 (naming the row).
+        DataError: an unreadable ratings or key file, a missing column, an unknown item id or a rating
+            outside 1/2/3 (naming the row).
     """
     from compactlm.data.sources import read_table
 

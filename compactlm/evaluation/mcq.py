@@ -3,7 +3,8 @@
 Each question offers four candidate replies (one from the right intent, three from other categories).
 A causal LM answers by likelihood: the option whose tokens have the highest mean log-probability given
 the prompt wins, the standard zero-shot MCQ method for small models, which cannot follow an "answer
-with a letter" instruction. One JSONL record per question::
+with a letter" instruction (per-token normalisation as in Brown et al. 2020, "Language Models are
+Few-Shot Learners", section 2.4). One JSONL record per question::
 
     {"question_id", "question", "options", "answer_gt",
      "model_output": {"reasoning_steps", "final_answer"}, "is_correct"}
@@ -33,7 +34,21 @@ LETTERS = "ABCD"
 
 
 def build_mcq_set(frame: pd.DataFrame, n_questions: int, seed: int) -> list[dict]:
-    """Questions from instruction rows: the row's own response plus three from other categories."""
+    """Questions from instruction rows: the row's own response plus three from other categories.
+
+    Args:
+        frame: instruction rows (``instruction``, ``response``, ``intent``, ``category``) spanning at
+            least four categories.
+        n_questions: how many rows become questions (at most ``len(frame)``).
+        seed: seeds the row sample, the distractors and the option order.
+
+    Returns:
+        Records with ``question_id``, ``question``, ``options`` (letters A-D -> reply), ``answer_gt``
+        (the right letter) and ``intent``.
+
+    Raises:
+        ValueError: fewer than three categories besides a question's own (numpy cannot draw the distractors).
+    """
     rng = np.random.default_rng(seed)
     rows = frame.sample(n=min(n_questions, len(frame)), random_state=seed).reset_index(drop=True)
     by_category = {c: g["response"].tolist() for c, g in frame.groupby("category")}
@@ -52,7 +67,18 @@ def build_mcq_set(frame: pd.DataFrame, n_questions: int, seed: int) -> list[dict
 
 
 def load_mcq_set(path: str | Path | None = None) -> tuple[list[dict], str]:
-    """The questions of an MCQ JSONL file (default: the bundled set) and the file's SHA-256."""
+    """The questions of an MCQ JSONL file (default: the bundled set) and the file's SHA-256.
+
+    Args:
+        path: a JSONL file of question records (``eval.mcq_path``); None: ``BUNDLED_MCQ``.
+
+    Returns:
+        ``(questions, sha256 hex digest of the file's bytes)``.
+
+    Raises:
+        DataError: the file does not exist, a line is not a JSON object, or a record lacks ``question_id``,
+            ``question``, ``options`` or an ``answer_gt`` among the option keys (naming the line).
+    """
     path = Path(path) if path else BUNDLED_MCQ
     if not path.is_file():
         raise DataError(f"eval.mcq_path: file {path} does not exist")
@@ -67,7 +93,20 @@ def load_mcq_set(path: str | Path | None = None) -> tuple[list[dict], str]:
 
 
 def option_scores(model, tokenizer, question: str, options: dict[str, str]) -> dict[str, float]:
-    """Mean log-probability of each option's tokens (and EOS) given the prompt."""
+    """Mean log-probability of each option's tokens (and EOS) given the prompt.
+
+    One forward pass over the four ``BOS + format_prompt(question) + option + EOS`` sequences (each
+    cut to its last ``max_position_embeddings`` tokens, default 2048), right-padded.
+
+    Args:
+        model: a causal LM; inputs go to the device of its parameters.
+        tokenizer: its tokenizer (BOS, EOS and pad ids set).
+        question: the raw customer message.
+        options: letter -> candidate reply.
+
+    Returns:
+        Letter -> mean natural-log probability per option token (<= 0; higher is more likely).
+    """
     import torch
 
     prompt = [tokenizer.bos_token_id, *tokenizer(format_prompt(question), add_special_tokens=False)["input_ids"]]
@@ -91,6 +130,15 @@ def option_scores(model, tokenizer, question: str, options: dict[str, str]) -> d
 
 @dataclass
 class MCQResult:
+    """Outcome of ``evaluate_mcq``.
+
+    Attributes:
+        accuracy: share of questions answered right, in [0, 1] (0.25 is chance with four options).
+        n_questions: how many questions were asked.
+        records_path: the JSONL file with one record per question.
+        set_sha256: SHA-256 of the question file, so a figure names the exact set it was measured on.
+    """
+
     accuracy: float
     n_questions: int
     records_path: str
@@ -98,7 +146,17 @@ class MCQResult:
 
 
 def evaluate_mcq(model, tokenizer, questions: list[dict], output_path: str | Path, set_sha256: str) -> MCQResult:
-    """Answer every question, write one JSONL record per question atomically, and return the accuracy."""
+    """Answer every question, write one JSONL record per question atomically, and return the accuracy.
+
+    Args:
+        model, tokenizer: a causal LM and its tokenizer (see ``option_scores``).
+        questions: records as ``load_mcq_set`` returns them.
+        output_path: the JSONL file to write (replaced atomically).
+        set_sha256: the question file's digest, passed through to the result.
+
+    Returns:
+        The accuracy (0.0 for an empty set) and where the records are.
+    """
     output_path = Path(output_path)
     correct = 0
     with atomic_open(output_path) as out:

@@ -1,7 +1,8 @@
 """Metric functions: ROUGE (rouge-score), BLEU (sacrebleu), exact match, accuracy, macro-F1, slices, size.
 
-Pure functions over lists of strings or labels, each tested against hand-computed values. The
-evaluation run that produces the pipeline's metrics is in ``compactlm.evaluation.runner``.
+Pure functions over lists of strings or labels, each tested against hand-computed values; the
+pairwise ones raise ``ValueError`` when predictions and references differ in length. The evaluation
+run that produces the pipeline's metrics is in ``compactlm.evaluation.runner``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,22 @@ def _aligned(predictions: Sequence, references: Sequence) -> None:
 
 
 def rouge_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Mean ROUGE-1, ROUGE-2 and ROUGE-L F1 (rouge-score, stemmed), each in [0, 1]."""
+    """Mean ROUGE-1, ROUGE-2 and ROUGE-L F1 over the pairs, each in [0, 1].
+
+    ROUGE as defined by Lin (2004), "ROUGE: A Package for Automatic Evaluation of Summaries"; computed
+    with Google's ``rouge-score`` package (Porter stemmer on; ROUGE-L is the sentence-level LCS
+    ``rougeL``, not ``rougeLsum``).
+
+    Args:
+        predictions: generated texts.
+        references: one reference text per prediction.
+
+    Returns:
+        ``{"rouge_1", "rouge_2", "rouge_l"}``; all 0.0 for empty input.
+
+    Raises:
+        ValueError: predictions and references differ in length.
+    """
     from rouge_score import rouge_scorer
 
     _aligned(predictions, references)
@@ -37,12 +53,20 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[
 
 
 def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """Mean ROUGE-L F1 (rouge-score, stemmed), in [0, 1]."""
+    """Mean ROUGE-L F1 (rouge-score, stemmed), in [0, 1]; see ``rouge_scores``.
+
+    Raises:
+        ValueError: predictions and references differ in length.
+    """
     return rouge_scores(predictions, references)["rouge_l"]
 
 
 def rouge_l_per_pair(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
-    """ROUGE-L F1 of each pair (for slices and per-answer rubrics)."""
+    """ROUGE-L F1 of each pair, each in [0, 1] (for slices and per-answer rubrics); see ``rouge_scores``.
+
+    Raises:
+        ValueError: predictions and references differ in length.
+    """
     from rouge_score import rouge_scorer
 
     _aligned(predictions, references)
@@ -51,7 +75,15 @@ def rouge_l_per_pair(predictions: Sequence[str], references: Sequence[str]) -> l
 
 
 def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """Corpus BLEU (sacrebleu, default 13a tokenisation), in [0, 100]."""
+    """Corpus BLEU with one reference per prediction, in [0, 100] (not [0, 1]).
+
+    BLEU after Papineni et al. (2002); computed with sacrebleu's ``corpus_bleu`` and its defaults
+    (13a tokenisation, exponential smoothing; Post 2018, "A Call for Clarity in Reporting BLEU Scores").
+    Returns 0.0 for empty input.
+
+    Raises:
+        ValueError: predictions and references differ in length.
+    """
     import sacrebleu
 
     _aligned(predictions, references)
@@ -64,12 +96,20 @@ _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
 
 
 def normalize_answer(text: str) -> str:
-    """Lowercase, drop punctuation, collapse whitespace (the SQuAD-style normalisation)."""
+    """Lowercase, turn ASCII punctuation into spaces, collapse whitespace.
+
+    Close to the answer normalisation of the SQuAD v1.1 evaluation script (Rajpurkar et al. 2016), but
+    punctuation becomes a space instead of vanishing, and articles (a, an, the) are kept.
+    """
     return " ".join(_PUNCT.sub(" ", text.lower()).split())
 
 
 def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """Share of predictions equal to their reference after ``normalize_answer``, in [0, 1]."""
+    """Share of predictions equal to their reference after ``normalize_answer``, in [0, 1] (0.0 when empty).
+
+    Raises:
+        ValueError: predictions and references differ in length.
+    """
     _aligned(predictions, references)
     if not predictions:
         return 0.0
@@ -77,15 +117,24 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
 
 
 def accuracy(predictions: Sequence, labels: Sequence) -> float:
-    """Share of exact label matches, in [0, 1]."""
+    """Share of exact label matches, in [0, 1] (0.0 when empty).
+
+    Raises:
+        ValueError: predictions and references differ in length.
+    """
     _aligned(predictions, labels)
     return sum(p == y for p, y in zip(predictions, labels)) / len(labels) if labels else 0.0
 
 
 def macro_f1(predictions: Sequence, labels: Sequence) -> float:
-    """Unweighted mean of per-class F1 over every class seen in labels or predictions.
+    """Unweighted mean of per-class F1 over every class seen in labels or predictions, in [0, 1].
 
-    A class never predicted and never present cannot occur; a class with no true positives scores 0.
+    Per class ``F1 = 2TP / (2TP + FP + FN)``; a class with no true positives scores 0 (a class never
+    predicted and never present cannot occur). Equal to scikit-learn's ``f1_score(average="macro",
+    zero_division=0)`` over the union of labels and predictions. Returns 0.0 when empty.
+
+    Raises:
+        ValueError: predictions and references differ in length.
     """
     _aligned(predictions, labels)
     classes = sorted(set(labels) | set(predictions), key=str)
@@ -101,13 +150,25 @@ def macro_f1(predictions: Sequence, labels: Sequence) -> float:
 
 
 def slice_means(values: Sequence[float], groups: Sequence[str]) -> dict[str, float]:
-    """Mean of ``values`` per group (e.g. ROUGE-L per intent), groups sorted by name."""
+    """Mean of ``values`` per group (e.g. ROUGE-L per intent), groups sorted by name.
+
+    Args:
+        values: one number per row.
+        groups: one group name per row (same length as ``values``).
+
+    Returns:
+        Group name -> mean of its values, in the unit of ``values``.
+    """
     frame = pd.DataFrame({"value": list(values), "group": list(groups)})
     return {str(k): float(v) for k, v in frame.groupby("group", sort=True)["value"].mean().items()}
 
 
 def model_size_mb(model_dir: str | Path) -> float:
-    """Size of the weight files of a saved model (safetensors / bin / pt), in MB (10^6 bytes)."""
+    """Size of the weight files of a saved model, in MB (10^6 bytes, not MiB).
+
+    Counts every ``.safetensors``, ``.bin``, ``.pt`` and ``.pth`` file under ``model_dir``, recursively;
+    tokenizer and config files are left out. 0.0 for a folder without weights.
+    """
     folder = Path(model_dir)
     files = [p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".pth") and p.is_file()]
     return sum(p.stat().st_size for p in files) / 1e6

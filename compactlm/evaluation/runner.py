@@ -35,7 +35,18 @@ _TEXT_COLUMNS = ("instruction", "response", "text", "document", "summary")
 
 @dataclass
 class EvalResult:
-    """Metrics of one model, the markdown report of each section, output files and a few examples."""
+    """Metrics of one model, the markdown report of each section, output files and a few examples.
+
+    Attributes:
+        metrics: metric name -> value (see ``evaluate_model`` for names and units).
+        n_rows: test rows scored teacher-forced (perplexity) or classified.
+        n_generated: rows answered by generation.
+        seconds: wall time of the whole evaluation, in seconds.
+        examples: up to five ``{"instruction", "reference", "generated"}`` rows for the report.
+        reports: section name (``slices``, ``mcq``, ``counterfactual-bias``, ``robustness``, ``safety``) -> markdown.
+        files: output name -> path (``mcq``: the JSONL records).
+        slices: column -> group -> mean ROUGE-L F1 (or accuracy per ``label`` for a classifier).
+    """
 
     metrics: dict[str, float]
     n_rows: int
@@ -47,6 +58,7 @@ class EvalResult:
     slices: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The result as a plain dict."""
         return asdict(self)
 
     def to_markdown(self, title: str) -> str:
@@ -100,7 +112,18 @@ def _generation_section(model, tokenizer, sample: pd.DataFrame, config: EvalConf
 
 def evaluate_classifier(model, tokenizer, test: pd.DataFrame, max_length: int,
                         model_size_mb: float | None = None) -> EvalResult:
-    """Accuracy, macro-F1, per-label accuracy and latency of a sequence classifier on the test split."""
+    """Accuracy, macro-F1, per-label accuracy and latency of a sequence classifier on the test split.
+
+    Args:
+        model, tokenizer: a sequence classifier with ``id2label`` in its config, and its tokenizer.
+        test: rows with ``text`` and ``label``.
+        max_length: tokens per text (longer texts are truncated).
+        model_size_mb: the weight files' size in MB (10^6 bytes), reported as ``model_size_mb``.
+
+    Returns:
+        ``accuracy``, ``macro_f1`` and ``slice_min_accuracy_label`` (fractions in [0, 1]; see
+        ``compactlm.evaluation.metrics``) and ``latency_ms_per_answer`` (batched wall time per text, ms).
+    """
     from compactlm.training.encoder import predict_labels
 
     start = time.perf_counter()
@@ -124,19 +147,32 @@ def evaluate_classifier(model, tokenizer, test: pd.DataFrame, max_length: int,
 def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max_length: int,
                    output_dir: str | Path, training_texts: Sequence[str] = (),
                    model_size_mb: float | None = None, task: str = "instruction") -> EvalResult:
-    """Score a causal LM on the test split, the MCQ set and the probes.
+    """Score a model on the test split and, for conversational shapes, the MCQ set and the probes.
+
+    A generative model (causal LM or seq2seq) gets ``perplexity`` and ``word_perplexity`` over every test
+    row (``LikelihoodResult``), then on ``eval.max_generate_samples`` seeded rows ``rouge_1``/``rouge_2``/
+    ``rouge_l`` and ``exact_match`` (fractions), ``bleu`` (0-100), ``latency_ms_per_answer`` (batched
+    generation wall time per answer, ms), ``generation_tokens_per_second`` and ``slice_min_rouge_l_<column>``
+    (the worst intent or category). Conversational shapes add ``mcq_accuracy`` and the probes' metrics.
 
     Args:
-        model, tokenizer: a transformers causal LM and its tokenizer.
-        test: the frozen test split (instruction, response, intent, category).
-        config: sample sizes, generation length and probe settings.
-        max_length: the context length used for teacher-forced perplexity.
+        model, tokenizer: a transformers model and its tokenizer.
+        test: the frozen test split (e.g. instruction, response, intent, category).
+        config: sample sizes, generation length (tokens) and probe settings.
+        max_length: the context length in tokens, for teacher-forced perplexity and generation.
         output_dir: receives ``mcq.jsonl`` (one record per question).
         training_texts: the training texts, whose PII-like strings must never appear in answers.
-        model_size_mb: the size of the model's weight files, reported as ``model_size_mb``.
+        model_size_mb: the size of the model's weight files in MB (10^6 bytes), reported as ``model_size_mb``.
         task: the data shape (``compactlm.shapes``): a classification shape is scored by
             ``evaluate_classifier``; the MCQ set and the probes (support conversations) run for
             conversational shapes only.
+
+    Returns:
+        The metrics, section reports and files.
+
+    Raises:
+        ConfigError: an unknown ``task``.
+        DataError: rows without supervised columns, or an unreadable MCQ set (``eval.mcq_path``).
     """
     shape = get_shape(task)
     if shape.evaluation == "classification":
@@ -198,6 +234,11 @@ def evaluate_version(model, tokenizer, version: DatasetVersion, config: EvalConf
     """``evaluate_model`` on a dataset version: its frozen test split, its train split as the PII reference.
 
     The candidate and the re-scored champion both go through here, so their figures are comparable.
+    Arguments as ``evaluate_model``.
+
+    Raises:
+        DataError: a split file is missing, or as ``evaluate_model``.
+        ConfigError: an unknown ``task``.
     """
     return evaluate_model(model, tokenizer, read_split(version.path, "test"), config, max_length, output_dir,
                           training_texts=training_texts(read_split(version.path, "train")),

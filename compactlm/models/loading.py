@@ -46,8 +46,16 @@ def _download_registry_model(uri: str) -> Path:
 def resolve_model_ref(ref: str, field: str = "model.base") -> str:
     """A local folder for a folder or registry URI; a hub id is returned as is (checked when loaded).
 
+    Args:
+        ref: a model folder, a ``models:/name@alias`` / ``models:/name/3`` / ``runs:/`` URI, or a hub id.
+        field: the config field named in error messages.
+
+    Returns:
+        The folder path (a registry version is downloaded first), or the hub id unchanged.
+
     Raises:
-        ConfigError: a path that does not exist, or a folder without a transformers ``config.json``.
+        ConfigError: a path that does not exist, a folder without a transformers ``config.json``, or a
+            registry URI MLflow cannot resolve.
     """
     ref = str(ref).strip()
     if ref.startswith(("models:/", "runs:/")):
@@ -64,6 +72,9 @@ def resolve_model_ref(ref: str, field: str = "model.base") -> str:
 
 def load_model_config(ref: str, field: str = "model.base"):
     """The transformers config of a folder, registry URI or hub id (the hub only when online).
+
+    Returns:
+        A ``transformers.PretrainedConfig``.
 
     Raises:
         ConfigError: one line: a missing folder, an uncached hub id while offline, or an unknown id.
@@ -91,7 +102,11 @@ def _unreachable(ref: str, source: str, field: str, exc: Exception) -> ConfigErr
 
 
 def detect_kind(config: Any) -> Kind:
-    """``seq2seq`` for encoder-decoders, ``causal`` for decoders, ``encoder`` for BERT-like models."""
+    """``seq2seq`` for encoder-decoders, ``causal`` for decoders, ``encoder`` for BERT-like models.
+
+    Decided by ``is_encoder_decoder``, then the saved ``architectures`` names, then whether transformers
+    maps the ``model_type`` to a causal LM.
+    """
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     if getattr(config, "is_encoder_decoder", False):
@@ -105,7 +120,7 @@ def detect_kind(config: Any) -> Kind:
 
 
 def max_positions(config: Any) -> int | None:
-    """The longest sequence a model's position embeddings cover (None: relative positions, e.g. T5)."""
+    """The longest sequence, in tokens, a model's position embeddings cover (None: relative positions, e.g. T5)."""
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:
@@ -114,7 +129,17 @@ def max_positions(config: Any) -> int | None:
 
 
 def check_seq_len(config: Any, max_seq_len: int, field: str = "model.max_seq_len") -> None:
-    """Fail before any compute when ``max_seq_len`` exceeds the model's positions."""
+    """Fail before any compute when ``max_seq_len`` exceeds the model's positions.
+
+    Args:
+        config: a transformers config (see ``max_positions``).
+        max_seq_len: the requested context length, in tokens.
+        field: the config field named in the error.
+
+    Raises:
+        ConfigError: ``max_seq_len`` is larger than the base's position embeddings (a model with
+            relative positions accepts any length).
+    """
     positions = max_positions(config)
     if positions is not None and max_seq_len > positions:
         raise ConfigError(f"{field} must be in [8, {positions}] (the base's positions), got {max_seq_len}")
@@ -122,6 +147,10 @@ def check_seq_len(config: Any, max_seq_len: int, field: str = "model.max_seq_len
 
 def load_tokenizer_for(ref: str, field: str = "model.base"):
     """The tokenizer of a folder, registry URI or hub id, with a pad token (EOS when it defines none).
+
+    Args:
+        ref: as ``resolve_model_ref``.
+        field: the config field named in error messages.
 
     Raises:
         ConfigError: the tokenizer cannot be read (see ``load_model_config``), or has no pad/EOS token.
@@ -148,8 +177,9 @@ def load_base(name_or_path: str, kind: Kind, num_labels: int | None = None,
     Args:
         name_or_path: a saved model folder, a ``models:/`` registry URI or a hub id.
         kind: ``causal``, ``seq2seq``, ``encoder`` (masked LM) or ``classifier`` (sequence classification).
-        num_labels: classifier only; ``id2label`` also names them (saved in the model's config).
-        max_seq_len: checked against the base's positions before the weights are read.
+        num_labels: classifier only (default 2); ``id2label`` also names them (saved in the model's config).
+        id2label: classifier only: label id -> label string; overrides ``num_labels``.
+        max_seq_len: in tokens; checked against the base's positions before the weights are read.
         field: the config field named in error messages.
         **model_kwargs: passed to ``from_pretrained`` (``quantization_config``, ``dtype``...).
 
@@ -184,9 +214,16 @@ def load_base(name_or_path: str, kind: Kind, num_labels: int | None = None,
 
 
 def load_trained(model_dir: str | Path, task: str):
-    """A model this project trained, from its ``save_pretrained`` folder, with the head its task needs (saved
-    labels kept): a classifier for ``classification``, else seq2seq or causal LM by its config. Returns
-    ``(model, tokenizer)``."""
+    """A model this project trained, from its ``save_pretrained`` folder, with the head its task needs.
+
+    Args:
+        model_dir: the folder with ``config.json``, weights and tokenizer.
+        task: the data shape; ``classification`` loads a sequence classifier (its saved labels kept),
+            anything else a seq2seq or causal LM by the saved config.
+
+    Returns:
+        ``(model, tokenizer)``, on the CPU.
+    """
     import transformers
 
     config = transformers.AutoConfig.from_pretrained(str(model_dir))

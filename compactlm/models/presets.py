@@ -15,7 +15,18 @@ from compactlm.errors import ConfigError
 
 @dataclass(frozen=True)
 class Preset:
-    """Shape of one preset; the vocabulary size comes from the trained tokenizer."""
+    """Shape of one preset; the vocabulary size comes from the trained tokenizer.
+
+    Attributes:
+        kind: ``decoder`` (Llama-style causal LM) or ``encoder`` (BERT-style).
+        hidden_size: width of the residual stream (model dimension).
+        num_layers: transformer blocks.
+        num_heads: attention heads; the head size is ``hidden_size // num_heads``.
+        intermediate_size: width of the feed-forward layer (SwiGLU for decoders, GELU for encoders).
+        max_position_embeddings: the longest sequence, in tokens (RoPE range for decoders, learned
+            positions for encoders).
+        num_kv_heads: key/value heads for grouped-query attention (Ainslie et al. 2023); None: one per head.
+    """
 
     kind: Literal["decoder", "encoder"]
     hidden_size: int
@@ -26,7 +37,16 @@ class Preset:
     num_kv_heads: int | None = None  # grouped-query attention for the larger decoders
 
     def approx_params(self, vocab_size: int) -> int:
-        """Parameters for a vocabulary (embeddings tied for decoders), to within a few percent."""
+        """Parameters for a vocabulary (embeddings tied for decoders), to within a few percent.
+
+        Decoder layer: Q/O ``2h^2``, K/V ``2h * kv`` (``kv`` = key/value width), SwiGLU ``3hi``, two
+        RMSNorms ``2h``; plus the tied embedding and the final norm. Encoder layer: Q/K/V/O ``4h^2``, FFN
+        ``2hi``, biases and LayerNorms ``9h + i``; plus word, position and two token-type embeddings
+        (the embedding LayerNorm, pooler and heads are left out).
+
+        Args:
+            vocab_size: tokens in the vocabulary.
+        """
         h, i, n = self.hidden_size, self.intermediate_size, self.num_layers
         kv = (self.num_kv_heads or self.num_heads) * (h // self.num_heads)
         if self.kind == "decoder":
@@ -54,7 +74,11 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
-    """Return a preset by name, or fail naming the choices."""
+    """Return a preset by name, or fail naming the choices.
+
+    Raises:
+        ConfigError: an unknown name (``model.preset``).
+    """
     if name not in PRESETS:
         raise ConfigError(f"model.preset must be one of {sorted(PRESETS)}, got {name!r}")
     return PRESETS[name]
@@ -64,11 +88,20 @@ def build_decoder(name: str, vocab_size: int, pad_token_id: int, bos_token_id: i
                   dropout: float | None = None):
     """Build a randomly initialised Llama-style causal LM for a decoder preset.
 
+    RMSNorm epsilon 1e-6 and initializer range 0.02 are ``transformers.LlamaConfig``'s defaults,
+    written out so the saved config does not depend on the library version.
+
     Args:
-        dropout: attention dropout; None keeps Llama's default (0).
+        name: a decoder preset (``decoder-*``).
+        vocab_size: the tokenizer's size (``len(tokenizer)``, special tokens included).
+        pad_token_id, bos_token_id, eos_token_id: the tokenizer's special token ids.
+        dropout: attention dropout probability; None keeps Llama's default (0).
 
     Returns:
-        A ``transformers.LlamaForCausalLM`` with tied input/output embeddings.
+        A ``transformers.LlamaForCausalLM`` with tied input/output embeddings, on the CPU, in fp32.
+
+    Raises:
+        ConfigError: an unknown preset, or an encoder preset.
     """
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -102,12 +135,19 @@ def build_encoder(name: str, vocab_size: int, pad_token_id: int, head: str = "ml
     """Build a randomly initialised BERT-style encoder for an encoder preset.
 
     Args:
+        name: an encoder preset (``encoder-*``; ``encoder-base`` is BERT-base, Devlin et al. 2019).
+        vocab_size: the tokenizer's size (``len(tokenizer)``, special tokens included).
+        pad_token_id: the tokenizer's pad id.
         head: ``mlm`` (masked-LM pretraining, tied output embeddings) or ``classification``.
-        id2label: the classification labels (their count is the head's width).
-        dropout: hidden and attention dropout; None keeps BERT's default (0.1).
+        id2label: the classification labels, id -> string (their count is the head's width).
+        dropout: hidden and attention dropout probability; None keeps BERT's default (0.1).
 
     Returns:
-        A ``transformers.BertForMaskedLM`` or ``BertForSequenceClassification``.
+        A ``transformers.BertForMaskedLM`` or ``BertForSequenceClassification``, on the CPU, in fp32.
+
+    Raises:
+        ConfigError: an unknown preset, a decoder preset, an unknown head, or a classification head
+            without labels.
     """
     from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
 

@@ -38,6 +38,13 @@ def format_prompt(instruction: str) -> str:
     message typed with stray spaces reaches the model the way the training data did. A message
     typed in capitals is lower-cased (placeholders kept): byte-level BPE turns shouted words into
     rare tokens a compact model has barely seen, and the casing carries no meaning the reply needs.
+    "In capitals" means at least 4 letters outside ``{{placeholders}}``, 70% or more of them upper-case.
+
+    Args:
+        instruction: the raw customer message.
+
+    Returns:
+        ``PROMPT_TEMPLATE`` filled with the normalised message; the response follows it directly.
     """
     lines = (" ".join(line.split()) for line in instruction.strip().splitlines())
     return PROMPT_TEMPLATE.format(instruction=_unshout("\n".join(lines)))
@@ -59,13 +66,20 @@ def _unshout(text: str) -> str:
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length: int):
     """Train a byte-level BPE tokenizer on ``texts``.
 
+    Byte-level BPE as in GPT-2 (Radford et al. 2019): the 256 byte symbols are the initial alphabet,
+    so any text encodes without unknown tokens. No BOS/EOS is added on encoding: callers add them.
+
     Args:
         texts: the training corpus (the train split only, never validation or test).
-        vocab_size: target vocabulary, special tokens included.
-        model_max_length: the model's context length, stored on the tokenizer.
+        vocab_size: target vocabulary in tokens, special tokens included (at least 260: 256 bytes + 4
+            special tokens); the result can be smaller on a small corpus.
+        model_max_length: the model's context length in tokens, stored on the tokenizer.
 
     Returns:
         A ``transformers.PreTrainedTokenizerFast`` with pad/bos/eos/unk and the chat template set.
+
+    Raises:
+        ConfigError: ``vocab_size`` below 260 (``model.vocab_size``).
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -100,13 +114,20 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length:
 def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length: int):
     """Train a BERT-style WordPiece tokenizer on ``texts`` (for the encoder presets).
 
+    BERT's recipe (Devlin et al. 2019): lower-cased ``BertNormalizer``, ``BertPreTokenizer``,
+    ``##`` continuation pieces, ``[CLS] A [SEP]`` / ``[CLS] A [SEP] B [SEP]`` templates.
+
     Args:
         texts: the training corpus (the train split only).
-        vocab_size: target vocabulary, special tokens included.
-        model_max_length: the model's context length, stored on the tokenizer.
+        vocab_size: target vocabulary in tokens, special tokens included (at least 69: 64 + the 5
+            special tokens).
+        model_max_length: the model's context length in tokens, stored on the tokenizer.
 
     Returns:
         A ``transformers.PreTrainedTokenizerFast`` that adds ``[CLS]``/``[SEP]`` and has ``[MASK]``.
+
+    Raises:
+        ConfigError: ``vocab_size`` below 69 (``model.vocab_size``).
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -131,7 +152,7 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, model_max_l
 
 
 def load_tokenizer(path: str | Path):
-    """Load a tokenizer saved with ``save_pretrained``."""
+    """Load a tokenizer saved with ``save_pretrained`` (a folder path)."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(path))

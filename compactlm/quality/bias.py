@@ -1,10 +1,12 @@
 """AIF360 dataset bias audit (protected attributes against a binary outcome) and Reweighing mitigation.
 
 For each protected attribute the audit computes AIF360's disparate impact and statistical parity
-difference between the unprivileged values and everyone else, and checks them against the thresholds
-in ``BiasConfig``. With ``bias.reweighing`` the train split carries AIF360 Reweighing ``sample_weight``s
-(fine-tuning weights each example's loss by them); the audit then reports every metric before (plain
-counts) and after (weighted), and the verdict follows the weighted metrics, which are what training sees.
+difference between the unprivileged values and everyone else (Bellamy et al. 2018,
+https://aif360.readthedocs.io), and checks them against the thresholds in ``BiasConfig`` (by default
+the four-fifths rule of 29 CFR 1607.4(D): disparate impact in [0.8, 1.25]). With ``bias.reweighing``
+the train split carries AIF360 Reweighing ``sample_weight``s (fine-tuning weights each example's loss by
+them); the audit then reports every metric before (plain counts) and after (weighted), and the verdict
+follows the weighted metrics, which are what training sees.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ WEIGHT_COLUMN = "sample_weight"
 
 @dataclass
 class Metrics:
-    """AIF360 metrics of one attribute, with the verdict against the thresholds."""
+    """AIF360 metrics of one attribute, with the verdict against the thresholds.
+
+    Attributes:
+        disparate_impact: ``P(favorable | unprivileged) / P(favorable | privileged)``; 1 is parity.
+        statistical_parity_difference: ``P(favorable | unprivileged) - P(favorable | privileged)``, in [-1, 1].
+        favorable_rate_privileged: ``P(favorable | privileged)``, a fraction (weighted after reweighing).
+        favorable_rate_unprivileged: ``P(favorable | unprivileged)``, a fraction.
+        passed: every threshold of ``BiasConfig`` held.
+        reasons: one line per violated threshold.
+    """
 
     disparate_impact: float
     statistical_parity_difference: float
@@ -71,9 +82,11 @@ class BiasReport:
     reweighed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as a plain dict."""
         return asdict(self)
 
     def to_markdown(self) -> str:
+        """The verdict and, per attribute, each metric before and after reweighing (4 decimals)."""
         head = f"# Bias audit: {', '.join(f'`{a.attribute}`' for a in self.attributes)} vs `{self.label}`\n\n"
         if not self.audited:
             return head + f"**NOT AUDITED** — {'; '.join(self.reasons)}"
@@ -108,6 +121,13 @@ def _import_aif360():
 
 def favorable_outcome(labels: pd.Series, config: BiasConfig) -> pd.Series:
     """1.0 where the label is favorable, 0.0 elsewhere (nulls must be dropped before).
+
+    Args:
+        labels: the label column.
+        config: ``favorable_values`` (label strings) when set, else ``favorable_label`` (0 or 1).
+
+    Returns:
+        A float series aligned with ``labels``.
 
     Raises:
         DataError: without ``favorable_values``, a label that is not 0/1.
@@ -166,6 +186,17 @@ def audit_dataset_bias(frame: pd.DataFrame, config: BiasConfig) -> BiasReport:
     A missing attribute or label column, or one that is entirely null, is reported as "not audited"
     (explicitly, never silently passed as fair). Groups absent from the data are an error. When
     ``frame`` has a ``sample_weight`` column the weighted (after reweighing) metrics are added.
+
+    Args:
+        frame: the rows to audit (the train split), with the attribute and label columns.
+        config: the attributes with their unprivileged values, the label and the thresholds.
+
+    Returns:
+        The report; its top-level figures are those of the first audited attribute.
+
+    Raises:
+        DataError: unprivileged values that match none or all of an attribute's values, or (without
+            ``favorable_values``) a label that is not 0/1.
     """
     label = config.label_column
     attributes = config.attributes()
@@ -216,11 +247,22 @@ def reweighing_weights(frame: pd.DataFrame, config: BiasConfig, max_rounds: int 
 
     With one attribute a single Reweighing pass is exact. With several, Reweighing is applied to each
     attribute in turn, on the already-weighted data, until every weighted statistical parity
-    difference is below 1e-6 (iterative proportional fitting). Weights are scaled to mean 1; rows
-    with a null attribute or label keep weight 1.
+    difference is below 1e-6 (iterative proportional fitting, Deming & Stephan 1940). Weights are scaled
+    to mean 1; rows with a null attribute or label keep weight 1. Reweighing gives each (group, label)
+    cell the weight ``P(group) * P(label) / P(group, label)`` (Kamiran & Calders 2012, "Data
+    preprocessing techniques for classification without discrimination").
+
+    Args:
+        frame: the train split.
+        config: the attributes, unprivileged values and label.
+        max_rounds: most passes over the attributes (several attributes only).
 
     Returns:
-        (weights aligned with ``frame``, a one-line note for the report)
+        (weights aligned with ``frame``, a one-line note for the report). All weights are 1 when there
+        is no label or attribute column, or when some group has only one outcome value.
+
+    Raises:
+        DataError: as ``audit_dataset_bias`` (unprivileged values matching none or all; labels not 0/1).
     """
     label = config.label_column
     attributes = {a: v for a, v in config.attributes().items() if a in frame.columns and frame[a].notna().any()}

@@ -6,11 +6,13 @@ A suite declares them in ``meta.derived``::
 
 and gets, per row:
 
-* ``dq_key``: the near-duplicate key of ``key`` (its exact value with ``exact_key``), the unit the
-  split keeps together;
+* ``dq_key``: the near-duplicate key of ``key`` (lower-cased, NFKD-normalised, every non-alphanumeric
+  character dropped: ``compactlm.data.text.near_duplicate_keys``; its exact value with ``exact_key``),
+  the unit the split keeps together;
 * ``dq_splits_per_key``: in how many splits that key occurs (split leakage: must be 1);
 * ``dq_labels_per_key``: how many distinct labels that key carries (label consistency: at most 1);
-* ``dq_card_numbers``: Luhn-valid card numbers left in the ``pii_columns`` (PII: must be 0).
+* ``dq_card_numbers``: Luhn-valid 13-19 digit card numbers left in the ``pii_columns`` (PII: must be 0);
+  the Luhn checksum is the one of ISO/IEC 7812-1 that payment cards carry.
 """
 
 from __future__ import annotations
@@ -25,7 +27,16 @@ _LONG_DIGIT_RUN = r"\d(?:[ -]?\d){12}"
 
 
 def add_quality_columns(frame: pd.DataFrame, spec: dict[str, Any] | None) -> pd.DataFrame:
-    """``frame`` with the derived columns of ``spec`` (unchanged when ``spec`` is empty)."""
+    """``frame`` with the derived columns of ``spec`` (unchanged when ``spec`` is empty).
+
+    Args:
+        frame: all splits in one frame (a ``split`` column enables ``dq_splits_per_key``).
+        spec: the suite's ``meta.derived`` (see the module docstring); columns it names that the frame
+            lacks are skipped.
+
+    Returns:
+        A copy of ``frame`` with the ``dq_*`` columns added (nullable ``Int64`` counts).
+    """
     if not spec:
         return frame
     out = frame.copy()

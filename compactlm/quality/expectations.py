@@ -32,7 +32,17 @@ SAMPLE_ROWS = 5
 
 @dataclass
 class CheckResult:
-    """One expectation's outcome."""
+    """One expectation's outcome.
+
+    Attributes:
+        expectation: the GE expectation type, e.g. ``expect_column_values_to_not_be_null``.
+        column: the column(s) it checks (comma-joined for a column list), or None for table-level ones.
+        severity: ``critical`` (stops the pipeline) or ``warning``.
+        success: whether it held.
+        unexpected_count: offending rows (0 for aggregate expectations).
+        sample: up to ``SAMPLE_ROWS`` offending rows (id column + value) or values.
+        observed: GE's observed value for aggregate expectations (a row count, a KL divergence...).
+    """
 
     expectation: str
     column: str | None
@@ -43,6 +53,7 @@ class CheckResult:
     observed: Any = None
 
     def describe(self) -> str:
+        """One line: the expectation, its column and, when it failed, the offending rows or observed value."""
         where = f" on column {self.column!r}" if self.column else ""
         text = f"{self.expectation}{where}"
         if not self.success and self.unexpected_count:
@@ -65,18 +76,22 @@ class ValidationReport:
 
     @property
     def critical_failures(self) -> list[CheckResult]:
+        """The failed expectations of severity ``critical`` (any one fails the validation)."""
         return [c for c in self.checks if not c.success and c.severity == "critical"]
 
     @property
     def warnings(self) -> list[CheckResult]:
+        """The failed expectations of any other severity (reported only)."""
         return [c for c in self.checks if not c.success and c.severity != "critical"]
 
     def summary(self) -> str:
+        """One line: expectations passed out of run, critical failures and warnings."""
         passed = sum(c.success for c in self.checks)
         return (f"{self.suite}: {passed}/{len(self.checks)} expectations passed, "
                 f"{len(self.critical_failures)} critical failure(s), {len(self.warnings)} warning(s)")
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict of the report (values GE returns that JSON cannot hold become strings)."""
         return json.loads(json.dumps(asdict(self), default=str))
 
     def checks_table(self) -> list[dict[str, Any]]:
@@ -93,6 +108,7 @@ class ValidationReport:
         return f"data validation failed: {first.describe()}{extra}"
 
     def to_markdown(self) -> str:
+        """The verdict and one table row per expectation (skipped ones too), with the Data Docs path."""
         lines = [f"# Data validation: `{self.suite}`", "", f"**{'PASSED' if self.success else 'FAILED'}**"
                  f" — {self.summary()} on {self.n_rows} rows.", "",
                  "| expectation | column | severity | result | offending rows | sample |",
@@ -114,7 +130,18 @@ def suite_path(name: str, directory: str | Path | None = None) -> Path:
 
 
 def load_suite(name: str, directory: str | Path | None = None) -> dict[str, Any]:
-    """Read a suite's JSON, failing with the path when it is missing or malformed."""
+    """Read a suite's JSON, failing with the path when it is missing or malformed.
+
+    Args:
+        name: the suite's name (``data.expectation_suite``), without ``.json``.
+        directory: the suites folder (default: see ``suite_path``).
+
+    Returns:
+        The suite as GE 1.x JSON (``name``, ``expectations``, ``meta``).
+
+    Raises:
+        ConfigError: no such file, invalid JSON (with the line), or no ``expectations`` list.
+    """
     path = suite_path(name, directory)
     if not path.is_file():
         raise ConfigError(f"data.expectation_suite {name!r}: no suite file {path}")
@@ -176,6 +203,14 @@ def resolve_parameters(expectations: list[dict[str, Any]], parameters: dict[str,
 
     An expectation is skipped when one of its parameters has no value, or when it is marked
     ``meta.optional_column`` and (with ``columns`` given) a column it names is not in the data.
+
+    Args:
+        expectations: the suite's expectation dicts (``type``, ``kwargs``, ``meta``...); not modified.
+        parameters: placeholder name -> value (None: no value).
+        columns: the data's columns, for ``meta.optional_column``; None: not checked.
+
+    Returns:
+        (expectations with their placeholders filled in, one line per skipped expectation saying why)
     """
     resolved, skipped = [], []
     for expectation in expectations:
@@ -204,6 +239,13 @@ def validate_frame(frame: pd.DataFrame, suite_name: str, parameters: dict[str, A
         id_column: column used to name offending rows in the report.
         directory: the suites folder (default: ``expectations/`` or COMPACTLM_EXPECTATIONS_DIR).
         docs_dir: render the Data Docs site here (the folder is replaced); ``docs_path`` names its index.
+
+    Returns:
+        The report; ``success`` is False when a critical expectation failed (this function never
+        raises for a failed expectation: the caller decides).
+
+    Raises:
+        ConfigError: the suite file is missing or malformed (see ``load_suite``).
     """
     import great_expectations as gx
     from great_expectations.core import ExpectationSuite

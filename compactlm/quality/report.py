@@ -105,6 +105,11 @@ def write_quality_report(splits: dict[str, pd.DataFrame], quarantine: pd.DataFra
         attributes: customer attribute columns to plot (default: the usual ones that are present).
         reference: reference label counts for the label table; ``reference_name`` describes them.
         title: the report heading (e.g. the dataset and version).
+
+    Text lengths are plotted and tabulated in characters; label shares are fractions of all split rows.
+
+    Returns:
+        The folder, the markdown (also written to ``report.md``) and the PNG file names written.
     """
     import matplotlib
 

@@ -20,7 +20,17 @@ from compactlm.errors import ConfigError
 
 
 def partition_object(counts: dict[str, float]) -> dict[str, list] | None:
-    """GE's categorical partition object (values and weights summing to 1) for label counts."""
+    """GE's categorical partition object (values and weights summing to 1) for label counts.
+
+    The reference distribution of ``expect_column_kl_divergence_to_be_less_than`` (Great Expectations;
+    the divergence is in nats, scipy's ``entropy``).
+
+    Args:
+        counts: label -> count or proportion (labels with a value <= 0 are left out).
+
+    Returns:
+        ``{"values": sorted labels, "weights": fractions}``, or None when nothing is positive.
+    """
     total = float(sum(v for v in counts.values() if v > 0))
     if total <= 0:
         return None
@@ -63,7 +73,20 @@ def reference_counts(config: DataConfig, records: list[dict[str, Any]],
 
 
 def suite_parameters(config: DataConfig, frame: pd.DataFrame, reference: dict[str, float] | None) -> dict[str, Any]:
-    """Values for every ``$PARAMETER`` the shipped suites use (None skips the expectation)."""
+    """Values for every ``$PARAMETER`` the shipped suites use (None skips the expectation).
+
+    Lengths are in characters (``min_chars``, ``max_chars``, ``max_document_chars``) or words
+    (``chunk_words``); ``distribution_tolerance`` is the largest KL divergence, in nats, of the label
+    proportions from ``reference`` (GE's ``expect_column_kl_divergence_to_be_less_than``).
+
+    Args:
+        config: the data section.
+        frame: the version's rows (the allowed labels may be read from them).
+        reference: label counts for the distribution check; None skips it.
+
+    Returns:
+        Parameter name -> value.
+    """
     labels = allowed_intents(config, frame)
     return {
         "min_rows": config.min_rows, "min_chars": config.min_chars, "max_chars": config.max_chars,

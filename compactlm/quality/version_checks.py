@@ -32,6 +32,9 @@ def distribution_reference(version: DatasetVersion, config: DataConfig) -> tuple
     """The label counts this version's distribution is checked against, and the reference's name.
 
     See ``compactlm.quality.suites.reference_counts`` (``data.distribution_reference``).
+
+    Raises:
+        ConfigError: a reference file that is missing or not a JSON object of numbers.
     """
     records = version_records(DataLayout.of_version(version.path).repo, version.name)
     return reference_counts(config, records, version.md5)
@@ -46,6 +49,13 @@ def validate_version(version: DatasetVersion, config: DataConfig, reference: dic
         config: the data section (suite name and its parameters: allowed labels, lengths, tolerances).
         reference: label counts for the distribution check (``distribution_reference``); None: not checked.
         docs_dir: where to render the Data Docs site; None: none.
+
+    Returns:
+        The validation report (``success`` False when a critical expectation failed).
+
+    Raises:
+        DataError: a split file of the version is missing.
+        ConfigError: the suite file is missing or malformed.
     """
     frame = combined_splits({name: read_split(version.path, name) for name in SPLITS})
     return validate_frame(frame, config.expectation_suite, suite_parameters(config, frame, reference),
@@ -62,6 +72,10 @@ def write_version_report(version: DatasetVersion, config: DataConfig, bias: Bias
 
     Counts come from the version index, quarantine reasons from ``quarantine.parquet`` (when any row
     was quarantined), the distribution comparison from ``distribution_reference``.
+
+    Raises:
+        DataError: a split file of the version is missing.
+        ConfigError: an unreadable ``data.distribution_reference`` file.
     """
     layout = DataLayout.of_version(version.path)
     splits = {name: read_split(version.path, name) for name in SPLITS}
@@ -77,5 +91,9 @@ def write_version_report(version: DatasetVersion, config: DataConfig, bias: Bias
 
 
 def audit_version_bias(version: DatasetVersion, config: BiasConfig) -> BiasReport:
-    """AIF360 disparate impact / statistical parity of the version's training split (see ``audit_dataset_bias``)."""
+    """AIF360 disparate impact / statistical parity of the version's training split (see ``audit_dataset_bias``).
+
+    Raises:
+        DataError: the train split is missing, or as ``audit_dataset_bias``.
+    """
     return audit_dataset_bias(read_split(version.path, "train"), config)

@@ -41,7 +41,14 @@ def _tags(model_name: str, version: str) -> dict[str, str]:
 
 
 def promotable(tags: dict[str, str]) -> tuple[bool, str]:
-    """Whether a version may become champion at all, and why not."""
+    """Whether a version may become champion at all, and why not.
+
+    Args:
+        tags: the version's registry tags (``gate_verdict`` and ``smoke_test`` must both be ``passed``).
+
+    Returns:
+        ``(ok, reason)``: the reason is one clause for a message.
+    """
     if tags.get("gate_verdict") != "passed":
         return False, f"its gate verdict is {tags.get('gate_verdict', 'missing')!r}, not 'passed'"
     if tags.get("smoke_test") != "passed":
@@ -64,13 +71,25 @@ def version_to_review(model_name: str, version: str | int | None = None) -> str:
 
 
 def request_review(model_name: str, version: str) -> None:
-    """Mark a version as waiting for a reviewer (starts the review timeout clock)."""
+    """Mark a version as waiting for a reviewer (starts the review timeout clock).
+
+    Sets ``approval=pending`` and ``review.requested_at`` (UTC ISO time, microseconds) on the version.
+    """
     tag_version(model_name, version, {"approval": PENDING, "review.requested_at": _now()})
 
 
 @dataclass
 class Decision:
-    """What happened to one version's review."""
+    """What happened to one version's review.
+
+    Attributes:
+        version: the reviewed version.
+        status: ``approved``, ``rejected`` or ``refused`` (approved by a reviewer, but not promotable).
+        reviewer: who decided (``timeout`` for a review that timed out).
+        comment: the reviewer's comment; a refusal appends why the version could not be promoted.
+        source: where the decision came from (``prefect-form``, ``mlflow-tag``, ``cli``, ``auto``, ``timeout``).
+        champion: the version ``champion`` points to after the decision (None: no champion).
+    """
 
     version: str
     status: str  # approved | rejected | refused (approved by a reviewer, but not promotable)
@@ -80,6 +99,7 @@ class Decision:
     champion: str | None
 
     def to_dict(self) -> dict[str, object]:
+        """The decision as a plain dict, with ``approved`` True only for an approval that moved champion."""
         return {"version": self.version, "status": self.status, "approved": self.status == APPROVED,
                 "reviewer": self.reviewer, "comment": self.comment, "source": self.source, "champion": self.champion}
 
@@ -109,6 +129,17 @@ def apply_decision(model_name: str, version: str, approved: bool, reviewer: str,
     An approval of a version that failed its gate or smoke test is recorded as ``rejected`` with the
     reason appended to the comment (status ``refused``), so the registry never shows an approved
     version that could not be promoted.
+
+    Args:
+        model_name: the registered model.
+        version: the version decided on.
+        approved: the reviewer's decision.
+        reviewer: who decided (empty: ``unknown``).
+        comment: why.
+        source: where the decision came from (recorded as ``approval.source``).
+
+    Returns:
+        The decision, with the champion after it.
     """
     status = APPROVED if approved else REJECTED
     if approved:
@@ -130,7 +161,17 @@ def apply_decision(model_name: str, version: str, approved: bool, reviewer: str,
 
 
 def promote(model_name: str, version: str) -> str | None:
-    """Move ``champion`` to a promotable version and record it in the history; returns the previous champion."""
+    """Move ``champion`` to a promotable version and record it in the history.
+
+    Tags the version ``promoted_at`` (and ``previous_champion``) and clears an earlier ``rolled_back_at``.
+    Promoting the current champion changes nothing.
+
+    Returns:
+        The champion before the move (None when there was none).
+
+    Raises:
+        CompactLMError: the version's gate did not pass or its smoke test did not pass.
+    """
     tags = _tags(model_name, version)
     ok, why = promotable(tags)
     if not ok:
@@ -150,7 +191,11 @@ def promote(model_name: str, version: str) -> str | None:
 
 
 def tag_decision(tags: dict[str, str]) -> bool | None:
-    """A decision a reviewer typed into the MLflow UI and nobody has acted on yet (None if there is none)."""
+    """A decision a reviewer typed into the MLflow UI and nobody has acted on yet.
+
+    Returns:
+        True (``approval=approved``), False (``rejected``), or None when there is none or it was applied.
+    """
     if "approval.applied_at" in tags:
         return None
     value = tags.get("approval", "").strip().lower()
@@ -172,6 +217,14 @@ def sweep(model_name: str, timeout_s: int, now: datetime | None = None) -> list[
 
     A review that is never answered therefore always ends as a rejection, never an approval, even
     when the flow that asked for it has been suspended and is gone.
+
+    Args:
+        model_name: the registered model.
+        timeout_s: how long, in seconds since ``review.requested_at``, a review may stay pending.
+        now: the current time, timezone-aware (default: now in UTC; tests pass their own).
+
+    Returns:
+        The decisions applied, oldest version first.
     """
     now = now or datetime.now(UTC)
     decisions = []
@@ -198,6 +251,15 @@ def rollback(model_name: str, to_version: str | None = None, reason: str = "") -
     """Move ``champion`` back to the previous champion (or ``to_version``); returns ``(from, to)``.
 
     The demoted version is tagged ``rolled_back_at`` so a second rollback goes one step further back.
+
+    Args:
+        model_name: the registered model.
+        to_version: the version to restore; None: the latest earlier champion not rolled back.
+        reason: recorded on the demoted version as ``rollback.reason``.
+
+    Raises:
+        CompactLMError: no champion, no earlier champion, an unknown ``to_version``, or a target whose
+            gate or smoke test did not pass.
     """
     current = alias_version(model_name, CHAMPION)
     if current is None:

@@ -24,7 +24,15 @@ print("SMOKE-RESULT " + json.dumps({"answer": answer[0] if len(answer) else None
 
 @dataclass
 class SmokeResult:
-    """Outcome of one smoke test."""
+    """Outcome of one smoke test.
+
+    Attributes:
+        passed: the model loaded and returned a string answer.
+        seconds: wall time of the child process (load + answer), in seconds.
+        prompt: the question asked.
+        answer: the model's answer (None when it failed).
+        error: the child's last stderr line, its exit code or the timeout, cut to 500 characters.
+    """
 
     passed: bool
     seconds: float
@@ -33,9 +41,11 @@ class SmokeResult:
     error: str | None
 
     def to_dict(self) -> dict:
+        """The result as a plain dict."""
         return asdict(self)
 
     def to_markdown(self, model_uri: str) -> str:
+        """A short report: verdict, what was run and how long it took, the answer or the error."""
         head = f"# Smoke test: **{'PASSED' if self.passed else 'FAILED'}**\n\n"
         body = (f"`mlflow.pyfunc.load_model('{model_uri}')` in a fresh Python process, then "
                 f"`predict([{self.prompt!r}])` in {self.seconds:.1f} s.\n\n")
@@ -48,6 +58,16 @@ def smoke_test(model_uri: str, tracking_uri: str, prompt: str = "Where is my ord
 
     Passes when the process exits cleanly and returns a string answer (possibly empty: the test
     checks that the model loads and runs, not what it says).
+
+    Args:
+        model_uri: the version to load, e.g. ``models:/name/3``.
+        tracking_uri: the MLflow tracking and registry URI the child process uses.
+        prompt: the question.
+        max_new_tokens: most tokens the answer may have.
+        timeout_s: how long the child may take, in seconds, before the test fails.
+
+    Returns:
+        The outcome; a failure is reported in the result, never raised.
     """
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri,
            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}

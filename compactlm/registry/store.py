@@ -22,8 +22,14 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 def point_tracking(paths: StatePaths) -> str:
-    """Point MLflow's tracking and registry at the state folder's store (or the configured server); returns
-    the tracking URI. MLFLOW_REGISTRY_URI, when set, keeps the registry elsewhere."""
+    """Point MLflow's tracking and registry at the state folder's store (or the configured server).
+
+    MLFLOW_REGISTRY_URI, when set, keeps the registry elsewhere. The environment variables are left as
+    they were, so a later state folder in the same process is honoured.
+
+    Returns:
+        The tracking URI (``MLFLOW_TRACKING_URI``, else ``sqlite:///<home>/mlflow.db``).
+    """
     uri = paths.tracking_uri()
     exported = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
@@ -38,7 +44,12 @@ def point_tracking(paths: StatePaths) -> str:
 def setup_tracking(paths: StatePaths, experiment: str) -> str:
     """Point MLflow at the tracking server (or the local SQLite store) and return the experiment id.
 
-    With local tracking, artifacts go under the state folder instead of ./mlruns.
+    With local tracking, artifacts go under the state folder instead of ./mlruns. The experiment is
+    created when missing (a concurrent creation is tolerated).
+
+    Args:
+        paths: the state folder's paths.
+        experiment: the experiment's name.
     """
     point_tracking(paths)
     found = mlflow.get_experiment_by_name(experiment)
@@ -53,7 +64,15 @@ def setup_tracking(paths: StatePaths, experiment: str) -> str:
 
 @dataclass
 class VersionInfo:
-    """A registered version, its aliases and the tags a reviewer looks at."""
+    """A registered version, its aliases and the tags a reviewer looks at.
+
+    Attributes:
+        version: the version number, as a string.
+        aliases: the aliases pointing at it, sorted.
+        tags: its model-version tags (lineage, gate verdict, approval...).
+        run_id: the MLflow run that logged it.
+        created: creation time, UTC ISO 8601 to the second.
+    """
 
     version: str
     aliases: list[str]
@@ -62,6 +81,7 @@ class VersionInfo:
     created: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The version as a plain dict."""
         return {"version": self.version, "aliases": self.aliases, "tags": self.tags, "run_id": self.run_id,
                 "created": self.created}
 
@@ -76,6 +96,14 @@ def register_version(model_uri: str, model_name: str, tags: dict[str, str], desc
     """Register ``model_uri`` as a new version of ``model_name`` with lineage tags; returns the version.
 
     ``model_description`` and ``model_tags`` apply when this call creates the registered model.
+
+    Args:
+        model_uri: the logged model (``runs:/<run>/<path>`` or a model URI MLflow accepts).
+        model_name: the registered model.
+        tags: lineage tags of the version (values stored as strings).
+        description: the version's description (markdown; e.g. the model card).
+        model_description: the registered model's description, on creation.
+        model_tags: the registered model's tags, on creation.
     """
     client = MlflowClient()
     try:
@@ -100,10 +128,12 @@ def alias_version(model_name: str, alias: str) -> str | None:
 
 
 def set_alias(model_name: str, alias: str, version: str) -> None:
+    """Point ``alias`` (e.g. ``champion``) of ``model_name`` at ``version``, moving it if it points elsewhere."""
     MlflowClient().set_registered_model_alias(model_name, alias, version)
 
 
 def tag_version(model_name: str, version: str, tags: dict[str, Any]) -> None:
+    """Set model-version tags on ``version`` (values stored as strings; existing keys overwritten)."""
     client = MlflowClient()
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version, key, str(value))

@@ -22,7 +22,21 @@ from compactlm.state import StatePaths
 
 def evaluation_frame(data: Path | None, paths: StatePaths, dataset_name: str, rows: int,
                      seed: int = 0) -> tuple[pd.DataFrame, str]:
-    """Rows to measure quality on: ``data``, else the state's frozen test split, else generated rows."""
+    """Rows to measure quality on: ``data``, else the state's frozen test split, else generated rows.
+
+    Args:
+        data: a CSV/JSONL/Parquet file with ``instruction`` and ``response``; None: the test split.
+        paths: the state folder (for the dataset repository).
+        dataset_name: the dataset whose test split is used.
+        rows: the most rows kept (a seeded sample beyond that); also how many rows are generated.
+        seed: sampling seed; generated rows use ``seed + 1``.
+
+    Returns:
+        ``(rows with instruction and response, a description of where they came from)``.
+
+    Raises:
+        DataError: an unreadable file, a missing ``instruction``/``response`` column, or no complete row.
+    """
     if data is not None:
         from compactlm.data.sources import read_table
 

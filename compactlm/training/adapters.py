@@ -1,5 +1,8 @@
 """PEFT adapters: LoRA target checks, QLoRA (4-bit base through bitsandbytes), adapter and merged saves.
 
+LoRA is Hu et al. 2021 (https://arxiv.org/abs/2106.09685); QLoRA, a LoRA adapter on an NF4-quantized
+frozen base, is Dettmers et al. 2023 (https://arxiv.org/abs/2305.14314).
+
 bitsandbytes is optional and only imported when ``finetune.quantize_4bit`` is set; without CUDA or without
 the package the run fails before any compute with one line saying so.
 """
@@ -21,7 +24,10 @@ TASK_TYPES = {"causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "classifier": "S
 
 
 def linear_module_names(model) -> list[str]:
-    """The short names of the model's linear layers (what LoRA can target)."""
+    """The short names of the model's linear layers (what LoRA can target), sorted and de-duplicated.
+
+    ``torch.nn.Linear`` and GPT-2's ``Conv1D`` count; e.g. ``["down_proj", "gate_proj", "k_proj", ...]``.
+    """
     import torch
 
     names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
@@ -31,6 +37,14 @@ def linear_module_names(model) -> list[str]:
 
 def resolve_target_modules(model, targets: list[str]) -> list[str] | str | None:
     """LoRA targets: ``all-linear``, ``auto`` (PEFT's default for the architecture) or module names.
+
+    Args:
+        model: the base model.
+        targets: ``finetune.target_modules``: ``["all-linear"]``, ``["auto"]`` or short module names.
+
+    Returns:
+        What ``peft.LoraConfig(target_modules=...)`` takes: ``"all-linear"``, None (PEFT picks its
+        default for the ``model_type``) or the names.
 
     Raises:
         ConfigError: a named module the model does not have (the message lists its linear layers),
@@ -55,7 +69,21 @@ def resolve_target_modules(model, targets: list[str]) -> list[str] | str | None:
 
 
 def apply_lora(model, finetune_cfg: FinetuneConfig, kind: Kind):
-    """Wrap ``model`` in a PEFT LoRA adapter (only the adapter, and a classifier's head, train)."""
+    """Wrap ``model`` in a PEFT LoRA adapter (only the adapter, and a classifier's head, train).
+
+    The update is scaled by ``finetune.alpha / finetune.r`` (PEFT's ``LoraConfig``).
+
+    Args:
+        model: the base model.
+        finetune_cfg: ``r``, ``alpha``, ``dropout`` (probability) and ``target_modules``.
+        kind: the model kind; picks PEFT's ``task_type`` (``TASK_TYPES``).
+
+    Returns:
+        A ``peft.PeftModel``.
+
+    Raises:
+        ConfigError: an unknown target module, or ``auto`` for an architecture PEFT has no default for.
+    """
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
@@ -85,7 +113,12 @@ def require_4bit_support(device: str) -> None:
 
 
 def quantized_load_kwargs() -> dict[str, Any]:
-    """``from_pretrained`` arguments for an NF4 base with bf16 compute (the QLoRA recipe)."""
+    """``from_pretrained`` arguments for an NF4 base with bf16 compute (the QLoRA recipe).
+
+    NF4 weights with double quantization of the scales (Dettmers et al. 2023), compute in bf16 where the
+    GPU supports it, else fp16; the whole model on this process's GPU (``LOCAL_RANK`` under torchrun).
+    Needs CUDA (see ``require_4bit_support``).
+    """
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -101,8 +134,21 @@ def load_for_finetuning(base: str | Path, kind: Kind, finetune_cfg: FinetuneConf
                         gradient_checkpointing: bool, **kwargs: Any):
     """Load the base (in 4 bits for QLoRA) and put the adapter on it unless ``finetune.mode`` is ``full``.
 
+    Args:
+        base: a model folder, ``models:/`` URI or hub id.
+        kind: the head to load (``causal``, ``seq2seq``, ``classifier``...).
+        finetune_cfg: mode, ``quantize_4bit`` and the LoRA settings.
+        device: the resolved device (``cpu`` or ``cuda``).
+        max_seq_len: in tokens; checked against the base's positions before the weights are read.
+        gradient_checkpointing: QLoRA only: prepare the 4-bit model for checkpointing.
+        **kwargs: passed to ``load_base`` (e.g. ``id2label`` for a classifier).
+
     Returns:
         ``(model, tokenizer)``.
+
+    Raises:
+        ConfigError: QLoRA without CUDA or bitsandbytes, an unknown or unreachable base, a head the
+            architecture lacks, a length beyond its positions, or an unknown LoRA target.
     """
     if finetune_cfg.quantize_4bit:
         require_4bit_support(device)
@@ -121,7 +167,17 @@ def load_for_finetuning(base: str | Path, kind: Kind, finetune_cfg: FinetuneConf
 
 
 def merged_model(model, base: str | Path, kind: Kind, finetune_cfg: FinetuneConfig, adapter_dir: Path, **kwargs: Any):
-    """The model to ship: the adapter merged into the base (a QLoRA base is reloaded unquantized first)."""
+    """The model to ship: the adapter merged into the base (a QLoRA base is reloaded unquantized first).
+
+    Args:
+        model: the trained model (a ``PeftModel`` with LoRA; returned as is for ``mode: full``).
+        base, kind, **kwargs: how to reload the base for QLoRA (as ``load_base``).
+        finetune_cfg: ``mode`` and ``quantize_4bit``.
+        adapter_dir: the saved adapter, merged into the reloaded base for QLoRA.
+
+    Returns:
+        A plain transformers model (no PEFT wrapper).
+    """
     if finetune_cfg.mode == "full":
         return model
     if not finetune_cfg.quantize_4bit:
@@ -135,7 +191,11 @@ def merged_model(model, base: str | Path, kind: Kind, finetune_cfg: FinetuneConf
 
 def save_finetuned(trainer, model, tokenizer, base: str | Path, kind: Kind, finetune_cfg: FinetuneConfig,
                    output_dir: Path, **kwargs: Any) -> None:
-    """Save the adapter (LoRA) and the merged model + tokenizer under ``output_dir``, on the main process only."""
+    """Save the adapter (LoRA) and the merged model + tokenizer under ``output_dir``, on the main process only.
+
+    Writes ``output_dir/adapter`` (LoRA only) and ``output_dir/merged``; other processes wait (DDP).
+    Arguments as ``merged_model``; ``trainer`` is the stage's Trainer.
+    """
     from compactlm.training.runner import on_main_process
 
     def save() -> None:

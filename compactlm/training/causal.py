@@ -49,7 +49,10 @@ def weighted_causal_lm_loss(logits, labels, weights):
     Args:
         logits: (batch, seq, vocab) model outputs.
         labels: (batch, seq) targets, IGNORE_INDEX where no loss is taken; shifted here like HF does.
-        weights: (batch,) per-example weights.
+        weights: (batch,) per-example weights (e.g. AIF360 Reweighing ``sample_weight``, mean 1).
+
+    Returns:
+        A scalar tensor, in nats per (weighted) labelled token.
     """
     import torch.nn.functional as F
 
@@ -97,6 +100,14 @@ def pretrain_decoder(train: pd.DataFrame, val: pd.DataFrame, output_dir: str | P
         model_cfg: preset, vocabulary, context length and dropout.
         train_cfg: optimisation and the shared machinery (packing: ``train.pack_train``/``pack_eval``).
         report_to_mlflow: log step metrics (and system metrics) to the active MLflow run.
+
+    Returns:
+        The stage's summary (losses in nats per token).
+
+    Raises:
+        ConfigError: an encoder preset, a vocabulary below 260 tokens, or an unusable device or precision.
+        DataError: rows without a text column (see ``corpus_texts``).
+        ValueError: packing a corpus shorter than one block of ``model.max_seq_len`` tokens.
     """
     from transformers import set_seed
 
@@ -138,7 +149,7 @@ def finetune_causal(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, ou
         train: supervised rows (see ``supervised_pairs``); a ``sample_weight`` column weights each row.
         val: validation rows (their weights are ignored).
         output_dir: receives ``adapter/``, ``merged/`` and ``checkpoints/``.
-        model_cfg: ``max_seq_len`` caps each pair.
+        model_cfg: ``max_seq_len`` caps each pair (tokens, BOS and EOS included).
         finetune_cfg: fine-tuning mode and optimisation.
         train_cfg: the shared machinery (precision, checkpoints, early stopping, resume); defaults if None.
         seed: overrides ``train_cfg.seed``; device: overrides ``train_cfg.device``.
@@ -146,9 +157,14 @@ def finetune_causal(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, ou
         keep_completion: cut long prompts in the middle so completions survive (summarization).
         report_to_mlflow: log step metrics to the active MLflow run.
 
+    Returns:
+        The stage's summary; ``output_dir`` in it is ``output_dir/merged``.
+
     Raises:
         ConfigError: an unknown base, LoRA target, sequence length beyond the base's positions, or
-            QLoRA without CUDA/bitsandbytes; all before any compute.
+            QLoRA without CUDA/bitsandbytes, all before any compute; packing with sample weights.
+        DataError: a named column is missing, or the rows have no supervised columns.
+        ValueError: packing examples that hold fewer than one block of tokens.
     """
     from transformers import set_seed
 

@@ -31,6 +31,10 @@ from compactlm.training.runner import (
 def check_vocab_match(teacher_tokenizer, student_tokenizer, teacher_ref: str) -> None:
     """Fail unless both tokenizers map the same tokens to the same ids.
 
+    Args:
+        teacher_tokenizer, student_tokenizer: the two tokenizers (``get_vocab()`` compared, added tokens included).
+        teacher_ref: the teacher as configured, named in the error.
+
     Raises:
         ConfigError: one line naming ``distill.teacher``, the sizes or the first differing token.
     """
@@ -47,10 +51,20 @@ def check_vocab_match(teacher_tokenizer, student_tokenizer, teacher_ref: str) ->
 def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float, vocab: int):
     """``alpha * T^2 * KL + (1 - alpha) * CE``, both means over labelled next-token positions.
 
+    Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network"
+    (https://arxiv.org/abs/1503.02531): ``KL(softmax(teacher / T) || softmax(student / T))`` per position,
+    summed over the vocabulary; the ``T^2`` factor keeps the soft term's gradients on the hard term's scale.
+
     Args:
         student_logits, teacher_logits: (batch, seq, >= vocab); only the first ``vocab`` logits count
-            (a model may pad its embedding matrix).
+            (a model may pad its embedding matrix). Computed in fp32.
         labels: (batch, seq) with IGNORE_INDEX where no loss is taken; shifted here like HF does.
+        alpha: weight of the soft (KL) term, in [0, 1]; ``1 - alpha`` weighs the cross-entropy.
+        temperature: the softmax temperature ``T`` (> 0; 1 leaves the distributions as they are).
+        vocab: the tokenizer's size, in tokens.
+
+    Returns:
+        A scalar tensor, in nats per labelled position.
     """
     import torch.nn.functional as F
 
@@ -106,9 +120,14 @@ def distill(train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path, mode
         student: an existing student model (folder/URI/hub id); None: ``model.base``, else the preset.
         report_to_mlflow: log step metrics to the active MLflow run.
 
+    Returns:
+        The stage's summary; the student and tokenizer are saved in ``output_dir``.
+
     Raises:
         ConfigError: no teacher, an unreachable teacher or student, or a vocabulary mismatch; before
             any training compute.
+        DataError: rows without a text column (see ``corpus_texts``).
+        ValueError: packing a corpus shorter than one block of ``model.max_seq_len`` tokens.
     """
     from transformers import set_seed
 

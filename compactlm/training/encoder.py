@@ -45,9 +45,21 @@ def pretrain_encoder_mlm(train: pd.DataFrame | Sequence[str], val: pd.DataFrame 
         train: texts, or rows of any shape (see ``corpus_texts``); the only text the tokenizer sees.
         val: validation texts or rows.
         output_dir: receives the ``BertForMaskedLM`` (or the base's MLM model) and its tokenizer.
-        model_cfg: an encoder preset (or ``base``), vocabulary and context length.
-        train_cfg: optimisation, ``mlm_probability`` and the shared machinery (packing included).
+        model_cfg: an encoder preset (or ``base``), vocabulary and context length (``max_seq_len``, tokens:
+            the block size when packed, the cut otherwise).
+        train_cfg: optimisation, ``mlm_probability`` (fraction of tokens masked; transformers'
+            ``DataCollatorForLanguageModeling`` replaces 80% of them with ``[MASK]``, 10% with a random
+            token and keeps 10%, BERT's recipe, Devlin et al. 2019) and the shared machinery (packing).
         report_to_mlflow: log step metrics to the active MLflow run.
+
+    Returns:
+        The stage's summary (losses are the MLM cross-entropy in nats per masked token).
+
+    Raises:
+        ConfigError: a base whose tokenizer has no mask token, a decoder preset, an unusable device or
+            precision, or any base/length problem (see ``load_base``).
+        DataError: rows without a text column (see ``corpus_texts``).
+        ValueError: packing a corpus shorter than one block of ``max_seq_len`` tokens.
     """
     from transformers import DataCollatorForLanguageModeling, set_seed
 
@@ -86,8 +98,16 @@ def pretrain_encoder_mlm(train: pd.DataFrame | Sequence[str], val: pd.DataFrame 
 def focal_loss(logits, labels, gamma: float):
     """Mean focal loss ``-(1 - p_t)^gamma * log p_t`` over the batch; ``gamma=0`` is cross-entropy.
 
+    Focal loss of Lin et al. 2017, "Focal Loss for Dense Object Detection" (https://arxiv.org/abs/1708.02002),
+    without its class-balancing ``alpha`` term; ``p_t`` is the softmax probability of the true class.
+
     Args:
-        logits: (batch, classes); labels: (batch,) class ids.
+        logits: (batch, classes), any float dtype (computed in fp32).
+        labels: (batch,) class ids (int64).
+        gamma: focusing parameter >= 0 (``classifier.focal_gamma``; the paper's default is 2).
+
+    Returns:
+        A scalar tensor, in nats.
     """
     import torch.nn.functional as F
 
@@ -113,7 +133,17 @@ def _focal_trainer_class(gamma: float):
 
 
 def label_maps(train: pd.DataFrame, val: pd.DataFrame) -> dict[int, str]:
-    """``id2label`` over the train labels (sorted); a validation label train never shows is a data error."""
+    """``id2label`` over the train labels (sorted); a validation label train never shows is a data error.
+
+    Args:
+        train, val: rows with a ``label`` column (compared as strings).
+
+    Returns:
+        Class id -> label string, ids 0..n-1 in sorted label order.
+
+    Raises:
+        DataError: a validation label absent from train, or fewer than 2 labels in train.
+    """
     labels = sorted(train[LABEL].astype(str).unique())
     unseen = sorted(set(val[LABEL].astype(str)) - set(labels))
     if unseen:
@@ -153,15 +183,19 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
             and ``checkpoints/``.
         model_cfg: the encoder preset when there is no base; ``max_seq_len`` truncates texts.
         cls_cfg: cross-entropy or focal loss.
-        finetune_cfg: fine-tuning mode and optimisation (None: full fine-tuning with the LoRA section's
-            defaults).
+        finetune_cfg: fine-tuning mode and optimisation (None: full fine-tuning with the ``finetune``
+            section's defaults).
         train_cfg: the shared machinery (None: defaults).
         base_dir: an MLM-pretrained encoder (``pretrain_encoder_mlm``) or any HF encoder; None:
             ``model.base``, else the preset from scratch.
         report_to_mlflow: log step metrics (with eval accuracy and macro-F1) to the active MLflow run.
 
+    Returns:
+        The stage's summary; ``output_dir`` in it is ``output_dir/merged``.
+
     Raises:
-        ConfigError: LoRA on a randomly initialised preset, or any base/target/length problem.
+        ConfigError: LoRA on a randomly initialised preset, an unusable device or precision, or any
+            base/target/length problem.
         DataError: fewer than 2 labels, or a validation label missing from train.
     """
     from transformers import DataCollatorWithPadding, set_seed
@@ -202,7 +236,18 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
 
 def predict_labels(model, tokenizer, texts: Sequence[str], batch_size: int = 32, max_length: int | None = None
                    ) -> list[str]:
-    """Label strings for ``texts`` from a classifier (a model object, or a saved folder with ``tokenizer=None``)."""
+    """Label strings for ``texts`` from a classifier (a model object, or a saved folder with ``tokenizer=None``).
+
+    Args:
+        model: a sequence classifier with ``id2label`` in its config, or its ``save_pretrained`` folder.
+        tokenizer: its tokenizer (None with a folder: loaded from it).
+        texts: the texts to classify.
+        batch_size: texts per forward pass.
+        max_length: tokens per text (longer ones are truncated); default: the tokenizer's ``model_max_length``.
+
+    Returns:
+        One label string per text, in order (argmax of the logits).
+    """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

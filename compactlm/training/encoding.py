@@ -14,7 +14,7 @@ import pandas as pd
 from compactlm.errors import DataError
 from compactlm.models.tokenizer import format_prompt
 
-IGNORE_INDEX = -100  # label value the loss skips (prompt and padding tokens)
+IGNORE_INDEX = -100  # label value the loss skips (prompt and padding tokens): torch cross_entropy's default
 WEIGHT_COLUMN = "sample_weight"  # per-row loss weight (AIF360 Reweighing), carried into the dataset when present
 
 
@@ -75,7 +75,11 @@ SEQ2SEQ_PREFIX = "summarize: "  # what a seq2seq base reads before a document, i
 
 def source_target_pairs(frame: pd.DataFrame, source_column: str = "document", target_column: str = "summary",
                         prefix: str = SEQ2SEQ_PREFIX) -> tuple[list[str], list[str]]:
-    """(prefixed sources, targets) of document/summary rows; instruction-style rows give rendered prompts."""
+    """(prefixed sources, targets) of document/summary rows; instruction-style rows give rendered prompts.
+
+    Raises:
+        DataError: the frame has neither the two columns nor any supervised columns (see ``supervised_pairs``).
+    """
     if {source_column, target_column} <= set(frame.columns):
         return [prefix + str(s) for s in frame[source_column]], [str(t) for t in frame[target_column]]
     return supervised_pairs(frame)
@@ -94,8 +98,17 @@ def pack_documents(documents: Sequence[str], tokenizer, block_size: int):
     Packing wastes no compute on padding. The last partial block is dropped (fewer than
     ``block_size`` tokens of the whole corpus). Encoders get CLS/SEP instead of BOS/EOS.
 
+    Args:
+        documents: plain-text documents (see ``corpus_texts``).
+        tokenizer: encodes without special tokens; its BOS/EOS (or CLS/SEP) ids frame each document.
+        block_size: tokens per block (the model's context length).
+
     Returns:
-        A ``datasets.Dataset`` with ``input_ids`` and ``labels`` (equal: the model shifts internally).
+        A ``datasets.Dataset`` with ``input_ids`` and ``labels`` (equal: the model shifts internally),
+        ``len(stream) // block_size`` rows of ``block_size`` tokens each.
+
+    Raises:
+        ValueError: the whole corpus has fewer than ``block_size`` tokens.
     """
     from datasets import Dataset
 
@@ -117,6 +130,13 @@ def document_dataset(documents: Sequence[str], tokenizer, max_length: int, with_
     """One row per document (BOS + text + EOS, cut at ``max_length``): the unpacked alternative.
 
     Rows are padded by the collator; ``with_labels=False`` for masked-LM data (the collator makes them).
+    Documents that encode to no token are dropped.
+
+    Args:
+        documents: plain-text documents.
+        tokenizer: as ``pack_documents``.
+        max_length: tokens per row, boundary tokens included.
+        with_labels: add ``labels`` equal to ``input_ids``.
     """
     from datasets import Dataset
 
@@ -131,9 +151,18 @@ def encode_prompt_completion(prompts: Sequence[str], completions: Sequence[str],
     """Encode pairs as BOS + prompt + completion + EOS with the loss on the completion (and EOS) only.
 
     Args:
+        prompts: rendered prompts (encoded without special tokens).
+        completions: one completion per prompt.
+        tokenizer: supplies BOS (if any) and EOS (or SEP).
+        max_length: tokens per pair, BOS and EOS included.
         keep_completion: when a pair is too long, cut the middle of the prompt (keeping its start
-            and its response marker) so the completion keeps at least half of ``max_length``;
-            otherwise the pair is cut at the end (for short prompts such as customer messages).
+            and its last tokens, at most 16: the response marker) so the completion keeps at least
+            half of ``max_length``; otherwise the pair is cut at the end (for short prompts such as
+            customer messages).
+
+    Returns:
+        ``{"input_ids": [...], "labels": [...]}``: one token-id list per pair, ``labels`` the same length
+        with ``IGNORE_INDEX`` over BOS and the prompt. A pair cut inside its prompt has no label left.
     """
     start, end = _boundary_ids(tokenizer)
     start = start[:1] if tokenizer.bos_token_id is not None else []
@@ -168,6 +197,13 @@ def supervised_dataset(frame: pd.DataFrame, tokenizer, max_length: int, prompt_c
     token left are skipped.
 
     A ``sample_weight`` column in ``frame`` becomes a ``sample_weight`` feature (missing weights count as 1).
+
+    Args:
+        frame: supervised rows; prompt_column, completion_column: explicit columns (see ``supervised_pairs``).
+        tokenizer, max_length, keep_completion: as ``encode_prompt_completion`` (``max_length`` in tokens).
+
+    Raises:
+        DataError: a named column is missing, or the frame has no supervised columns.
     """
     from datasets import Dataset
 
@@ -195,8 +231,13 @@ def pack_examples(dataset, block_size: int):
     Labels keep their masks, so the loss stays on completions; attention crosses example boundaries
     (each example starts with BOS), the usual trade for no padding. The last partial block is dropped.
 
+    Args:
+        dataset: a prompt-masked ``datasets.Dataset`` (``input_ids``, ``labels``), e.g. ``supervised_dataset``'s.
+        block_size: tokens per block.
+
     Raises:
         ConfigError: weighted examples (a per-example weight has no meaning inside a shared block).
+        ValueError: the examples hold fewer than ``block_size`` tokens in all.
     """
     from datasets import Dataset
 
@@ -215,7 +256,11 @@ def pack_examples(dataset, block_size: int):
 
 
 def padding_collator(tokenizer):
-    """Pads input_ids with the pad token and labels with IGNORE_INDEX, and builds the attention mask."""
+    """Pads input_ids with the pad token and labels with IGNORE_INDEX, and builds the attention mask.
+
+    Batches are padded to the longest row, rounded up to a multiple of 8 (the alignment NVIDIA's
+    mixed-precision guide recommends for Tensor Cores).
+    """
     from transformers import DataCollatorForSeq2Seq
 
     return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, pad_to_multiple_of=8)

@@ -25,7 +25,11 @@ from compactlm.training.checkpoints import CHECKPOINT_PREFIX, resolve_resume
 
 
 def resolve_device(requested: str) -> str:
-    """``auto`` -> cuda when available, else cpu; asking for cuda without one is a config error."""
+    """``auto`` -> cuda when available, else cpu; asking for cuda without one is a config error.
+
+    Raises:
+        ConfigError: ``train.device`` is ``cuda`` and torch sees no CUDA device.
+    """
     import torch
 
     if requested == "auto":
@@ -57,7 +61,14 @@ def resolve_precision(precision: str, device: str) -> str:
 
 @dataclass(frozen=True)
 class StageOptim:
-    """How one stage optimises: epochs or steps, batch, learning rate and schedule."""
+    """How one stage optimises: epochs or steps, batch, learning rate and schedule.
+
+    ``max_steps`` > 0 overrides ``epochs``; ``batch_size`` is per process (the global batch is
+    ``batch_size x processes x grad_accum``); ``learning_rate`` is the peak, reached after a linear
+    warmup over ``warmup_ratio`` (a fraction) of the steps; ``scheduler`` is a transformers
+    ``lr_scheduler_type`` (its ``constant`` has no warmup); ``weight_decay`` is AdamW's decoupled decay;
+    ``logging_steps`` counts optimizer steps.
+    """
 
     epochs: float
     max_steps: int
@@ -206,7 +217,7 @@ def stage_callbacks(cfg: TrainConfig, report_to_mlflow: bool) -> list:
 
 @contextlib.contextmanager
 def system_metrics(interval_s: float) -> Iterator[None]:
-    """Sample CPU/GPU/memory into the active MLflow run every ``interval_s`` while training runs.
+    """Sample CPU/GPU/memory into the active MLflow run every ``interval_s`` seconds (0: off) while training runs.
 
     A background thread (MLflow's monitor); it costs the training loop nothing measurable.
     """
@@ -228,7 +239,8 @@ def system_metrics(interval_s: float) -> Iterator[None]:
 
 @dataclass
 class StageResult:
-    """What ``run_trainer`` measured."""
+    """What ``run_trainer`` measured: mean losses in nats (per token for language models, per example for a
+    classifier), ``seconds`` of wall time in ``train()``, ``steps`` the final global step (resumed ones included)."""
 
     train_loss: float
     eval_loss: float | None
@@ -244,6 +256,13 @@ def final_losses(log_history: list[dict[str, Any]], best_metric: float | None = 
     The mean is rebuilt from the logged windows (each ``loss`` is the mean over the steps since the
     previous log), so it covers the whole run even when the run was resumed from a checkpoint (the
     Trainer's own ``train_loss`` only covers the steps of its last ``train()`` call).
+
+    Args:
+        log_history: ``trainer.state.log_history``.
+        best_metric: the best ``eval_loss`` when the best checkpoint was kept; it wins over the last one.
+
+    Returns:
+        ``(mean train loss or NaN when nothing was logged, eval loss or None)``.
     """
     total, steps, previous = 0.0, 0, 0
     for entry in log_history:
@@ -258,7 +277,11 @@ def final_losses(log_history: list[dict[str, Any]], best_metric: float | None = 
 
 
 def run_trainer(trainer, cfg: TrainConfig, report_to_mlflow: bool) -> StageResult:
-    """Train (resuming when ``train.resume_from_checkpoint`` says so) and measure the result."""
+    """Train (resuming when ``train.resume_from_checkpoint`` says so) and measure the result.
+
+    Raises:
+        ConfigError: a ``train.resume_from_checkpoint`` folder that is not a complete checkpoint.
+    """
     resume = resolve_resume(cfg.resume_from_checkpoint, trainer.args.output_dir)
     interval = cfg.system_metrics_interval if report_to_mlflow and trainer.is_world_process_zero() else 0
     start = time.perf_counter()
@@ -287,7 +310,11 @@ def count_parameters(model) -> tuple[int, int]:
 
 @dataclass
 class TrainSummary:
-    """What a training stage did and where it saved the result."""
+    """What a training stage did and where it saved the result.
+
+    Losses as in ``StageResult``; ``seconds`` is the wall time of ``train()``; ``train_tokens`` counts the
+    tokens of this run's steps over every process (see ``summarize``).
+    """
 
     output_dir: str
     train_loss: float
@@ -303,6 +330,7 @@ class TrainSummary:
     best_checkpoint: str | None = None  # with train.load_best_model_at_end / early stopping
 
     def to_dict(self) -> dict:
+        """The summary as a plain dict."""
         return asdict(self)
 
     def to_markdown(self, title: str) -> str:
@@ -312,6 +340,7 @@ class TrainSummary:
 
     @property
     def tokens_per_second(self) -> float:
+        """Training throughput over every process, tokens per second of wall time (0 when no time passed)."""
         return self.train_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
@@ -325,6 +354,9 @@ def fit_stage(model, tokenizer, train_ds, val_ds, checkpoint_dir: Path, optim: S
 
     Returns:
         ``(trainer, StageResult)``; the caller saves what the stage produced.
+
+    Raises:
+        ConfigError: an unusable precision, or a resume folder that is not a complete checkpoint.
     """
     from transformers import Trainer
 
@@ -341,7 +373,8 @@ def fit_stage(model, tokenizer, train_ds, val_ds, checkpoint_dir: Path, optim: S
 def summarize(trainer, result: StageResult, output_dir: Path | str, train_ds, model) -> TrainSummary:
     """A ``TrainSummary`` of a finished stage; tokens are counted over every process.
 
-    Tokens per example are the mean over the first 1,000 rows (exact for packed blocks).
+    Tokens per example are the mean over the first 1,000 rows (exact for packed blocks), times the
+    examples of the optimizer steps this run made (those before a resumed checkpoint are not counted).
     """
     lengths = [len(ids) for ids in train_ds.select(range(min(len(train_ds), 1000)))["input_ids"]]
     mean_len = sum(lengths) / max(len(lengths), 1)

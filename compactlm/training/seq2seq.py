@@ -27,7 +27,20 @@ def _ending_with(ids: list[int], eos: int | None, max_length: int) -> list[int]:
 
 def seq2seq_dataset(frame: pd.DataFrame, tokenizer, max_length: int, source_column: str = "document",
                     target_column: str = "summary", source_prefix: str = SEQ2SEQ_PREFIX):
-    """``input_ids``/``attention_mask`` of the sources and ``labels`` of the targets, each ending with EOS."""
+    """``input_ids``/``attention_mask`` of the sources and ``labels`` of the targets, each ending with EOS.
+
+    Args:
+        frame: rows with ``source_column``/``target_column`` (else prompt/completion-style rows, unprefixed).
+        tokenizer: the base's tokenizer.
+        max_length: tokens per source and, separately, per target (EOS included).
+        source_column, target_column, source_prefix: which columns, and the text put before each source.
+
+    Returns:
+        A ``datasets.Dataset``, one unpadded row per frame row.
+
+    Raises:
+        DataError: the frame has neither the named columns nor any supervised columns.
+    """
     from datasets import Dataset
 
     sources, targets = source_target_pairs(frame, source_column, target_column, source_prefix)
@@ -49,14 +62,18 @@ def finetune_seq2seq(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, o
         base: a seq2seq model folder, a ``models:/`` URI or a hub id.
         train, val: rows with ``source_column``/``target_column`` (else prompt/completion-style rows).
         output_dir: receives ``merged/`` (model + tokenizer), ``adapter/`` with LoRA, ``checkpoints/``.
-        model_cfg: ``max_seq_len`` caps sources and targets.
+        model_cfg: ``max_seq_len`` caps sources and targets (tokens, each).
         finetune_cfg: fine-tuning mode and optimisation.
         train_cfg: the shared machinery (None: defaults).
         source_column, target_column, source_prefix: which columns, and the task prefix T5 expects.
         report_to_mlflow: log step metrics to the active MLflow run.
 
+    Returns:
+        The stage's summary; ``output_dir`` in it is ``output_dir/merged``.
+
     Raises:
         ConfigError: a base that is not seq2seq, an unknown LoRA target, or QLoRA without CUDA.
+        DataError: rows without source/target or supervised columns.
     """
     from transformers import DataCollatorForSeq2Seq, set_seed
 

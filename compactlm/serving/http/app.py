@@ -56,6 +56,16 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
         api_keys: accepted keys; none means no authentication.
         preloaded: a model loaded by the caller (served at once, no load at start-up); an alias in
             ``config.model_uri`` is still followed.
+
+    Returns:
+        The FastAPI app; the model loads (and an alias is followed) in its lifespan, not here.
+
+    Raises:
+        ApiError, InvalidRequestError, QueueFullError, EngineUnavailableError, EngineFailure: never while
+            building; only inside request handlers, where they are answered in OpenAI's error body: 401
+            (API key), 429 (rate limit, with Retry-After), 404 (another model), 400 (e.g. a prompt over
+            ``serve.max_prompt_chars`` characters), 503 (no model yet, queue full, engine unavailable),
+            500 (engine failure).
     """
     metrics = ServiceMetrics()
     server = ModelServer(config, metrics)
