@@ -172,10 +172,11 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], max_new_toke
                 outputs += [tokenizer.decode(row, skip_special_tokens=True).strip() for row in generated]
             return outputs
         encoded = tokenizer(list(prompts), add_special_tokens=False, verbose=False)["input_ids"]
+        # Keep the end of over-long prompts: the question and the response marker are at the end. At least
+        # one token stays (``[-0:]`` would keep everything when the answer alone fills the context).
+        keep = max(limit - max_new_tokens, 1)
         for start in range(0, len(encoded), batch_size):
-            # Keep the end of over-long prompts: the question and the response marker are at the end.
-            batch = [[tokenizer.bos_token_id, *p][-(limit - max_new_tokens):]
-                     for p in encoded[start:start + batch_size]]
+            batch = [[tokenizer.bos_token_id, *p][-keep:] for p in encoded[start:start + batch_size]]
             # Left padding keeps every prompt's last token at the same position for generation.
             input_ids, attention = _pad(batch, tokenizer.pad_token_id, left=True)
             generated = model.generate(

@@ -15,6 +15,7 @@ import pandas as pd
 
 from compactlm.data.schemas import SCHEMAS
 from compactlm.data.splits import combined_splits
+from compactlm.fileio import atomic_write_text
 
 ATTRIBUTE_CANDIDATES = ("age_band", "region", "customer_tier", "category")
 MAX_LABELS = 40
@@ -163,5 +164,5 @@ def write_quality_report(splits: dict[str, pd.DataFrame], quarantine: pd.DataFra
             lines += [*_table(pd.crosstab(all_rows[attribute].astype(str), all_rows["split"]).reset_index()), ""]
         lines += ["![attributes](attributes.png)", ""]
     markdown = "\n".join(lines)
-    (out / "report.md").write_text(markdown, encoding="utf-8")
+    atomic_write_text(out / "report.md", markdown)
     return QualityReport(folder=str(out), markdown=markdown, images=images)

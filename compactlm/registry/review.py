@@ -233,7 +233,10 @@ def sweep(model_name: str, timeout_s: int, now: datetime | None = None) -> list[
         if tag_decision(tags) is not None:
             decisions.append(honour_tag_decision(model_name, info.version))
         elif tags.get("approval") == PENDING and "review.requested_at" in tags:
-            waited = (now - datetime.fromisoformat(tags["review.requested_at"])).total_seconds()
+            requested = datetime.fromisoformat(tags["review.requested_at"])
+            if requested.tzinfo is None:  # typed by hand in the MLflow UI: read as UTC, like every time here
+                requested = requested.replace(tzinfo=UTC)
+            waited = (now - requested).total_seconds()
             if waited >= timeout_s:
                 decisions.append(apply_decision(model_name, info.version, False, "timeout",
                                                 f"no decision within {timeout_s} s: rejected by default", "timeout"))

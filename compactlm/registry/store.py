@@ -149,7 +149,8 @@ def list_versions(model_name: str) -> list[VersionInfo]:
     aliases: dict[str, list[str]] = {}
     for alias, version in (model.aliases or {}).items():
         aliases.setdefault(str(version), []).append(alias)
-    versions = client.search_model_versions(f"name='{model_name}'")
+    quoted = model_name.replace("'", "\\'")  # MLflow's filter grammar escapes a quote with a backslash
+    versions = client.search_model_versions(f"name='{quoted}'")
     out = []
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
         created = datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC).isoformat(timespec="seconds")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from compactlm.errors import DataError
+from compactlm.errors import ConfigError, DataError
 from compactlm.models.tokenizer import format_prompt
 
 IGNORE_INDEX = -100  # label value the loss skips (prompt and padding tokens): torch cross_entropy's default
@@ -108,7 +108,7 @@ def pack_documents(documents: Sequence[str], tokenizer, block_size: int):
         ``len(stream) // block_size`` rows of ``block_size`` tokens each.
 
     Raises:
-        ValueError: the whole corpus has fewer than ``block_size`` tokens.
+        DataError: the whole corpus has fewer than ``block_size`` tokens.
     """
     from datasets import Dataset
 
@@ -121,7 +121,8 @@ def pack_documents(documents: Sequence[str], tokenizer, block_size: int):
         stream.extend(end)
     n_blocks = len(stream) // block_size
     if n_blocks == 0:
-        raise ValueError(f"the corpus has {len(stream)} tokens, fewer than one block of {block_size}")
+        raise DataError(f"the training text has {len(stream)} tokens, fewer than one block of {block_size} "
+                        "(model.max_seq_len): add data or lower model.max_seq_len")
     blocks = [stream[i * block_size:(i + 1) * block_size] for i in range(n_blocks)]
     return Dataset.from_dict({"input_ids": blocks, "labels": blocks})
 
@@ -237,11 +238,9 @@ def pack_examples(dataset, block_size: int):
 
     Raises:
         ConfigError: weighted examples (a per-example weight has no meaning inside a shared block).
-        ValueError: the examples hold fewer than ``block_size`` tokens in all.
+        DataError: the examples hold fewer than ``block_size`` tokens in all.
     """
     from datasets import Dataset
-
-    from compactlm.errors import ConfigError
 
     if WEIGHT_COLUMN in dataset.column_names:
         raise ConfigError("finetune.pack_train must be false with per-example sample weights (bias.reweighing)")
@@ -249,7 +248,8 @@ def pack_examples(dataset, block_size: int):
     labels = [t for row in dataset["labels"] for t in row]
     n_blocks = len(ids) // block_size
     if n_blocks == 0:
-        raise ValueError(f"the examples have {len(ids)} tokens, fewer than one block of {block_size}")
+        raise DataError(f"the examples have {len(ids)} tokens, fewer than one block of {block_size} "
+                        "(model.max_seq_len): add data or set finetune.pack_train=false")
     cut = range(0, n_blocks * block_size, block_size)
     return Dataset.from_dict({"input_ids": [ids[i:i + block_size] for i in cut],
                               "labels": [labels[i:i + block_size] for i in cut]})
