@@ -142,7 +142,7 @@ def check_seq_len(config: Any, max_seq_len: int, field: str = "model.max_seq_len
     """
     positions = max_positions(config)
     if positions is not None and max_seq_len > positions:
-        raise ConfigError(f"{field} must be at most {positions} (the base's positions), got {max_seq_len}")
+        raise ConfigError(f"{field} must be in [8, {positions}] (the base's positions), got {max_seq_len}")
 
 
 def load_tokenizer_for(ref: str, field: str = "model.base"):
