@@ -31,8 +31,7 @@ from compactlm.training.runner import (
     TrainSummary,
     fit_stage,
     on_main_process,
-    resolve_device,
-    resolve_precision,
+    start_stage,
     summarize,
 )
 
@@ -109,12 +108,8 @@ def pretrain_decoder(train: pd.DataFrame, val: pd.DataFrame, output_dir: str | P
         DataError: rows without a text column (see ``corpus_texts``).
         ValueError: packing a corpus shorter than one block of ``model.max_seq_len`` tokens.
     """
-    from transformers import set_seed
-
     output_dir = Path(output_dir)
-    device = resolve_device(train_cfg.device)
-    resolve_precision(train_cfg.precision, device)  # a bad precision fails before the tokenizer trains
-    set_seed(train_cfg.seed)
+    device = start_stage(train_cfg, train_cfg.seed)  # a bad precision fails before the tokenizer trains
     documents = corpus_texts(train)
     tokenizer = train_bpe_tokenizer(documents, model_cfg.vocab_size, model_cfg.max_seq_len)
     model = build_decoder(model_cfg.preset, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
@@ -166,14 +161,10 @@ def finetune_causal(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, ou
         DataError: a named column is missing, or the rows have no supervised columns.
         ValueError: packing examples that hold fewer than one block of tokens.
     """
-    from transformers import set_seed
-
     cfg = train_cfg or TrainConfig()
     output_dir = Path(output_dir)
-    device = resolve_device(device or cfg.device)
-    resolve_precision(cfg.precision, device)
     optim = StageOptim.from_finetune(finetune_cfg, cfg, seed)
-    set_seed(optim.seed)
+    device = start_stage(cfg, optim.seed, device)
     model, tokenizer = load_for_finetuning(base, "causal", finetune_cfg, device, model_cfg.max_seq_len,
                                            cfg.gradient_checkpointing)
     length = model_cfg.max_seq_len

@@ -24,8 +24,7 @@ from compactlm.training.runner import (
     TrainSummary,
     fit_stage,
     on_main_process,
-    resolve_device,
-    resolve_precision,
+    start_stage,
     summarize,
 )
 
@@ -61,14 +60,12 @@ def pretrain_encoder_mlm(train: pd.DataFrame | Sequence[str], val: pd.DataFrame 
         DataError: rows without a text column (see ``corpus_texts``).
         ValueError: packing a corpus shorter than one block of ``max_seq_len`` tokens.
     """
-    from transformers import DataCollatorForLanguageModeling, set_seed
+    from transformers import DataCollatorForLanguageModeling
 
     from compactlm.models.loading import load_base
 
     output_dir = Path(output_dir)
-    device = resolve_device(train_cfg.device)
-    resolve_precision(train_cfg.precision, device)
-    set_seed(train_cfg.seed)
+    device = start_stage(train_cfg, train_cfg.seed)
     documents, val_docs = _texts(train), _texts(val)
     if model_cfg.base:
         model, tokenizer = load_base(model_cfg.base, "encoder", max_seq_len=model_cfg.max_seq_len)
@@ -198,21 +195,19 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
             base/target/length problem.
         DataError: fewer than 2 labels, or a validation label missing from train.
     """
-    from transformers import DataCollatorWithPadding, set_seed
+    from transformers import DataCollatorWithPadding
 
     finetune_cfg = finetune_cfg or FinetuneConfig(mode="full")
     cfg = train_cfg or TrainConfig()
     output_dir = Path(output_dir)
-    device = resolve_device(cfg.device)
-    resolve_precision(cfg.precision, device)
+    optim = StageOptim.from_finetune(finetune_cfg, cfg)
+    device = start_stage(cfg, optim.seed)
     id2label = label_maps(train, val)
     label2id = {v: k for k, v in id2label.items()}
     base = base_dir or model_cfg.base
     if base is None and finetune_cfg.mode == "lora":
         raise ConfigError("finetune.mode must be full to train a classifier from a randomly initialised preset "
                           "(or set classifier.mlm_pretrain=true or model.base)")
-    optim = StageOptim.from_finetune(finetune_cfg, cfg)
-    set_seed(optim.seed)
     if base is not None:
         model, tokenizer = load_for_finetuning(base, "classifier", finetune_cfg, device, model_cfg.max_seq_len,
                                                cfg.gradient_checkpointing, id2label=id2label)

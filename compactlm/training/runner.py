@@ -11,17 +11,16 @@ reports exactly what an uninterrupted one does.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from compactlm.config import FinetuneConfig, TrainConfig
 from compactlm.errors import ConfigError
-from compactlm.training.checkpoints import CHECKPOINT_PREFIX, resolve_resume
+from compactlm.training.callbacks import stage_callbacks, system_metrics
+from compactlm.training.checkpoints import resolve_resume
 
 
 def resolve_device(requested: str) -> str:
@@ -57,6 +56,28 @@ def resolve_precision(precision: str, device: str) -> str:
     if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
         raise ConfigError("train.precision 'bf16' is not supported by this GPU (use auto or fp16)")
     return precision
+
+
+def start_stage(cfg: TrainConfig, seed: int, device: str | None = None) -> str:
+    """Begin a stage: resolve the device, check its precision before any compute, seed every RNG.
+
+    Args:
+        cfg: the shared machinery (``train.device``, ``train.precision``).
+        seed: the stage's seed (``transformers.set_seed``: Python, NumPy and torch RNGs).
+        device: overrides ``cfg.device``.
+
+    Returns:
+        ``cpu`` or ``cuda``.
+
+    Raises:
+        ConfigError: ``cuda`` asked for without one, or a precision the device cannot run.
+    """
+    from transformers import set_seed
+
+    resolved = resolve_device(device or cfg.device)
+    resolve_precision(cfg.precision, resolved)
+    set_seed(seed)
+    return resolved
 
 
 @dataclass(frozen=True)
@@ -165,76 +186,6 @@ def training_arguments(output_dir: str | Path, optim: StageOptim, cfg: TrainConf
         remove_unused_columns=remove_unused_columns,
         **_strategies(cfg, has_eval),
     )
-
-
-def _aligned_logging_callback():
-    from transformers import TrainerCallback
-
-    class AlignedLogging(TrainerCallback):
-        """Log the training loss at every checkpoint and at the last step.
-
-        Each logged loss then covers a window that ends at a checkpoint or at the end, so the run's
-        mean loss rebuilt from the log history (restored with a checkpoint) is the same whether or
-        not the run was interrupted and resumed.
-        """
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if control.should_save or control.should_training_stop or state.global_step >= state.max_steps:
-                control.should_log = True
-            return control
-
-    return AlignedLogging()
-
-
-def _checkpoint_artifacts_callback():
-    from transformers import TrainerCallback
-
-    class CheckpointArtifacts(TrainerCallback):
-        """Log each checkpoint folder to the active MLflow run under ``checkpoints/``."""
-
-        def on_save(self, args, state, control, **kwargs):
-            import mlflow
-
-            folder = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
-            if state.is_world_process_zero and folder.is_dir() and mlflow.active_run() is not None:
-                mlflow.log_artifacts(str(folder), f"checkpoints/{folder.name}")
-            return control
-
-    return CheckpointArtifacts()
-
-
-def stage_callbacks(cfg: TrainConfig, report_to_mlflow: bool) -> list:
-    """Callbacks for a stage: aligned loss logging, early stopping, checkpoint artifacts."""
-    from transformers import EarlyStoppingCallback
-
-    callbacks = [_aligned_logging_callback()]
-    if cfg.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    if cfg.log_checkpoints and report_to_mlflow:
-        callbacks.append(_checkpoint_artifacts_callback())
-    return callbacks
-
-
-@contextlib.contextmanager
-def system_metrics(interval_s: float) -> Iterator[None]:
-    """Sample CPU/GPU/memory into the active MLflow run every ``interval_s`` seconds (0: off) while training runs.
-
-    A background thread (MLflow's monitor); it costs the training loop nothing measurable.
-    """
-    import mlflow
-
-    run = mlflow.active_run()
-    if not interval_s or run is None:
-        yield
-        return
-    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-    monitor = SystemMetricsMonitor(run.info.run_id, sampling_interval=interval_s, samples_before_logging=1)
-    monitor.start()
-    try:
-        yield
-    finally:
-        monitor.finish()
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pandas as pd
 from compactlm.config import FinetuneConfig, ModelConfig, TrainConfig
 from compactlm.training.adapters import load_for_finetuning, save_finetuned
 from compactlm.training.encoding import IGNORE_INDEX, SEQ2SEQ_PREFIX, source_target_pairs
-from compactlm.training.runner import StageOptim, TrainSummary, fit_stage, resolve_device, resolve_precision, summarize
+from compactlm.training.runner import StageOptim, TrainSummary, fit_stage, start_stage, summarize
 
 
 def _ending_with(ids: list[int], eos: int | None, max_length: int) -> list[int]:
@@ -75,14 +75,12 @@ def finetune_seq2seq(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, o
         ConfigError: a base that is not seq2seq, an unknown LoRA target, or QLoRA without CUDA.
         DataError: rows without source/target or supervised columns.
     """
-    from transformers import DataCollatorForSeq2Seq, set_seed
+    from transformers import DataCollatorForSeq2Seq
 
     cfg = train_cfg or TrainConfig()
     output_dir = Path(output_dir)
-    device = resolve_device(cfg.device)
-    resolve_precision(cfg.precision, device)
     optim = StageOptim.from_finetune(finetune_cfg, cfg)
-    set_seed(optim.seed)
+    device = start_stage(cfg, optim.seed)
     model, tokenizer = load_for_finetuning(base, "seq2seq", finetune_cfg, device, model_cfg.max_seq_len,
                                            cfg.gradient_checkpointing)
     columns = (model_cfg.max_seq_len, source_column, target_column, source_prefix)
