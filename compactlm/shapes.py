@@ -98,6 +98,8 @@ class Shape:
         card: the model card's intended use and limitations.
         keep_completion: causal training and scoring cut the prompt (a long document), never the
             completion (the summary).
+        baseline: the cheap reference model trained and scored beside the candidate
+            (``compactlm.evaluation.baselines``), or None when the shape has none yet.
         serve_prompt: the pyfunc model renders each input through the schema's prompt template
             (``{document}``) before generating.
     """
@@ -110,6 +112,7 @@ class Shape:
     card: CardText
     keep_completion: bool = False
     serve_prompt: bool = False
+    baseline: str | None = None
 
     @property
     def schema(self) -> TaskSchema:
@@ -147,7 +150,7 @@ _SUMMARIZATION_GATE: GateDefaults = {
     "word_perplexity": {"max_drop": 0.02},
 }
 _CLASSIFICATION_GATE: GateDefaults = {
-    "accuracy": {"min": 0.5, "max_drop": 0.02},
+    "accuracy": {"min": 0.5, "max_drop": 0.02, "beat_baseline": True},  # a 10-second TF-IDF model is the bar
     "macro_f1": {"min": 0.4, "max_drop": 0.02},
     "slice_min_accuracy_label": {},  # reported, not gated: the weakest label
 }
@@ -163,7 +166,7 @@ SHAPES: dict[str, Shape] = {
                       _SUPPORT_LIMITS)),
     "classification": Shape(
         name="classification", trainable=True, evaluation="classification", plan=_plan_classification,
-        gate_checks=_CLASSIFICATION_GATE,
+        gate_checks=_CLASSIFICATION_GATE, baseline="tfidf-linear-svm",
         card=CardText(
             "Routing customer-support messages to an intent or sentiment label (one of the labels of the "
             "training data), so that a ticket reaches the right queue or template, on modest hardware.",

@@ -21,7 +21,7 @@ from compactlm.state import configure_environment
 from compactlm.training.stages import STAGES, plan_stages
 from flows.review import ApprovalMode, request_review
 from tasks.data import check_dataset, ingest_dataset
-from tasks.evaluate import decide_gate, evaluate_candidate, rescore_champion
+from tasks.evaluate import decide_gate, evaluate_candidate, rescore_champion, score_baseline
 from tasks.registry import find_champion, mark_challenger, register_candidate, smoke_test_version, summarize_run
 from tasks.tracking import log_dataset, tracked_flow_run
 from tasks.train import train_stage
@@ -71,6 +71,7 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
         if bias.audited and not bias.passed and config.bias.fail_on_violation:
             raise BiasViolation(f"bias audit failed on {config.bias.protected_attribute}: {'; '.join(bias.reasons)}")
 
+        baseline = score_baseline(version, task, run_id) if config.eval.baseline else None
         stages = train_stages(config, version, work_dir, run_id)
         tuned = list(stages.values())[-1]
         candidate = evaluate_candidate(tuned.output_dir, version, config.eval, config.model.max_seq_len, run_id, task)
@@ -80,7 +81,7 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
         if champion_version is not None:
             champion = rescore_champion(f"models:/{model_name}/{champion_version}", version, config.eval,
                                         config.model.max_seq_len, run_id, work_dir, task)
-        gate = decide_gate(candidate, champion, champion_version, config.gate, run_id)
+        gate = decide_gate(candidate, champion, champion_version, config.gate, run_id, baseline)
 
         registered, review = None, {"status": "not reviewed: the gate failed", "approved": False}
         if gate.passed:
@@ -94,4 +95,4 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
                                     context_markdown=gate.to_markdown())
         else:
             logger.warning("Gate failed: nothing registered, champion unchanged. See the 'gate' artifact.")
-        return summarize_run(config, version.md5, candidate.metrics, gate, registered, review, run_id)
+        return summarize_run(config, version.md5, candidate.metrics, gate, registered, review, run_id, baseline)

@@ -7,12 +7,14 @@ from pathlib import Path
 from prefect import task
 
 from compactlm.config import EvalConfig, GateConfig
-from compactlm.data.versioning import DatasetVersion
+from compactlm.data.versioning import DatasetVersion, read_split
+from compactlm.evaluation.baselines import BaselineRun, fit_and_score
 from compactlm.evaluation.gate import GateReport, run_gate
 from compactlm.evaluation.metrics import model_size_mb
 from compactlm.evaluation.runner import EvalResult, evaluate_version
 from compactlm.models.loading import load_trained
-from compactlm.registry.tracking import log_evaluation, reopen_run
+from compactlm.registry.tracking import log_baseline, log_evaluation, reopen_run
+from compactlm.shapes import get_shape
 from tasks.common import IO_RETRIES, publish_report
 
 
@@ -50,12 +52,26 @@ def rescore_champion(model_uri: str, version: DatasetVersion, config: EvalConfig
 
 @task(name="gate")
 def decide_gate(candidate: EvalResult, champion: EvalResult | None, champion_version: str | None,
-                config: GateConfig, run_id: str) -> GateReport:
+                config: GateConfig, run_id: str, baseline: BaselineRun | None = None) -> GateReport:
     """Apply the gate and publish its report (Prefect artifact + MLflow)."""
     import mlflow
 
-    report = run_gate(candidate.metrics, config, champion.metrics if champion else None, champion_version)
+    report = run_gate(candidate.metrics, config, champion.metrics if champion else None, champion_version,
+                      baseline.metrics if baseline else None, baseline.description if baseline else None)
     with reopen_run(run_id):
         mlflow.set_tag("gate_verdict", report.verdict)
     publish_report(run_id, "gate", report.to_markdown(), report.to_dict(), f"Gate verdict: {report.verdict}")
     return report
+
+
+@task(name="baseline")
+def score_baseline(version: DatasetVersion, task: str, run_id: str) -> BaselineRun | None:
+    """Train the shape's baseline on the train split, score it on the test split, log it (None: the shape has none)."""
+    name = get_shape(task).baseline
+    if name is None:
+        return None
+    baseline, result = fit_and_score(name, read_split(version.path, "train"), read_split(version.path, "test"))
+    model_uri = log_baseline(baseline, result, run_id)
+    title = f"Baseline: {baseline.description}"
+    publish_report(run_id, "baseline", result.to_markdown(title), result.to_dict(), title)
+    return BaselineRun(baseline.name, baseline.description, result.metrics, model_uri)

@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from compactlm.config import PipelineConfig
 from compactlm.data.versioning import DatasetVersion
+from compactlm.evaluation.baselines import BaselineRun
 from compactlm.evaluation.gate import GateReport
 from compactlm.evaluation.runner import EvalResult
 from compactlm.quality.bias import BiasReport
@@ -64,10 +65,11 @@ def mark_challenger(model_name: str, version: str) -> None:
 
 @task(name="summarize")
 def summarize_run(config: PipelineConfig, data_version: str, metrics: dict[str, float], gate: GateReport,
-                  version: str | None, review: dict[str, Any], run_id: str) -> dict[str, Any]:
+                  version: str | None, review: dict[str, Any], run_id: str,
+                  baseline: BaselineRun | None = None) -> dict[str, Any]:
     """Build the run summary, write it atomically to ``<home>/last_run.json`` and log it to the run."""
     summary = run_summary(config=config, data_version=data_version, metrics=metrics, gate=gate, version=version,
-                          review=review, run_id=run_id)
+                          review=review, run_id=run_id, baseline=baseline.to_dict() if baseline else None)
     text = write_run_summary(summary)
     with reopen_run(run_id):
         mlflow.log_text(text, "reports/summary.json")

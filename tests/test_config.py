@@ -106,7 +106,7 @@ def test_missing_source_file_fails_early(tmp_path: Path):
 def test_each_task_shape_gets_its_gate_and_a_named_check_keeps_its_other_bounds():
     classification = load_config(overrides=["data.task=classification", "gate.checks.accuracy.min=0.9"])
     assert set(classification.gate.checks) == set(default_gate_checks("classification"))
-    assert classification.gate.checks["accuracy"] == GateCheckConfig(min=0.9, max_drop=0.02)
+    assert classification.gate.checks["accuracy"] == GateCheckConfig(min=0.9, max_drop=0.02, beat_baseline=True)
     summarization = load_config(overrides=["data.task=summarization", "gate.checks.extra.max=1"])
     assert set(summarization.gate.checks) == {*default_gate_checks("summarization"), "extra"}
     assert load_config().gate == GateConfig(checks=default_gate_checks("instruction"))
@@ -124,7 +124,8 @@ def test_empty_sections_are_defaults_and_lists_take_comma_separated_text(tmp_pat
     ("override", "expected"),
     [
         ("gate.checks.rouge_l.minimum=0.3",
-         "unknown config field 'gate.checks.rouge_l.minimum' (known: higher_is_better, max, max_drop, min, relative)"),
+         "unknown config field 'gate.checks.rouge_l.minimum' "
+         "(known: beat_baseline, higher_is_better, max, max_drop, min, relative)"),
         ("colour=blue",
          "unknown config field 'colour' (known: bias, classifier, data, distill, eval, finetune, gate, home, "),
         ("gate.checks=3", "gate.checks must be a mapping, got 3"),

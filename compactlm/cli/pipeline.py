@@ -59,9 +59,13 @@ def _print_summary(summary: dict) -> None:
     table.add_row("aliases", ", ".join(summary["aliases"]) or "—")
     table.add_row("champion", str(summary["champion"] or "—"))
     gated = dict.fromkeys(c["metric"] for c in summary["gate"]["checks"])  # the task shape's own metrics
+    baseline = (summary.get("baseline") or {}).get("metrics", {})
     for key in gated:
         if key in summary["metrics"]:
-            table.add_row(key, f"{summary['metrics'][key]:.4f}")
+            versus = f"  (baseline {baseline[key]:.4f})" if key in baseline else ""
+            table.add_row(key, f"{summary['metrics'][key]:.4f}{versus}")
+    if summary.get("baseline"):
+        table.add_row("baseline model", f"{summary['baseline']['description']}: {summary['baseline']['model_uri']}")
     table.add_row("gate", summary["gate"]["verdict"].upper())
     table.add_row("review", str(summary["review"].get("status")))
     table.add_row("data version", summary["data_version"])

@@ -30,6 +30,7 @@ class EvalConfig:
             groups or unprivileged groups that are not a non-empty proper subset of them.
     """
 
+    baseline: bool = True  # train and score the shape's baseline beside the candidate (compactlm.evaluation.baselines)
     max_generate_samples: int = 200  # perplexity uses every test row; generation metrics a seeded sample
     max_new_tokens: int = 64
     batch_size: int = 32
@@ -65,11 +66,13 @@ class EvalConfig:
 
 @dataclass(config=SECTION)
 class GateCheckConfig:
-    """Bounds on one metric: absolute (``min``/``max``) and against the champion (``max_drop``).
+    """Bounds on one metric: absolute (``min``/``max``), against the champion (``max_drop``) and the baseline.
 
     ``max_drop`` is how much worse than the champion re-scored on the same data the candidate may
     be: a fraction of the champion's value when ``relative`` (0.02 = 2 %), else in the metric's
-    units. "Worse" follows ``higher_is_better`` (known metrics have a default direction, see
+    units. ``beat_baseline`` requires the candidate to be strictly better than the run's baseline
+    (``compactlm.evaluation.baselines``, trained on the same split) on this metric. "Worse" and
+    "better" follow ``higher_is_better`` (known metrics have a default direction, see
     ``compactlm.evaluation.metric_directions``). The bounds are checked by ``GateConfig``.
     """
 
@@ -78,6 +81,7 @@ class GateCheckConfig:
     max_drop: float | None = None
     relative: bool = True
     higher_is_better: bool | None = None
+    beat_baseline: bool = False
 
 
 def default_gate_checks(task: str = "instruction") -> dict[str, GateCheckConfig]:
@@ -116,6 +120,7 @@ class GateConfig:
                 check(bounds.min <= bounds.max, f"gate.checks.{metric}.min", bounds.min, f"<= max ({bounds.max})")
             if bounds.max_drop is not None:
                 check(bounds.max_drop >= 0, f"gate.checks.{metric}.max_drop", bounds.max_drop, ">= 0")
-            if bounds.max_drop is not None and bounds.higher_is_better is None and direction_of(metric) is None:
+            compares = bounds.max_drop is not None or bounds.beat_baseline
+            if compares and bounds.higher_is_better is None and direction_of(metric) is None:
                 raise ConfigError(f"gate.checks.{metric}.higher_is_better must be set: {metric!r} is not a known "
-                                  "metric, so the direction of a drop is ambiguous")
+                                  "metric, so which of two values is better is ambiguous")

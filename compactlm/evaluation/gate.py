@@ -1,4 +1,4 @@
-"""The promotion gate: configurable checks on any metric, absolute and against the champion.
+"""The promotion gate: configurable checks on any metric, absolute, against the champion and the baseline.
 
 Every configured bound becomes one row of the report with its metric, value, baseline, threshold,
 pass/fail and a sentence of reason. The verdict is "passed" only when every deciding row passes.
@@ -7,7 +7,8 @@ Edge cases are explicit, never silent:
 * a missing (or NaN) metric fails its row;
 * without a champion (first run), comparison rows are reported as skipped and do not decide;
 * a metric present on the challenger but missing on the champion fails the comparison;
-* a check configured with no bound is reported as informational and does not decide.
+* a check configured with no bound is reported as informational and does not decide;
+* a ``beat_baseline`` check without a baseline in the run is reported as skipped.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class GateCheck:
         name: the row's label, e.g. ``rouge_l >= 0.2`` or ``rouge_l vs champion (max drop 5%)``.
         metric: the metric's name in the evaluation's metrics dict.
         value: the challenger's value (None: missing or NaN).
-        baseline: the champion's value, for comparison rows (None otherwise, or when missing).
+        baseline: the champion's value (``vs champion`` rows) or the baseline model's (``vs baseline`` rows);
+            None for absolute rows, or when missing.
         threshold: the bound the value was held to, in the metric's own unit (for a comparison row:
             the champion's value less the allowed drop).
         status: ``pass``/``fail`` decide the verdict; ``skipped`` (no champion) and ``info`` (no bound) do not.
@@ -134,8 +136,27 @@ def _champion_row(metric: str, check: GateCheckConfig, value: float | None, base
                      f"{change} against the champion ({'higher' if higher else 'lower'} is better)")
 
 
+def _baseline_row(metric: str, check: GateCheckConfig, value: float | None, baseline: float | None,
+                  baseline_name: str | None) -> GateCheck:
+    higher = check.higher_is_better if check.higher_is_better is not None else direction_of(metric)
+    name = f"{metric} vs baseline"
+    if baseline_name is None:
+        return GateCheck(name, metric, value, None, None, "skipped",
+                         "no baseline was trained in this run (eval.baseline is off, or the shape has none)")
+    if value is None or baseline is None:
+        missing = "the candidate" if value is None else "the baseline"
+        return GateCheck(name, metric, value, baseline, None, "fail",
+                         f"{metric} is missing for {missing}, so the comparison cannot pass")
+    passed = value > baseline if higher else value < baseline
+    verb = "beats" if passed else "does not beat"
+    return GateCheck(name, metric, value, baseline, baseline, "pass" if passed else "fail",
+                     f"the candidate {verb} the {baseline_name} baseline trained on the same split "
+                     f"({value:.4g} vs {baseline:.4g}, {'higher' if higher else 'lower'} is better)")
+
+
 def run_gate(metrics: dict[str, float], config: GateConfig, champion_metrics: dict[str, float] | None = None,
-             champion_version: str | None = None) -> GateReport:
+             champion_version: str | None = None, baseline_metrics: dict[str, float] | None = None,
+             baseline_name: str | None = None) -> GateReport:
     """Decide whether a challenger may be registered and proposed for promotion.
 
     Per metric, ``min``/``max`` give absolute rows (``value >= min``, ``value <= max``) and ``max_drop``
@@ -148,6 +169,9 @@ def run_gate(metrics: dict[str, float], config: GateConfig, champion_metrics: di
         config: the checks, keyed by metric name.
         champion_metrics: the champion's metrics re-scored on the same data now, or None (first run).
         champion_version: the champion's registry version, for the report.
+        baseline_metrics: the run's baseline (``compactlm.evaluation.baselines``) scored on the same test
+            split, for checks with ``beat_baseline``; None: no baseline (those rows are skipped).
+        baseline_name: what the baseline is, for the report (e.g. ``TF-IDF + linear SVM``).
 
     Returns:
         The report: ``failed`` when any deciding row failed, else ``passed``; never raises on a missing
@@ -160,6 +184,9 @@ def run_gate(metrics: dict[str, float], config: GateConfig, champion_metrics: di
         rows = _absolute_rows(metric, check, value)
         if check.max_drop is not None:
             rows.append(_champion_row(metric, check, value, _value(champion_metrics, metric), has_champion))
+        if check.beat_baseline:
+            rows.append(_baseline_row(metric, check, value, _value(baseline_metrics, metric),
+                                      baseline_name if baseline_metrics is not None else None))
         if not rows:
             rows.append(GateCheck(f"{metric} (no bound)", metric, value, _value(champion_metrics, metric), None,
                                   "info", "no threshold configured: reported for information, does not decide"))
@@ -175,6 +202,11 @@ def run_gate(metrics: dict[str, float], config: GateConfig, champion_metrics: di
     informational = [c.metric for c in checks if c.status == "info"]
     if informational:
         notes.append(f"Informational only (no threshold): {', '.join(informational)}.")
+    beaten = [c for c in checks if c.name.endswith("vs baseline") and c.status == "fail"]
+    if beaten:
+        notes.append(f"The candidate does not beat the {baseline_name} baseline on {beaten[0].metric} "
+                     f"({_fmt(beaten[0].value)} vs {_fmt(beaten[0].baseline)}): it is not promoted; the baseline is "
+                     "logged with this run and can be registered instead.")
     notes.append("All deciding checks passed." if not failed else f"Failed: {'; '.join(failed)}.")
     verdict: Literal["passed", "failed"] = "failed" if failed else "passed"
     return GateReport(verdict=verdict, checks=checks, champion_version=champion_version, notes=notes)

@@ -124,13 +124,28 @@ def evaluate_classifier(model, tokenizer, test: pd.DataFrame, max_length: int,
         ``accuracy``, ``macro_f1`` and ``slice_min_accuracy_label`` (fractions in [0, 1]; see
         ``compactlm.evaluation.metrics``) and ``latency_ms_per_answer`` (batched wall time per text, ms).
     """
-    from compactlm.training.encoder import predict_labels
+    from compactlm.training.encoder import predict_labels  # torch/transformers: only classifiers need them
 
     start = time.perf_counter()
     texts, labels = [str(t) for t in test["text"]], [str(y) for y in test["label"]]
     predictions = predict_labels(model, tokenizer, texts, max_length=max_length)
-    seconds = time.perf_counter() - start
-    per_label = slice_means([float(p == y) for p, y in zip(predictions, labels)], labels)
+    return classification_result(texts, labels, predictions, time.perf_counter() - start, model_size_mb)
+
+
+def classification_result(texts: Sequence[str], labels: Sequence[str], predictions: Sequence[str], seconds: float,
+                          model_size_mb: float | None = None) -> EvalResult:
+    """The classification metrics of one model's predictions (any classifier: encoder, baseline...).
+
+    Args:
+        texts: the test texts; labels: their true labels; predictions: one predicted label per text.
+        seconds: wall time of predicting all of them (``latency_ms_per_answer`` is its mean per text, ms).
+        model_size_mb: the model's size in MB (10^6 bytes), reported as ``model_size_mb`` when given.
+
+    Returns:
+        ``accuracy``, ``macro_f1``, ``slice_min_accuracy_label`` (fractions in [0, 1]), latency, and a
+        per-label accuracy report.
+    """
+    per_label = slice_means([float(p == y) for p, y in zip(predictions, labels)], list(labels))
     metrics = {"accuracy": accuracy(predictions, labels), "macro_f1": macro_f1(predictions, labels),
                "slice_min_accuracy_label": min(per_label.values()) if per_label else 0.0,
                "latency_ms_per_answer": 1000 * seconds / max(len(texts), 1)}
@@ -138,7 +153,7 @@ def evaluate_classifier(model, tokenizer, test: pd.DataFrame, max_length: int,
         metrics["model_size_mb"] = model_size_mb
     lines = ["# Accuracy by label", "", "| label | accuracy |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in sorted(per_label.items(), key=lambda kv: kv[1])]
-    return EvalResult(metrics=metrics, n_rows=len(test), n_generated=len(test), seconds=seconds,
+    return EvalResult(metrics=metrics, n_rows=len(texts), n_generated=len(texts), seconds=seconds,
                       examples=[{"instruction": t[:300], "reference": y, "generated": p}
                                 for t, y, p in list(zip(texts, labels, predictions))[:5]],
                       reports={"slices": "\n".join(lines)}, slices={"label": per_label})

@@ -58,7 +58,7 @@ def lineage_tags(*, data_version: str, data_remote: str, config_hash: str, quali
 
 
 def run_summary(*, config: Any, data_version: str, metrics: dict[str, float], gate: Any, version: str | None,
-                review: dict[str, Any], run_id: str) -> dict[str, Any]:
+                review: dict[str, Any], run_id: str, baseline: dict[str, Any] | None = None) -> dict[str, Any]:
     """The summary of one retrain run: what was registered, its aliases, metrics, gate and review.
 
     Args:
@@ -69,6 +69,7 @@ def run_summary(*, config: Any, data_version: str, metrics: dict[str, float], ga
         version: the registered version, or None when the gate failed.
         review: the review outcome (``request_review``'s dict).
         run_id: the flow's MLflow run.
+        baseline: the run's baseline (``BaselineRun.to_dict()``: metrics and logged model), if one was trained.
     """
     name = config.registry.model_name
     aliases = next((v.aliases for v in list_versions(name) if v.version == version), []) if version else []
@@ -79,6 +80,7 @@ def run_summary(*, config: Any, data_version: str, metrics: dict[str, float], ga
         "aliases": aliases,
         "champion": alias_version(name, CHAMPION),
         "metrics": {k: round(v, 4) for k, v in metrics.items()},
+        "baseline": baseline,
         "gate": gate.to_dict(),
         "review": review,
         "data_version": data_version,

@@ -144,3 +144,28 @@ def log_evaluation(result: Any, run_id: str, name: str, metric_prefix: str) -> N
         mlflow.log_metrics({f"{metric_prefix}{k}": v for k, v in result.metrics.items()})
         for path in result.files.values():
             mlflow.log_artifact(path, artifact_path=f"evaluation/{name}")
+
+
+def log_baseline(baseline: Any, result: Any, run_id: str) -> str:
+    """Log the run's baseline as an MLflow scikit-learn model (``baseline``) with its ``baseline_*`` metrics.
+
+    Args:
+        baseline: a fitted ``compactlm.evaluation.baselines.Baseline``.
+        result: its ``EvalResult`` on the test split.
+        run_id: the flow's run.
+
+    Returns:
+        The logged model's URI (``models:/m-...``): ``mlflow.register_model(uri, name)`` registers it.
+    """
+    import mlflow.sklearn  # the flavour module is not imported with mlflow itself
+    import sklearn
+    from mlflow.models import infer_signature
+
+    with reopen_run(run_id):
+        mlflow.log_metrics({f"baseline_{k}": v for k, v in result.metrics.items()})
+        mlflow.set_tags({"baseline": baseline.name, "baseline.description": baseline.description})
+        example = ["where is my order"]
+        info = mlflow.sklearn.log_model(baseline.model, name="baseline", input_example=example,
+                                        signature=infer_signature(example, baseline.predict(example)),
+                                        pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
+    return info.model_uri

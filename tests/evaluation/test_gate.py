@@ -113,3 +113,36 @@ def test_a_candidate_worse_than_the_champion_on_any_check_never_passes(champ_rou
     else:
         candidate[which] = champion[which] * (1 - worse_by)
     assert not run_gate(candidate, CFG, champion, "1").passed
+
+
+BEAT = GateConfig(checks={"accuracy": GateCheckConfig(min=0.5, beat_baseline=True),
+                          "perplexity": GateCheckConfig(max=50, beat_baseline=True)})
+
+
+@pytest.mark.parametrize(("candidate", "baseline", "status"), [
+    ({"accuracy": 0.95, "perplexity": 10.0}, {"accuracy": 0.92, "perplexity": 12.0}, ["pass", "pass"]),
+    ({"accuracy": 0.92, "perplexity": 12.0}, {"accuracy": 0.92, "perplexity": 12.0}, ["fail", "fail"]),  # a tie
+    ({"accuracy": 0.60, "perplexity": 30.0}, {"accuracy": 0.92, "perplexity": 12.0}, ["fail", "fail"]),
+])
+def test_the_baseline_row_needs_the_candidate_strictly_better_in_the_metrics_direction(candidate, baseline, status):
+    report = run_gate(candidate, BEAT, baseline_metrics=baseline, baseline_name="TF-IDF + linear SVM")
+    rows = [c for c in report.checks if c.name.endswith("vs baseline")]
+    assert [r.status for r in rows] == status
+    assert all(r.baseline == baseline[r.metric] for r in rows)
+    assert report.passed == (status == ["pass", "pass"])
+    says = [n for n in report.notes if n.startswith("The candidate does not beat the TF-IDF + linear SVM baseline")]
+    assert bool(says) == (not report.passed) and ("\n" not in "".join(says))
+
+
+def test_without_a_baseline_the_row_is_skipped_and_a_missing_metric_fails():
+    skipped = run_gate({"accuracy": 0.9, "perplexity": 10.0}, BEAT)
+    assert [c.status for c in skipped.checks if c.name.endswith("vs baseline")] == ["skipped", "skipped"]
+    assert skipped.passed
+    missing = run_gate({"accuracy": 0.9, "perplexity": 10.0}, BEAT, baseline_metrics={"accuracy": 0.5},
+                       baseline_name="b")
+    assert [c.status for c in missing.checks if c.name.endswith("vs baseline")] == ["pass", "fail"]
+
+
+def test_classification_gates_on_the_baseline_by_default():
+    assert load_config(overrides=["data.task=classification"]).gate.checks["accuracy"].beat_baseline
+    assert not any(c.beat_baseline for c in load_config().gate.checks.values())

@@ -38,7 +38,7 @@ def test_a_users_text_label_csv_becomes_a_gated_registered_classifier(tmp_path):
     env.pop("MLFLOW_TRACKING_URI", None)
     args = ["--set", "model.preset=encoder-tiny", "--set", "model.vocab_size=512", "--set", "train.max_steps=10",
             "--set", "finetune.max_steps=30", "--set", "gate.checks.accuracy.min=0.01",
-            "--set", "gate.checks.macro_f1.min=0"]
+            "--set", "gate.checks.macro_f1.min=0", "--set", "gate.checks.accuracy.beat_baseline=false"]
     done = subprocess.run([sys.executable, "-m", "compactlm.cli", "pipeline", "run", "--config",
                            str(REPO / "configs" / "classification.yaml"), "--set",
                            f"data.source={tmp_path / 'tickets.csv'}", *args, "--auto-approve"],
@@ -49,9 +49,33 @@ def test_a_users_text_label_csv_becomes_a_gated_registered_classifier(tmp_path):
     assert "champion" in summary["aliases"] and summary["gate"]["verdict"] == "passed"
     assert {"accuracy", "macro_f1", "slice_min_accuracy_label"} <= set(summary["metrics"])
     assert {c["metric"] for c in summary["gate"]["checks"]} == {"accuracy", "macro_f1", "slice_min_accuracy_label"}
+    assert summary["baseline"]["metrics"]["accuracy"] > 0.5 and summary["baseline"]["model_uri"].startswith("models:/")
     labels = _load("models:/compactlm-intent-classifier@champion", summary["tracking_uri"],
                    ["I want to cancel my order", "where is my refund"])
     assert len(labels) == 2 and set(labels) <= set(frame["label"])
+
+
+def test_a_classifier_that_does_not_beat_the_baseline_is_not_registered(tmp_path, prefect_harness, monkeypatch):
+    from compactlm.data.sources.generator import generate_support_dataset
+    from flows.retrain import retrain
+
+    frame = generate_support_dataset(n_rows=500, seed=4)
+    frame[["instruction", "intent"]].rename(columns={"instruction": "text", "intent": "label"}).to_csv(
+        tmp_path / "tickets.csv", index=False)
+    monkeypatch.setenv("COMPACTLM_HOME", str(tmp_path / "state"))
+    summary = retrain(config_path=str(REPO / "configs" / "classification.yaml"), source=str(tmp_path / "tickets.csv"),
+                      overrides=["model.preset=encoder-tiny", "model.vocab_size=512", "train.max_steps=10",
+                                 "finetune.max_steps=10", "gate.checks.accuracy.min=0.01",
+                                 "gate.checks.macro_f1.min=0"], approval="auto")
+    row = next(c for c in summary["gate"]["checks"] if c["name"] == "accuracy vs baseline")
+    assert row["status"] == "fail" and round(row["baseline"], 4) == summary["baseline"]["metrics"]["accuracy"]
+    assert summary["gate"]["verdict"] == "failed" and summary["version"] is None
+    assert any(note.startswith("The candidate does not beat the TF-IDF") for note in summary["gate"]["notes"])
+    from mlflow import MlflowClient
+
+    assert MlflowClient().search_registered_models() == []  # nothing registered after a failed gate
+    logged = MlflowClient().get_logged_model(summary["baseline"]["model_uri"].removeprefix("models:/"))
+    assert logged.name == "baseline"  # ...but the baseline is there to register if it is what the user needs
 
 
 @pytest.mark.parametrize(("task", "config", "expected"), [
