@@ -25,7 +25,7 @@ from compactlm.data.cleaning import (
 )
 from compactlm.data.schemas import SCHEMAS, TaskSchema
 from compactlm.data.text import near_duplicate_keys
-from compactlm.models.tokenizer import EOS, format_prompt
+from compactlm.models.tokenizer import format_prompt, render_chat
 
 ROLES = ("system", "user", "assistant")
 _ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
@@ -58,16 +58,8 @@ def parse_messages(value: Any) -> list[dict[str, str]] | str:
 
 
 def render_messages(messages: list[dict[str, str]]) -> str:
-    """Turns rendered exactly as the tokenizer's chat template renders them (system turns as a header)."""
-    parts = []
-    for message in messages:
-        if message["role"] == "user":
-            parts.append(format_prompt(message["content"]).removesuffix("### Response:\n"))
-        elif message["role"] == "assistant":
-            parts.append(f"### Response:\n{message['content']}{EOS}\n")
-        else:
-            parts.append(f"### System:\n{message['content']}\n")
-    return "".join(parts)
+    """The earlier turns of a conversation as the model's context (``compactlm.models.tokenizer.render_chat``)."""
+    return render_chat(messages)
 
 
 def _clean_messages(rows: pd.DataFrame, options: CleanOptions, quarantine: Quarantine,

@@ -1,8 +1,9 @@
 """Tokenizer training with Hugging Face ``tokenizers`` and the instruction prompt format.
 
 The decoder tokenizer is byte-level BPE (no unknown characters, ever). It ships a chat template, so
-``tokenizer.apply_chat_template([{"role": "user", "content": ...}])`` yields the exact prompt the
-model was fine-tuned on. The encoder tokenizer is BERT-style WordPiece (lower-cased,
+``tokenizer.apply_chat_template([{"role": "user", "content": ...}])`` yields the prompt format the
+model was fine-tuned on; ``render_chat`` renders the same format with user turns normalised, as the
+training data, the evaluation and the serving engine use it. The encoder tokenizer is BERT-style WordPiece (lower-cased,
 ``[CLS] text [SEP]``, a ``[MASK]`` token for masked-LM pretraining).
 """
 
@@ -26,28 +27,64 @@ CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'user' %}### Instruction:\n{{ message['content'] }}\n"
     "{% elif message['role'] == 'assistant' %}### Response:\n{{ message['content'] }}" + EOS + "\n"
+    "{% else %}### System:\n{{ message['content'] }}\n"
     "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}### Response:\n{% endif %}"
 )
+# What marks a chat template as CompactLM's own format (also in models saved before system turns were in it).
+CHAT_FORMAT_MARKER = "### Instruction:"
 
 
-def format_prompt(instruction: str) -> str:
-    """The model's input for one customer message.
+def normalize_message(text: str) -> str:
+    """A customer message as the training data holds it.
 
     Runs of spaces are collapsed and lines stripped, as the data cleaning does to training text, so a
     message typed with stray spaces reaches the model the way the training data did. A message
     typed in capitals is lower-cased (placeholders kept): byte-level BPE turns shouted words into
     rare tokens a compact model has barely seen, and the casing carries no meaning the reply needs.
     "In capitals" means at least 4 letters outside ``{{placeholders}}``, 70% or more of them upper-case.
+    """
+    lines = (" ".join(line.split()) for line in text.strip().splitlines())
+    return _unshout("\n".join(lines))
+
+
+def render_chat(messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
+    """The chat format CompactLM decoders are fine-tuned on: what ``CHAT_TEMPLATE`` renders, user turns normalised.
+
+    Training rows (``compactlm.data.chat``), evaluation and the serving engine all render conversations
+    here, so the model sees at inference exactly the text it was trained on.
 
     Args:
-        instruction: the raw customer message.
+        messages: ``{"role": "system" | "user" | "assistant", "content": str}`` dicts, in order.
+        add_generation_prompt: end with the response marker the model completes.
 
     Returns:
-        ``PROMPT_TEMPLATE`` filled with the normalised message; the response follows it directly.
+        ``### System:`` / ``### Instruction:`` / ``### Response:`` blocks; each assistant turn ends with EOS.
     """
-    lines = (" ".join(line.split()) for line in instruction.strip().splitlines())
-    return PROMPT_TEMPLATE.format(instruction=_unshout("\n".join(lines)))
+    parts = []
+    for message in messages:
+        role, content = message["role"], message["content"]
+        if role == "user":
+            parts.append(f"### Instruction:\n{normalize_message(content)}\n")
+        elif role == "assistant":
+            parts.append(f"### Response:\n{content}{EOS}\n")
+        else:
+            parts.append(f"### System:\n{content}\n")
+    if add_generation_prompt:
+        parts.append("### Response:\n")
+    return "".join(parts)
+
+
+def format_prompt(instruction: str) -> str:
+    """The model's input for one customer message: ``PROMPT_TEMPLATE`` around the normalised message.
+
+    Args:
+        instruction: the raw customer message (see ``normalize_message``).
+
+    Returns:
+        ``### Instruction:\n<message>\n### Response:\n``; the response follows it directly.
+    """
+    return render_chat([{"role": "user", "content": instruction}], add_generation_prompt=True)
 
 
 def _unshout(text: str) -> str:

@@ -65,3 +65,17 @@ def test_prompt_normalises_spacing_and_shouting_but_keeps_placeholders_and_acron
     shouted = format_prompt("WHERE IS ORDER {{Order Number}}?")
     assert shouted == "### Instruction:\nwhere is order {{Order Number}}?\n### Response:\n"
     assert "NASA" in format_prompt("Is my NASA mug shipped")  # a capitalised word is not shouting
+
+
+def test_the_chat_template_renders_what_the_training_data_and_the_engine_render():
+    from compactlm.data.chat import render_messages
+    from compactlm.models.tokenizer import format_prompt, render_chat
+
+    tokenizer = train_bpe_tokenizer(["where is my order", "it ships today"] * 50, 300, 64)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "where is my order"},
+                {"role": "assistant", "content": "It ships today."}, {"role": "user", "content": "thanks"}]
+    template = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert template == render_chat(messages, add_generation_prompt=True)
+    assert template.startswith("### System:\nBe brief.\n") and render_messages(messages[:3]) in template
+    shouted = [{"role": "user", "content": "  WHERE   IS MY ORDER  "}]
+    assert render_chat(shouted, add_generation_prompt=True) == format_prompt("where is my order")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from compactlm.errors import InvalidRequestError
-from compactlm.models.tokenizer import format_prompt
+from compactlm.models.tokenizer import CHAT_FORMAT_MARKER, format_prompt, render_chat
 from compactlm.serving.engine.decoder import FastDecoder
 from compactlm.serving.engine.sampling import SamplingParams, TextTracker, select_tokens
 from compactlm.serving.engine.speculative import SuffixDrafter
@@ -163,12 +163,17 @@ class GenerationEngine:
         return format_prompt(instruction)
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        """Render chat messages with the tokenizer's chat template (the generation prompt added).
+        """Render chat messages as the model was fine-tuned on them (the generation prompt added).
 
+        A CompactLM model (its template is ``CHAT_TEMPLATE``) goes through ``render_chat``, which also
+        normalises user turns like the training data; any other model through its own chat template.
         Without a template, the last user message in the fine-tuning format.
         """
-        if getattr(self.tokenizer, "chat_template", None):
+        template = getattr(self.tokenizer, "chat_template", None)
+        if template and CHAT_FORMAT_MARKER not in template:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if template:
+            return render_chat(messages, add_generation_prompt=True)
         users = [m["content"] for m in messages if m.get("role") == "user"]
         return format_prompt(users[-1] if users else "")
 
