@@ -5,17 +5,44 @@ run is an MLflow run in the ``compactlm-data`` experiment holding the dataset li
 GE Data Docs and the quality report. When no source file changed, the previous version is reused.
 """
 
-import dataclasses
 from typing import Any
 
 from prefect import flow, get_run_logger
 
+from compactlm.config import PipelineConfig, load_run_config
+from compactlm.data.versioning import DatasetVersion
+from compactlm.quality.bias import BiasReport
+from compactlm.quality.expectations import ValidationReport
 from compactlm.state import configure_environment
-from flows.retrain import resolve_config
-from tasks.data import check_dataset, ingest_dataset
+from tasks.common import publish
+from tasks.data import (
+    audit_bias,
+    enforce_quality,
+    ingest_dataset,
+    publish_data_docs,
+    publish_quality_report,
+    validate_dataset,
+)
 from tasks.tracking import log_dataset, tracked_flow_run
 
 DATA_EXPERIMENT = "compactlm-data"
+
+
+def check_dataset(version: DatasetVersion, config: PipelineConfig, run_id: str | None) -> tuple[ValidationReport,
+                                                                                              BiasReport]:
+    """The data checks both flows run: validate (report, Data Docs, quality report), enforce, audit bias.
+
+    Raises:
+        ValidationFailed: a critical expectation failed (after every report was published).
+    """
+    quality = validate_dataset(version, config.data)
+    publish(run_id, "data-validation", quality.to_markdown(), quality.to_dict(), quality.summary())
+    publish_data_docs(quality, run_id)
+    publish_quality_report(version, config.data, config.bias, run_id)
+    enforce_quality(quality)
+    bias = audit_bias(version.cache_key(), config.bias)
+    publish(run_id, "bias-audit", bias.to_markdown(), bias.to_dict(), "AIF360 dataset bias audit")
+    return quality, bias
 
 
 @flow(name="ingest")
@@ -32,10 +59,9 @@ def ingest(config_path: str | None = None, overrides: list[str] | None = None,
     rows can be inspected.
     """
     logger = get_run_logger()
-    config = resolve_config(config_path, overrides, source)
+    config = load_run_config(config_path, overrides, source)
     paths = configure_environment(config.home)
-    tracking = dataclasses.replace(config, registry=dataclasses.replace(config.registry, experiment=DATA_EXPERIMENT))
-    with tracked_flow_run(tracking, "ingest") as run_id:
+    with tracked_flow_run(config, "ingest", experiment=DATA_EXPERIMENT) as run_id:
         version = ingest_dataset(config.data, str(paths.home), run_id, bias=config.bias)
         log_dataset(version, run_id)
         quality, bias = check_dataset(version, config, run_id)

@@ -14,36 +14,18 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from compactlm.config import PipelineConfig, load_config
+from compactlm.config import load_run_config
 from compactlm.errors import BiasViolation, SmokeTestFailed
 from compactlm.shapes import require_trainable
 from compactlm.state import configure_environment
-from compactlm.training.stages import STAGES, plan_stages
+from compactlm.training.stages import chain_stages, plan_stages
+from flows.ingest import check_dataset
 from flows.review import ApprovalMode, request_review
-from tasks.data import check_dataset, ingest_dataset
+from tasks.data import ingest_dataset
 from tasks.evaluate import decide_gate, evaluate_candidate, rescore_champion, score_baseline
 from tasks.registry import find_champion, mark_challenger, register_candidate, smoke_test_version, summarize_run
 from tasks.tracking import log_dataset, tracked_flow_run
 from tasks.train import train_stage
-
-
-def resolve_config(config_path: str | None, overrides: list[str] | None, source: str | None) -> PipelineConfig:
-    """The flow's config: a YAML file, then overrides, then ``source`` (a shortcut for data.source)."""
-    extra = list(overrides or []) + ([f"data.source={source}"] if source else [])
-    config = load_config(config_path, extra)
-    config.data.check_source()
-    return config
-
-
-def train_stages(config: PipelineConfig, version, work_dir: str, run_id: str) -> dict[str, Any]:
-    """Run the stages the config plans (``compactlm.training.stages``), one task each, each base feeding the next."""
-    base = config.model.base
-    summaries: dict[str, Any] = {}
-    for stage in plan_stages(config):
-        summaries[stage] = train_stage(stage, config, version, work_dir, run_id, base)
-        if STAGES[stage].produces_base:
-            base = summaries[stage].output_dir
-    return summaries
 
 
 @flow(name="retrain")
@@ -60,7 +42,7 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
             review form; ``defer`` leave the review pending (MLflow tag, promote flow or CLI).
     """
     logger = get_run_logger()
-    config = resolve_config(config_path, overrides, source)
+    config = load_run_config(config_path, overrides, source)
     paths = configure_environment(config.home)
     with tracked_flow_run(config, "retrain") as run_id:
         work_dir = str(paths.runs / run_id)
@@ -72,7 +54,8 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
             raise BiasViolation(f"bias audit failed on {config.bias.protected_attribute}: {'; '.join(bias.reasons)}")
 
         baseline = score_baseline(version, task, run_id) if config.eval.baseline else None
-        stages = train_stages(config, version, work_dir, run_id)
+        stages = chain_stages(plan_stages(config), config.model.base,
+                              lambda stage, base: train_stage(stage, config, version, work_dir, run_id, base))
         tuned = list(stages.values())[-1]
         candidate = evaluate_candidate(tuned.output_dir, version, config.eval, config.model.max_seq_len, run_id, task)
         model_name = config.registry.model_name

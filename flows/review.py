@@ -22,7 +22,13 @@ from prefect.runtime import deployment
 from compactlm.registry import store
 from compactlm.registry.review import version_to_review
 from compactlm.state import configure_environment
-from tasks.review import apply_decision, honour_mlflow_decision, sweep_reviews, trigger_review_deployment
+from tasks.review import (
+    apply_decision,
+    honour_mlflow_decision,
+    reject_unanswered,
+    sweep_reviews,
+    trigger_review_deployment,
+)
 
 ApprovalMode = Literal["wait", "auto", "defer", "handoff"]
 REVIEW_DEPLOYMENT = "promote/review"
@@ -46,10 +52,7 @@ def _form(model_name: str, version: str, context_markdown: str) -> type[ReviewDe
 def _timed_out(model_name: str, version: str, timeout_s: int) -> dict[str, object]:
     """A decision set in the MLflow UI meanwhile wins; otherwise the silence is a rejection."""
     decided = honour_mlflow_decision(model_name, version)
-    if decided is not None:
-        return decided
-    return apply_decision(model_name, version, False, "timeout",
-                          f"no decision within {timeout_s} s: rejected by default", "timeout")
+    return decided if decided is not None else reject_unanswered(model_name, version, timeout_s)
 
 
 def _ask_reviewer(model_name: str, version: str, form: type[ReviewDecision], timeout_s: int,

@@ -18,11 +18,11 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from compactlm.config import SweepConfig
+from compactlm.config import SweepConfig, load_run_config
 from compactlm.errors import CompactLMError
 from compactlm.state import configure_environment
 from compactlm.training.sweep import best_trial, expand_space, shares_base, trial_overrides, validate_trials
-from flows.retrain import resolve_config, retrain
+from flows.retrain import retrain
 from flows.review import ApprovalMode
 from tasks.data import ingest_dataset
 from tasks.sweep import report_sweep, run_trial, train_shared_base
@@ -48,7 +48,7 @@ def sweep(config_path: str | None = None, overrides: list[str] | None = None, sp
     """
     logger = get_run_logger()
     overrides = [*(overrides or []), *([f"data.source={source}"] if source else [])]
-    config = resolve_config(config_path, overrides, None)
+    config = load_run_config(config_path, overrides)
     chosen = config.sweep
     sweep_cfg = SweepConfig(method=method or chosen.method, space=space if space is not None else chosen.space,
                             n_trials=chosen.n_trials if n_trials is None else n_trials,

@@ -48,13 +48,15 @@ def artifact_key(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
 
 
-def publish_report(run_id: str, name: str, markdown: str, payload: dict[str, Any] | None = None,
+def publish_report(run_id: str | None, name: str, markdown: str, payload: dict[str, Any] | None = None,
                    description: str = "") -> None:
-    """Show a report as a Prefect markdown artifact and log it (and its JSON) to the MLflow run."""
+    """Show a report as a Prefect markdown artifact and log it (and its JSON) to the MLflow run, if any."""
     import mlflow
     from prefect.artifacts import create_markdown_artifact
 
     create_markdown_artifact(markdown=markdown, key=artifact_key(name), description=description or name)
+    if run_id is None:
+        return
     with reopen_run(run_id):
         mlflow.log_text(markdown, f"reports/{name}.md")
         if payload is not None:

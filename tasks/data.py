@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import mlflow
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from compactlm.config import BiasConfig, DataConfig, PipelineConfig
+from compactlm.config import BiasConfig, DataConfig
 from compactlm.data.ingest import ingest_version
 from compactlm.data.versioning import DatasetVersion
 from compactlm.errors import ValidationFailed
@@ -18,7 +17,7 @@ from compactlm.quality.bias import BiasReport
 from compactlm.quality.expectations import ValidationReport
 from compactlm.registry.tracking import reopen_run
 from compactlm.state import state_paths
-from tasks.common import CODE_AWARE_CACHE, IO_RETRIES, publish, publish_report
+from tasks.common import CODE_AWARE_CACHE, IO_RETRIES, publish_report
 
 
 @task(name="ingest", **IO_RETRIES)
@@ -32,10 +31,7 @@ def ingest_dataset(config: DataConfig, home: str, run_id: str | None = None,
     """
     paths = state_paths(home)
     outcome = ingest_version(config, paths.data_repo, paths.dvc_remote(config.dvc_remote), bias)
-    if run_id is None:
-        create_markdown_artifact(key="ingest-report", description=outcome.description, markdown=outcome.to_markdown())
-    else:
-        publish_report(run_id, "ingest-report", outcome.to_markdown(), outcome.to_dict(), outcome.description)
+    publish_report(run_id, "ingest-report", outcome.to_markdown(), outcome.to_dict(), outcome.description)
     return outcome.version
 
 
@@ -52,10 +48,8 @@ def run_quality_suite(version: DatasetVersion, config: DataConfig, suite_hash: s
 def validate_dataset(version: DatasetVersion, config: DataConfig) -> ValidationReport:
     """Run the suite (cached when this data version, reference and suite were validated before)."""
     reference, _ = version_checks.distribution_reference(version, config)
-    # Whether the version was just written or reused does not change its validation.
-    return run_quality_suite(dataclasses.replace(version, reused=False), config,
-                             version_checks.suite_digest(config.expectation_suite), reference,
-                             version_checks.data_docs_dir(version))
+    return run_quality_suite(version.cache_key(), config, version_checks.suite_digest(config.expectation_suite),
+                             reference, version_checks.data_docs_dir(version))
 
 
 @task(name="publish-data-docs", retries=2, retry_delay_seconds=[2, 5])
@@ -97,24 +91,3 @@ def enforce_quality(report: ValidationReport) -> None:
 def audit_bias(version: DatasetVersion, config: BiasConfig) -> BiasReport:
     """AIF360 disparate impact / statistical parity of the training split (before/after reweighing)."""
     return version_checks.audit_version_bias(version, config)
-
-
-def check_dataset(version: DatasetVersion, config: PipelineConfig, run_id: str | None) -> tuple[ValidationReport,
-                                                                                              BiasReport]:
-    """The data checks both flows run: validate (report, Data Docs, quality report), enforce, audit bias.
-
-    Raises:
-        ValidationFailed: a critical expectation failed (after every report was published).
-    """
-    quality = validate_dataset(version, config.data)
-    if run_id is not None:
-        publish(run_id, "data-validation", quality.to_markdown(), quality.to_dict(), quality.summary())
-    publish_data_docs(quality, run_id)
-    publish_quality_report(version, config.data, config.bias, run_id)
-    enforce_quality(quality)
-    bias = audit_bias(dataclasses.replace(version, reused=False), config.bias)
-    if run_id is not None:
-        publish(run_id, "bias-audit", bias.to_markdown(), bias.to_dict(), "AIF360 dataset bias audit")
-    else:
-        create_markdown_artifact(key="bias-audit", markdown=bias.to_markdown(), description="AIF360 dataset bias audit")
-    return quality, bias

@@ -19,6 +19,15 @@ def apply_decision(model_name: str, version: str, approved: bool, reviewer: str,
     return decision.to_dict()
 
 
+@task(name="reject-unanswered", **IO_RETRIES)
+def reject_unanswered(model_name: str, version: str, timeout_s: int) -> dict[str, object]:
+    """Nobody answered within the timeout: record the review as rejected (``champion`` stays)."""
+    decision = review.reject_unanswered(model_name, version, timeout_s)
+    create_markdown_artifact(key="review-decision", description=decision.verdict,
+                             markdown=decision.to_markdown(model_name))
+    return decision.to_dict()
+
+
 @task(name="honour-mlflow-decision", **IO_RETRIES)
 def honour_mlflow_decision(model_name: str, version: str) -> dict[str, object] | None:
     """Apply a decision a reviewer set as a tag in the MLflow UI (None when there is none)."""

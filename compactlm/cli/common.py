@@ -56,8 +56,6 @@ def quiet_user_error_tracebacks() -> None:
 
 def config_home(config: Path | None, overrides: list[str] | None, source: str | None = None) -> str:
     """Validate the config (and the source file) before anything starts; return its state folder."""
-    from compactlm.config import load_config
+    from compactlm.config import load_run_config
 
-    resolved = load_config(config, (overrides or []) + ([f"data.source={source}"] if source else []))
-    resolved.data.check_source()
-    return resolved.home
+    return load_run_config(config, overrides, source).home

@@ -11,12 +11,13 @@ Modules:
   ``distill``), ``sweep``, ``evaluation`` (``eval``, ``gate`` and the default gate of each task shape),
   ``registry``, ``serving`` (``serve``) — the sections.
 * ``pipeline`` — ``PipelineConfig``, all sections together, and its hash.
-* ``loader`` — ``load_config`` (YAML + overrides), ``apply_overrides``, ``config_from_dict``.
+* ``loader`` — ``load_config`` (YAML + overrides), ``load_run_config`` (+ a source), ``apply_overrides``,
+  ``config_from_dict``.
 """
 
 from compactlm.config.data import BiasConfig, DataConfig
 from compactlm.config.evaluation import EvalConfig, GateCheckConfig, GateConfig, default_gate_checks
-from compactlm.config.loader import apply_overrides, config_from_dict, load_config
+from compactlm.config.loader import apply_overrides, config_from_dict, load_config, load_run_config
 from compactlm.config.model import ModelConfig
 from compactlm.config.pipeline import PipelineConfig
 from compactlm.config.registry import RegistryConfig
@@ -55,4 +56,5 @@ __all__ = [
     "config_from_dict",
     "default_gate_checks",
     "load_config",
+    "load_run_config",
 ]

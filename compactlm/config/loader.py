@@ -88,6 +88,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return _validate(_with_gate_defaults(values))
 
 
+def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                    source: str | None = None) -> PipelineConfig:
+    """The config of one pipeline run: ``load_config`` with ``source`` as a ``data.source`` override, the
+    source checked before anything starts (the flows and the CLI both call this).
+
+    Args:
+        path, overrides: as ``load_config``.
+        source: a file, folder, ``s3://`` prefix or ``hf:`` dataset instead of ``data.source``; None keeps it.
+
+    Raises:
+        ConfigError: as ``load_config``, or a local source that does not exist.
+    """
+    config = load_config(path, list(overrides or []) + ([f"data.source={source}"] if source else []))
+    config.data.check_source()
+    return config
+
+
 def config_from_dict(values: dict[str, Any]) -> PipelineConfig:
     """Rebuild a config from ``PipelineConfig.to_dict()`` output (flow parameters, saved runs).
 

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,10 @@ class DatasetVersion:
     def to_dict(self) -> dict:
         """The fields as a plain dict (for reports and MLflow)."""
         return asdict(self)
+
+    def cache_key(self) -> DatasetVersion:
+        """This version as a cache input: whether it was just written or reused changes no check of it."""
+        return replace(self, reused=False)
 
 
 def _open_repo(root: Path, remote_url: str):

@@ -212,6 +212,12 @@ def honour_tag_decision(model_name: str, version: str) -> Decision | None:
                           tags.get("approval.comment", ""), "mlflow-tag")
 
 
+def reject_unanswered(model_name: str, version: str, timeout_s: int) -> Decision:
+    """Record that nobody answered the review of ``version`` within ``timeout_s`` seconds: a rejection."""
+    return apply_decision(model_name, version, False, "timeout",
+                          f"no decision within {timeout_s} s: rejected by default", "timeout")
+
+
 def sweep(model_name: str, timeout_s: int, now: datetime | None = None) -> list[Decision]:
     """Apply unapplied MLflow-tag decisions and reject pending reviews older than ``timeout_s``.
 
@@ -238,8 +244,7 @@ def sweep(model_name: str, timeout_s: int, now: datetime | None = None) -> list[
                 requested = requested.replace(tzinfo=UTC)
             waited = (now - requested).total_seconds()
             if waited >= timeout_s:
-                decisions.append(apply_decision(model_name, info.version, False, "timeout",
-                                                f"no decision within {timeout_s} s: rejected by default", "timeout"))
+                decisions.append(reject_unanswered(model_name, info.version, timeout_s))
     return decisions
 
 

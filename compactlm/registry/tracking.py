@@ -31,20 +31,26 @@ class FlowRun:
     ui_link: str | None  # the run's page on an MLflow server (None with the local SQLite store)
 
 
-def start_flow_run(config: Any, flow_run_id: str, flow_name: str) -> FlowRun:
-    """Create the flow's MLflow run in ``config.registry.experiment``: the whole config as params.
+def _params(sections: dict[str, Any]) -> dict[str, str]:
+    """``section.field`` -> value as text, cut to 500 characters (MLflow's limit on a param value)."""
+    return {f"{section}.{key}": str(value)[:500] for section, values in sections.items()
+            for key, value in values.items()}
+
+
+def start_flow_run(config: Any, flow_run_id: str, flow_name: str, experiment: str | None = None) -> FlowRun:
+    """Create the flow's MLflow run: the whole config as params.
 
     Args:
         config: the ``PipelineConfig`` (params: ``section.field`` -> value, cut to 500 characters).
         flow_run_id: the Prefect flow run id (tag ``prefect.flow_run_id``; the run is named after it).
         flow_name: the Prefect flow name (tag ``prefect.flow_name``).
+        experiment: the MLflow experiment (None: ``config.registry.experiment``).
     """
     paths = state_paths(config.home)
-    experiment_id = setup_tracking(paths, config.registry.experiment)
-    flat = {f"{section}.{key}": value for section, values in config.to_dict().items() if isinstance(values, dict)
-            for key, value in values.items()}
+    experiment_id = setup_tracking(paths, experiment or config.registry.experiment)
+    sections = {name: values for name, values in config.to_dict().items() if isinstance(values, dict)}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{flow_name}-{flow_run_id[:8]}") as run:
-        mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
+        mlflow.log_params(_params(sections))
         mlflow.set_tags({"prefect.flow_run_id": flow_run_id, "prefect.flow_name": flow_name,
                          "config_hash": config.config_hash(), "git_commit": git_commit()})
         run_id = run.info.run_id
@@ -113,8 +119,7 @@ def stage_run(run_id: str, name: str, sections: dict[str, Any], data_version: st
         data_version: the DVC md5 of the data it trains on (tag ``data_version``).
     """
     with reopen_run(run_id, child=name) as nested:
-        mlflow.log_params({f"{section}.{k}": str(v)[:500] for section, cfg in sections.items()
-                           for k, v in asdict(cfg).items()})
+        mlflow.log_params(_params({section: asdict(cfg) for section, cfg in sections.items()}))
         mlflow.set_tags({"stage": name, "data_version": data_version})
         yield nested
 

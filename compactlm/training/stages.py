@@ -1,4 +1,4 @@
-"""The training stages, as one table (stage name -> recipe), and the runner that chains them.
+"""The training stages, as one table (stage name -> recipe), and the loop that chains them.
 
 Which stages a config runs is decided by its task shape (``compactlm.shapes``: ``Shape.plan``) and the
 base it starts from; this module maps each stage name to the recipe that trains it:
@@ -164,10 +164,31 @@ def run_stage(name: str, config: PipelineConfig, train: pd.DataFrame, val: pd.Da
     return stage.recipe(config, train, val, Path(work_dir) / stage.output_folder, base, report_to_mlflow)
 
 
+def chain_stages(names: list[str], base: str | None,
+                 run_one: Callable[[str, str | None], TrainSummary]) -> dict[str, TrainSummary]:
+    """Run stages in order, each base stage's output becoming the next stage's base.
+
+    Args:
+        names: the stages to run (keys of ``STAGES``), in order.
+        base: what the first stage starts from (``model.base``, a shared base, or None).
+        run_one: ``run_one(stage, base) -> TrainSummary`` (``run_stage`` here; one Prefect task per
+            stage in the retrain flow).
+
+    Returns:
+        ``{stage: TrainSummary}`` in the order run; the last one is the model to evaluate.
+    """
+    summaries: dict[str, TrainSummary] = {}
+    for name in names:
+        summaries[name] = run_one(name, base)
+        if STAGES[name].produces_base:
+            base = summaries[name].output_dir
+    return summaries
+
+
 def run_stages(config: PipelineConfig, train: pd.DataFrame, val: pd.DataFrame, work_dir: str | Path,
                base_dir: str | None = None, report_to_mlflow: bool = True, base_only: bool = False
                ) -> dict[str, TrainSummary]:
-    """Run every stage the config plans; each base stage's output feeds the next stage.
+    """Run every stage the config plans, in this process (``compactlm.training.launch``).
 
     Args:
         config: the pipeline config (``data.task`` picks the stages).
@@ -180,13 +201,6 @@ def run_stages(config: PipelineConfig, train: pd.DataFrame, val: pd.DataFrame, w
     Returns:
         ``{stage: TrainSummary}`` in the order run; the last one is the model to evaluate.
     """
-    base = base_dir or config.model.base
-    summaries: dict[str, TrainSummary] = {}
-    for name in plan_stages(config, base_dir):
-        if base_only and not STAGES[name].produces_base:
-            continue
-        summary = run_stage(name, config, train, val, work_dir, base, report_to_mlflow)
-        summaries[name] = summary
-        if STAGES[name].produces_base:
-            base = summary.output_dir
-    return summaries
+    names = [name for name in plan_stages(config, base_dir) if STAGES[name].produces_base or not base_only]
+    return chain_stages(names, base_dir or config.model.base,
+                        lambda name, base: run_stage(name, config, train, val, work_dir, base, report_to_mlflow))
