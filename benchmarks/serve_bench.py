@@ -217,7 +217,8 @@ def resolve_champion(args) -> tuple[str, str, str]:
 
     from compactlm.errors import ModelNotFoundError
     from compactlm.registry.pyfunc import MODEL_ARTIFACT
-    from compactlm.serving.engine.loading import parse_registry_uri, resolve_version
+    from compactlm.registry.uris import parse_model_uri
+    from compactlm.serving.engine.loading import resolve_version
 
     if args.model_dir:
         return args.model_dir, args.model_dir, ""
@@ -232,7 +233,7 @@ def resolve_champion(args) -> tuple[str, str, str]:
         sys.exit(f"error: {exc}")
     from mlflow.models import Model
 
-    name = parse_registry_uri(args.model_uri)[0]
+    name = parse_model_uri(args.model_uri)[0]
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=args.workdir))
     artifacts = Model.load(str(local)).flavors.get("python_function", {}).get("artifacts", {})
     relative = artifacts.get(MODEL_ARTIFACT, {}).get("path")

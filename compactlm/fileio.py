@@ -1,13 +1,14 @@
-"""Atomic file writes: write a temp file beside the target, rename it over the target on success.
+"""Files: atomic writes (a temp file beside the target, renamed over it on success) and content digests.
 
 Readers never see half a file, and a failure leaves the previous file (or none) in place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -37,3 +38,17 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) atomically."""
     with atomic_open(path) as out:
         out.write(text)
+
+
+def files_digest(paths: Iterable[str | Path], seed: str = "") -> str:
+    """SHA-256 (16 hex digits) of files' names and contents, in sorted path order: a change to any of them
+    changes it (code versions for caches and ingest reuse).
+
+    Args:
+        paths: the files to hash; seed: text hashed first (e.g. the package version).
+    """
+    digest = hashlib.sha256(seed.encode())
+    for path in sorted(Path(p) for p in paths):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

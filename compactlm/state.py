@@ -80,6 +80,13 @@ def state_paths(home: str | Path | None = None) -> StatePaths:
     return StatePaths(home=path)
 
 
+def set_offline_defaults() -> None:
+    """No hub downloads or telemetry unless the user asked for them; quiet tokenizer threads (any process)."""
+    for key, value in {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false",
+                       "DVC_NO_ANALYTICS": "1"}.items():
+        os.environ.setdefault(key, value)
+
+
 def configure_environment(home: str | Path | None = None) -> StatePaths:
     """Set the process defaults the embedded mode needs, without overriding anything the user set.
 
@@ -94,11 +101,8 @@ def configure_environment(home: str | Path | None = None) -> StatePaths:
     """
     paths = state_paths(home)
     paths.home.mkdir(parents=True, exist_ok=True)
+    set_offline_defaults()
     defaults = {
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "DVC_NO_ANALYTICS": "1",
         "PREFECT_HOME": str(paths.prefect_home),
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

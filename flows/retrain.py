@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 
 from compactlm.config import load_run_config
 from compactlm.errors import BiasViolation, SmokeTestFailed
+from compactlm.registry.uris import model_uri
 from compactlm.shapes import require_trainable
 from compactlm.state import configure_environment
 from compactlm.training.stages import chain_stages, plan_stages
@@ -62,7 +63,7 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
         champion_version = find_champion(model_name)
         champion = None
         if champion_version is not None:
-            champion = rescore_champion(f"models:/{model_name}/{champion_version}", version, config.eval,
+            champion = rescore_champion(model_uri(model_name, champion_version), version, config.eval,
                                         config.model.max_seq_len, run_id, work_dir, task)
         gate = decide_gate(candidate, champion, champion_version, config.gate, run_id, baseline)
 

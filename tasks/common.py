@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +12,7 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 
 import compactlm
 from compactlm.errors import CompactLMError
+from compactlm.fileio import files_digest
 from compactlm.registry.tracking import reopen_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -21,12 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """A hash of the library source and the expectation suites: any code change invalidates caches."""
-    digest = hashlib.sha256(compactlm.__version__.encode())
     package = Path(compactlm.__file__).parent
-    for path in sorted([*package.rglob("*.py"), *(REPO_ROOT / "expectations").glob("*.json")]):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return files_digest([*package.rglob("*.py"), *(REPO_ROOT / "expectations").glob("*.json")], compactlm.__version__)
 
 
 # Cache on the task's inputs, its own source and the library's code version. Used only by pure

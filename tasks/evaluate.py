@@ -13,6 +13,7 @@ from compactlm.evaluation.gate import GateReport, run_gate
 from compactlm.evaluation.metrics import model_size_mb
 from compactlm.evaluation.runner import EvalResult, evaluate_version
 from compactlm.models.loading import load_trained
+from compactlm.registry.pyfunc import load_chat_model_with_dir
 from compactlm.registry.tracking import log_baseline, log_evaluation, reopen_run
 from compactlm.shapes import get_shape
 from tasks.common import IO_RETRIES, publish_report
@@ -41,7 +42,6 @@ def evaluate_candidate(model_dir: str, version: DatasetVersion, config: EvalConf
 def rescore_champion(model_uri: str, version: DatasetVersion, config: EvalConfig, max_length: int,
                      run_id: str, work_dir: str, task: str = "instruction") -> EvalResult:
     """Load the champion through MLflow and score it now on exactly the candidate's data and probes."""
-    from compactlm.registry.pyfunc import load_chat_model_with_dir
 
     model, tokenizer, model_dir = load_chat_model_with_dir(model_uri)
     result = evaluate_version(model, tokenizer, version, config, max_length, Path(work_dir) / "champion-evaluation",

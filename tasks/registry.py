@@ -20,6 +20,7 @@ from compactlm.registry.lineage import run_summary, write_run_summary
 from compactlm.registry.registration import register_candidate as register
 from compactlm.registry.smoke import SmokeResult, smoke_test
 from compactlm.registry.tracking import reopen_run
+from compactlm.registry.uris import model_uri
 from compactlm.training.runner import TrainSummary
 from tasks.common import IO_RETRIES, publish_report
 
@@ -47,7 +48,7 @@ def register_candidate(model_dir: str, config: PipelineConfig, version: DatasetV
 @task(name="smoke-test", **IO_RETRIES)
 def smoke_test_version(model_name: str, version: str, tracking_uri: str, run_id: str) -> SmokeResult:
     """Load the registered version through MLflow in a fresh process and ask it a question; tag the result."""
-    uri = f"models:/{model_name}/{version}"
+    uri = model_uri(model_name, version)
     result = smoke_test(uri, tracking_uri)
     store.tag_version(model_name, version, {"smoke_test": "passed" if result.passed else "failed",
                                             "smoke_test.seconds": f"{result.seconds:.1f}"})

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from compactlm.cli.common import ConfigOption, connect_tracking, load_state
+from compactlm.registry import uris
 
 app = typer.Typer(help="Human evaluation of champion vs challenger vs reference.", no_args_is_help=True)
 
@@ -43,7 +44,7 @@ def human_export(
     answers = {"reference": list(sample["response"])}
     versions = {}
     for role, ref in (("champion", champion), ("challenger", challenger)):
-        uri = f"models:/{cfg.registry.model_name}{'/' if ref.isdigit() else '@'}{ref}"
+        uri = uris.model_uri(cfg.registry.model_name, **({"version": ref} if ref.isdigit() else {"alias": ref}))
         try:
             model, tokenizer = load_chat_model(uri)
         except Exception as exc:  # MLflow raises several types for a missing version or alias

@@ -11,6 +11,7 @@ import typer
 
 from compactlm.cli.common import ConfigOption, SetOption, prepare_runtime
 from compactlm.errors import CompactLMError
+from compactlm.registry import uris
 
 ModelUriOption = Annotated[str | None, typer.Option(
     "--model-uri", help="Registry URI (default: models:/<registry.model_name>@champion).")]
@@ -43,7 +44,7 @@ def _source(cfg, model_uri: str | None, model_dir: Path | None) -> tuple[str | N
         return model_uri, None
     if cfg.serve.model_dir:
         return None, cfg.serve.model_dir
-    return cfg.serve.model_uri or f"models:/{cfg.registry.model_name}@champion", None
+    return cfg.serve.model_uri or uris.model_uri(cfg.registry.model_name, alias="champion"), None
 
 
 def _set_threads(threads: int) -> None:

@@ -27,7 +27,7 @@ from compactlm.data.prepare import PreparedDataset, prepare_dataset
 from compactlm.data.raw_files import RawCache, read_files
 from compactlm.data.sources import SourceFile, SourceKind, list_files, source_kind
 from compactlm.data.versioning import DatasetVersion, current_md5, list_versions, load_version, version_dataset
-from compactlm.fileio import atomic_open
+from compactlm.fileio import atomic_open, files_digest
 
 
 @dataclass
@@ -65,12 +65,9 @@ class IngestOutcome:
 @lru_cache(maxsize=1)
 def _code_digest() -> str:
     """The data pipeline's own source (and the generator's templates): a code change must not reuse a version."""
-    digest = hashlib.sha256()
     package = Path(__file__).resolve().parents[1]
     data_code = [*(package / "data").rglob("*.py"), *(package / "data").rglob("*.txt")]
-    for path in sorted([*data_code, package / "quality" / "bias.py"]):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return files_digest([*data_code, package / "quality" / "bias.py"])
 
 
 def run_fingerprint(config: DataConfig, bias: BiasConfig | None, files: list[SourceFile]) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from compactlm.data.sources import read_table
 from compactlm.errors import DataError
 from compactlm.fileio import atomic_write_text
 
@@ -157,7 +158,6 @@ def import_ratings(ratings_path: str | Path, key_path: str | Path, reference: st
         DataError: an unreadable ratings or key file, a missing column, an unknown item id or a rating
             outside 1/2/3 (naming the row).
     """
-    from compactlm.data.sources import read_table
 
     ratings = read_table(ratings_path)
     try:

@@ -27,6 +27,7 @@ from compactlm.evaluation.metrics import (
     rouge_scores,
     slice_means,
 )
+from compactlm.models.classifier import predict_labels
 from compactlm.shapes import get_shape
 
 # The text columns of every shape: training text whose PII-like strings must never appear in answers.
@@ -124,7 +125,6 @@ def evaluate_classifier(model, tokenizer, test: pd.DataFrame, max_length: int,
         ``accuracy``, ``macro_f1`` and ``slice_min_accuracy_label`` (fractions in [0, 1]; see
         ``compactlm.evaluation.metrics``) and ``latency_ms_per_answer`` (batched wall time per text, ms).
     """
-    from compactlm.training.encoder import predict_labels  # torch/transformers: only classifiers need them
 
     start = time.perf_counter()
     texts, labels = [str(t) for t in test["text"]], [str(y) for y in test["label"]]

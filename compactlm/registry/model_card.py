@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from compactlm.shapes import get_shape
+from compactlm.training.stages import STAGES
 
 # transformers architecture -> how a reader knows it.
 _FAMILIES = {
@@ -20,12 +21,6 @@ _FAMILIES = {
     "BertForMaskedLM": "BERT-style encoder (masked LM)",
     "T5ForConditionalGeneration": "T5 encoder-decoder (seq2seq)",
 }
-_BASE_STAGES = {"pretrain": "a CompactLM decoder preset pretrained here (causal LM)",
-                "pretrain-mlm": "a CompactLM encoder preset pretrained here (masked LM)",
-                "distill": "a CompactLM decoder preset distilled here from the teacher"}
-_FINETUNE_STAGES = ("finetune", "finetune-seq2seq", "finetune-classifier")
-
-
 def _table(values: dict[str, Any]) -> str:
     rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in values.items())
     return "| item | value |\n|---|---|\n" + rows
@@ -85,16 +80,16 @@ def describe_training(config: Any, stages: list[str]) -> dict[str, str]:
         config: the run's ``PipelineConfig``.
         stages: the names of the stages that ran, in order (``compactlm.training.stages``).
     """
-    base_stage = next((s for s in stages if s in _BASE_STAGES), None)
+    base_stage = next((s for s in stages if STAGES[s].produces_base), None)
     if config.model.base:
         base = f"`{config.model.base}` (tokenizer from the base)"
     elif base_stage:
-        base = f"{_BASE_STAGES[base_stage]}: preset `{config.model.preset}`, tokenizer trained on the train split"
+        base = f"{STAGES[base_stage].description}: preset `{config.model.preset}`, tokenizer trained on the train split"
         if base_stage == "distill":
             base += f" (teacher `{config.distill.teacher}`)"
     else:
         base = f"preset `{config.model.preset}` initialised at random, tokenizer trained on the train split"
-    stage = next((s for s in stages if s in _FINETUNE_STAGES), None)
+    stage = next((s for s in stages if not STAGES[s].produces_base), None)
     finetune = config.finetune
     if stage is None:
         mode = "none (the base model itself)"

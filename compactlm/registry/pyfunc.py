@@ -27,6 +27,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 from compactlm.evaluation.generate import generate_from_prompts, is_seq2seq
+from compactlm.models.classifier import predict_labels
 from compactlm.models.loading import load_trained
 from compactlm.models.tokenizer import format_prompt
 from compactlm.training.encoding import SEQ2SEQ_PREFIX
@@ -98,9 +99,6 @@ class CompactLMChatModel(mlflow.pyfunc.PythonModel):
         texts = parse_texts(model_input)
         batch_size = int(params.get("batch_size", 16))
         if self.task["task"] == "classification":
-            # Local: the training stack (and the config it imports) is needed by classifiers only; a chat
-            # model loaded in a fresh environment imports no more than its pinned requirements provide.
-            from compactlm.training.encoder import predict_labels
 
             return predict_labels(self.model, self.tokenizer, texts, batch_size=batch_size)
         template = self.task.get("prompt_template")
@@ -131,6 +129,7 @@ class FastChatModel(mlflow.pyfunc.PythonModel):
     def engine(self):
         """Built on first use: a server that only wants the weights never pays for a second KV cache."""
         if self._engine is None:
+            # serving imports registry (pyfunc); registry reaches the engine only here, when it is used.
             from compactlm.serving.engine.generation import GenerationEngine
 
             self._engine = GenerationEngine.from_weights(self.weights, self.tokenizer, max_batch_size=16)

@@ -16,7 +16,10 @@ import pandas as pd
 
 from compactlm.config import PipelineConfig
 from compactlm.data.layout import DataLayout
+from compactlm.data.sources import read_table
+from compactlm.data.sources.generator import generate_support_dataset
 from compactlm.errors import DataError
+from compactlm.registry import uris
 from compactlm.state import StatePaths
 
 
@@ -38,7 +41,6 @@ def evaluation_frame(data: Path | None, paths: StatePaths, dataset_name: str, ro
         DataError: an unreadable file, a missing ``instruction``/``response`` column, or no complete row.
     """
     if data is not None:
-        from compactlm.data.sources import read_table
 
         frame, what = read_table(data), str(data)
     else:
@@ -46,7 +48,6 @@ def evaluation_frame(data: Path | None, paths: StatePaths, dataset_name: str, ro
         if split.is_file():
             frame, what = pd.read_parquet(split), f"test split {split}"
         else:
-            from compactlm.data.sources.generator import generate_support_dataset
 
             frame = generate_support_dataset(n_rows=rows, seed=seed + 1)
             what = f"{rows} generated rows (seed {seed + 1})"
@@ -143,9 +144,9 @@ def quantize_and_register(cfg: PipelineConfig, paths: StatePaths, model_uri: str
                     "quality.rouge_l_change_pct": f"{result.rouge_l_change_pct:.4f}"}
             name, new_version = register_quantized(uri, model_id, scheme, tags, description=markdown)
             if version is not None:
-                tag_version(model_id, version, {f"quantized.{scheme}": f"models:/{name}/{new_version}"})
+                tag_version(model_id, version, {f"quantized.{scheme}": uris.model_uri(name, new_version)})
             registered.append({"scheme": scheme, "name": name, "version": new_version,
-                               "uri": f"models:/{name}/{new_version}"})
+                               "uri": uris.model_uri(name, new_version)})
     return {"markdown": markdown, "report": report.to_dict(), "registered": registered, "run_id": run.info.run_id,
             "table_path": str(out_dir / "tradeoff.md")}
 

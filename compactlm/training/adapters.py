@@ -17,6 +17,7 @@ from typing import Any
 from compactlm.config import FinetuneConfig
 from compactlm.errors import ConfigError
 from compactlm.models.loading import Kind, load_base
+from compactlm.training.runner import on_main_process
 
 # PEFT task types per model kind (they decide which head PEFT keeps trainable and how it saves).
 TASK_TYPES = {"causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "classifier": "SEQ_CLS",
@@ -196,7 +197,6 @@ def save_finetuned(trainer, model, tokenizer, base: str | Path, kind: Kind, fine
     Writes ``output_dir/adapter`` (LoRA only) and ``output_dir/merged``; other processes wait (DDP).
     Arguments as ``merged_model``; ``trainer`` is the stage's Trainer.
     """
-    from compactlm.training.runner import on_main_process
 
     def save() -> None:
         if finetune_cfg.mode == "lora":

@@ -15,6 +15,8 @@ import pandas as pd
 
 from compactlm.config import ClassifierConfig, FinetuneConfig, ModelConfig, TrainConfig
 from compactlm.errors import ConfigError, DataError
+from compactlm.evaluation.metrics import accuracy, macro_f1
+from compactlm.models.loading import load_base
 from compactlm.models.presets import build_encoder
 from compactlm.models.tokenizer import train_wordpiece_tokenizer
 from compactlm.training.adapters import load_for_finetuning, save_finetuned
@@ -62,7 +64,6 @@ def pretrain_encoder_mlm(train: pd.DataFrame | Sequence[str], val: pd.DataFrame 
     """
     from transformers import DataCollatorForLanguageModeling
 
-    from compactlm.models.loading import load_base
 
     output_dir = Path(output_dir)
     device = start_stage(train_cfg, train_cfg.seed)
@@ -158,7 +159,6 @@ def _classification_dataset(frame: pd.DataFrame, tokenizer, max_length: int, lab
 
 
 def _accuracy_and_f1(id2label: dict[int, str]):
-    from compactlm.evaluation.metrics import accuracy, macro_f1
 
     def compute(prediction) -> dict[str, float]:
         predicted = [id2label[int(i)] for i in prediction.predictions.argmax(-1)]
@@ -227,35 +227,3 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
 
     save_finetuned(trainer, model, tokenizer, base, "classifier", finetune_cfg, output_dir, id2label=id2label)
     return summary
-
-
-def predict_labels(model, tokenizer, texts: Sequence[str], batch_size: int = 32, max_length: int | None = None
-                   ) -> list[str]:
-    """Label strings for ``texts`` from a classifier (a model object, or a saved folder with ``tokenizer=None``).
-
-    Args:
-        model: a sequence classifier with ``id2label`` in its config, or its ``save_pretrained`` folder.
-        tokenizer: its tokenizer (None with a folder: loaded from it).
-        texts: the texts to classify.
-        batch_size: texts per forward pass.
-        max_length: tokens per text (longer ones are truncated); default: the tokenizer's ``model_max_length``.
-
-    Returns:
-        One label string per text, in order (argmax of the logits).
-    """
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    if isinstance(model, (str, Path)):
-        tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(model))
-        model = AutoModelForSequenceClassification.from_pretrained(str(model))
-    model.eval()
-    id2label = model.config.id2label
-    out: list[str] = []
-    with torch.no_grad():
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer([str(t) for t in texts[start:start + batch_size]], padding=True, truncation=True,
-                              max_length=max_length or tokenizer.model_max_length, return_tensors="pt")
-            batch = {k: v.to(model.device) for k, v in batch.items()}
-            out.extend(id2label[int(i)] for i in model(**batch).logits.argmax(-1))
-    return out

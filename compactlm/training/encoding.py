@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from compactlm.data.schemas import SCHEMAS
 from compactlm.errors import ConfigError, DataError
 from compactlm.models.tokenizer import format_prompt
 
@@ -49,7 +50,6 @@ def supervised_pairs(frame: pd.DataFrame, prompt_column: str | None = None,
     Raises:
         DataError: a named column is missing, or the frame has no supervised columns.
     """
-    from compactlm.data.schemas import SCHEMAS
 
     if prompt_column or completion_column:
         missing = [c for c in (prompt_column, completion_column) if c is None or c not in frame.columns]

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from compactlm.errors import CompactLMError
+from compactlm.state import set_offline_defaults
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -41,9 +42,9 @@ def _is_main_process() -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Run the configured stages; 0 on success, 2 on a user error (one line on stderr)."""
     args = _parse(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    set_offline_defaults()
     try:
+        # Imported after the offline defaults: transformers and datasets read them at import time.
         from compactlm.config import load_config
         from compactlm.data.versioning import read_split
         from compactlm.training.stages import run_stages

@@ -90,6 +90,7 @@ class Stage:
         sections: the config sections that decide it (logged as the stage run's parameters).
         run_name: the name of its MLflow child run and Prefect task.
         report: the name of its report (Prefect artifact, ``reports/<report>.md`` in MLflow).
+        description: what it trains, in words (the model card's).
     """
 
     name: str
@@ -98,6 +99,7 @@ class Stage:
     sections: tuple[str, ...]
     run_name: str
     report: str
+    description: str
 
     @property
     def output_folder(self) -> str:
@@ -105,18 +107,25 @@ class Stage:
         return "base" if self.produces_base else "finetuned"
 
 
-def _stage(name: str, recipe: Recipe, produces_base: bool, sections: tuple[str, ...], run_name: str | None = None,
-           report: str | None = None) -> Stage:
-    return Stage(name, recipe, produces_base, sections, run_name or name, report or name)
+def _stage(name: str, recipe: Recipe, produces_base: bool, sections: tuple[str, ...], description: str,
+           run_name: str | None = None, report: str | None = None) -> Stage:
+    return Stage(name, recipe, produces_base, sections, run_name or name, report or name, description)
 
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (
-    _stage("pretrain", _pretrain, True, ("model", "train")),
-    _stage("pretrain-mlm", _pretrain_mlm, True, ("model", "train")),
-    _stage("distill", _distill, True, ("model", "train", "distill")),
-    _stage("finetune", _finetune, False, ("model", "finetune", "train"), run_name="finetune-lora"),
-    _stage("finetune-seq2seq", _finetune_seq2seq, False, ("model", "finetune", "train")),
-    _stage("finetune-classifier", _finetune_classifier, False, ("model", "classifier", "finetune", "train")),
+    _stage("pretrain", _pretrain, True, ("model", "train"),
+           "a CompactLM decoder preset pretrained here (causal LM)"),
+    _stage("pretrain-mlm", _pretrain_mlm, True, ("model", "train"),
+           "a CompactLM encoder preset pretrained here (masked LM)"),
+    _stage("distill", _distill, True, ("model", "train", "distill"),
+           "a CompactLM decoder preset distilled here from the teacher"),
+    # The run name predates full fine-tuning; dashboards and tests know the stage run by it.
+    _stage("finetune", _finetune, False, ("model", "finetune", "train"),
+           "causal fine-tuning on prompt/completion pairs", run_name="finetune-lora"),
+    _stage("finetune-seq2seq", _finetune_seq2seq, False, ("model", "finetune", "train"),
+           "seq2seq fine-tuning on document/summary pairs"),
+    _stage("finetune-classifier", _finetune_classifier, False, ("model", "classifier", "finetune", "train"),
+           "sequence-classifier fine-tuning on text/label rows"),
 )}
 
 

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from compactlm.errors import ConfigError, DataError
-from compactlm.training.encoder import finetune_classifier, focal_loss, predict_labels, pretrain_encoder_mlm
+from compactlm.models.classifier import predict_labels
+from compactlm.training.encoder import finetune_classifier, focal_loss, pretrain_encoder_mlm
 
 ENCODER = ["model.preset=encoder-tiny", "finetune.batch_size=16", "finetune.learning_rate=0.005"]
 

@@ -10,7 +10,6 @@ Sources:
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,12 @@ from typing import Any
 
 from compactlm.errors import ConfigError, ModelNotFoundError
 from compactlm.models.tokenizer import load_tokenizer
+from compactlm.registry import uris
+from compactlm.registry.uris import parse_model_uri
 from compactlm.serving.engine.artifact import is_engine_artifact, load_engine_weights
 from compactlm.serving.engine.generation import GenerationEngine
 from compactlm.serving.engine.quantize import normalize_scheme
 from compactlm.serving.engine.weights import DecoderWeights, quantize_decoder
-
-_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 
 
 @dataclass
@@ -44,14 +43,6 @@ class LoadedModel:
                 "context_length": self.engine.max_seq_len}
 
 
-def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None] | None:
-    """``(name, alias, version)`` of a ``models:/`` URI, or None for anything else."""
-    match = _REGISTRY_URI.match(uri.strip())
-    if match is None:
-        return None
-    return match["name"], match["alias"], match["version"]
-
-
 def resolve_version(uri: str) -> str | None:
     """The version a registry URI points to now (None for a URI that is not ``models:/...``).
 
@@ -61,7 +52,7 @@ def resolve_version(uri: str) -> str | None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    parsed = parse_registry_uri(uri)
+    parsed = parse_model_uri(uri)
     if parsed is None:
         return None
     name, alias, version = parsed
@@ -125,12 +116,12 @@ def load_weights(model_uri: str | None = None, model_dir: str | Path | None = No
         return weights, tokenizer, directory.resolve().name, None, str(directory)
     if not model_uri:
         raise ConfigError("give a model URI (models:/<name>@<alias>) or a model folder")
-    parsed = parse_registry_uri(model_uri)
+    parsed = parse_model_uri(model_uri)
     if parsed is None:  # runs:/..., a local MLflow model folder...
         weights, tokenizer = _weights_from_registry(model_uri)
         return weights, tokenizer, model_uri, None, model_uri
     version = resolve_version(model_uri)
-    weights, tokenizer = _weights_from_registry(f"models:/{parsed[0]}/{version}")
+    weights, tokenizer = _weights_from_registry(uris.model_uri(parsed[0], version))
     return weights, tokenizer, parsed[0], version, model_uri
 
 

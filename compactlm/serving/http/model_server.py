@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass
 
 from compactlm.config import ServeConfig
-from compactlm.serving.engine.loading import LoadedModel, load_model, parse_registry_uri, resolve_version
+from compactlm.registry.uris import parse_model_uri
+from compactlm.serving.engine.loading import LoadedModel, load_model, resolve_version
 from compactlm.serving.engine.scheduler import Scheduler
 from compactlm.serving.http.metrics import ServiceMetrics
 
@@ -44,7 +45,7 @@ class ModelServer:
     @property
     def follows_alias(self) -> bool:
         """True when the configured source is a ``models:/<name>@<alias>`` URI (polled for moves)."""
-        parsed = parse_registry_uri(self.config.model_uri or "") if self.config.model_dir is None else None
+        parsed = parse_model_uri(self.config.model_uri or "") if self.config.model_dir is None else None
         return parsed is not None and parsed[1] is not None
 
     def _load_blocking(self) -> LoadedModel:

@@ -12,8 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
+from compactlm.registry.uris import parse_model_uri
 from compactlm.serving.engine.generation import Completion
-from compactlm.serving.engine.loading import LoadedModel, parse_registry_uri
+from compactlm.serving.engine.loading import LoadedModel
 from compactlm.serving.engine.scheduler import RequestHandle
 from compactlm.serving.http.protocol import (
     AssistantMessage,
@@ -76,7 +77,7 @@ def model_matches(requested: str, model: LoadedModel) -> bool:
     """Accept the model id, the configured source, or any ``models:/<id>...`` URI of the same name."""
     if requested in (model.model_id, model.source):
         return True
-    parsed = parse_registry_uri(requested)
+    parsed = parse_model_uri(requested)
     return parsed is not None and parsed[0] == model.model_id
 
 
