@@ -100,6 +100,7 @@ class Shape:
             completion (the summary).
         baseline: the cheap reference model trained and scored beside the candidate
             (``compactlm.evaluation.baselines``), or None when the shape has none yet.
+        example_input: what a user sends this shape's model (the smoke test asks it, the model card shows it).
         serve_prompt: the pyfunc model renders each input through the schema's prompt template
             (``{document}``) before generating.
     """
@@ -113,6 +114,7 @@ class Shape:
     keep_completion: bool = False
     serve_prompt: bool = False
     baseline: str | None = None
+    example_input: str = "Where is my order?"
 
     @property
     def schema(self) -> TaskSchema:
@@ -166,7 +168,7 @@ SHAPES: dict[str, Shape] = {
                       _SUPPORT_LIMITS)),
     "classification": Shape(
         name="classification", trainable=True, evaluation="classification", plan=_plan_classification,
-        gate_checks=_CLASSIFICATION_GATE, baseline="tfidf-linear-svm",
+        gate_checks=_CLASSIFICATION_GATE, baseline="tfidf-linear-svm", example_input="I want to cancel my order",
         card=CardText(
             "Routing customer-support messages to an intent or sentiment label (one of the labels of the "
             "training data), so that a ticket reaches the right queue or template, on modest hardware.",
@@ -176,6 +178,7 @@ SHAPES: dict[str, Shape] = {
     "summarization": Shape(
         name="summarization", trainable=True, evaluation="generation", plan=_plan_summarization,
         gate_checks=_SUMMARIZATION_GATE, keep_completion=True, serve_prompt=True,
+        example_input="Customer wrote that the parcel arrived damaged and asked for a replacement.",
         card=CardText(
             "Summarizing support tickets and conversations for an agent's handover notes, on modest hardware.",
             "Summaries can omit or misstate details of the document (ROUGE measures overlap, not faithfulness); "

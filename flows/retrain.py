@@ -47,7 +47,8 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
     paths = configure_environment(config.home)
     with tracked_flow_run(config, "retrain") as run_id:
         work_dir = str(paths.runs / run_id)
-        task = require_trainable(config.data.task).name
+        shape = require_trainable(config.data.task)
+        task = shape.name
         version = ingest_dataset(config.data, str(paths.home), run_id, bias=config.bias)
         log_dataset(version, run_id)
         quality, bias = check_dataset(version, config, run_id)
@@ -71,7 +72,7 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
         if gate.passed:
             registered = register_candidate(tuned.output_dir, config, version, quality, bias, gate, candidate,
                                             stages, run_id, str(flow_run.id))
-            smoke = smoke_test_version(model_name, registered, paths.tracking_uri(), run_id)
+            smoke = smoke_test_version(model_name, registered, paths.tracking_uri(), run_id, shape.example_input)
             if not smoke.passed:
                 raise SmokeTestFailed(f"version {registered} failed its smoke test (no alias moved): {smoke.error}")
             mark_challenger(model_name, registered)

@@ -46,10 +46,11 @@ def register_candidate(model_dir: str, config: PipelineConfig, version: DatasetV
 
 
 @task(name="smoke-test", **IO_RETRIES)
-def smoke_test_version(model_name: str, version: str, tracking_uri: str, run_id: str) -> SmokeResult:
-    """Load the registered version through MLflow in a fresh process and ask it a question; tag the result."""
+def smoke_test_version(model_name: str, version: str, tracking_uri: str, run_id: str,
+                       prompt: str = "Where is my order?") -> SmokeResult:
+    """Load the registered version through MLflow in a fresh process, send it ``prompt``; tag the result."""
     uri = model_uri(model_name, version)
-    result = smoke_test(uri, tracking_uri)
+    result = smoke_test(uri, tracking_uri, prompt=prompt)
     store.tag_version(model_name, version, {"smoke_test": "passed" if result.passed else "failed",
                                             "smoke_test.seconds": f"{result.seconds:.1f}"})
     publish_report(run_id, "smoke-test", result.to_markdown(uri), result.to_dict(),

@@ -24,8 +24,6 @@ from compactlm.data.text import (
     strip_html_series,
 )
 
-CANONICAL_COLUMNS = SCHEMAS["instruction"].output_columns  # the default shape's columns, in order
-
 
 @dataclass
 class CleanOptions:

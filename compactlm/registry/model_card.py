@@ -149,11 +149,6 @@ def build_model_card(*, model_name: str, version: str | None, config: Any, model
         "## Lineage", "", _table(lineage), "",
         "## How to load", "",
         f"```python\nimport mlflow\nmodel = mlflow.pyfunc.load_model('models:/{model_name}/{version}')\n"
-        f"model.predict([{_example_input(shape.name)!r}])\n```",
+        f"model.predict([{shape.example_input!r}])\n```",
     ]
     return "\n".join(sections)
-
-
-def _example_input(shape: str) -> str:
-    return {"summarization": "Customer wrote that the parcel arrived damaged and asked for a replacement.",
-            "classification": "I want to cancel my order"}.get(shape, "Where is my order?")

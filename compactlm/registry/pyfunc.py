@@ -178,9 +178,9 @@ def pip_requirements() -> list[str]:
     return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "transformers", "tokenizers", "pandas", "mlflow")]
 
 
-def _log_model_from_code(flavour: str, artifacts: dict[str, str], name: str):
-    """Log ``pyfunc_entry.py`` building ``flavour`` with the package as code, the shared signature and pinned
-    requirements in the active run; returns MLflow's ``ModelInfo``."""
+def _log_model_from_code(flavour: str, artifacts: dict[str, str], name: str, example: str = "Where is my order?"):
+    """Log ``pyfunc_entry.py`` building ``flavour`` with the package as code, the shared signature, pinned
+    requirements and ``example`` as the input example in the active run; returns MLflow's ``ModelInfo``."""
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(PACKAGE_DIR / ENTRY_FILE),
@@ -188,22 +188,23 @@ def _log_model_from_code(flavour: str, artifacts: dict[str, str], name: str):
         artifacts=artifacts,
         code_paths=[str(PACKAGE_DIR)],
         signature=model_signature(),
-        input_example=pd.DataFrame({INPUT_COLUMN: ["Where is my order?"]}),
+        input_example=pd.DataFrame({INPUT_COLUMN: [example]}),
         pip_requirements=pip_requirements(),
     )
 
 
-def log_chat_model(model_dir: str | Path, name: str = "model"):
+def log_chat_model(model_dir: str | Path, name: str = "model", example: str = "Where is my order?"):
     """Log a ``save_pretrained`` folder as a pyfunc model in the active MLflow run.
 
     Args:
         model_dir: the folder (model, tokenizer and, for non-chat shapes, the task file).
         name: the logged model's name in the run.
+        example: an input the model's shape expects (the logged input example).
 
     Returns:
         MLflow's ``ModelInfo`` (``model_uri`` is what ``register_version`` takes).
     """
-    return _log_model_from_code("transformers", {MODEL_ARTIFACT: str(model_dir)}, name)
+    return _log_model_from_code("transformers", {MODEL_ARTIFACT: str(model_dir)}, name, example)
 
 
 def log_engine_model(engine_dir: str | Path, name: str) -> str:

@@ -53,7 +53,7 @@ def register_candidate(*, model_dir: str, config: Any, version: DatasetVersion, 
     shape = get_shape(config.data.task)
     write_task_file(model_dir, shape.name, shape.schema.prompt if shape.serve_prompt else None)
     with reopen_run(run_id):
-        info = log_chat_model(model_dir)
+        info = log_chat_model(model_dir, example=shape.example_input)
         log_splits(version, info.model_id)
     registered = register_version(info.model_uri, model_name, tags, description=gate.to_markdown())
     card = build_model_card(

@@ -19,11 +19,6 @@ IGNORE_INDEX = -100  # label value the loss skips (prompt and padding tokens): t
 WEIGHT_COLUMN = "sample_weight"  # per-row loss weight (AIF360 Reweighing), carried into the dataset when present
 
 
-def instruction_documents(frame: pd.DataFrame) -> list[str]:
-    """Each row as one plain-text document (prompt + response), for tokenizer training and pretraining."""
-    return [format_prompt(i) + r for i, r in zip(frame["instruction"], frame["response"])]
-
-
 def corpus_texts(frame: pd.DataFrame) -> list[str]:
     """Each row as one plain-text document, whatever the task shape.
 
@@ -215,15 +210,6 @@ def supervised_dataset(frame: pd.DataFrame, tokenizer, max_length: int, prompt_c
         encoded[WEIGHT_COLUMN] = frame[WEIGHT_COLUMN].astype(float).fillna(1.0).tolist()
     keep = [i for i, lab in enumerate(encoded["labels"]) if any(t != IGNORE_INDEX for t in lab)]
     return Dataset.from_dict({k: [v[i] for i in keep] for k, v in encoded.items()})
-
-
-def instruction_dataset(frame: pd.DataFrame, tokenizer, max_length: int):
-    """Instruction rows (instruction + response) as a prompt-masked ``datasets.Dataset``.
-
-    A ``sample_weight`` column in ``frame`` becomes a ``sample_weight`` feature (missing weights count as 1).
-    """
-    columns = [c for c in ("instruction", "response", WEIGHT_COLUMN) if c in frame.columns]
-    return supervised_dataset(frame[columns], tokenizer, max_length)
 
 
 def pack_examples(dataset, block_size: int):

@@ -7,8 +7,8 @@ import pytest
 from helpers import one_line_error, write_csv
 
 from compactlm.config import DataConfig
-from compactlm.data.cleaning import CANONICAL_COLUMNS
 from compactlm.data.prepare import prepare_dataset
+from compactlm.data.schemas import SCHEMAS
 from compactlm.errors import DataError
 
 DEFAULTS = DataConfig()
@@ -69,7 +69,7 @@ def test_prepare_dataset_on_a_minimal_user_csv_fills_the_defaults(tmp_path):
     assert all(len(result.splits[name]) > 0 for name in ("train", "val", "test"))
     rows = pd.concat(result.splits.values(), ignore_index=True)
     # The canonical columns, then the instruction-format (chat template) conversion.
-    assert tuple(rows.columns) == (*CANONICAL_COLUMNS, "prompt", "completion")
+    assert tuple(rows.columns) == (*SCHEMAS["instruction"].output_columns, "prompt", "completion")
     assert rows["prompt"].str.startswith("### Instruction:\n").all()
     assert (rows["completion"] == rows["response"]).all()
     assert rows["id"].str.fullmatch(r"row-[0-9a-f]{12}").all()

@@ -21,7 +21,7 @@ from compactlm.evaluation.metrics import (
 )
 from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
-from compactlm.training.encoding import encode_instruction_pairs, instruction_documents
+from compactlm.training.encoding import corpus_texts, encode_instruction_pairs
 
 
 def test_rouge_l_by_hand():
@@ -85,7 +85,7 @@ def test_perplexities_from_the_nll():
 def tiny_model():
     frame = pd.DataFrame({"instruction": ["Where is my order?", "Cancel my plan", "Refund please"],
                           "response": ["It ships tomorrow.", "Your plan is cancelled.", "Refund sent today."]})
-    tok = train_bpe_tokenizer(instruction_documents(frame) * 20, 300, 64)
+    tok = train_bpe_tokenizer(corpus_texts(frame) * 20, 300, 64)
     torch.manual_seed(0)
     model = build_decoder("decoder-tiny", len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id).eval()
     return model, tok, frame

@@ -13,7 +13,7 @@ import torch
 
 from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
-from compactlm.training.encoding import instruction_documents
+from compactlm.training.encoding import corpus_texts
 
 FRAME = pd.DataFrame({
     "instruction": ["Where is my order?", "Cancel my plan please", "I want a refund for the lamp",
@@ -25,7 +25,7 @@ FRAME = pd.DataFrame({
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    return train_bpe_tokenizer(instruction_documents(FRAME) * 20, 300, 256)
+    return train_bpe_tokenizer(corpus_texts(FRAME) * 20, 300, 256)
 
 
 def tiny_decoder(tokenizer, seed: int = 0, kv_heads: int | None = None, std: float | None = 0.2):

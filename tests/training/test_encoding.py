@@ -5,19 +5,19 @@ from __future__ import annotations
 import pandas as pd
 
 from compactlm.models.tokenizer import format_prompt, train_bpe_tokenizer
-from compactlm.training.encoding import IGNORE_INDEX, encode_instruction_pairs, instruction_documents, pack_documents
+from compactlm.training.encoding import IGNORE_INDEX, corpus_texts, encode_instruction_pairs, pack_documents
 
 FRAME = pd.DataFrame({"instruction": ["Where is my order?", "Cancel it please"],
                       "response": ["It ships tomorrow.", "Done, it is cancelled."]})
 
 
 def _tokenizer():
-    return train_bpe_tokenizer(instruction_documents(FRAME) * 20, vocab_size=300, model_max_length=64)
+    return train_bpe_tokenizer(corpus_texts(FRAME) * 20, vocab_size=300, model_max_length=64)
 
 
 def test_packing_cuts_full_blocks_with_bos_and_eos():
     tok = _tokenizer()
-    ds = pack_documents(instruction_documents(FRAME) * 10, tok, block_size=16)
+    ds = pack_documents(corpus_texts(FRAME) * 10, tok, block_size=16)
     assert all(len(ids) == 16 for ids in ds["input_ids"])
     assert ds["input_ids"] == ds["labels"]
     flat = [t for block in ds["input_ids"] for t in block]

@@ -16,7 +16,7 @@ from compactlm.training.causal import (
     pretrain_decoder,
     weighted_causal_lm_loss,
 )
-from compactlm.training.encoding import instruction_dataset, instruction_documents, padding_collator
+from compactlm.training.encoding import corpus_texts, padding_collator, supervised_dataset
 
 CFG = load_config(overrides=["model.preset=decoder-tiny", "model.vocab_size=400", "model.max_seq_len=64",
                              "train.max_steps=4", "train.batch_size=8", "finetune.max_steps=4", "finetune.batch_size=8",
@@ -30,10 +30,10 @@ def setup(tiny_frame, tmp_path_factory):
 
     torch.manual_seed(0)
     rows = tiny_frame[tiny_frame["instruction"].str.len() < 60].iloc[:6]  # short: no row loses its response
-    tokenizer = train_bpe_tokenizer(instruction_documents(tiny_frame), 400, 64)
+    tokenizer = train_bpe_tokenizer(corpus_texts(tiny_frame), 400, 64)
     model = build_decoder("decoder-tiny", len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
                           tokenizer.eos_token_id).eval()
-    dataset = instruction_dataset(rows.assign(sample_weight=1.0), tokenizer, 64)
+    dataset = supervised_dataset(rows[["instruction", "response"]].assign(sample_weight=1.0), tokenizer, 64)
     batch = padding_collator(tokenizer)([dataset[i] for i in range(len(dataset))])
     args = TrainingArguments(output_dir=str(tmp_path_factory.mktemp("args")), use_cpu=True, report_to=[],
                              per_device_eval_batch_size=6, remove_unused_columns=False)
