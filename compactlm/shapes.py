@@ -15,8 +15,8 @@ label, Great Expectations suite), whether the retrain flow trains it, which trai
 how its model is evaluated, which gate checks it gets by default, and how its model card describes
 the intended use. Adding a shape means adding one entry here (and its schema and suite).
 
-This module is plain data plus small pure functions: it imports no heavy library and nothing that
-imports it back, so any room of the library may ask it.
+This module is plain data plus small pure functions: it imports only the schemas (pandas) and the
+errors, and nothing that imports it back, so any room of the library may ask it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from typing import Any, Literal
 from compactlm.data.schemas import SCHEMAS, TaskSchema
 from compactlm.errors import ConfigError
 
-# A ``compactlm.config.PipelineConfig`` (not imported: the config package imports this module).
+# Plans read a ``compactlm.config.PipelineConfig``; it is not imported here because the config package imports
+# this module, so the annotation is ``Any`` under a name that says what is passed.
 PipelineConfig = Any
 
 Evaluation = Literal["conversation", "generation", "classification", "language-model"]
