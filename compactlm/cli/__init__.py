@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from compactlm.cli import config, data, evaluate, pipeline, registry, serve
+from compactlm.cli import config, data, evaluate, models, pipeline, registry, serve
 from compactlm.errors import CompactLMError
 
 app = typer.Typer(help="CompactLM: train, govern and serve compact language models.", no_args_is_help=True,
@@ -22,6 +22,7 @@ app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(registry.app, name="registry")
 app.add_typer(config.app, name="config")
 app.add_typer(evaluate.app, name="eval")
+app.add_typer(models.app, name="models")
 app.command("serve")(serve.serve)
 app.command("predict")(serve.predict)
 app.command("quantize")(serve.quantize)

@@ -8,6 +8,7 @@ pydantic (``TypeAdapter``) coerces and type-checks every value; its first error 
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from compactlm.config.pipeline import PipelineConfig
 from compactlm.errors import ConfigError
 
 _PIPELINE = TypeAdapter(PipelineConfig)
+_UNION_TAG = re.compile(r"^(float|int|str|bool|none|[a-z]+\[.*\])$")
 _SECTIONS = {name for name, hint in typing.get_type_hints(PipelineConfig).items() if dataclasses.is_dataclass(hint)}
 
 # What a value must be, by pydantic error type (https://docs.pydantic.dev/latest/errors/validation_errors/).
@@ -191,7 +193,8 @@ def _validate(values: Any) -> PipelineConfig:
 
 def _config_error(error: ErrorDetails) -> ConfigError:
     """One line naming the dotted field and the value, for pydantic's first error."""
-    loc = tuple(str(part) for part in error["loc"] if not isinstance(part, int))  # list positions go unnamed
+    # List positions go unnamed; a union field's branch tags (``float``, ``literal['auto']``) are not fields.
+    loc = tuple(str(part) for part in error["loc"] if not isinstance(part, int) and not _UNION_TAG.match(str(part)))
     name = ".".join(loc) or "config"
     if error["type"] == "unexpected_keyword_argument":
         return ConfigError(f"unknown config field {name!r} (known: {', '.join(_known_fields(loc))})")

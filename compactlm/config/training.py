@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import field
+from typing import Literal
 
 from pydantic.dataclasses import dataclass
 
@@ -10,6 +11,7 @@ from compactlm.config.validation import SECTION, CommaList, check
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 LR_SCHEDULERS = ("cosine", "linear", "constant")  # transformers scheduler names
+BEST_METRICS = ("loss", "accuracy", "macro_f1")  # loss for every stage; the others from classifier stages
 FINETUNE_MODES = ("lora", "full")
 CLASSIFIER_LOSSES = ("cross_entropy", "focal")
 
@@ -46,8 +48,9 @@ class TrainConfig:
     eval_steps: int = 0  # evaluate every N steps; 0: once per epoch
     save_steps: int = 0  # checkpoint every N steps; 0: no periodic checkpoints
     save_total_limit: int = 2  # checkpoints kept (the best one is always kept)
-    load_best_model_at_end: bool = False  # end with the checkpoint of lowest validation loss
+    load_best_model_at_end: bool = False  # end with the checkpoint of the best validation metric
     early_stopping_patience: int = 0  # stop after N evaluations without improvement; 0: off (implies load_best)
+    best_metric: str = "loss"  # what "best" means: validation loss, or (classifiers) accuracy or macro_f1
     resume_from_checkpoint: str | None = None  # "last" (latest complete checkpoint, if any) or a checkpoint folder
     mlm_probability: float = 0.15  # masked-LM pretraining: fraction of tokens masked
     log_checkpoints: bool = False  # log every checkpoint folder to the MLflow run (artifacts)
@@ -71,6 +74,7 @@ class TrainConfig:
         check(self.save_total_limit >= 1, "train.save_total_limit", self.save_total_limit, ">= 1")
         check(self.early_stopping_patience >= 0, "train.early_stopping_patience", self.early_stopping_patience,
               ">= 0 (0: off)")
+        check(self.best_metric in BEST_METRICS, "train.best_metric", self.best_metric, ", ".join(BEST_METRICS))
         check(0.0 < self.mlm_probability < 1.0, "train.mlm_probability", self.mlm_probability, "in (0, 1)")
         check(self.system_metrics_interval >= 0, "train.system_metrics_interval", self.system_metrics_interval,
               ">= 0 (0: off)")
@@ -110,7 +114,7 @@ class FinetuneConfig:
     target_modules: CommaList[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
-    epochs: float = 1.0
+    epochs: float | Literal["auto"] = 1.0  # auto: more passes over small data (see training.runner.auto_epochs)
     max_steps: int = -1
     batch_size: int = 32
     learning_rate: float = 2e-3
@@ -128,7 +132,7 @@ class FinetuneConfig:
         check(self.alpha >= 1, "finetune.alpha", self.alpha, ">= 1")
         check(0.0 <= self.dropout < 1.0, "finetune.dropout", self.dropout, "in [0, 1)")
         check(len(self.target_modules) > 0, "finetune.target_modules", self.target_modules, "a non-empty list")
-        check(self.epochs > 0, "finetune.epochs", self.epochs, "> 0")
+        check(self.epochs == "auto" or self.epochs > 0, "finetune.epochs", self.epochs, "> 0 or auto")
         check(self.batch_size >= 1, "finetune.batch_size", self.batch_size, ">= 1")
         check(0.0 < self.learning_rate <= 1.0, "finetune.learning_rate", self.learning_rate, "in (0, 1]")
         check(0.0 <= self.warmup_ratio < 1.0, "finetune.warmup_ratio", self.warmup_ratio, "in [0, 1)")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from compactlm.errors import ConfigError
+from compactlm.models import bundled
 
 Kind = Literal["causal", "seq2seq", "encoder", "classifier"]
 KINDS: tuple[str, ...] = ("causal", "seq2seq", "encoder", "classifier")
@@ -47,19 +48,22 @@ def resolve_model_ref(ref: str, field: str = "model.base") -> str:
     """A local folder for a folder or registry URI; a hub id is returned as is (checked when loaded).
 
     Args:
-        ref: a model folder, a ``models:/name@alias`` / ``models:/name/3`` / ``runs:/`` URI, or a hub id.
+        ref: a model folder, a ``models:/name@alias`` / ``models:/name/3`` / ``runs:/`` URI, a
+            ``bundled:<name>`` model (``compactlm.models.bundled``), or a hub id.
         field: the config field named in error messages.
 
     Returns:
         The folder path (a registry version is downloaded first), or the hub id unchanged.
 
     Raises:
-        ConfigError: a path that does not exist, a folder without a transformers ``config.json``, or a
-            registry URI MLflow cannot resolve.
+        ConfigError: a path that does not exist, a folder without a transformers ``config.json``, a
+            registry URI MLflow cannot resolve, or a bundled model that is not installed.
     """
     ref = str(ref).strip()
     if ref.startswith(("models:/", "runs:/")):
         return str(_download_registry_model(ref))
+    if ref.startswith(bundled.PREFIX):
+        return bundled.bundled_path(ref, field)
     path = Path(ref).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():

@@ -163,7 +163,7 @@ def finetune_causal(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, ou
     """
     cfg = train_cfg or TrainConfig()
     output_dir = Path(output_dir)
-    optim = StageOptim.from_finetune(finetune_cfg, cfg, seed)
+    optim = StageOptim.from_finetune(finetune_cfg, cfg, seed, len(train))
     device = start_stage(cfg, optim.seed, device)
     model, tokenizer = load_for_finetuning(base, "causal", finetune_cfg, device, model_cfg.max_seq_len,
                                            cfg.gradient_checkpointing)

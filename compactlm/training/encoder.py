@@ -16,6 +16,7 @@ import pandas as pd
 from compactlm.config import ClassifierConfig, FinetuneConfig, ModelConfig, TrainConfig
 from compactlm.errors import ConfigError, DataError
 from compactlm.evaluation.metrics import accuracy, macro_f1
+from compactlm.models.compress import compact_encoder
 from compactlm.models.loading import load_base
 from compactlm.models.presets import build_encoder
 from compactlm.models.tokenizer import train_wordpiece_tokenizer
@@ -200,7 +201,7 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
     finetune_cfg = finetune_cfg or FinetuneConfig(mode="full")
     cfg = train_cfg or TrainConfig()
     output_dir = Path(output_dir)
-    optim = StageOptim.from_finetune(finetune_cfg, cfg)
+    optim = StageOptim.from_finetune(finetune_cfg, cfg, n_rows=len(train))
     device = start_stage(cfg, optim.seed)
     id2label = label_maps(train, val)
     label2id = {v: k for k, v in id2label.items()}
@@ -208,9 +209,15 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
     if base is None and finetune_cfg.mode == "lora":
         raise ConfigError("finetune.mode must be full to train a classifier from a randomly initialised preset "
                           "(or set classifier.mlm_pretrain=true or model.base)")
+    compacted = model_cfg.prune_vocab or model_cfg.keep_layers
+    if compacted and finetune_cfg.mode != "full":
+        raise ConfigError("finetune.mode must be full to compact the base (model.prune_vocab, model.keep_layers): "
+                          "a LoRA adapter is merged into the original base")
     if base is not None:
         model, tokenizer = load_for_finetuning(base, "classifier", finetune_cfg, device, model_cfg.max_seq_len,
                                                cfg.gradient_checkpointing, id2label=id2label)
+        model, tokenizer = compact_encoder(model, tokenizer, _texts(train), model_cfg.prune_vocab,
+                                           model_cfg.keep_layers, model_cfg.max_seq_len)
     else:
         tokenizer = train_wordpiece_tokenizer(_texts(train), model_cfg.vocab_size, model_cfg.max_seq_len)
         model = build_encoder(model_cfg.preset, len(tokenizer), tokenizer.pad_token_id, "classification",

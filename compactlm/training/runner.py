@@ -80,6 +80,15 @@ def start_stage(cfg: TrainConfig, seed: int, device: str | None = None) -> str:
     return resolved
 
 
+AUTO_EPOCH_EXAMPLES = 60_000  # examples an ``epochs: auto`` run sees (4 passes over CLINC150's 15,000 rows)
+
+
+def auto_epochs(n_rows: int) -> float:
+    """Passes over ``n_rows`` train rows for ``finetune.epochs: auto``: about ``AUTO_EPOCH_EXAMPLES`` examples,
+    between 3 and 20 passes (small data needs more passes; early stopping ends a run that stops improving)."""
+    return float(min(20, max(3, math.ceil(AUTO_EPOCH_EXAMPLES / max(n_rows, 1)))))
+
+
 @dataclass(frozen=True)
 class StageOptim:
     """How one stage optimises: epochs or steps, batch, learning rate and schedule.
@@ -109,15 +118,24 @@ class StageOptim:
                    cfg.warmup_ratio, cfg.lr_scheduler, cfg.logging_steps, cfg.seed)
 
     @classmethod
-    def from_finetune(cls, finetune: FinetuneConfig, train: TrainConfig, seed: int | None = None) -> StageOptim:
-        """Fine-tuning: optimisation from ``finetune``; logging cadence and seed from ``train``."""
-        return cls(finetune.epochs, finetune.max_steps, finetune.batch_size, finetune.grad_accum,
+    def from_finetune(cls, finetune: FinetuneConfig, train: TrainConfig, seed: int | None = None,
+                      n_rows: int | None = None) -> StageOptim:
+        """Fine-tuning: optimisation from ``finetune``; logging cadence and seed from ``train``.
+
+        ``n_rows`` (train rows) decides ``epochs: auto`` (``auto_epochs``).
+        """
+        epochs = auto_epochs(n_rows or 0) if finetune.epochs == "auto" else float(finetune.epochs)
+        return cls(epochs, finetune.max_steps, finetune.batch_size, finetune.grad_accum,
                    finetune.learning_rate, finetune.weight_decay, finetune.warmup_ratio, finetune.lr_scheduler,
                    train.logging_steps, train.seed if seed is None else seed)
 
 
-def _strategies(cfg: TrainConfig, has_eval: bool) -> dict[str, Any]:
-    """Evaluation and checkpoint cadence; keeping the best checkpoint saves exactly where it evaluates."""
+def _strategies(cfg: TrainConfig, has_eval: bool, best_metric: str = "loss") -> dict[str, Any]:
+    """Evaluation and checkpoint cadence; keeping the best checkpoint saves exactly where it evaluates.
+
+    ``best_metric`` is ``loss`` (lower is better) or a metric the stage's ``compute_metrics`` reports
+    (``accuracy``, ``macro_f1``: higher is better).
+    """
     eval_steps, save_steps = cfg.eval_steps, cfg.save_steps
     if not has_eval:
         return {"eval_strategy": "no", "save_strategy": "steps" if save_steps else "no",
@@ -127,7 +145,8 @@ def _strategies(cfg: TrainConfig, has_eval: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"eval_strategy": "steps" if eval_steps else "epoch", "eval_steps": eval_steps or None}
     if cfg.keeps_best:
         out.update(save_strategy=out["eval_strategy"], save_steps=save_steps or eval_steps or 500,
-                   load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False)
+                   load_best_model_at_end=True, metric_for_best_model=f"eval_{best_metric}",
+                   greater_is_better=best_metric != "loss")
     else:
         out.update(save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
                    load_best_model_at_end=False)
@@ -136,7 +155,7 @@ def _strategies(cfg: TrainConfig, has_eval: bool) -> dict[str, Any]:
 
 def training_arguments(output_dir: str | Path, optim: StageOptim, cfg: TrainConfig, device: str, run_name: str,
                        report_to_mlflow: bool, remove_unused_columns: bool = True, has_eval: bool = True,
-                       gradient_checkpointing: bool | None = None):
+                       gradient_checkpointing: bool | None = None, best_metric: str = "loss"):
     """``TrainingArguments`` for one stage.
 
     Args:
@@ -184,7 +203,7 @@ def training_arguments(output_dir: str | Path, optim: StageOptim, cfg: TrainConf
         ddp_find_unused_parameters=False,
         disable_tqdm=False,
         remove_unused_columns=remove_unused_columns,
-        **_strategies(cfg, has_eval),
+        **_strategies(cfg, has_eval, best_metric),
     )
 
 
@@ -240,7 +259,12 @@ def run_trainer(trainer, cfg: TrainConfig, report_to_mlflow: bool) -> StageResul
         trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     state = trainer.state
-    best = state.best_metric if trainer.args.load_best_model_at_end else None
+    best = None
+    if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
+        # The restored checkpoint's validation loss, whatever metric chose it.
+        best_step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[-1])
+        best = next((float(h["eval_loss"]) for h in state.log_history
+                     if h.get("step") == best_step and "eval_loss" in h), None)
     train_loss, eval_loss = final_losses(state.log_history, best)
     return StageResult(train_loss, eval_loss, state.global_step, seconds, resume, state.best_model_checkpoint)
 
@@ -311,9 +335,11 @@ def fit_stage(model, tokenizer, train_ds, val_ds, checkpoint_dir: Path, optim: S
     """
     from transformers import Trainer
 
+    # Accuracy and macro-F1 exist only where the stage computes them (classifiers); elsewhere "best" is the loss.
+    best_metric = cfg.best_metric if trainer_kwargs.get("compute_metrics") else "loss"
     args = training_arguments(checkpoint_dir, optim, cfg, device, run_name, report_to_mlflow,
                               remove_unused_columns, has_eval=val_ds is not None,
-                              gradient_checkpointing=gradient_checkpointing)
+                              gradient_checkpointing=gradient_checkpointing, best_metric=best_metric)
     trainer = (trainer_class or Trainer)(
         model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=data_collator,
         processing_class=tokenizer, callbacks=[*stage_callbacks(cfg, report_to_mlflow), *(extra_callbacks or [])],

@@ -79,7 +79,7 @@ def finetune_seq2seq(base: str | Path, train: pd.DataFrame, val: pd.DataFrame, o
 
     cfg = train_cfg or TrainConfig()
     output_dir = Path(output_dir)
-    optim = StageOptim.from_finetune(finetune_cfg, cfg)
+    optim = StageOptim.from_finetune(finetune_cfg, cfg, n_rows=len(train))
     device = start_stage(cfg, optim.seed)
     model, tokenizer = load_for_finetuning(base, "seq2seq", finetune_cfg, device, model_cfg.max_seq_len,
                                            cfg.gradient_checkpointing)
