@@ -35,6 +35,7 @@ class DataConfig:
     n_rows: int = 10_000  # rows produced by the bundled generator
     seed: int = 0
     bias: float = 0.0  # bias injected by the generator (0 = none), to demo the audit
+    split_column: str | None = None  # a source column saying train/val/test: the user's own split (fractions unused)
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     min_rows: int = 20  # fewer usable rows than this fail validation

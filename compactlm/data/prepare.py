@@ -24,7 +24,7 @@ from compactlm.data.sources import SourceKind, list_files, source_kind
 from compactlm.data.sources.generator import INTENTS
 from compactlm.data.sources.generator_shapes import generate_task_dataset
 from compactlm.data.sources.hf import read_hf_dataset
-from compactlm.data.splits import SPLITS, split_rows
+from compactlm.data.splits import SPLITS, given_splits, split_rows
 from compactlm.data.text import near_duplicate_keys
 from compactlm.errors import DataError
 from compactlm.quality.bias import reweighing_weights
@@ -106,7 +106,7 @@ def load_source(config: DataConfig) -> tuple[pd.DataFrame, str]:
 
 
 def _kept_columns(config: DataConfig, bias: BiasConfig | None) -> tuple[str, ...]:
-    extra = list(config.extra_columns)
+    extra = list(config.extra_columns) + ([config.split_column] if config.split_column else [])
     if bias is not None:
         extra += [*bias.attributes(), bias.label_column]
     return tuple(dict.fromkeys(extra))
@@ -124,6 +124,8 @@ def _clean(canonical: pd.DataFrame, config: DataConfig) -> CleanedRows:
 def _split(rows: pd.DataFrame, config: DataConfig) -> dict[str, pd.DataFrame]:
     if rows.empty:
         raise DataError("no usable rows left after cleaning (see the quarantine file for the reasons)")
+    if config.split_column:
+        return given_splits(rows, config.split_column)
     if config.task == "pretraining":
         return split_corpus(rows, config.val_fraction, config.test_fraction)
     schema = SCHEMAS[config.task]

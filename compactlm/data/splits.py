@@ -95,3 +95,36 @@ def combined_splits(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
         splits: split name -> rows, e.g. ``PreparedDataset.splits`` or the splits read back from a version.
     """
     return pd.concat([frame.assign(split=name) for name, frame in splits.items()], ignore_index=True)
+
+
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                 "dev": "val", "test": "test", "testing": "test"}
+
+
+def given_splits(rows: pd.DataFrame, column: str) -> dict[str, pd.DataFrame]:
+    """The user's own split: each row's ``column`` says train, val or test (``validation``/``dev`` are val).
+
+    Args:
+        rows: cleaned rows holding ``column`` (dropped from the splits).
+        column: the source column (``data.split_column``).
+
+    Returns:
+        ``{"train", "val", "test"}`` -> rows, each with a fresh index, in source order.
+
+    Raises:
+        DataError: the column is missing, a value that is not a split name (naming its row), or an empty split.
+    """
+    if column not in rows.columns:
+        raise DataError(f"data.split_column {column!r} is not a column of the data (found: "
+                        f"{', '.join(map(str, rows.columns[:12]))})")
+    names = rows[column].astype("string").str.strip().str.lower().map(SPLIT_ALIASES)
+    unknown = names.isna()
+    if unknown.any():
+        first = rows.index[unknown.to_numpy()][0]
+        raise DataError(f"column {column!r}, row {first}: {rows.loc[first, column]!r} is not a split "
+                        "(train, val or test)")
+    out = {name: rows[names == name].drop(columns=[column]).reset_index(drop=True) for name in SPLITS}
+    empty = [name for name, frame in out.items() if frame.empty]
+    if empty:
+        raise DataError(f"data.split_column {column!r}: no {', '.join(empty)} rows left after cleaning")
+    return out

@@ -102,3 +102,24 @@ def test_too_few_rows_raise_data_error(n_rows):
         split_rows(rows, 0.15, 0.15, seed=0)
     message = one_line_error(excinfo)
     assert "too few" in message or "no usable rows" in message
+
+
+def test_a_users_own_split_column_is_kept_and_a_bad_value_names_its_row(tmp_path):
+    from compactlm.config import DataConfig
+    from compactlm.data.prepare import prepare_dataset
+
+    intents = ["refund", "order", "cancel"]
+    rows = [f"{word} question number {i} about my {word},{word},{split}"
+            for i in range(12) for word, split in zip(intents, ["train", "Validation", "TEST"][i % 3:] * 3)]
+    path = tmp_path / "split.csv"
+    path.write_text("text,label,split\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    config = DataConfig(task="classification", source=str(path), split_column="split", min_rows=5)
+    result = prepare_dataset(config)
+    sizes = {name: len(frame) for name, frame in result.splits.items()}
+    assert sum(sizes.values()) == len(rows) and all(sizes.values())
+    assert "split" not in result.splits["train"].columns
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label,split\nwhere is my refund,refund,train\nwhere is my order,order,holdout\n")
+    with pytest.raises(DataError) as excinfo:
+        prepare_dataset(DataConfig(task="classification", source=str(bad), split_column="split", min_rows=1))
+    one_line_error(excinfo, "column 'split', row 1: 'holdout' is not a split (train, val or test)")
