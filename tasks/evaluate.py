@@ -65,12 +65,13 @@ def decide_gate(candidate: EvalResult, champion: EvalResult | None, champion_ver
 
 
 @task(name="baseline")
-def score_baseline(version: DatasetVersion, task: str, run_id: str) -> BaselineRun | None:
+def score_baseline(version: DatasetVersion, task: str, run_id: str, oos_label: str | None = None) -> BaselineRun | None:
     """Train the shape's baseline on the train split, score it on the test split, log it (None: the shape has none)."""
     name = get_shape(task).baseline
     if name is None:
         return None
-    baseline, result = fit_and_score(name, read_split(version.path, "train"), read_split(version.path, "test"))
+    baseline, result = fit_and_score(name, read_split(version.path, "train"), read_split(version.path, "test"),
+                                     read_split(version.path, "val"), oos_label)
     model_uri = log_baseline(baseline, result, run_id)
     title = f"Baseline: {baseline.description}"
     publish_report(run_id, "baseline", result.to_markdown(title), result.to_dict(), title)

@@ -159,8 +159,13 @@ class ClassifierConfig:
     loss: str = "cross_entropy"  # cross_entropy | focal
     focal_gamma: float = 2.0  # focal loss: (1 - p_t)^gamma down-weights easy examples; 0 is cross-entropy
     mlm_pretrain: bool = False  # masked-LM pretraining of the encoder preset on the same corpus first
+    # The label of out-of-scope rows (CLINC150: "oos"): not a class; the model abstains to it below a
+    # confidence threshold chosen on the validation split (compactlm.models.classifier). None: off.
+    oos_label: str | None = None
 
     def __post_init__(self) -> None:
+        check(self.oos_label is None or bool(str(self.oos_label).strip()), "classifier.oos_label", self.oos_label,
+              "a label (or null)")
         check(self.loss in CLASSIFIER_LOSSES, "classifier.loss", self.loss, " or ".join(CLASSIFIER_LOSSES))
         check(0.0 <= self.focal_gamma <= 10.0, "classifier.focal_gamma", self.focal_gamma, "in [0, 10]")
 

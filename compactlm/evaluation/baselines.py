@@ -21,6 +21,7 @@ import pandas as pd
 
 from compactlm.errors import DataError
 from compactlm.evaluation.runner import EvalResult, classification_result
+from compactlm.models.classifier import choose_threshold, labels_from_scores
 
 TFIDF_SVM = "tfidf-linear-svm"
 BASELINE_DESCRIPTIONS = {
@@ -39,6 +40,7 @@ class Baseline:
         parameters: learned weights (the linear model's coefficients and intercepts; the vocabulary
             and IDF weights are not counted).
         n_features: TF-IDF features (vocabulary entries of both vectorizers).
+        oos_label, oos_threshold: out-of-scope abstention, as the candidate's (``compactlm.models.classifier``).
     """
 
     name: str
@@ -46,6 +48,8 @@ class Baseline:
     train_seconds: float
     parameters: int
     n_features: int
+    oos_label: str | None = None
+    oos_threshold: float | None = None  # abstain below this best margin (chosen on the validation split)
 
     @property
     def description(self) -> str:
@@ -58,8 +62,8 @@ class Baseline:
         return [str(label) for label in self.model.classes_]
 
     def predict(self, texts: list[str]) -> list[str]:
-        """One label per text."""
-        return [str(label) for label in self.model.predict(texts)]
+        """One label per text (the out-of-scope label where it abstains)."""
+        return labels_from_scores(self.decision_scores(texts), self.labels, self.oos_label, self.oos_threshold)
 
     def decision_scores(self, texts: list[str]) -> np.ndarray:
         """The linear model's margins, ``(len(texts), len(labels))`` (higher means more likely; not probabilities)."""
@@ -67,7 +71,7 @@ class Baseline:
 
 
 def train_text_classifier(train: pd.DataFrame, text_column: str = "text", label_column: str = "label",
-                          c: float = 0.5, seed: int = 0) -> Baseline:
+                          c: float = 0.5, seed: int = 0, oos_label: str | None = None) -> Baseline:
     """Fit the TF-IDF + linear SVM baseline on the train split.
 
     Args:
@@ -75,6 +79,7 @@ def train_text_classifier(train: pd.DataFrame, text_column: str = "text", label_
         text_column, label_column: the columns to read.
         c: the SVM's inverse regularisation strength (scikit-learn ``C``).
         seed: ``random_state`` of the solver (its dual coordinate descent shuffles).
+        oos_label: out-of-scope rows (not a class) are left out of the fit.
 
     Returns:
         The fitted baseline.
@@ -86,6 +91,8 @@ def train_text_classifier(train: pd.DataFrame, text_column: str = "text", label_
     from sklearn.pipeline import FeatureUnion, make_pipeline
     from sklearn.svm import LinearSVC
 
+    if oos_label is not None:
+        train = train[train[label_column].astype(str) != oos_label]
     texts = [str(t) for t in train[text_column]]
     labels = [str(y) for y in train[label_column]]
     if len(set(labels)) < 2:
@@ -100,7 +107,7 @@ def train_text_classifier(train: pd.DataFrame, text_column: str = "text", label_
     seconds = time.perf_counter() - start
     svm = model[-1]
     n_features = sum(len(vectorizer.vocabulary_) for _, vectorizer in model[0].transformer_list)
-    return Baseline(TFIDF_SVM, model, seconds, int(svm.coef_.size + svm.intercept_.size), n_features)
+    return Baseline(TFIDF_SVM, model, seconds, int(svm.coef_.size + svm.intercept_.size), n_features, oos_label)
 
 
 def evaluate_baseline(baseline: Baseline, test: pd.DataFrame, text_column: str = "text",
@@ -112,13 +119,15 @@ def evaluate_baseline(baseline: Baseline, test: pd.DataFrame, text_column: str =
         test: the frozen test split (``text_column``, ``label_column``).
 
     Returns:
-        ``accuracy``, ``macro_f1``, ``slice_min_accuracy_label``, ``latency_ms_per_answer`` (see
-        ``compactlm.evaluation.runner.classification_result``) plus ``train_seconds`` and ``parameters``.
+        ``accuracy``, ``macro_f1``, ``slice_min_accuracy_label``, ``latency_ms_per_answer`` (and the
+        out-of-scope rates when it abstains; see ``compactlm.evaluation.runner.classification_result``)
+        plus ``train_seconds`` and ``parameters``.
     """
     texts, labels = [str(t) for t in test[text_column]], [str(y) for y in test[label_column]]
     start = time.perf_counter()
     predictions = baseline.predict(texts)
-    result = classification_result(texts, labels, predictions, time.perf_counter() - start)
+    result = classification_result(texts, labels, predictions, time.perf_counter() - start,
+                                   oos_label=baseline.oos_label if baseline.oos_threshold is not None else None)
     result.metrics.update(train_seconds=baseline.train_seconds, parameters=float(baseline.parameters))
     return result
 
@@ -126,18 +135,25 @@ def evaluate_baseline(baseline: Baseline, test: pd.DataFrame, text_column: str =
 BASELINES = {TFIDF_SVM: train_text_classifier}
 
 
-def fit_and_score(name: str, train: pd.DataFrame, test: pd.DataFrame) -> tuple[Baseline, EvalResult]:
+def fit_and_score(name: str, train: pd.DataFrame, test: pd.DataFrame, val: pd.DataFrame | None = None,
+                  oos_label: str | None = None) -> tuple[Baseline, EvalResult]:
     """Fit baseline ``name`` on the train split and score it on the test split.
 
     Args:
         name: a key of ``BASELINES`` (a shape's ``baseline``).
         train, test: the splits of one dataset version (canonical columns of the shape).
+        val: the validation split, where the abstention threshold is chosen (with ``oos_label``).
+        oos_label: the out-of-scope label (``classifier.oos_label``): left out of the fit, abstained to.
 
     Raises:
         KeyError: an unknown baseline name.
         DataError: data the baseline cannot learn from (fewer than two labels).
     """
-    baseline = BASELINES[name](train)
+    baseline = BASELINES[name](train, oos_label=oos_label)
+    if oos_label is not None and val is not None:
+        texts = [str(t) for t in val["text"]]
+        baseline.oos_threshold = choose_threshold(baseline.decision_scores(texts), baseline.labels,
+                                                  [str(y) for y in val["label"]], oos_label)
     return baseline, evaluate_baseline(baseline, test)
 
 

@@ -8,7 +8,7 @@ gate's comparisons: each run trains its own tokenizer, so only per-word perplexi
 from __future__ import annotations
 
 HIGHER_IS_BETTER_PREFIXES = ("rouge", "bleu", "exact_match", "accuracy", "macro_f1", "mcq_accuracy",
-                             "tokens_per_second", "slice_min_")
+                             "tokens_per_second", "slice_min_", "oos_")
 LOWER_IS_BETTER_PREFIXES = ("perplexity", "word_perplexity", "robustness_", "safety_", "pii_", "latency",
                             "model_size", "generation_seconds")
 

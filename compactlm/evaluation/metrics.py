@@ -126,18 +126,18 @@ def accuracy(predictions: Sequence, labels: Sequence) -> float:
     return sum(p == y for p, y in zip(predictions, labels)) / len(labels) if labels else 0.0
 
 
-def macro_f1(predictions: Sequence, labels: Sequence) -> float:
-    """Unweighted mean of per-class F1 over every class seen in labels or predictions, in [0, 1].
+def macro_f1(predictions: Sequence, labels: Sequence, classes: Sequence | None = None) -> float:
+    """Unweighted mean of per-class F1 over every class seen in labels or predictions (or ``classes``), in [0, 1].
 
     Per class ``F1 = 2TP / (2TP + FP + FN)``; a class with no true positives scores 0 (a class never
     predicted and never present cannot occur). Equal to scikit-learn's ``f1_score(average="macro",
-    zero_division=0)`` over the union of labels and predictions. Returns 0.0 when empty.
+    zero_division=0)`` over the union of labels and predictions (or with ``labels=classes``). Returns 0.0 when empty.
 
     Raises:
         ValueError: predictions and references differ in length.
     """
     _aligned(predictions, labels)
-    classes = sorted(set(labels) | set(predictions), key=str)
+    classes = sorted(set(labels) | set(predictions), key=str) if classes is None else list(classes)
     if not classes:
         return 0.0
     scores = []

@@ -115,40 +115,54 @@ def evaluate_classifier(model, tokenizer, test: pd.DataFrame, max_length: int,
                         model_size_mb: float | None = None) -> EvalResult:
     """Accuracy, macro-F1, per-label accuracy and latency of a sequence classifier on the test split.
 
+    A model saved with an out-of-scope label (``classifier.oos_label``) abstains below its threshold,
+    and the result also holds ``oos_recall``/``oos_precision`` (see ``classification_result``).
+
     Args:
         model, tokenizer: a sequence classifier with ``id2label`` in its config, and its tokenizer.
         test: rows with ``text`` and ``label``.
         max_length: tokens per text (longer texts are truncated).
         model_size_mb: the weight files' size in MB (10^6 bytes), reported as ``model_size_mb``.
-
-    Returns:
-        ``accuracy``, ``macro_f1`` and ``slice_min_accuracy_label`` (fractions in [0, 1]; see
-        ``compactlm.evaluation.metrics``) and ``latency_ms_per_answer`` (batched wall time per text, ms).
     """
-
     start = time.perf_counter()
     texts, labels = [str(t) for t in test["text"]], [str(y) for y in test["label"]]
     predictions = predict_labels(model, tokenizer, texts, max_length=max_length)
-    return classification_result(texts, labels, predictions, time.perf_counter() - start, model_size_mb)
+    return classification_result(texts, labels, predictions, time.perf_counter() - start, model_size_mb,
+                                 getattr(model.config, "oos_label", None))
 
 
 def classification_result(texts: Sequence[str], labels: Sequence[str], predictions: Sequence[str], seconds: float,
-                          model_size_mb: float | None = None) -> EvalResult:
+                          model_size_mb: float | None = None, oos_label: str | None = None) -> EvalResult:
     """The classification metrics of one model's predictions (any classifier: encoder, baseline...).
 
     Args:
         texts: the test texts; labels: their true labels; predictions: one predicted label per text.
         seconds: wall time of predicting all of them (``latency_ms_per_answer`` is its mean per text, ms).
         model_size_mb: the model's size in MB (10^6 bytes), reported as ``model_size_mb`` when given.
+        oos_label: the out-of-scope label, when the model abstains: ``accuracy``, ``macro_f1`` and the
+            slices are then over in-scope rows (an abstention counts as wrong), and ``oos_recall`` (share
+            of out-of-scope rows it abstained on) and ``oos_precision`` (share of its abstentions that were
+            out of scope) are added (Larson et al. 2019's in-scope accuracy and out-of-scope recall).
 
     Returns:
         ``accuracy``, ``macro_f1``, ``slice_min_accuracy_label`` (fractions in [0, 1]), latency, and a
         per-label accuracy report.
     """
+    metrics: dict[str, float] = {"latency_ms_per_answer": 1000 * seconds / max(len(texts), 1)}
+    classes = None
+    if oos_label is not None:
+        out = [y == oos_label for y in labels]
+        abstained = [p == oos_label for p in predictions]
+        if any(out):
+            metrics["oos_recall"] = sum(o and a for o, a in zip(out, abstained)) / sum(out)
+        metrics["oos_precision"] = (sum(o and a for o, a in zip(out, abstained)) / sum(abstained)
+                                    if any(abstained) else 0.0)
+        kept = [i for i, o in enumerate(out) if not o]
+        texts, labels, predictions = ([seq[i] for i in kept] for seq in (texts, labels, predictions))
+        classes = sorted(set(labels))  # abstentions count as misses, not as a class of their own
     per_label = slice_means([float(p == y) for p, y in zip(predictions, labels)], list(labels))
-    metrics = {"accuracy": accuracy(predictions, labels), "macro_f1": macro_f1(predictions, labels),
-               "slice_min_accuracy_label": min(per_label.values()) if per_label else 0.0,
-               "latency_ms_per_answer": 1000 * seconds / max(len(texts), 1)}
+    metrics = {"accuracy": accuracy(predictions, labels), "macro_f1": macro_f1(predictions, labels, classes),
+               "slice_min_accuracy_label": min(per_label.values()) if per_label else 0.0, **metrics}
     if model_size_mb is not None:
         metrics["model_size_mb"] = model_size_mb
     lines = ["# Accuracy by label", "", "| label | accuracy |", "|---|---|"]

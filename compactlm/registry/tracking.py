@@ -168,7 +168,9 @@ def log_baseline(baseline: Any, result: Any, run_id: str) -> str:
 
     with reopen_run(run_id):
         mlflow.log_metrics({f"baseline_{k}": v for k, v in result.metrics.items()})
-        mlflow.set_tags({"baseline": baseline.name, "baseline.description": baseline.description})
+        mlflow.set_tags({"baseline": baseline.name, "baseline.description": baseline.description,
+                         **({"baseline.oos_threshold": f"{baseline.oos_threshold:.6g}"}
+                            if baseline.oos_threshold is not None else {})})
         example = ["where is my order"]
         info = mlflow.sklearn.log_model(baseline.model, name="baseline", input_example=example,
                                         signature=infer_signature(example, baseline.predict(example)),

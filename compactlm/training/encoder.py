@@ -16,6 +16,7 @@ import pandas as pd
 from compactlm.config import ClassifierConfig, FinetuneConfig, ModelConfig, TrainConfig
 from compactlm.errors import ConfigError, DataError
 from compactlm.evaluation.metrics import accuracy, macro_f1
+from compactlm.models.classifier import choose_threshold, class_probabilities
 from compactlm.models.compress import compact_encoder
 from compactlm.models.loading import load_base
 from compactlm.models.presets import build_encoder
@@ -152,6 +153,16 @@ def label_maps(train: pd.DataFrame, val: pd.DataFrame) -> dict[int, str]:
     return dict(enumerate(labels))
 
 
+def _set_abstention(model, tokenizer, val: pd.DataFrame, id2label: dict[int, str], oos_label: str,
+                    max_length: int) -> None:
+    """Choose the abstention threshold on the whole validation split and record it in the model's config."""
+    classes = [id2label[i] for i in range(len(id2label))]
+    scores = class_probabilities(model, tokenizer, [str(t) for t in val[TEXT]], max_length=max_length)
+    threshold = choose_threshold(scores, classes, [str(y) for y in val[LABEL]], oos_label)
+    model.config.oos_label = oos_label
+    model.config.oos_threshold = threshold  # None (no out-of-scope validation row): never abstains
+
+
 def _classification_dataset(frame: pd.DataFrame, tokenizer, max_length: int, label2id: dict[str, int]):
     from datasets import Dataset
 
@@ -201,6 +212,9 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
     finetune_cfg = finetune_cfg or FinetuneConfig(mode="full")
     cfg = train_cfg or TrainConfig()
     output_dir = Path(output_dir)
+    all_val = val
+    if cls_cfg.oos_label is not None:  # out-of-scope rows are not a class: only the abstention threshold uses them
+        train, val = (frame[frame[LABEL].astype(str) != cls_cfg.oos_label] for frame in (train, val))
     optim = StageOptim.from_finetune(finetune_cfg, cfg, n_rows=len(train))
     device = start_stage(cfg, optim.seed)
     id2label = label_maps(train, val)
@@ -231,6 +245,7 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
         gradient_checkpointing=False if finetune_cfg.quantize_4bit else None,
         compute_metrics=_accuracy_and_f1(id2label))
     summary = summarize(trainer, result, output_dir / "merged", train_ds, model)
-
+    if cls_cfg.oos_label is not None:
+        _set_abstention(model, tokenizer, all_val, id2label, cls_cfg.oos_label, model_cfg.max_seq_len)
     save_finetuned(trainer, model, tokenizer, base, "classifier", finetune_cfg, output_dir, id2label=id2label)
     return summary

@@ -43,3 +43,15 @@ def test_the_baseline_is_scored_with_the_candidates_metrics(clinc_slice):
 def test_one_label_is_a_data_error():
     with pytest.raises(DataError, match="at least 2 labels"):
         train_text_classifier(pd.DataFrame({"text": ["a", "b"], "label": ["x", "x"]}))
+
+
+def test_with_out_of_scope_rows_the_baseline_abstains_and_reports_oos_recall():
+    train, val, test = (pd.read_csv(CLINC / f"{split}.csv") for split in ("train", "val", "test"))
+    intents = sorted(set(train["label"]) - {"oos"})[:20]
+    keep = [*intents, "oos"]
+    train, val, test = (frame[frame["label"].isin(keep)] for frame in (train, val, test))
+    baseline, result = fit_and_score("tfidf-linear-svm", train, test, val, oos_label="oos")
+    assert "oos" not in baseline.labels and baseline.oos_threshold is not None
+    assert 0.2 < result.metrics["oos_recall"] <= 1 and 0 < result.metrics["oos_precision"] <= 1
+    assert result.metrics["accuracy"] > 0.8  # in-scope rows only, abstentions counted wrong
+    assert result.n_rows == (test["label"] != "oos").sum()

@@ -91,3 +91,31 @@ def test_bad_classifier_setups_fail_before_training(labelled, tiny_config, tmp_p
         finetune_classifier(train, val.assign(label="brand-new"), tmp_path, config.model, config.classifier,
                             report_to_mlflow=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_compacted_base_with_out_of_scope_rows_abstains_and_keeps_its_best_checkpoint(
+        mlm_dir, labelled, tiny_config, tmp_path):
+    from transformers import AutoConfig, AutoTokenizer
+
+    out = labelled[0]["label"].iloc[0]  # one category plays the out-of-scope questions
+    train, val = (frame.assign(label=frame["label"].where(frame["label"] != out, "oos")) for frame in labelled)
+    config = tiny_config(*ENCODER, f"model.base={mlm_dir}", "model.prune_vocab=true", "model.keep_layers=1",
+                         "model.max_seq_len=48", "finetune.mode=full", "finetune.max_steps=-1", "finetune.epochs=2",
+                         "train.best_metric=accuracy", "train.early_stopping_patience=1", "classifier.oos_label=oos")
+    summary = finetune_classifier(train, val, tmp_path, config.model, config.classifier, config.finetune,
+                                  config.train, report_to_mlflow=False)
+    saved = AutoConfig.from_pretrained(tmp_path / "merged")
+    assert "oos" not in saved.label2id and saved.oos_label == "oos" and isinstance(saved.oos_threshold, float)
+    assert saved.num_hidden_layers == 1 and saved.max_position_embeddings == 48
+    assert saved.vocab_size == len(AutoTokenizer.from_pretrained(tmp_path / "merged"))
+    assert saved.vocab_size < AutoConfig.from_pretrained(mlm_dir).vocab_size
+    assert summary.best_checkpoint is not None and summary.eval_loss is not None
+    predicted = predict_labels(tmp_path / "merged", None, list(val["text"][:20]))
+    assert set(predicted) <= set(train["label"])
+
+
+def test_compacting_needs_full_fine_tuning(mlm_dir, labelled, tiny_config, tmp_path):
+    config = tiny_config(*ENCODER, f"model.base={mlm_dir}", "model.prune_vocab=true", "finetune.mode=lora")
+    with pytest.raises(ConfigError, match="^finetune.mode must be full to compact the base"):
+        finetune_classifier(*labelled, tmp_path, config.model, config.classifier, config.finetune, config.train,
+                            report_to_mlflow=False)
