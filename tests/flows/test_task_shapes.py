@@ -12,6 +12,9 @@ import pytest
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
+# classification.yaml starts from a pretrained encoder; these tests train a tiny one from scratch instead.
+SCRATCH_ENCODER = ["model.base=null", "model.prune_vocab=false", "model.keep_layers=0", "model.preset=encoder-tiny",
+                   "model.vocab_size=512", "finetune.epochs=1", "train.early_stopping_patience=0"]
 TINY = ["data.n_rows=300", "model.preset=decoder-tiny", "model.vocab_size=512", "train.max_steps=10",
         "finetune.max_steps=10", "eval.max_generate_samples=8", "eval.max_new_tokens=16"]
 
@@ -36,7 +39,7 @@ def test_a_users_text_label_csv_becomes_a_gated_registered_classifier(tmp_path):
     env = {**os.environ, "COMPACTLM_HOME": str(home), "PREFECT_HOME": str(tmp_path / "prefect")}
     env.pop("PREFECT_API_URL", None)
     env.pop("MLFLOW_TRACKING_URI", None)
-    args = ["--set", "model.preset=encoder-tiny", "--set", "model.vocab_size=512", "--set", "train.max_steps=10",
+    args = [*[arg for item in SCRATCH_ENCODER for arg in ("--set", item)], "--set", "train.max_steps=10",
             "--set", "finetune.max_steps=30", "--set", "gate.checks.accuracy.min=0.01",
             "--set", "gate.checks.macro_f1.min=0", "--set", "gate.checks.accuracy.beat_baseline=false"]
     done = subprocess.run([sys.executable, "-m", "compactlm.cli", "pipeline", "run", "--config",
@@ -64,7 +67,7 @@ def test_a_classifier_that_does_not_beat_the_baseline_is_not_registered(tmp_path
         tmp_path / "tickets.csv", index=False)
     monkeypatch.setenv("COMPACTLM_HOME", str(tmp_path / "state"))
     summary = retrain(config_path=str(REPO / "configs" / "classification.yaml"), source=str(tmp_path / "tickets.csv"),
-                      overrides=["model.preset=encoder-tiny", "model.vocab_size=512", "train.max_steps=10",
+                      overrides=[*SCRATCH_ENCODER, "train.max_steps=10",
                                  "finetune.max_steps=10", "gate.checks.accuracy.min=0.01",
                                  "gate.checks.macro_f1.min=0"], approval="auto")
     row = next(c for c in summary["gate"]["checks"] if c["name"] == "accuracy vs baseline")
