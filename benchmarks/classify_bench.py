@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
+from pipeline_runs import parameters_in, run_pipeline, stage_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_PARAMETERS = 11_000_000
@@ -35,30 +34,6 @@ def _write_source(data: Path, out: Path) -> dict[str, int]:
     frame = pd.concat(frames, ignore_index=True)
     frame.to_csv(out, index=False)
     return {split: int((frame["split"] == split).sum()) for split in ("train", "val", "test")}
-
-
-def _stage_metrics(summary: dict) -> dict[str, float]:
-    """The classifier stage's train seconds and parameters, from its nested MLflow run."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(summary["tracking_uri"])
-    parent = client.get_run(summary["mlflow_run_id"])
-    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    stage = next(c for c in children if c.info.run_name == "finetune-classifier")
-    return {"train_seconds": stage.data.metrics["train_seconds"],
-            "trainable_parameters": stage.data.metrics["trainable_parameters"]}
-
-
-def _parameters(model_dir: Path) -> int:
-    """Parameters in the saved model's safetensors files (read from the headers, no weights loaded)."""
-    from safetensors import safe_open
-
-    total = 0
-    for path in model_dir.glob("*.safetensors"):
-        with safe_open(str(path), framework="np") as handle:
-            for name in handle.keys():
-                total += int(pd.Series(handle.get_slice(name).get_shape()).prod())
-    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,24 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     home.mkdir(parents=True, exist_ok=True)
     source = home / "clinc150.csv"
     rows = _write_source(args.data, source)
-    command = [sys.executable, "-m", "compactlm.cli", "pipeline", "run", "--config", str(args.config),
-               "--source", str(source), "--auto-approve",
-               "--set", "data.split_column=split", "--set", "classifier.oos_label=oos",
-               "--set", "data.dataset_name=clinc150", "--set", "registry.model_name=clinc150-intents",
-               *[arg for item in args.overrides for arg in ("--set", item)]]
-    env = {**os.environ, "COMPACTLM_HOME": str(home)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    start = time.perf_counter()
-    done = subprocess.run(command, env=env, cwd=REPO)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        print(f"error: the pipeline failed (exit {done.returncode}); see the output above", file=sys.stderr)
-        return done.returncode
-    summary = json.loads((home / "last_run.json").read_text())
+    overrides = ["data.split_column=split", "classifier.oos_label=oos", "data.dataset_name=clinc150",
+                 "registry.model_name=clinc150-intents", *args.overrides]
+    summary, seconds = run_pipeline(args.config, source, home, overrides)
+    if summary is None:
+        return 1
     candidate, baseline = summary["metrics"], summary["baseline"]["metrics"]
-    stage = _stage_metrics(summary)
+    stage = stage_metrics(summary, "finetune-classifier")
     merged = home / "runs" / summary["mlflow_run_id"] / "finetuned" / "merged"
-    parameters = _parameters(merged)
+    parameters = parameters_in(merged)
     keys = ("accuracy", "macro_f1", "oos_recall", "oos_precision")
     result = {
         "dataset": "clinc150", "rows": rows, "config": str(args.config.relative_to(REPO)),

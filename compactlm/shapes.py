@@ -7,7 +7,7 @@ instruction        one customer message -> one reply (a causal LM, chat template
 chat               multi-turn conversations; each answered turn is a row with the earlier turns as context
 classification     text -> label (intent, sentiment) with an encoder and a classification head
 summarization      document -> summary (a seq2seq base such as T5, else a causal LM with a prompt)
-pretraining        a raw text corpus for a base model (ingested, not trained by the retrain flow)
+pretraining        a raw text corpus -> a base language model (gated on bits per character)      
 =================  ==========================================================================================
 
 Each ``Shape`` says which canonical schema its data has (``compactlm.data.schemas``: columns, cleaning,
@@ -88,11 +88,10 @@ class Shape:
 
     Attributes:
         name: the ``data.task`` value.
-        trainable: whether the retrain flow trains, gates and registers a model for it (pretraining
-            corpora are trained by ``python -m compactlm.training.launch`` instead).
         evaluation: ``conversation`` (teacher-forced perplexity, generation metrics, MCQ set and the
             bias/robustness/safety probes), ``generation`` (perplexity and generation metrics only),
-            ``classification`` (accuracy, macro-F1, per-label slices) or ``language-model``.
+            ``classification`` (accuracy, macro-F1, per-label slices) or ``language-model`` (bits per
+            character on the held-out tail of the corpus, ``compactlm.evaluation.language_model``).
         plan: ``plan(config, base_kind, has_base) -> [stage, ...]``, the training stages in order
             (names of ``compactlm.training.stages.STAGES``).
         gate_checks: the default gate, metric -> bounds (see ``compactlm.config.GateCheckConfig``).
@@ -104,16 +103,17 @@ class Shape:
         example_input: what a user sends this shape's model (the smoke test asks it, the model card shows it).
         serve_prompt: the pyfunc model renders each input through the schema's prompt template
             (``{document}``) before generating.
+        continuation: the model continues raw text (a base LM): no chat template around the input.
     """
 
     name: str
-    trainable: bool
     evaluation: Evaluation
     plan: Callable[[PipelineConfig, BaseKind, bool], list[str]]
     gate_checks: GateDefaults
     card: CardText
     keep_completion: bool = False
     serve_prompt: bool = False
+    continuation: bool = False
     baseline: str | None = None
     example_input: str = "Where is my order?"
 
@@ -158,17 +158,24 @@ _CLASSIFICATION_GATE: GateDefaults = {
     "slice_min_accuracy_label": {},  # reported, not gated: the weakest label
 }
 
+# A character-unigram model of English is about 4.1 bits per character (Shannon 1951): a base LM above 4
+# has learned less than letter frequencies. Against the champion: at most 1 % worse on the same test text.
+_LANGUAGE_MODEL_GATE: GateDefaults = {
+    "bits_per_character": {"max": 4.0, "max_drop": 0.01},
+    "perplexity": {},  # reported, not gated: per token, it depends on the tokenizer
+}
+
 SHAPES: dict[str, Shape] = {
     "instruction": Shape(
-        name="instruction", trainable=True, evaluation="conversation", plan=_plan_generative,
+        name="instruction", evaluation="conversation", plan=_plan_generative,
         gate_checks=_CONVERSATION_GATE, card=CardText(_SUPPORT_USE, _SUPPORT_LIMITS)),
     "chat": Shape(
-        name="chat", trainable=True, evaluation="conversation", plan=_plan_generative,
+        name="chat", evaluation="conversation", plan=_plan_generative,
         gate_checks=_CONVERSATION_GATE,
         card=CardText(_SUPPORT_USE + " Multi-turn: earlier turns of the conversation are the context.",
                       _SUPPORT_LIMITS)),
     "classification": Shape(
-        name="classification", trainable=True, evaluation="classification", plan=_plan_classification,
+        name="classification", evaluation="classification", plan=_plan_classification,
         gate_checks=_CLASSIFICATION_GATE, baseline="tfidf-linear-svm", example_input="I want to cancel my order",
         card=CardText(
             "Routing customer-support messages to an intent or sentiment label (one of the labels of the "
@@ -177,7 +184,7 @@ SHAPES: dict[str, Shape] = {
             "Check the weakest labels in the evaluation before relying on a label for automation; it must "
             "not be used to make decisions about customers.")),
     "summarization": Shape(
-        name="summarization", trainable=True, evaluation="generation", plan=_plan_summarization,
+        name="summarization", evaluation="generation", plan=_plan_summarization,
         gate_checks=_SUMMARIZATION_GATE, keep_completion=True, serve_prompt=True,
         example_input="Customer wrote that the parcel arrived damaged and asked for a replacement.",
         card=CardText(
@@ -186,11 +193,13 @@ SHAPES: dict[str, Shape] = {
             "long documents are cut to the context length. Keep a human in the loop for anything sent to "
             "customers.")),
     "pretraining": Shape(
-        # Not trained by the retrain flow: the gate below is never applied (kept so configs validate).
-        name="pretraining", trainable=False, evaluation="language-model", plan=_plan_pretraining,
-        gate_checks=_CONVERSATION_GATE,
-        card=CardText("A base language model for later fine-tuning; not meant to answer users directly.",
-                      "Continues text in the style of its corpus; it follows no instructions.")),
+        name="pretraining", evaluation="language-model", plan=_plan_pretraining,
+        gate_checks=_LANGUAGE_MODEL_GATE, continuation=True, example_input="The customer said that",
+        card=CardText("A base language model for later fine-tuning (``model.base`` of a chat, summarization "
+                      "or classification config); not meant to answer users directly.",
+                      "Continues text in the style of its corpus; it follows no instructions and knows only "
+                      "what its corpus says. Bits per character measure how well it predicts held-out text "
+                      "of that corpus, not the quality of a fine-tuned model built on it.")),
 }
 
 
@@ -203,22 +212,3 @@ def get_shape(name: str) -> Shape:
     if name not in SHAPES:
         raise ConfigError(f"data.task must be one of {', '.join(SHAPES)}, got {name!r}")
     return SHAPES[name]
-
-
-def trainable_shapes() -> list[str]:
-    """The shapes the retrain flow trains into a registered model, in registry order."""
-    return [name for name, shape in SHAPES.items() if shape.trainable]
-
-
-def require_trainable(name: str) -> Shape:
-    """The shape, when the retrain flow can train it into a registered model.
-
-    Raises:
-        ConfigError: an unknown shape, or one that is only ingested (pretraining corpora).
-    """
-    shape = get_shape(name)
-    if not shape.trainable:
-        raise ConfigError(f"data.task {name!r} can be ingested (compactlm data ingest) but the retrain flow "
-                          f"trains only {', '.join(trainable_shapes())} data (pretrain a base with "
-                          "python -m compactlm.training.launch)")
-    return shape

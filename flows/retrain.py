@@ -2,7 +2,8 @@
 
 The training stages follow the task shape (``data.task``): instruction/chat and summarization train a
 decoder (pretrained preset or ``model.base``) then fine-tune it (LoRA by default); classification an
-encoder (optionally MLM-pretrained) into a sequence classifier; a seq2seq base fine-tunes directly.
+encoder (optionally MLM-pretrained) into a sequence classifier; a seq2seq base fine-tunes directly;
+a pretraining corpus pretrains a base language model, gated on bits per character.
 
 Only wiring and decisions live here; every step is a task over the ``compactlm`` library. A critical
 data-quality failure, a bias violation (when configured to fail) or a failed gate stops the flow
@@ -17,7 +18,7 @@ from prefect.runtime import flow_run
 from compactlm.config import load_run_config
 from compactlm.errors import BiasViolation, SmokeTestFailed
 from compactlm.registry.uris import model_uri
-from compactlm.shapes import require_trainable
+from compactlm.shapes import get_shape
 from compactlm.state import configure_environment
 from compactlm.training.stages import chain_stages, plan_stages
 from flows.ingest import check_dataset
@@ -47,7 +48,7 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
     paths = configure_environment(config.home)
     with tracked_flow_run(config, "retrain") as run_id:
         work_dir = str(paths.runs / run_id)
-        shape = require_trainable(config.data.task)
+        shape = get_shape(config.data.task)
         task = shape.name
         version = ingest_dataset(config.data, str(paths.home), run_id, bias=config.bias)
         log_dataset(version, run_id)

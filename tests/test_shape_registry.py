@@ -8,7 +8,7 @@ import pytest
 
 from compactlm.config import load_config
 from compactlm.errors import ConfigError
-from compactlm.shapes import SHAPES, get_shape, require_trainable, trainable_shapes
+from compactlm.shapes import SHAPES, get_shape
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,17 +20,6 @@ def test_every_shape_has_a_schema_a_suite_file_a_gate_and_card_text(name):
     assert (REPO_ROOT / "expectations" / f"{shape.suite}.json").is_file()
     assert shape.gate_checks and shape.card.intended_use and shape.card.limitations
     assert load_config(overrides=[f"data.task={name}"]).data.expectation_suite == shape.suite
-
-
-def test_retrain_refuses_pretraining_data_with_a_one_line_pointer():
-    for task in ("instruction", "chat", "classification", "summarization"):
-        require_trainable(task)  # every supervised shape trains through retrain
-    assert trainable_shapes() == ["instruction", "chat", "classification", "summarization"]
-    with pytest.raises(ConfigError) as excinfo:
-        require_trainable("pretraining")
-    message = str(excinfo.value)
-    assert "\n" not in message and "'pretraining'" in message and "compactlm data ingest" in message
-    assert "compactlm.training.launch" in message
 
 
 def test_an_unknown_shape_is_a_one_line_config_error():

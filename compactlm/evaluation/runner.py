@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +16,7 @@ from compactlm.config import EvalConfig
 from compactlm.data.versioning import DatasetVersion, read_split
 from compactlm.evaluation import probes
 from compactlm.evaluation.generate import eval_pairs, generate_from_prompts, generate_responses, response_likelihood
+from compactlm.evaluation.language_model import evaluate_language_model
 from compactlm.evaluation.mcq import evaluate_mcq, load_mcq_set
 from compactlm.evaluation.metrics import (
     accuracy,
@@ -27,52 +27,12 @@ from compactlm.evaluation.metrics import (
     rouge_scores,
     slice_means,
 )
+from compactlm.evaluation.result import EvalResult
 from compactlm.models.classifier import predict_labels
 from compactlm.shapes import get_shape
 
 # The text columns of every shape: training text whose PII-like strings must never appear in answers.
 _TEXT_COLUMNS = ("instruction", "response", "text", "document", "summary")
-
-
-@dataclass
-class EvalResult:
-    """Metrics of one model, the markdown report of each section, output files and a few examples.
-
-    Attributes:
-        metrics: metric name -> value (see ``evaluate_model`` for names and units).
-        n_rows: test rows scored teacher-forced (perplexity) or classified.
-        n_generated: rows answered by generation.
-        seconds: wall time of the whole evaluation, in seconds.
-        examples: up to five ``{"instruction", "reference", "generated"}`` rows for the report.
-        reports: section name (``slices``, ``mcq``, ``counterfactual-bias``, ``robustness``, ``safety``) -> markdown.
-        files: output name -> path (``mcq``: the JSONL records).
-        slices: column -> group -> mean ROUGE-L F1 (or accuracy per ``label`` for a classifier).
-    """
-
-    metrics: dict[str, float]
-    n_rows: int
-    n_generated: int
-    seconds: float
-    examples: list[dict[str, str]] = field(default_factory=list)
-    reports: dict[str, str] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
-    slices: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """The result as a plain dict."""
-        return asdict(self)
-
-    def to_markdown(self, title: str) -> str:
-        """The metrics table, the sample sizes and time, and the first examples, under ``# title``."""
-        lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4f} |" for k, v in sorted(self.metrics.items())]
-        lines += ["", f"Perplexity over {self.n_rows} test rows; generation metrics over {self.n_generated}; "
-                  f"{self.seconds:.1f} s.", "", "| instruction | reference | generated |", "|---|---|---|"]
-        for ex in self.examples:
-            cells = [ex[k].replace("|", "\\|").replace("\n", " ")[:200]
-                     for k in ("instruction", "reference", "generated")]
-            lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines)
 
 
 def _sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -193,7 +153,8 @@ def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max
         training_texts: the training texts, whose PII-like strings must never appear in answers.
         model_size_mb: the size of the model's weight files in MB (10^6 bytes), reported as ``model_size_mb``.
         task: the data shape (``compactlm.shapes``): a classification shape is scored by
-            ``evaluate_classifier``; the MCQ set and the probes (support conversations) run for
+            ``evaluate_classifier``, a pretraining corpus by ``evaluate_language_model`` (bits per
+            character); the MCQ set and the probes (support conversations) run for
             conversational shapes only.
 
     Returns:
@@ -206,6 +167,9 @@ def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max
     shape = get_shape(task)
     if shape.evaluation == "classification":
         return evaluate_classifier(model, tokenizer, test, max_length, model_size_mb)
+    if shape.evaluation == "language-model":
+        return evaluate_language_model(model, tokenizer, test, max_length, config.batch_size,
+                                       max_new_tokens=config.max_new_tokens, model_size_mb=model_size_mb)
     start = time.perf_counter()
     result = EvalResult(metrics={}, n_rows=len(test), n_generated=0, seconds=0.0)
     likelihood = response_likelihood(model, tokenizer, test, max_length, config.batch_size,

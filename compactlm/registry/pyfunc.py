@@ -30,6 +30,7 @@ from compactlm.evaluation.generate import generate_from_prompts, is_seq2seq
 from compactlm.models.classifier import predict_labels
 from compactlm.models.loading import load_trained
 from compactlm.models.tokenizer import format_prompt
+from compactlm.shapes import get_shape
 from compactlm.training.encoding import SEQ2SEQ_PREFIX
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # compactlm/, logged as the model's code
@@ -104,6 +105,8 @@ class CompactLMChatModel(mlflow.pyfunc.PythonModel):
         template = self.task.get("prompt_template")
         if is_seq2seq(self.model):
             prompts = [SEQ2SEQ_PREFIX + t for t in texts]
+        elif get_shape(self.task["task"]).continuation:  # a base LM continues the text as it is
+            prompts = texts
         else:
             prompts = [format_prompt(template.replace("{document}", t) if template else t) for t in texts]
         return generate_from_prompts(self.model, self.tokenizer, prompts,

@@ -80,7 +80,7 @@ def source_target_pairs(frame: pd.DataFrame, source_column: str = "document", ta
     return supervised_pairs(frame)
 
 
-def _boundary_ids(tokenizer) -> tuple[list[int], list[int]]:
+def boundary_ids(tokenizer) -> tuple[list[int], list[int]]:
     """Tokens around each document: BOS/EOS for decoders, CLS/SEP for BERT-style encoders."""
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
     end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
@@ -108,7 +108,7 @@ def pack_documents(documents: Sequence[str], tokenizer, block_size: int):
     from datasets import Dataset
 
     encoded = tokenizer(list(documents), add_special_tokens=False, verbose=False)["input_ids"]
-    start, end = _boundary_ids(tokenizer)
+    start, end = boundary_ids(tokenizer)
     stream: list[int] = []
     for ids in encoded:
         stream.extend(start)
@@ -137,7 +137,7 @@ def document_dataset(documents: Sequence[str], tokenizer, max_length: int, with_
     from datasets import Dataset
 
     encoded = tokenizer(list(documents), add_special_tokens=False, verbose=False)["input_ids"]
-    start, end = _boundary_ids(tokenizer)
+    start, end = boundary_ids(tokenizer)
     rows = [(start + ids + end)[:max_length] for ids in encoded if ids]
     return Dataset.from_dict({"input_ids": rows, **({"labels": rows} if with_labels else {})})
 
@@ -160,7 +160,7 @@ def encode_prompt_completion(prompts: Sequence[str], completions: Sequence[str],
         ``{"input_ids": [...], "labels": [...]}``: one token-id list per pair, ``labels`` the same length
         with ``IGNORE_INDEX`` over BOS and the prompt. A pair cut inside its prompt has no label left.
     """
-    start, end = _boundary_ids(tokenizer)
+    start, end = boundary_ids(tokenizer)
     start = start[:1] if tokenizer.bos_token_id is not None else []
     head_ids = tokenizer(list(prompts), add_special_tokens=False, verbose=False)["input_ids"]
     tail_ids = tokenizer(list(completions), add_special_tokens=False, verbose=False)["input_ids"]
