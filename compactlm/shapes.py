@@ -7,7 +7,7 @@ instruction        one customer message -> one reply (a causal LM, chat template
 chat               multi-turn conversations; each answered turn is a row with the earlier turns as context
 classification     text -> label (intent, sentiment) with an encoder and a classification head
 summarization      document -> summary (a seq2seq base such as T5, else a causal LM with a prompt)
-pretraining        a raw text corpus -> a base language model (gated on bits per character)      
+pretraining        a raw text corpus -> a base language model (gated on bits per character)
 =================  ==========================================================================================
 
 Each ``Shape`` says which canonical schema its data has (``compactlm.data.schemas``: columns, cleaning,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 HIGHER_IS_BETTER_PREFIXES = ("rouge", "bleu", "exact_match", "accuracy", "macro_f1", "mcq_accuracy",
                              "tokens_per_second", "slice_min_", "oos_")
-LOWER_IS_BETTER_PREFIXES = ("perplexity", "bits_per_character", "tokens_per_character", "word_perplexity", "robustness_", "safety_", "pii_", "latency",
+LOWER_IS_BETTER_PREFIXES = ("perplexity", "bits_per_character", "tokens_per_character", "word_perplexity",
+                            "robustness_", "safety_", "pii_", "latency",
                             "model_size", "generation_seconds")
 
 
