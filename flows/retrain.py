@@ -20,7 +20,7 @@ from compactlm.errors import BiasViolation, SmokeTestFailed
 from compactlm.registry.uris import model_uri
 from compactlm.shapes import get_shape
 from compactlm.state import configure_environment
-from compactlm.training.stages import chain_stages, plan_stages
+from compactlm.training.stages import chain_stages, plan_retrain
 from flows.ingest import check_dataset
 from flows.review import ApprovalMode, request_review
 from tasks.data import ingest_dataset
@@ -50,6 +50,7 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
         work_dir = str(paths.runs / run_id)
         shape = get_shape(config.data.task)
         task = shape.name
+        planned = plan_retrain(config)  # a config the flow cannot train fails before any data work
         version = ingest_dataset(config.data, str(paths.home), run_id, bias=config.bias)
         log_dataset(version, run_id)
         quality, bias = check_dataset(version, config, run_id)
@@ -57,7 +58,7 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
             raise BiasViolation(f"bias audit failed on {config.bias.protected_attribute}: {'; '.join(bias.reasons)}")
 
         baseline = score_baseline(version, task, run_id, config.classifier.oos_label) if config.eval.baseline else None
-        stages = chain_stages(plan_stages(config), config.model.base,
+        stages = chain_stages(planned, config.model.base,
                               lambda stage, base: train_stage(stage, config, version, work_dir, run_id, base))
         tuned = list(stages.values())[-1]
         candidate = evaluate_candidate(tuned.output_dir, version, config.eval, config.model.max_seq_len, run_id, task)

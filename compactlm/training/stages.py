@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from compactlm.config import PipelineConfig
+from compactlm.errors import ConfigError
 from compactlm.models.presets import get_preset
 from compactlm.shapes import BaseKind, get_shape
 from compactlm.training.runner import TrainSummary
@@ -151,6 +152,23 @@ def plan_stages(config: PipelineConfig, base_dir: str | None = None) -> list[str
     """
     kind: BaseKind = "causal" if base_dir else base_kind(config)
     return get_shape(config.data.task).plan(config, kind, bool(base_dir or config.model.base))
+
+
+def plan_retrain(config: PipelineConfig) -> list[str]:
+    """The stages the retrain flow runs for the config: ``plan_stages``, when the flow can evaluate the result.
+
+    The flow scores a pretrained base in bits per character, which needs a causal LM: an encoder preset's
+    masked-LM pretraining is trained by ``python -m compactlm.training.launch`` instead.
+
+    Raises:
+        ConfigError: a pretraining config whose plan ends in masked-LM pretraining, or as ``plan_stages``.
+    """
+    stages = plan_stages(config)
+    if get_shape(config.data.task).evaluation == "language-model" and stages[-1] == "pretrain-mlm":
+        raise ConfigError(f"model.preset {config.model.preset!r}: the retrain flow pretrains decoder presets "
+                          "(scored in bits per character); masked-LM pretraining of an encoder runs with "
+                          "python -m compactlm.training.launch")
+    return stages
 
 
 def run_stage(name: str, config: PipelineConfig, train: pd.DataFrame, val: pd.DataFrame, work_dir: str | Path,

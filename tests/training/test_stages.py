@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from compactlm.config import load_config
-from compactlm.training.stages import plan_stages
+from compactlm.errors import ConfigError
+from compactlm.training.stages import plan_retrain, plan_stages
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +47,12 @@ def test_a_seq2seq_base_summarizes_with_the_seq2seq_path_and_a_shared_base_skips
     classification = load_config(overrides=["data.task=classification", "model.preset=encoder-tiny",
                                             "classifier.mlm_pretrain=true"])
     assert plan_stages(classification, base_dir="/shared/mlm") == ["finetune-classifier"]
+
+
+def test_the_retrain_flow_pretrains_decoders_and_points_encoders_to_launch():
+    decoder = load_config(overrides=["data.task=pretraining"])
+    assert plan_retrain(decoder) == ["pretrain"]
+    encoder = load_config(overrides=["data.task=pretraining", "model.preset=encoder-tiny"])
+    assert plan_stages(encoder) == ["pretrain-mlm"]  # launch still trains it
+    with pytest.raises(ConfigError, match=r"encoder-tiny.*compactlm.training.launch"):
+        plan_retrain(encoder)
