@@ -19,6 +19,10 @@ from pathlib import Path
 import numpy as np
 
 
+# The in-scope accuracy abstentions may cost on validation by default (classifier.oos_max_accuracy_loss).
+OOS_MAX_ACCURACY_LOSS = 0.01
+
+
 def class_probabilities(model, tokenizer, texts: Sequence[str], batch_size: int = 32,
                         max_length: int | None = None) -> np.ndarray:
     """Softmax class probabilities, ``(len(texts), num_labels)`` float64, columns in ``id2label`` order.
@@ -56,17 +60,23 @@ def labels_from_scores(scores: np.ndarray, classes: Sequence[str], oos_label: st
     return [oos_label if score < threshold else label for label, score in zip(labels, scores.max(axis=1))]
 
 
-def choose_threshold(scores: np.ndarray, classes: Sequence[str], truth: Sequence[str], oos_label: str) -> float | None:
-    """The abstention threshold that maximises the mean of in-scope accuracy and out-of-scope recall.
+def choose_threshold(scores: np.ndarray, classes: Sequence[str], truth: Sequence[str], oos_label: str,
+                     max_accuracy_loss: float = OOS_MAX_ACCURACY_LOSS) -> float | None:
+    """The abstention threshold that catches the most out-of-scope rows for a bounded loss of in-scope accuracy.
 
-    Every distinct best score of the validation rows is a candidate (abstaining below it). The two
-    rates weigh equally, so a few hundred out-of-scope rows among thousands still count (CLINC150's
-    validation split has 100 of them for 3,000 in-scope rows).
+    Every distinct best score of the validation rows is a candidate (the model abstains below it). Among
+    the thresholds that lower in-scope accuracy on the validation split by at most ``max_accuracy_loss``
+    (absolute, against never abstaining), the one with the highest out-of-scope recall is chosen (the
+    lowest such threshold on ties). A bound rather than a blend of the two rates: an equal-weight mean
+    picks thresholds that abstain on one in-scope query in six for CLINC150 (measured: in-scope test
+    accuracy 94.5 % -> 82.8 %), which no support queue wants by default.
 
     Args:
         scores: ``(rows, classes)`` of the validation split; classes: their labels.
         truth: each row's true label (``oos_label`` for out-of-scope rows).
         oos_label: the out-of-scope label.
+        max_accuracy_loss: the in-scope accuracy (a fraction) the abstentions may cost on validation
+            (``classifier.oos_max_accuracy_loss``; 0.01 = one point).
 
     Returns:
         The threshold, or None when the validation split has no out-of-scope row or no in-scope row.
@@ -79,9 +89,10 @@ def choose_threshold(scores: np.ndarray, classes: Sequence[str], truth: Sequence
     predicted = np.asarray([str(classes[i]) for i in scores.argmax(axis=1)])
     correct = predicted == truth
     candidates = np.unique(np.concatenate([[0.0], best]))
-    rates = [(float((correct & ~out & (best >= t)).sum() / (~out).sum())
-              + float((out & (best < t)).sum() / out.sum())) / 2 for t in candidates]
-    return float(candidates[int(np.argmax(rates))])
+    in_scope = np.asarray([(correct & ~out & (best >= t)).sum() for t in candidates]) / (~out).sum()
+    recall = np.asarray([(out & (best < t)).sum() for t in candidates]) / out.sum()
+    allowed = in_scope >= in_scope[0] - max_accuracy_loss - 1e-12
+    return float(candidates[int(np.argmax(np.where(allowed, recall, -1.0)))])
 
 
 def predict_labels(model, tokenizer, texts: Sequence[str], batch_size: int = 32, max_length: int | None = None
