@@ -5,8 +5,8 @@ A classification run with ``distill.teacher`` set trains its classifier on
 the teacher's logits are computed once here, before training, and travel with the train rows. The teacher is:
 
 * ``baseline``: the run's TF-IDF + linear SVM baseline (``compactlm.evaluation.baselines``), fitted here on
-  the same train rows. An SVM's margins are not logits: most lie within about +-1, so even the teacher's best
-  class gets a few percent of ``softmax(margins)`` over 150 intents. They are multiplied by the one scale
+  the same train rows. An SVM's margins are not logits: most lie within about +-1, so over CLINC150's 150
+  intents ``softmax(margins)`` gives the best class of a train row 5 % on average. They are multiplied by the one scale
   that minimises the cross-entropy of ``softmax(scale * margins)`` on the validation rows (temperature
   scaling, Guo et al. 2017, https://arxiv.org/abs/1706.04599), so the teacher's probabilities are calibrated
   before ``distill.temperature`` softens them as it does any teacher's.
@@ -38,7 +38,9 @@ def calibration_scale(margins: np.ndarray, truth: Sequence[int]) -> float:
 
     Temperature scaling (Guo et al. 2017, "On Calibration of Modern Neural Networks",
     https://arxiv.org/abs/1706.04599) with ``s = 1 / T``; the cross-entropy is convex in ``s``, and
-    scipy's bounded Brent search finds its minimum over ``s`` in [0.05, 400].
+    scipy's bounded Brent search finds its minimum over ``s`` in [0.05, 100]. Rows the scores all rank
+    right push ``s`` to the upper bound (a nearly one-hot teacher); on CLINC150's 150 intents the
+    baseline's validation margins give about 7.
 
     Args:
         margins: ``(rows, classes)`` scores, higher meaning more likely.
@@ -52,7 +54,7 @@ def calibration_scale(margins: np.ndarray, truth: Sequence[int]) -> float:
     def cross_entropy(log_scale: float) -> float:
         return float(-log_softmax(np.exp(log_scale) * margins, axis=1)[rows, truth].mean())
 
-    return float(np.exp(minimize_scalar(cross_entropy, bounds=(np.log(0.05), np.log(400.0)), method="bounded").x))
+    return float(np.exp(minimize_scalar(cross_entropy, bounds=(np.log(0.05), np.log(100.0)), method="bounded").x))
 
 
 def baseline_logits(train: pd.DataFrame, val: pd.DataFrame, classes: list[str], seed: int = 0) -> np.ndarray:
