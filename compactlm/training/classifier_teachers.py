@@ -27,8 +27,8 @@ from compactlm.errors import ConfigError
 from compactlm.evaluation.baselines import train_text_classifier
 from compactlm.models.classifier import class_logits
 from compactlm.models.loading import load_base, load_model_config, max_positions, resolve_model_ref
+from compactlm.training.distill import BASELINE_TEACHER
 
-BASELINE_TEACHER = "baseline"  # distill.teacher's keyword for the run's TF-IDF + linear SVM baseline
 FIELD = "distill.teacher"
 TEXT, LABEL = "text", "label"
 

@@ -30,6 +30,8 @@ from compactlm.training.runner import (
     summarize,
 )
 
+BASELINE_TEACHER = "baseline"  # distill.teacher: the run's TF-IDF + linear SVM baseline (classifiers only)
+
 
 def check_vocab_match(teacher_tokenizer, student_tokenizer, teacher_ref: str) -> None:
     """Fail unless both tokenizers map the same tokens to the same ids.
@@ -144,8 +146,8 @@ def distill(train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path, mode
         The stage's summary; the student and tokenizer are saved in ``output_dir``.
 
     Raises:
-        ConfigError: no teacher, an unreachable teacher or student, or a vocabulary mismatch; before
-            any training compute.
+        ConfigError: no teacher, the ``baseline`` teacher, an unreachable teacher or student, or a
+            vocabulary mismatch; before any training compute.
         DataError: rows without a text column (see ``corpus_texts``).
         ValueError: packing a corpus shorter than one block of ``model.max_seq_len`` tokens.
     """
@@ -154,6 +156,9 @@ def distill(train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path, mode
     teacher_ref = str(teacher or distill_cfg.teacher or "")
     if not teacher_ref:
         raise ConfigError("distill.teacher must be set to distil a student (a model folder, models:/ URI or hub id)")
+    if teacher_ref == BASELINE_TEACHER:
+        raise ConfigError(f"distill.teacher {BASELINE_TEACHER!r} (the TF-IDF baseline) teaches classifiers only; "
+                          "a causal student needs a causal teacher (a model folder, models:/ URI or hub id)")
     output_dir = Path(output_dir)
     device = resolve_device(train_cfg.device)
     resolve_precision(train_cfg.precision, device)
