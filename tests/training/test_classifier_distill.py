@@ -62,6 +62,19 @@ def test_the_loss_mixes_the_hard_loss_with_the_temperature_scaled_kl():
     assert float(focal) == pytest.approx(float(mixed), rel=1e-5)
 
 
+def test_the_collator_stacks_teacher_logits_beside_the_padded_batch(intents):
+    from transformers import DataCollatorWithPadding
+
+    from compactlm.training.encoder import _carrying_teacher_logits
+
+    tokenizer = train_wordpiece_tokenizer(list(intents[0]["text"]), 300, 32)
+    rows = [{**tokenizer(text), "labels": i} for i, text in enumerate(intents[0]["text"][:3])]
+    plain = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+    batch = _carrying_teacher_logits(plain)([{**row, "teacher_logits": [0.5 * i] * 5} for i, row in enumerate(rows)])
+    assert batch["teacher_logits"].dtype == torch.float32 and batch["teacher_logits"][:, 0].tolist() == [0, 0.5, 1]
+    assert torch.equal(batch["input_ids"], plain(rows)["input_ids"])
+
+
 def test_calibration_finds_the_scale_that_turns_margins_back_into_logits():
     rng = np.random.default_rng(0)
     logits = rng.normal(scale=2.0, size=(4000, 5))
