@@ -172,24 +172,31 @@ class ClassifierConfig:
 
 @dataclass(config=SECTION)
 class DistillConfig:
-    """Knowledge distillation of the student (``model``) from a teacher checkpoint.
+    """Knowledge distillation of the student (``model``) from a teacher.
 
     ``teacher``: a model folder (e.g. a larger preset trained here), a registry URI
     (``models:/name@alias`` or ``models:/name/3``) or a Hugging Face hub id; null: no distillation.
-    The loss is ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy``
+    The loss is ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * hard loss``
     (Hinton et al. 2015, https://arxiv.org/abs/1503.02531; ``T^2`` keeps the soft term's gradients
     on the scale of the hard one's).
+
+    Generative shapes distil a causal-LM base (the ``distill`` stage; the hard loss is the next-token
+    cross-entropy; teacher and student share a tokenizer). Classification distils the classifier itself
+    (``finetune-classifier``; the hard loss is ``classifier.loss``, cross-entropy or focal): the teacher
+    is a sequence classifier whose labels cover the student's, or ``baseline``, the run's TF-IDF +
+    linear SVM with its margins temperature-scaled on the validation split into logits
+    (``compactlm.training.classifier_teachers``).
 
     Raises:
         ConfigError: a blank teacher, ``alpha`` outside [0, 1] or ``temperature`` outside (0, 100].
     """
 
-    teacher: str | None = None
+    teacher: str | None = None  # classification also takes "baseline"
     alpha: float = 0.5  # weight of the soft (KL) term
     temperature: float = 2.0
 
     def __post_init__(self) -> None:
         check(self.teacher is None or bool(str(self.teacher).strip()), "distill.teacher", self.teacher,
-              "a model folder, models:/ URI or hub id (or null)")
+              "a model folder, models:/ URI, hub id, baseline (classification) or null")
         check(0.0 <= self.alpha <= 1.0, "distill.alpha", self.alpha, "in [0, 1]")
         check(0.0 < self.temperature <= 100.0, "distill.temperature", self.temperature, "in (0, 100]")

@@ -67,7 +67,9 @@ class Baseline:
 
     def decision_scores(self, texts: list[str]) -> np.ndarray:
         """The linear model's margins, ``(len(texts), len(labels))`` (higher means more likely; not probabilities)."""
-        return np.asarray(self.model.decision_function(texts), dtype=np.float64).reshape(len(texts), -1)
+        scores = np.asarray(self.model.decision_function(texts), dtype=np.float64).reshape(len(texts), -1)
+        # Two classes: scikit-learn gives one margin, positive for the second label; one column per label here.
+        return np.hstack([-scores, scores]) if scores.shape[1] == 1 else scores
 
 
 def train_text_classifier(train: pd.DataFrame, text_column: str = "text", label_column: str = "label",

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-
 # The in-scope accuracy abstentions may cost on validation by default (classifier.oos_max_accuracy_loss).
 OOS_MAX_ACCURACY_LOSS = 0.01
 
 
-def class_probabilities(model, tokenizer, texts: Sequence[str], batch_size: int = 32,
-                        max_length: int | None = None) -> np.ndarray:
-    """Softmax class probabilities, ``(len(texts), num_labels)`` float64, columns in ``id2label`` order.
+def class_logits(model, tokenizer, texts: Sequence[str], batch_size: int = 32,
+                 max_length: int | None = None) -> np.ndarray:
+    """Raw class logits, ``(len(texts), num_labels)`` float32, columns in ``id2label`` order, under no_grad.
 
     Args:
         model: a sequence classifier; tokenizer: its tokenizer.
@@ -41,8 +40,20 @@ def class_probabilities(model, tokenizer, texts: Sequence[str], batch_size: int 
             batch = tokenizer([str(t) for t in texts[start:start + batch_size]], padding=True, truncation=True,
                               max_length=max_length or tokenizer.model_max_length, return_tensors="pt")
             batch = {k: v.to(model.device) for k, v in batch.items()}
-            out.append(torch.softmax(model(**batch).logits.float(), dim=-1).cpu().numpy())
-    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, model.config.num_labels))
+            out.append(model(**batch).logits.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), dtype=np.float32)
+
+
+def class_probabilities(model, tokenizer, texts: Sequence[str], batch_size: int = 32,
+                        max_length: int | None = None) -> np.ndarray:
+    """Softmax class probabilities, ``(len(texts), num_labels)`` float64, columns in ``id2label`` order.
+
+    Args:
+        model, tokenizer, texts, batch_size, max_length: as ``class_logits``.
+    """
+    logits = class_logits(model, tokenizer, texts, batch_size, max_length).astype(np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))  # shifted: exp never overflows
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def labels_from_scores(scores: np.ndarray, classes: Sequence[str], oos_label: str | None = None,

@@ -100,6 +100,9 @@ def describe_training(config: Any, stages: list[str]) -> dict[str, str]:
                 f"alpha={finetune.alpha}, adapter merged into the weights")
     if stage:
         mode += f" ({stage})"
+    if stage == "finetune-classifier" and config.distill.teacher:
+        distill = config.distill
+        mode += f", distilled from teacher `{distill.teacher}` (alpha={distill.alpha}, T={distill.temperature})"
     return {"base": base, "fine-tuning": mode}
 
 

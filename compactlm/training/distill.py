@@ -1,9 +1,12 @@
-"""Knowledge distillation of a causal-LM student from any teacher checkpoint.
+"""Knowledge distillation of a causal-LM student from any teacher checkpoint, and the loss classifiers share.
 
 The loss is ``alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE`` over
 the labelled next-token positions (the ``T^2`` keeps the soft gradients on the hard loss's scale,
-Hinton et al. 2015). Teacher and student must share a tokenizer: a different vocabulary or token-to-id
-map fails before any compute. A student built from a preset simply takes the teacher's tokenizer.
+Hinton et al. 2015); a distilled sequence classifier (``compactlm.training.encoder``) takes the same
+loss over its batch, with teacher logits from ``compactlm.training.classifier_teachers``.
+
+A causal teacher and its student must share a tokenizer: a different vocabulary or token-to-id map fails
+before any compute. A student built from a preset simply takes the teacher's tokenizer.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from compactlm.training.runner import (
     summarize,
 )
 
+BASELINE_TEACHER = "baseline"  # distill.teacher: the run's TF-IDF + linear SVM baseline (classifiers only)
+
 
 def check_vocab_match(teacher_tokenizer, student_tokenizer, teacher_ref: str) -> None:
     """Fail unless both tokenizers map the same tokens to the same ids.
@@ -48,36 +53,53 @@ def check_vocab_match(teacher_tokenizer, student_tokenizer, teacher_ref: str) ->
                               f"for the teacher and {student_vocab.get(token)} for the student")
 
 
-def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float, vocab: int):
-    """``alpha * T^2 * KL + (1 - alpha) * CE``, both means over labelled next-token positions.
+def classifier_distillation_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float,
+                                 hard_loss=None):
+    """``alpha * T^2 * KL + (1 - alpha) * hard``, both means over the rows: one classification per row.
 
     Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network"
-    (https://arxiv.org/abs/1503.02531): ``KL(softmax(teacher / T) || softmax(student / T))`` per position,
-    summed over the vocabulary; the ``T^2`` factor keeps the soft term's gradients on the hard term's scale.
+    (https://arxiv.org/abs/1503.02531): ``KL(softmax(teacher / T) || softmax(student / T))`` per row,
+    summed over the classes; the ``T^2`` factor keeps the soft term's gradients on the hard term's scale.
+    A sequence classifier's batch is the rows; a causal LM's labelled positions are (``distillation_loss``).
+
+    Args:
+        student_logits, teacher_logits: (rows, classes), any float dtype (computed in fp32).
+        labels: (rows,) class ids (int64).
+        alpha: weight of the soft (KL) term, in [0, 1]; ``1 - alpha`` weighs the hard term.
+        temperature: the softmax temperature ``T`` (> 0; 1 leaves the distributions as they are).
+        hard_loss: ``hard_loss(student_logits, labels) -> scalar`` (e.g. the focal loss); None: cross-entropy.
+
+    Returns:
+        A scalar tensor, in nats per row.
+    """
+    import torch.nn.functional as F
+
+    student, teacher = student_logits.float(), teacher_logits.float()
+    hard = F.cross_entropy(student, labels) if hard_loss is None else hard_loss(student, labels)
+    soft = F.kl_div(F.log_softmax(student / temperature, -1), F.log_softmax(teacher / temperature, -1),
+                    log_target=True, reduction="batchmean") * temperature**2
+    return alpha * soft + (1.0 - alpha) * hard
+
+
+def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float, vocab: int):
+    """``classifier_distillation_loss`` over a causal LM's labelled next-token positions (one row each).
 
     Args:
         student_logits, teacher_logits: (batch, seq, >= vocab); only the first ``vocab`` logits count
             (a model may pad its embedding matrix). Computed in fp32.
         labels: (batch, seq) with IGNORE_INDEX where no loss is taken; shifted here like HF does.
-        alpha: weight of the soft (KL) term, in [0, 1]; ``1 - alpha`` weighs the cross-entropy.
-        temperature: the softmax temperature ``T`` (> 0; 1 leaves the distributions as they are).
+        alpha, temperature: as ``classifier_distillation_loss``.
         vocab: the tokenizer's size, in tokens.
 
     Returns:
-        A scalar tensor, in nats per labelled position.
+        A scalar tensor, in nats per labelled position (0 for a batch without one).
     """
-    import torch.nn.functional as F
-
-    student = student_logits[:, :-1, :vocab].float()
-    teacher = teacher_logits[:, :-1, :vocab].float()
     targets = labels[:, 1:]
-    mask = (targets != IGNORE_INDEX).to(student.dtype)
-    count = mask.sum().clamp_min(1.0)
-    hard = F.cross_entropy(student.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="sum") / count
-    kl = F.kl_div(F.log_softmax(student / temperature, -1), F.log_softmax(teacher / temperature, -1),
-                  log_target=True, reduction="none").sum(-1)
-    soft = (kl * mask).sum() / count * temperature**2
-    return alpha * soft + (1.0 - alpha) * hard
+    keep = targets != IGNORE_INDEX  # (batch, seq - 1)
+    if not keep.any():
+        return student_logits.sum() * 0.0  # keeps the graph: every process runs the same backward
+    return classifier_distillation_loss(student_logits[:, :-1, :vocab][keep], teacher_logits[:, :-1, :vocab][keep],
+                                        targets[keep], alpha, temperature)
 
 
 def _distillation_trainer_class(teacher, alpha: float, temperature: float, vocab: int):
@@ -124,8 +146,8 @@ def distill(train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path, mode
         The stage's summary; the student and tokenizer are saved in ``output_dir``.
 
     Raises:
-        ConfigError: no teacher, an unreachable teacher or student, or a vocabulary mismatch; before
-            any training compute.
+        ConfigError: no teacher, the ``baseline`` teacher, an unreachable teacher or student, or a
+            vocabulary mismatch; before any training compute.
         DataError: rows without a text column (see ``corpus_texts``).
         ValueError: packing a corpus shorter than one block of ``model.max_seq_len`` tokens.
     """
@@ -134,6 +156,9 @@ def distill(train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path, mode
     teacher_ref = str(teacher or distill_cfg.teacher or "")
     if not teacher_ref:
         raise ConfigError("distill.teacher must be set to distil a student (a model folder, models:/ URI or hub id)")
+    if teacher_ref == BASELINE_TEACHER:
+        raise ConfigError(f"distill.teacher {BASELINE_TEACHER!r} (the TF-IDF baseline) teaches classifiers only; "
+                          "a causal student needs a causal teacher (a model folder, models:/ URI or hub id)")
     output_dir = Path(output_dir)
     device = resolve_device(train_cfg.device)
     resolve_precision(train_cfg.precision, device)
@@ -161,4 +186,4 @@ def distill(train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path, mode
                                 StageOptim.from_train(train_cfg), train_cfg, device, "distill", report_to_mlflow,
                                 data_collator=padding_collator(tokenizer), trainer_class=trainer_class)
     on_main_process(trainer, lambda: (student_model.save_pretrained(output_dir), tokenizer.save_pretrained(output_dir)))
-    return summarize(trainer, result, output_dir, train_ds, student_model)
+    return summarize(trainer, result, output_dir, train_ds, student_model, teacher=teacher_ref)

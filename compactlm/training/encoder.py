@@ -1,9 +1,10 @@
-"""Encoders: masked-LM pretraining and sequence classification (cross-entropy or focal loss).
+"""Encoders: masked-LM pretraining and sequence classification (cross-entropy or focal loss, optionally distilled).
 
 A classifier starts from an encoder preset (WordPiece tokenizer trained here), from the output of
 ``pretrain_encoder_mlm`` (the same corpus, MLM first), or from any Hugging Face encoder. Label strings
 become ids; ``id2label``/``label2id`` are saved in the model's config, so ``predict_labels`` returns
-strings again.
+strings again. With ``distill.teacher`` set, the classifier also learns the teacher's softened
+distribution (``compactlm.training.classifier_teachers``: the run's baseline or another classifier).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from compactlm.config import ClassifierConfig, FinetuneConfig, ModelConfig, TrainConfig
+from compactlm.config import ClassifierConfig, DistillConfig, FinetuneConfig, ModelConfig, TrainConfig
 from compactlm.errors import ConfigError, DataError
 from compactlm.evaluation.metrics import accuracy, macro_f1
 from compactlm.models.classifier import choose_threshold, class_probabilities
@@ -22,6 +23,8 @@ from compactlm.models.loading import load_base
 from compactlm.models.presets import build_encoder
 from compactlm.models.tokenizer import train_wordpiece_tokenizer
 from compactlm.training.adapters import load_for_finetuning, save_finetuned
+from compactlm.training.classifier_teachers import teacher_logits
+from compactlm.training.distill import classifier_distillation_loss
 from compactlm.training.encoding import corpus_texts, document_dataset, pack_documents
 from compactlm.training.runner import (
     StageOptim,
@@ -33,6 +36,7 @@ from compactlm.training.runner import (
 )
 
 TEXT, LABEL = "text", "label"
+TEACHER_LOGITS = "teacher_logits"  # the train dataset's column of teacher logits when distilling
 
 
 def _texts(rows: pd.DataFrame | Sequence[str]) -> list[str]:
@@ -115,21 +119,35 @@ def focal_loss(logits, labels, gamma: float):
     return (-((1.0 - log_pt.exp()) ** gamma) * log_pt).mean()
 
 
-def _focal_trainer_class(gamma: float):
+def _classifier_trainer_class(cls_cfg: ClassifierConfig, distill_cfg: DistillConfig):
+    """None (the model's own cross-entropy) unless the loss is focal or a teacher's logits are mixed in."""
+    from functools import partial
+
     from transformers import Trainer
 
-    class FocalLossTrainer(Trainer):
-        """A Trainer whose classification loss is the focal loss (hard examples weigh more)."""
+    if cls_cfg.loss != "focal" and not distill_cfg.teacher:
+        return None
+    hard = partial(focal_loss, gamma=cls_cfg.focal_gamma) if cls_cfg.loss == "focal" else None
+
+    class ClassifierTrainer(Trainer):
+        """A Trainer whose loss is the focal loss, and/or mixes in the teacher's logits (train batches)."""
 
         loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it for gradient accumulation
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            import torch.nn.functional as F
+
             labels = inputs.pop("labels")
+            teacher = inputs.pop(TEACHER_LOGITS, None)  # validation rows have none: scored on the hard loss
             outputs = model(**inputs)
-            loss = focal_loss(outputs.logits, labels, gamma)
+            if teacher is not None:
+                loss = classifier_distillation_loss(outputs.logits, teacher, labels, distill_cfg.alpha,
+                                                    distill_cfg.temperature, hard_loss=hard)
+            else:
+                loss = hard(outputs.logits, labels) if hard else F.cross_entropy(outputs.logits.float(), labels)
             return (loss, outputs) if return_outputs else loss
 
-    return FocalLossTrainer
+    return ClassifierTrainer
 
 
 def label_maps(train: pd.DataFrame, val: pd.DataFrame) -> dict[int, str]:
@@ -163,11 +181,32 @@ def _set_abstention(model, tokenizer, val: pd.DataFrame, id2label: dict[int, str
     model.config.oos_threshold = threshold  # None (no out-of-scope validation row): never abstains
 
 
-def _classification_dataset(frame: pd.DataFrame, tokenizer, max_length: int, label2id: dict[str, int]):
+def _classification_dataset(frame: pd.DataFrame, tokenizer, max_length: int, label2id: dict[str, int],
+                            teacher=None):
     from datasets import Dataset
 
     encoded = tokenizer([str(t) for t in frame[TEXT]], truncation=True, max_length=max_length, verbose=False)
-    return Dataset.from_dict({**encoded, "labels": [label2id[str(v)] for v in frame[LABEL]]})
+    extra = {} if teacher is None else {TEACHER_LOGITS: teacher.tolist()}
+    return Dataset.from_dict({**encoded, "labels": [label2id[str(v)] for v in frame[LABEL]], **extra})
+
+
+def _carrying_teacher_logits(collator):
+    """``collator`` for rows that may hold ``teacher_logits``, stacked apart from the padding.
+
+    The tokenizer's ``pad`` would carry them too, but converts a list of floats per row about 7x slower
+    than ``torch.tensor`` (16 ms against 2 ms a batch of 32 rows x 150 classes).
+    """
+
+    def collate(features: list[dict]):
+        import torch
+
+        if not features or TEACHER_LOGITS not in features[0]:
+            return collator(features)
+        batch = collator([{k: v for k, v in f.items() if k != TEACHER_LOGITS} for f in features])
+        batch[TEACHER_LOGITS] = torch.tensor([f[TEACHER_LOGITS] for f in features])  # (batch, classes)
+        return batch
+
+    return collate
 
 
 def _accuracy_and_f1(id2label: dict[int, str]):
@@ -183,7 +222,7 @@ def _accuracy_and_f1(id2label: dict[int, str]):
 def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str | Path, model_cfg: ModelConfig,
                         cls_cfg: ClassifierConfig, finetune_cfg: FinetuneConfig | None = None,
                         train_cfg: TrainConfig | None = None, base_dir: str | Path | None = None,
-                        report_to_mlflow: bool = True) -> TrainSummary:
+                        report_to_mlflow: bool = True, distill_cfg: DistillConfig | None = None) -> TrainSummary:
     """Train a sequence classifier on ``text``/``label`` rows; ``output_dir/merged`` is the model to ship.
 
     Args:
@@ -198,19 +237,24 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
         base_dir: an MLM-pretrained encoder (``pretrain_encoder_mlm``) or any HF encoder; None:
             ``model.base``, else the preset from scratch.
         report_to_mlflow: log step metrics (with eval accuracy and macro-F1) to the active MLflow run.
+        distill_cfg: with ``teacher`` set (``baseline`` or a sequence classifier), the train loss is
+            ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * hard loss`` over the teacher's logits
+            of the (in-scope) train rows; the hard loss is the cross-entropy or the focal loss. Validation
+            is scored on the hard loss alone. None: no teacher.
 
     Returns:
-        The stage's summary; ``output_dir`` in it is ``output_dir/merged``.
+        The stage's summary (``teacher`` set when distilled); ``output_dir`` in it is ``output_dir/merged``.
 
     Raises:
-        ConfigError: LoRA on a randomly initialised preset, an unusable device or precision, or any
-            base/target/length problem.
+        ConfigError: LoRA on a randomly initialised preset, an unusable device or precision, any
+            base/target/length problem, or a teacher that cannot be read or lacks one of the labels.
         DataError: fewer than 2 labels, or a validation label missing from train.
     """
     from transformers import DataCollatorWithPadding
 
     finetune_cfg = finetune_cfg or FinetuneConfig(mode="full")
     cfg = train_cfg or TrainConfig()
+    distill_cfg = distill_cfg or DistillConfig()
     output_dir = Path(output_dir)
     all_val = val
     if cls_cfg.oos_label is not None:  # out-of-scope rows are not a class: only the abstention threshold uses them
@@ -227,6 +271,9 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
     if compacted and finetune_cfg.mode != "full":
         raise ConfigError("finetune.mode must be full to compact the base (model.prune_vocab, model.keep_layers): "
                           "a LoRA adapter is merged into the original base")
+    # Before the student is built: a teacher without the student's labels fails first.
+    teacher = teacher_logits(distill_cfg.teacher, train, val, [id2label[i] for i in range(len(id2label))],
+                             device, optim.seed) if distill_cfg.teacher else None
     if base is not None:
         model, tokenizer = load_for_finetuning(base, "classifier", finetune_cfg, device, model_cfg.max_seq_len,
                                                cfg.gradient_checkpointing, id2label=id2label)
@@ -236,15 +283,17 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
         tokenizer = train_wordpiece_tokenizer(_texts(train), model_cfg.vocab_size, model_cfg.max_seq_len)
         model = build_encoder(model_cfg.preset, len(tokenizer), tokenizer.pad_token_id, "classification",
                               id2label=id2label, dropout=model_cfg.dropout)
-    train_ds = _classification_dataset(train, tokenizer, model_cfg.max_seq_len, label2id)
+    train_ds = _classification_dataset(train, tokenizer, model_cfg.max_seq_len, label2id, teacher)
     val_ds = _classification_dataset(val, tokenizer, model_cfg.max_seq_len, label2id)
+    collator = _carrying_teacher_logits(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8))
     trainer, result = fit_stage(
         model, tokenizer, train_ds, val_ds, output_dir / "checkpoints", optim, cfg, device, "finetune-classifier",
-        report_to_mlflow, data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
-        trainer_class=_focal_trainer_class(cls_cfg.focal_gamma) if cls_cfg.loss == "focal" else None,
+        report_to_mlflow, data_collator=collator,
+        trainer_class=_classifier_trainer_class(cls_cfg, distill_cfg),
+        remove_unused_columns=teacher is None,  # the Trainer drops columns the model's forward does not take
         gradient_checkpointing=False if finetune_cfg.quantize_4bit else None,
         compute_metrics=_accuracy_and_f1(id2label))
-    summary = summarize(trainer, result, output_dir / "merged", train_ds, model)
+    summary = summarize(trainer, result, output_dir / "merged", train_ds, model, teacher=distill_cfg.teacher)
     if cls_cfg.oos_label is not None:
         _set_abstention(model, tokenizer, all_val, id2label, cls_cfg.oos_label, model_cfg.max_seq_len)
     save_finetuned(trainer, model, tokenizer, base, "classifier", finetune_cfg, output_dir, id2label=id2label)

@@ -303,6 +303,7 @@ class TrainSummary:
     processes: int = 1  # data-parallel processes (torchrun)
     resumed_from: str | None = None  # the checkpoint this run continued from
     best_checkpoint: str | None = None  # with train.load_best_model_at_end / early stopping
+    teacher: str | None = None  # the distillation teacher (distill.teacher), when the stage learned from one
 
     def to_dict(self) -> dict:
         """The summary as a plain dict."""
@@ -347,8 +348,9 @@ def fit_stage(model, tokenizer, train_ds, val_ds, checkpoint_dir: Path, optim: S
     return trainer, run_trainer(trainer, cfg, report_to_mlflow)
 
 
-def summarize(trainer, result: StageResult, output_dir: Path | str, train_ds, model) -> TrainSummary:
-    """A ``TrainSummary`` of a finished stage; tokens are counted over every process.
+def summarize(trainer, result: StageResult, output_dir: Path | str, train_ds, model,
+              teacher: str | None = None) -> TrainSummary:
+    """A ``TrainSummary`` of a finished stage; tokens are counted over every process (``teacher``: distilled from).
 
     Tokens per example are the mean over the first 1,000 rows (exact for packed blocks), times the
     examples of the optimizer steps this run made (those before a resumed checkpoint are not counted).
@@ -362,4 +364,4 @@ def summarize(trainer, result: StageResult, output_dir: Path | str, train_ds, mo
     total, trainable = count_parameters(model)
     return TrainSummary(str(output_dir), result.train_loss, result.eval_loss, result.steps, result.seconds, tokens,
                         total, trainable, args.device.type, args.world_size, result.resumed_from,
-                        result.best_checkpoint)
+                        result.best_checkpoint, teacher)

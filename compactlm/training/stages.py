@@ -11,7 +11,7 @@ pretrain-mlm          encoder preset + WordPiece tokenizer, masked LM (``encoder
 distill               decoder student from ``distill.teacher`` (``distill``)           ``base``
 finetune              causal fine-tuning: LoRA, QLoRA or full (``causal``)             ``finetuned``
 finetune-seq2seq      seq2seq fine-tuning of a T5-style base (``seq2seq``)             ``finetuned``
-finetune-classifier   sequence classifier (``encoder``)                                ``finetuned``
+finetune-classifier   sequence classifier, optionally distilled (``encoder``)          ``finetuned``
 ====================  ===============================================================  ===============
 
 A base stage's output is the next stage's base. ``run_stages`` is what ``compactlm.training.launch``
@@ -77,7 +77,7 @@ def _finetune_classifier(config, train, val, output_dir, base, report_to_mlflow)
     from compactlm.training.encoder import finetune_classifier
 
     return finetune_classifier(train, val, output_dir, config.model, config.classifier, config.finetune, config.train,
-                               base_dir=base, report_to_mlflow=report_to_mlflow)
+                               base_dir=base, report_to_mlflow=report_to_mlflow, distill_cfg=config.distill)
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,8 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
            "causal fine-tuning on prompt/completion pairs", run_name="finetune-lora"),
     _stage("finetune-seq2seq", _finetune_seq2seq, False, ("model", "finetune", "train"),
            "seq2seq fine-tuning on document/summary pairs"),
-    _stage("finetune-classifier", _finetune_classifier, False, ("model", "classifier", "finetune", "train"),
-           "sequence-classifier fine-tuning on text/label rows"),
+    _stage("finetune-classifier", _finetune_classifier, False, ("model", "classifier", "finetune", "train", "distill"),
+           "sequence-classifier fine-tuning on text/label rows (distilled when distill.teacher is set)"),
 )}
 
 

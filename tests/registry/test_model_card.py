@@ -49,6 +49,9 @@ CASES = [
     ("classification", ["finetune.mode=full", "model.preset=encoder-tiny"], _classifier, ["finetune-classifier"],
      ["BERT-style encoder with a sequence-classification head", "WordPiece", "full fine-tuning",
       "initialised at random", "Routing customer-support messages"], ["Llama", "byte-level BPE", "LoRA r="]),
+    ("classification", ["finetune.mode=full", "model.preset=encoder-tiny", "distill.teacher=baseline"], _classifier,
+     ["finetune-classifier"], ["full fine-tuning (every weight) (finetune-classifier), distilled from teacher "
+                               "`baseline` (alpha=0.5, T=2.0)"], ["distilled here from the teacher"]),
     ("summarization", ["model.base=/models/t5-small"], _t5, ["finetune-seq2seq"],
      ["T5 encoder-decoder (seq2seq)", "LoRA r=16", "`/models/t5-small` (tokenizer from the base)",
       "Summarizing support tickets"], ["Llama", "WordPiece"]),

@@ -74,6 +74,9 @@ def test_vocabulary_mismatch_fails_before_any_training(base_dir, splits, tiny_co
                 student=str(tmp_path / "other"), report_to_mlflow=False)
     with pytest.raises(ConfigError, match="distill.teacher must be set"):
         distill(*splits, tmp_path / "student", config.model, config.train, config.distill, report_to_mlflow=False)
+    with pytest.raises(ConfigError, match=r"^distill.teacher 'baseline' \(the TF-IDF baseline\) teaches classifiers"):
+        distill(*splits, tmp_path / "student", config.model, config.train, config.distill, teacher="baseline",
+                report_to_mlflow=False)
     assert not (tmp_path / "student").exists()
 
 

@@ -33,6 +33,8 @@ def bases(tmp_path_factory):
     (["data.task=classification", "model.preset=encoder-mini"], ["finetune-classifier"]),
     (["data.task=classification", "model.preset=encoder-mini", "classifier.mlm_pretrain=true"],
      ["pretrain-mlm", "finetune-classifier"]),
+    (["data.task=classification", "model.preset=encoder-mini", "distill.teacher=baseline"],  # no causal distill
+     ["finetune-classifier"]),
     (["data.task=pretraining"], ["pretrain"]),
     (["data.task=pretraining", "model.preset=encoder-tiny"], ["pretrain-mlm"]),
 ])
