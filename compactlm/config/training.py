@@ -162,10 +162,15 @@ class ClassifierConfig:
     # The label of out-of-scope rows (CLINC150: "oos"): not a class; the model abstains to it below a
     # confidence threshold chosen on the validation split (compactlm.models.classifier). None: off.
     oos_label: str | None = None
+    # The in-scope accuracy (a fraction, absolute) the abstentions may cost on validation: the threshold
+    # catches the most out-of-scope rows within it (compactlm.models.classifier.choose_threshold).
+    oos_max_accuracy_loss: float = 0.01
 
     def __post_init__(self) -> None:
         check(self.oos_label is None or bool(str(self.oos_label).strip()), "classifier.oos_label", self.oos_label,
               "a label (or null)")
+        check(0.0 <= self.oos_max_accuracy_loss <= 1.0, "classifier.oos_max_accuracy_loss",
+              self.oos_max_accuracy_loss, "in [0, 1] (a fraction of in-scope accuracy)")
         check(self.loss in CLASSIFIER_LOSSES, "classifier.loss", self.loss, " or ".join(CLASSIFIER_LOSSES))
         check(0.0 <= self.focal_gamma <= 10.0, "classifier.focal_gamma", self.focal_gamma, "in [0, 10]")
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from compactlm.errors import DataError
 from compactlm.evaluation.runner import EvalResult, classification_result
-from compactlm.models.classifier import choose_threshold, labels_from_scores
+from compactlm.models.classifier import OOS_MAX_ACCURACY_LOSS, choose_threshold, labels_from_scores
 
 TFIDF_SVM = "tfidf-linear-svm"
 BASELINE_DESCRIPTIONS = {
@@ -138,7 +138,8 @@ BASELINES = {TFIDF_SVM: train_text_classifier}
 
 
 def fit_and_score(name: str, train: pd.DataFrame, test: pd.DataFrame, val: pd.DataFrame | None = None,
-                  oos_label: str | None = None) -> tuple[Baseline, EvalResult]:
+                  oos_label: str | None = None, oos_max_accuracy_loss: float = OOS_MAX_ACCURACY_LOSS
+                  ) -> tuple[Baseline, EvalResult]:
     """Fit baseline ``name`` on the train split and score it on the test split.
 
     Args:
@@ -146,6 +147,8 @@ def fit_and_score(name: str, train: pd.DataFrame, test: pd.DataFrame, val: pd.Da
         train, test: the splits of one dataset version (canonical columns of the shape).
         val: the validation split, where the abstention threshold is chosen (with ``oos_label``).
         oos_label: the out-of-scope label (``classifier.oos_label``): left out of the fit, abstained to.
+        oos_max_accuracy_loss: the in-scope accuracy its abstentions may cost on validation, as the
+            candidate's (``classifier.oos_max_accuracy_loss``).
 
     Raises:
         KeyError: an unknown baseline name.
@@ -155,7 +158,7 @@ def fit_and_score(name: str, train: pd.DataFrame, test: pd.DataFrame, val: pd.Da
     if oos_label is not None and val is not None:
         texts = [str(t) for t in val["text"]]
         baseline.oos_threshold = choose_threshold(baseline.decision_scores(texts), baseline.labels,
-                                                  [str(y) for y in val["label"]], oos_label)
+                                                  [str(y) for y in val["label"]], oos_label, oos_max_accuracy_loss)
     return baseline, evaluate_baseline(baseline, test)
 
 

@@ -172,11 +172,11 @@ def label_maps(train: pd.DataFrame, val: pd.DataFrame) -> dict[int, str]:
 
 
 def _set_abstention(model, tokenizer, val: pd.DataFrame, id2label: dict[int, str], oos_label: str,
-                    max_length: int) -> None:
+                    max_length: int, max_accuracy_loss: float) -> None:
     """Choose the abstention threshold on the whole validation split and record it in the model's config."""
     classes = [id2label[i] for i in range(len(id2label))]
     scores = class_probabilities(model, tokenizer, [str(t) for t in val[TEXT]], max_length=max_length)
-    threshold = choose_threshold(scores, classes, [str(y) for y in val[LABEL]], oos_label)
+    threshold = choose_threshold(scores, classes, [str(y) for y in val[LABEL]], oos_label, max_accuracy_loss)
     model.config.oos_label = oos_label
     model.config.oos_threshold = threshold  # None (no out-of-scope validation row): never abstains
 
@@ -295,6 +295,7 @@ def finetune_classifier(train: pd.DataFrame, val: pd.DataFrame, output_dir: str 
         compute_metrics=_accuracy_and_f1(id2label))
     summary = summarize(trainer, result, output_dir / "merged", train_ds, model, teacher=distill_cfg.teacher)
     if cls_cfg.oos_label is not None:
-        _set_abstention(model, tokenizer, all_val, id2label, cls_cfg.oos_label, model_cfg.max_seq_len)
+        _set_abstention(model, tokenizer, all_val, id2label, cls_cfg.oos_label, model_cfg.max_seq_len,
+                        cls_cfg.oos_max_accuracy_loss)
     save_finetuned(trainer, model, tokenizer, base, "classifier", finetune_cfg, output_dir, id2label=id2label)
     return summary
