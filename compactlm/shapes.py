@@ -167,10 +167,10 @@ _LANGUAGE_MODEL_GATE: GateDefaults = {
 
 SHAPES: dict[str, Shape] = {
     "instruction": Shape(
-        name="instruction", evaluation="conversation", plan=_plan_generative,
+        name="instruction", evaluation="conversation", plan=_plan_generative, baseline="tfidf-retrieval",
         gate_checks=_CONVERSATION_GATE, card=CardText(_SUPPORT_USE, _SUPPORT_LIMITS)),
     "chat": Shape(
-        name="chat", evaluation="conversation", plan=_plan_generative,
+        name="chat", evaluation="conversation", plan=_plan_generative, baseline="tfidf-retrieval",
         gate_checks=_CONVERSATION_GATE,
         card=CardText(_SUPPORT_USE + " Multi-turn: earlier turns of the conversation are the context.",
                       _SUPPORT_LIMITS)),
@@ -184,7 +184,7 @@ SHAPES: dict[str, Shape] = {
             "Check the weakest labels in the evaluation before relying on a label for automation; it must "
             "not be used to make decisions about customers.")),
     "summarization": Shape(
-        name="summarization", evaluation="generation", plan=_plan_summarization,
+        name="summarization", evaluation="generation", plan=_plan_summarization, baseline="tfidf-retrieval",
         gate_checks=_SUMMARIZATION_GATE, keep_completion=True, serve_prompt=True,
         example_input="Customer wrote that the parcel arrived damaged and asked for a replacement.",
         card=CardText(

@@ -57,8 +57,9 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
         if bias.audited and not bias.passed and config.bias.fail_on_violation:
             raise BiasViolation(f"bias audit failed on {config.bias.protected_attribute}: {'; '.join(bias.reasons)}")
 
-        baseline = (score_baseline(version, task, run_id, config.classifier.oos_label,
-                                   config.classifier.oos_max_accuracy_loss) if config.eval.baseline else None)
+        baseline = None
+        if config.eval.baseline:
+            baseline = score_baseline(version, task, run_id, config.classifier, config.eval)
         stages = chain_stages(planned, config.model.base,
                               lambda stage, base: train_stage(stage, config, version, work_dir, run_id, base))
         tuned = list(stages.values())[-1]

@@ -6,13 +6,12 @@ from pathlib import Path
 
 from prefect import task
 
-from compactlm.config import EvalConfig, GateConfig
+from compactlm.config import ClassifierConfig, EvalConfig, GateConfig
 from compactlm.data.versioning import DatasetVersion, read_split
 from compactlm.evaluation.baselines import BaselineRun, fit_and_score
 from compactlm.evaluation.gate import GateReport, run_gate
 from compactlm.evaluation.metrics import model_size_mb
 from compactlm.evaluation.runner import EvalResult, evaluate_version
-from compactlm.models.classifier import OOS_MAX_ACCURACY_LOSS
 from compactlm.models.loading import load_trained
 from compactlm.registry.pyfunc import load_chat_model_with_dir
 from compactlm.registry.tracking import log_baseline, log_evaluation, reopen_run
@@ -66,14 +65,16 @@ def decide_gate(candidate: EvalResult, champion: EvalResult | None, champion_ver
 
 
 @task(name="baseline")
-def score_baseline(version: DatasetVersion, task: str, run_id: str, oos_label: str | None = None,
-                   oos_max_accuracy_loss: float = OOS_MAX_ACCURACY_LOSS) -> BaselineRun | None:
+def score_baseline(version: DatasetVersion, task: str, run_id: str, classifier: ClassifierConfig,
+                   evaluation: EvalConfig) -> BaselineRun | None:
     """Train the shape's baseline on the train split, score it on the test split, log it (None: the shape has none)."""
     name = get_shape(task).baseline
     if name is None:
         return None
     baseline, result = fit_and_score(name, read_split(version.path, "train"), read_split(version.path, "test"),
-                                     read_split(version.path, "val"), oos_label, oos_max_accuracy_loss)
+                                     read_split(version.path, "val"), classifier.oos_label,
+                                     classifier.oos_max_accuracy_loss,
+                                     sample=(evaluation.max_generate_samples, evaluation.seed))
     model_uri = log_baseline(baseline, result, run_id)
     title = f"Baseline: {baseline.description}"
     publish_report(run_id, "baseline", result.to_markdown(title), result.to_dict(), title)

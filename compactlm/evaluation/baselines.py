@@ -20,12 +20,14 @@ import numpy as np
 import pandas as pd
 
 from compactlm.errors import DataError
-from compactlm.evaluation.runner import EvalResult, classification_result
+from compactlm.evaluation.runner import EvalResult, classification_result, generation_sample
 from compactlm.models.classifier import OOS_MAX_ACCURACY_LOSS, choose_threshold, labels_from_scores
 
 TFIDF_SVM = "tfidf-linear-svm"
+TFIDF_RETRIEVAL = "tfidf-retrieval"
 BASELINE_DESCRIPTIONS = {
     TFIDF_SVM: "TF-IDF (word 1-2-grams + character 2-5-grams) + linear SVM (scikit-learn)",
+    TFIDF_RETRIEVAL: "retrieval: the answer of the most similar training prompt (TF-IDF cosine, scikit-learn)",
 }
 
 
@@ -50,6 +52,7 @@ class Baseline:
     n_features: int
     oos_label: str | None = None
     oos_threshold: float | None = None  # abstain below this best margin (chosen on the validation split)
+    answers: bool = False  # the model's predict() returns answers (retrieval), not class labels
 
     @property
     def description(self) -> str:
@@ -62,7 +65,9 @@ class Baseline:
         return [str(label) for label in self.model.classes_]
 
     def predict(self, texts: list[str]) -> list[str]:
-        """One label per text (the out-of-scope label where it abstains)."""
+        """One label per text (the out-of-scope label where it abstains), or one answer per prompt (retrieval)."""
+        if self.answers:
+            return [str(answer) for answer in self.model.predict(texts)]
         return labels_from_scores(self.decision_scores(texts), self.labels, self.oos_label, self.oos_threshold)
 
     def decision_scores(self, texts: list[str]) -> np.ndarray:
@@ -134,13 +139,79 @@ def evaluate_baseline(baseline: Baseline, test: pd.DataFrame, text_column: str =
     return result
 
 
-BASELINES = {TFIDF_SVM: train_text_classifier}
+def train_retrieval(train: pd.DataFrame, oos_label: str | None = None) -> Baseline:
+    """Fit the retrieval baseline: each prompt is answered with the completion of its nearest training prompt.
+
+    The prompts and completions are the rendered pairs the candidate trains on (``supervised_pairs``:
+    instruction/response, the conversation so far/next reply, document/summary). Nearest by cosine
+    similarity of TF-IDF vectors (word 1-2-grams, sublinear tf) with scikit-learn's 1-nearest-neighbour
+    classifier, whose "classes" are the training completions: a plain scikit-learn model that maps
+    prompts to answers, logged and registrable like the classification baseline. Support traffic repeats
+    itself, so copying the closest past answer is the bar a generative model must clear.
+
+    Args:
+        train: supervised rows of a generation shape (see ``compactlm.training.encoding.supervised_pairs``).
+        oos_label: unused (generation shapes have no out-of-scope label).
+
+    Raises:
+        DataError: rows without supervised columns.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+
+    from compactlm.training.encoding import supervised_pairs
+
+    prompts, completions = supervised_pairs(train)
+    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True),
+                          KNeighborsClassifier(n_neighbors=1, metric="cosine", algorithm="brute"))
+    start = time.perf_counter()
+    model.fit(prompts, completions)
+    seconds = time.perf_counter() - start
+    n_features = len(model[0].vocabulary_)
+    # Its "parameters" are the stored training vectors' non-zero weights (a nearest-neighbour index).
+    stored = int(model[0].transform(prompts).nnz)
+    return Baseline(TFIDF_RETRIEVAL, model, seconds, stored, n_features, answers=True)
+
+
+def evaluate_answer_baseline(baseline: Baseline, test: pd.DataFrame) -> EvalResult:
+    """Score an answering baseline with the candidate's generation metrics on the same rows.
+
+    Args:
+        baseline: a fitted retrieval baseline.
+        test: the rows the candidate's generations are scored on (the same seeded sample of the test split).
+
+    Returns:
+        ``rouge_1``/``rouge_2``/``rouge_l``, ``exact_match`` (fractions), ``bleu`` (0-100),
+        ``latency_ms_per_answer``, ``train_seconds`` and ``parameters``.
+    """
+    from compactlm.evaluation.metrics import bleu, exact_match, rouge_scores
+    from compactlm.training.encoding import supervised_pairs
+
+    prompts, references = supervised_pairs(test)
+    start = time.perf_counter()
+    predictions = baseline.predict(prompts)
+    seconds = time.perf_counter() - start
+    metrics = {**rouge_scores(predictions, references), "bleu": bleu(predictions, references),
+               "exact_match": exact_match(predictions, references),
+               "latency_ms_per_answer": 1000 * seconds / max(len(prompts), 1),
+               "train_seconds": baseline.train_seconds, "parameters": float(baseline.parameters)}
+    return EvalResult(metrics=metrics, n_rows=len(prompts), n_generated=len(prompts), seconds=seconds,
+                      examples=[{"instruction": p[-300:], "reference": r, "generated": g}
+                                for p, r, g in list(zip(prompts, references, predictions))[:5]])
+
+
+BASELINES = {TFIDF_SVM: train_text_classifier, TFIDF_RETRIEVAL: train_retrieval}
 
 
 def fit_and_score(name: str, train: pd.DataFrame, test: pd.DataFrame, val: pd.DataFrame | None = None,
-                  oos_label: str | None = None, oos_max_accuracy_loss: float = OOS_MAX_ACCURACY_LOSS
-                  ) -> tuple[Baseline, EvalResult]:
+                  oos_label: str | None = None, oos_max_accuracy_loss: float = OOS_MAX_ACCURACY_LOSS,
+                  sample: tuple[int, int] | None = None) -> tuple[Baseline, EvalResult]:
     """Fit baseline ``name`` on the train split and score it on the test split.
+
+    An answering baseline is scored on the seeded sample of the test split that the candidate's
+    generations are scored on (``sample``: ``(eval.max_generate_samples, eval.seed)``), a classifier on
+    every test row.
 
     Args:
         name: a key of ``BASELINES`` (a shape's ``baseline``).
@@ -155,6 +226,8 @@ def fit_and_score(name: str, train: pd.DataFrame, test: pd.DataFrame, val: pd.Da
         DataError: data the baseline cannot learn from (fewer than two labels).
     """
     baseline = BASELINES[name](train, oos_label=oos_label)
+    if baseline.answers:
+        return baseline, evaluate_answer_baseline(baseline, generation_sample(test, *(sample or (len(test), 0))))
     if oos_label is not None and val is not None:
         texts = [str(t) for t in val["text"]]
         baseline.oos_threshold = choose_threshold(baseline.decision_scores(texts), baseline.labels,

@@ -207,6 +207,14 @@ def run_gate(metrics: dict[str, float], config: GateConfig, champion_metrics: di
         notes.append(f"The candidate does not beat the {baseline_name} baseline on {beaten[0].metric} "
                      f"({_fmt(beaten[0].value)} vs {_fmt(beaten[0].baseline)}): it is not promoted; the baseline is "
                      "logged with this run and can be registered instead.")
+    compared = {c.metric for c in checks if c.name.endswith("vs baseline")}
+    ungated = [m for m in config.checks if m not in compared and _value(metrics, m) is not None
+               and _value(baseline_metrics, m) is not None]
+    if baseline_name is not None and ungated:
+        metric = ungated[0]
+        notes.append(f"For reference, the {baseline_name} baseline scores {metric} "
+                     f"{_fmt(_value(baseline_metrics, metric))} (the candidate {_fmt(_value(metrics, metric))}); "
+                     f"not gated: set gate.checks.{metric}.beat_baseline=true to require beating it.")
     notes.append("All deciding checks passed." if not failed else f"Failed: {'; '.join(failed)}.")
     verdict: Literal["passed", "failed"] = "failed" if failed else "passed"
     return GateReport(verdict=verdict, checks=checks, champion_version=champion_version, notes=notes)

@@ -35,7 +35,8 @@ from compactlm.shapes import get_shape
 _TEXT_COLUMNS = ("instruction", "response", "text", "document", "summary")
 
 
-def _sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+def generation_sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """The seeded sample of ``n`` rows (all when fewer) that generation metrics are computed on."""
     return frame.sample(n=min(n, len(frame)), random_state=seed).reset_index(drop=True)
 
 
@@ -175,7 +176,7 @@ def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max
     likelihood = response_likelihood(model, tokenizer, test, max_length, config.batch_size,
                                       keep_completion=shape.keep_completion)
     result.metrics.update({"perplexity": likelihood.perplexity, "word_perplexity": likelihood.word_perplexity})
-    _generation_section(model, tokenizer, _sample(test, config.max_generate_samples, config.seed), config,
+    _generation_section(model, tokenizer, generation_sample(test, config.max_generate_samples, config.seed), config,
                         max_length, result)
     if model_size_mb is not None:
         result.metrics["model_size_mb"] = model_size_mb
@@ -195,19 +196,19 @@ def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max
         result.reports["mcq"] = (f"# Multiple-choice QA\n\nAccuracy {mcq.accuracy:.4f} on {mcq.n_questions} questions "
                                  f"(set SHA-256 `{sha[:16]}`); one JSONL record per question in `mcq.jsonl`.")
     if config.counterfactual_samples:
-        sample = _sample(test, config.counterfactual_samples, config.seed + 1)
+        sample = generation_sample(test, config.counterfactual_samples, config.seed + 1)
         probe = probes.counterfactual_bias(generate, list(sample["instruction"]), list(sample["response"]),
                                            config.counterfactual_groups, config.counterfactual_unprivileged,
                                            config.helpful_rouge)
         result.metrics.update(probe.metrics)
         result.reports["counterfactual-bias"] = probe.markdown
     if config.robustness_samples:
-        sample = _sample(test, config.robustness_samples, config.seed + 2)
+        sample = generation_sample(test, config.robustness_samples, config.seed + 2)
         probe = probes.robustness(generate, list(sample["instruction"]), list(sample["response"]), config.seed)
         result.metrics.update(probe.metrics)
         result.reports["robustness"] = probe.markdown
     if config.safety_samples:
-        sample = _sample(test, config.safety_samples, config.seed + 3)
+        sample = generation_sample(test, config.safety_samples, config.seed + 3)
         probe = probes.safety(generate, list(sample["instruction"]), training_texts, config.blocked_words,
                               config.injection_markers)
         result.metrics.update(probe.metrics)

@@ -55,3 +55,31 @@ def test_with_out_of_scope_rows_the_baseline_abstains_and_reports_oos_recall():
     assert 0.2 < result.metrics["oos_recall"] <= 1 and 0 < result.metrics["oos_precision"] <= 1
     assert result.metrics["accuracy"] > 0.8  # in-scope rows only, abstentions counted wrong
     assert result.n_rows == (test["label"] != "oos").sum()
+
+
+def test_the_retrieval_baseline_answers_with_the_nearest_training_prompts_answer():
+    train = pd.DataFrame({"instruction": ["where is my parcel", "i want a refund for my shoes",
+                                          "how do i change my password"],
+                          "response": ["Your parcel ships today.", "Refunds take five days.", "Use the reset link."]})
+    test = pd.DataFrame({"instruction": ["my parcel, where is it?", "refund for shoes please"],
+                         "response": ["Your parcel ships today.", "Refunds take 5 days."]})
+    baseline, result = fit_and_score("tfidf-retrieval", train, test, sample=(10, 0))
+    assert baseline.answers and baseline.description.startswith("retrieval")
+    # The test sample is shuffled (seeded); the answers follow their prompts.
+    answers = dict(zip(["where is my parcel", "refund"], baseline.predict(["where is my parcel?", "refund shoes"])))
+    assert answers == {"where is my parcel": "Your parcel ships today.", "refund": "Refunds take five days."}
+    assert result.n_rows == 2 and result.metrics["exact_match"] == 0.5
+    assert {"rouge_l", "bleu", "train_seconds", "parameters"} <= set(result.metrics)
+
+
+def test_the_retrieval_baseline_is_scored_on_the_candidates_generation_sample():
+    from compactlm.data.sources.generator import generate_support_dataset
+    from compactlm.evaluation.runner import generation_sample
+
+    frame = generate_support_dataset(n_rows=300, seed=1)[["instruction", "response", "intent"]]
+    train, test = frame.iloc[:200], frame.iloc[200:]
+    _, result = fit_and_score("tfidf-retrieval", train, test, sample=(16, 3))
+    sample = generation_sample(test, 16, 3)
+    assert result.n_rows == 16
+    assert [e["reference"] for e in result.examples] == list(sample["response"][:5])
+    assert 0.2 < result.metrics["rouge_l"] <= 1.0  # templated support answers: copying the nearest one is strong

@@ -146,3 +146,11 @@ def test_without_a_baseline_the_row_is_skipped_and_a_missing_metric_fails():
 def test_classification_gates_on_the_baseline_by_default():
     assert load_config(overrides=["data.task=classification"]).gate.checks["accuracy"].beat_baseline
     assert not any(c.beat_baseline for c in load_config().gate.checks.values())
+
+
+def test_an_ungated_baseline_is_reported_in_one_sentence_without_deciding():
+    config = GateConfig(checks={"rouge_l": GateCheckConfig(min=0.2)})
+    report = run_gate({"rouge_l": 0.55}, config, baseline_metrics={"rouge_l": 0.6}, baseline_name="retrieval")
+    assert report.verdict == "passed" and not [c for c in report.checks if c.name.endswith("vs baseline")]
+    note = next(n for n in report.notes if n.startswith("For reference, the retrieval baseline"))
+    assert "rouge_l 0.6" in note and "gate.checks.rouge_l.beat_baseline=true" in note
