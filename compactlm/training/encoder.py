@@ -9,6 +9,7 @@ distribution (``compactlm.training.classifier_teachers``: the run's baseline or 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +35,10 @@ from compactlm.training.runner import (
     start_stage,
     summarize,
 )
+
+logger = logging.getLogger(__name__)
+# Below this many optimizer steps, masked-LM pretraining from scratch left an encoder worse than a random one.
+MIN_USEFUL_MLM_STEPS = 1000
 
 TEXT, LABEL = "text", "label"
 TEACHER_LOGITS = "teacher_logits"  # the train dataset's column of teacher logits when distilling
@@ -96,6 +101,13 @@ def pretrain_encoder_mlm(train: pd.DataFrame | Sequence[str], val: pd.DataFrame 
                                 StageOptim.from_train(train_cfg), train_cfg, device, "pretrain-mlm",
                                 report_to_mlflow, data_collator=collator)
     on_main_process(trainer, lambda: (model.save_pretrained(output_dir), tokenizer.save_pretrained(output_dir)))
+    if not model_cfg.base and result.steps < MIN_USEFUL_MLM_STEPS:
+        # Measured on 77 CLINC150 intents (7,500 short queries): 1 epoch = 40 steps of masked-LM pretraining
+        # (loss 6.5, token frequencies only) left the encoder at 8.7 % validation accuracy after a fine-tuning
+        # epoch, where the same preset from random weights reached 64 %.
+        logger.warning("masked-LM pretraining ran only %d optimizer steps from scratch: an encoder this briefly "
+                       "pretrained fine-tunes worse than a random one; use a pretrained model.base (e.g. "
+                       "bundled:all-minilm-l6-v2) or classifier.mlm_pretrain=false", result.steps)
     return summarize(trainer, result, output_dir, train_ds, model)
 
 
