@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         corpus = _clinc_corpus(args.data, home / "corpus")
     else:
         corpus = args.corpus
-    result: dict = {"corpus": str(args.corpus or "clinc150-queries"), "config": str(args.config)}
+    config = args.config.resolve()
+    result: dict = {"corpus": str(args.corpus or "clinc150-queries"),
+                    "config": str(config.relative_to(REPO) if config.is_relative_to(REPO) else config)}
     runs = [("candidate", ["registry.model_name=pretrain-bench-candidate", *args.overrides])]
     if not args.skip_reference:
         runs.insert(0, ("reference", REFERENCE))
