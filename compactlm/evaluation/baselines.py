@@ -31,6 +31,19 @@ BASELINE_DESCRIPTIONS = {
 }
 
 
+TEXT = "text"  # the name of the feature step in a baseline's pipeline
+
+
+def text_frame(texts) -> pd.DataFrame:
+    """Texts as the one-column frame a baseline's scikit-learn pipeline reads (its first column).
+
+    A frame, not a bare list, so that the logged model reads what ``mlflow.pyfunc`` passes it (a list of
+    strings becomes a one-column DataFrame there): ``model.predict(["where is my order"])`` works.
+    """
+    # An unnamed (integer) column: fitted on it, the pipeline selects by position, so any one-column input works.
+    return pd.DataFrame({0: [str(t) for t in texts]})
+
+
 @dataclass
 class Baseline:
     """A fitted reference model.
@@ -59,6 +72,10 @@ class Baseline:
         """A short human description of the model."""
         return BASELINE_DESCRIPTIONS[self.name]
 
+    def input_example(self, text: str = "where is my order") -> list[str]:
+        """What the logged model takes: a list of texts (``model.predict(["where is my order"])``)."""
+        return [text]
+
     @property
     def labels(self) -> list[str]:
         """The class labels, in the column order of ``decision_scores``."""
@@ -67,12 +84,12 @@ class Baseline:
     def predict(self, texts: list[str]) -> list[str]:
         """One label per text (the out-of-scope label where it abstains), or one answer per prompt (retrieval)."""
         if self.answers:
-            return [str(answer) for answer in self.model.predict(texts)]
+            return [str(answer) for answer in self.model.predict(text_frame(texts))]
         return labels_from_scores(self.decision_scores(texts), self.labels, self.oos_label, self.oos_threshold)
 
     def decision_scores(self, texts: list[str]) -> np.ndarray:
         """The linear model's margins, ``(len(texts), len(labels))`` (higher means more likely; not probabilities)."""
-        scores = np.asarray(self.model.decision_function(texts), dtype=np.float64).reshape(len(texts), -1)
+        scores = np.asarray(self.model.decision_function(text_frame(texts)), dtype=np.float64).reshape(len(texts), -1)
         # Two classes: scikit-learn gives one margin, positive for the second label; one column per label here.
         return np.hstack([-scores, scores]) if scores.shape[1] == 1 else scores
 
@@ -94,6 +111,7 @@ def train_text_classifier(train: pd.DataFrame, text_column: str = "text", label_
     Raises:
         DataError: fewer than two labels in the train split.
     """
+    from sklearn.compose import ColumnTransformer
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import FeatureUnion, make_pipeline
     from sklearn.svm import LinearSVC
@@ -108,12 +126,14 @@ def train_text_classifier(train: pd.DataFrame, text_column: str = "text", label_
         ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)),
         ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, lowercase=True)),
     ])
-    model = make_pipeline(features, LinearSVC(C=c, random_state=seed))
+    model = make_pipeline(ColumnTransformer([(TEXT, features, 0)], sparse_threshold=1.0),
+                          LinearSVC(C=c, random_state=seed))
     start = time.perf_counter()
-    model.fit(texts, labels)
+    model.fit(text_frame(texts), labels)
     seconds = time.perf_counter() - start
     svm = model[-1]
-    n_features = sum(len(vectorizer.vocabulary_) for _, vectorizer in model[0].transformer_list)
+    union = model[0].named_transformers_[TEXT]
+    n_features = sum(len(vectorizer.vocabulary_) for _, vectorizer in union.transformer_list)
     return Baseline(TFIDF_SVM, model, seconds, int(svm.coef_.size + svm.intercept_.size), n_features, oos_label)
 
 
@@ -156,6 +176,7 @@ def train_retrieval(train: pd.DataFrame, oos_label: str | None = None) -> Baseli
     Raises:
         DataError: rows without supervised columns.
     """
+    from sklearn.compose import ColumnTransformer
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
@@ -163,14 +184,15 @@ def train_retrieval(train: pd.DataFrame, oos_label: str | None = None) -> Baseli
     from compactlm.training.encoding import supervised_pairs
 
     prompts, completions = supervised_pairs(train)
-    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True),
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)
+    model = make_pipeline(ColumnTransformer([(TEXT, vectorizer, 0)], sparse_threshold=1.0),
                           KNeighborsClassifier(n_neighbors=1, metric="cosine", algorithm="brute"))
     start = time.perf_counter()
-    model.fit(prompts, completions)
+    model.fit(text_frame(prompts), completions)
     seconds = time.perf_counter() - start
-    n_features = len(model[0].vocabulary_)
+    n_features = len(model[0].named_transformers_[TEXT].vocabulary_)
     # Its "parameters" are the stored training vectors' non-zero weights (a nearest-neighbour index).
-    stored = int(model[0].transform(prompts).nnz)
+    stored = int(model[0].transform(text_frame(prompts)).nnz)
     return Baseline(TFIDF_RETRIEVAL, model, seconds, stored, n_features, answers=True)
 
 

@@ -166,13 +166,18 @@ def log_baseline(baseline: Any, result: Any, run_id: str) -> str:
     import sklearn
     from mlflow.models import infer_signature
 
+
     with reopen_run(run_id):
         mlflow.log_metrics({f"baseline_{k}": v for k, v in result.metrics.items()})
         mlflow.set_tags({"baseline": baseline.name, "baseline.description": baseline.description,
                          **({"baseline.oos_threshold": f"{baseline.oos_threshold:.6g}"}
                             if baseline.oos_threshold is not None else {})})
-        example = ["where is my order"]
+        example = baseline.input_example()
+        answers = baseline.predict(example)
+        # A retrieval baseline stores its training vectors (a SciPy sparse matrix); MLflow's skops format
+        # only loads the types named here besides scikit-learn's own.
         info = mlflow.sklearn.log_model(baseline.model, name="baseline", input_example=example,
-                                        signature=infer_signature(example, baseline.predict(example)),
-                                        pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
+                                        signature=infer_signature(example, answers),
+                                        pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+                                        skops_trusted_types=["scipy.sparse._csr.csr_matrix"])
     return info.model_uri
