@@ -170,3 +170,9 @@ def test_the_former_lora_section_name_says_what_it_is_called_now():
     with pytest.raises(ConfigError, match=r"^config section 'lora' is now called 'finetune'"):
         load_config(overrides=["lora.r=8"])
     assert load_config(overrides=["finetune.r=8", "finetune.weight_decay=0.01"]).finetune.r == 8
+
+
+def test_keep_layers_null_means_every_layer_like_zero():
+    from compactlm.config import load_config
+
+    assert load_config(overrides=["model.keep_layers=null"]).model.keep_layers == 0

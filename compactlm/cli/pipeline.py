@@ -60,7 +60,9 @@ def _print_summary(summary: dict) -> None:
     table.add_row("champion", str(summary["champion"] or "—"))
     gated = dict.fromkeys(c["metric"] for c in summary["gate"]["checks"])  # the task shape's own metrics
     baseline = (summary.get("baseline") or {}).get("metrics", {})
-    for key in gated:
+    # Out-of-scope rates are not gated by default, but they are what classifier.oos_label was set for.
+    shown = [*gated, *(k for k in ("oos_recall", "oos_precision") if k in summary["metrics"] and k not in gated)]
+    for key in shown:
         if key in summary["metrics"]:
             versus = f"  (baseline {baseline[key]:.4f})" if key in baseline else ""
             table.add_row(key, f"{summary['metrics'][key]:.4f}{versus}")

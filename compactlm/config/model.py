@@ -29,7 +29,7 @@ class ModelConfig:
     dropout: float | None = None  # preset dropout (Llama attention, BERT hidden+attention); None: the architecture's
     # Compacting a pretrained encoder base (classification, finetune.mode: full; see compactlm.models.compress):
     prune_vocab: bool = False  # keep the tokens the train split uses (+ specials, ASCII characters), positions cut
-    keep_layers: int = 0  # 0: every layer of the base; N: keep N (first, last, the rest spread evenly)
+    keep_layers: int | None = 0  # 0 or null: every layer of the base; N: keep N (first, last, the rest spread evenly)
 
     def __post_init__(self) -> None:
         check(self.preset in PRESETS, "model.preset", self.preset, f"one of {sorted(PRESETS)}")
@@ -37,6 +37,7 @@ class ModelConfig:
         check(self.base is None or bool(str(self.base).strip()), "model.base", self.base,
               "a model folder or hub id (or null for the preset)")
         check(self.dropout is None or 0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "in [0, 1) or null")
+        self.keep_layers = self.keep_layers or 0  # null reads as "every layer", like 0
         check(self.keep_layers >= 0, "model.keep_layers", self.keep_layers, ">= 0 (0: every layer)")
         for name in ("prune_vocab", "keep_layers"):
             check(not getattr(self, name) or self.base is not None, f"model.{name}", getattr(self, name),
