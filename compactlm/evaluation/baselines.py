@@ -27,7 +27,7 @@ TFIDF_SVM = "tfidf-linear-svm"
 TFIDF_RETRIEVAL = "tfidf-retrieval"
 BASELINE_DESCRIPTIONS = {
     TFIDF_SVM: "TF-IDF (word 1-2-grams + character 2-5-grams) + linear SVM (scikit-learn)",
-    TFIDF_RETRIEVAL: "retrieval: the answer of the most similar training prompt (TF-IDF cosine, scikit-learn)",
+    TFIDF_RETRIEVAL: "TF-IDF nearest-neighbour retrieval (the answer of the closest training prompt, scikit-learn)",
 }
 
 

@@ -64,7 +64,7 @@ def test_the_retrieval_baseline_answers_with_the_nearest_training_prompts_answer
     test = pd.DataFrame({"instruction": ["my parcel, where is it?", "refund for shoes please"],
                          "response": ["Your parcel ships today.", "Refunds take 5 days."]})
     baseline, result = fit_and_score("tfidf-retrieval", train, test, sample=(10, 0))
-    assert baseline.answers and baseline.description.startswith("retrieval")
+    assert baseline.answers and baseline.description.startswith("TF-IDF nearest-neighbour retrieval")
     # The test sample is shuffled (seeded); the answers follow their prompts.
     answers = dict(zip(["where is my parcel", "refund"], baseline.predict(["where is my parcel?", "refund shoes"])))
     assert answers == {"where is my parcel": "Your parcel ships today.", "refund": "Refunds take five days."}
