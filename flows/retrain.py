@@ -38,7 +38,8 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
     Args:
         config_path: a YAML config (see configs/); the embedded defaults when empty.
         overrides: ``section.field=value`` strings, e.g. ``["train.epochs=1", "data.n_rows=2000"]``.
-        source: a CSV/JSONL/Parquet file to train on instead of the bundled generator.
+        source: the data to train on instead of the bundled generator: a file (CSV, JSONL, Parquet, .txt),
+            a folder of them, s3:// or hf: (``data.source``).
         approval: ``auto`` approve (demo/CI); ``handoff`` to the ``promote/review`` deployment, which
             suspends until a reviewer answers (the deployed default); ``wait`` pause this run for the
             review form; ``defer`` leave the review pending (MLflow tag, promote flow or CLI).

@@ -16,7 +16,9 @@ app = typer.Typer(help="Run the retrain pipeline (Prefect flow).", no_args_is_he
 def pipeline_run(
     config: ConfigOption = None,
     set_: SetOption = None,
-    source: Annotated[str | None, typer.Option(help="Train on this CSV/JSONL/Parquet file.")] = None,
+    source: Annotated[str | None, typer.Option(
+        help="Train on this data: a CSV/JSONL/JSON/Parquet/.txt file, a folder of them (one .txt file per "
+             "document for pretraining), s3://... or hf:...")] = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Approve the candidate without review.")] = False,
     approval: Annotated[str | None, typer.Option(
         help="auto | wait (pause for the Prefect UI form) | defer (review later) | handoff (promote/review "
