@@ -23,9 +23,9 @@ app.add_typer(registry.app, name="registry")
 app.add_typer(config.app, name="config")
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(models.app, name="models")
-app.command("serve")(serve.serve)
-app.command("predict")(serve.predict)
-app.command("quantize")(serve.quantize)
+# The first docstring line is the help: the rest (Raises...) is for readers of the code.
+for _name, _command in (("serve", serve.serve), ("predict", serve.predict), ("quantize", serve.quantize)):
+    app.command(_name, help=(_command.__doc__ or "").split("\n")[0])(_command)
 
 
 def main() -> None:
