@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from compactlm.errors import DataError
-from compactlm.evaluation.runner import EvalResult, classification_result, generation_sample
+from compactlm.evaluation.runner import EvalResult, answer_metrics, classification_result, generation_sample
 from compactlm.models.classifier import OOS_MAX_ACCURACY_LOSS, choose_threshold, labels_from_scores
 
 TFIDF_SVM = "tfidf-linear-svm"
@@ -207,16 +207,13 @@ def evaluate_answer_baseline(baseline: Baseline, test: pd.DataFrame) -> EvalResu
         ``rouge_1``/``rouge_2``/``rouge_l``, ``exact_match`` (fractions), ``bleu`` (0-100),
         ``latency_ms_per_answer``, ``train_seconds`` and ``parameters``.
     """
-    from compactlm.evaluation.metrics import bleu, exact_match, rouge_scores
     from compactlm.training.encoding import supervised_pairs
 
     prompts, references = supervised_pairs(test)
     start = time.perf_counter()
     predictions = baseline.predict(prompts)
     seconds = time.perf_counter() - start
-    metrics = {**rouge_scores(predictions, references), "bleu": bleu(predictions, references),
-               "exact_match": exact_match(predictions, references),
-               "latency_ms_per_answer": 1000 * seconds / max(len(prompts), 1),
+    metrics = {**answer_metrics(predictions, references, seconds),
                "train_seconds": baseline.train_seconds, "parameters": float(baseline.parameters)}
     return EvalResult(metrics=metrics, n_rows=len(prompts), n_generated=len(prompts), seconds=seconds,
                       examples=[{"instruction": p[-300:], "reference": r, "generated": g}

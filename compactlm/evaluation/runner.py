@@ -40,6 +40,18 @@ def generation_sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return frame.sample(n=min(n, len(frame)), random_state=seed).reset_index(drop=True)
 
 
+def answer_metrics(predictions: Sequence[str], references: Sequence[str], seconds: float) -> dict[str, float]:
+    """The metrics of answers against references, whatever produced them (a model, a retrieval baseline).
+
+    Returns:
+        ``rouge_1``/``rouge_2``/``rouge_l`` and ``exact_match`` (fractions), ``bleu`` (0-100) and
+        ``latency_ms_per_answer`` (``seconds`` spread over the answers, in ms).
+    """
+    return {**rouge_scores(predictions, references), "bleu": bleu(predictions, references),
+            "exact_match": exact_match(predictions, references),
+            "latency_ms_per_answer": 1000 * seconds / max(len(predictions), 1)}
+
+
 def _generation_section(model, tokenizer, sample: pd.DataFrame, config: EvalConfig, max_length: int,
                         result: EvalResult) -> None:
     prompts, references = eval_pairs(sample, model)
@@ -48,13 +60,8 @@ def _generation_section(model, tokenizer, sample: pd.DataFrame, config: EvalConf
                                         max_length)
     seconds = time.perf_counter() - start
     n_tokens = sum(len(ids) + 1 for ids in tokenizer(predictions, add_special_tokens=False)["input_ids"])
-    result.metrics.update(rouge_scores(predictions, references))
-    result.metrics.update({
-        "bleu": bleu(predictions, references),
-        "exact_match": exact_match(predictions, references),
-        "latency_ms_per_answer": 1000 * seconds / max(len(sample), 1),
-        "generation_tokens_per_second": n_tokens / seconds if seconds > 0 else 0.0,
-    })
+    result.metrics.update(answer_metrics(predictions, references, seconds))
+    result.metrics["generation_tokens_per_second"] = n_tokens / seconds if seconds > 0 else 0.0
     per_pair = rouge_l_per_pair(predictions, references)
     for column in ("intent", "category"):
         if column in sample.columns:
