@@ -137,17 +137,17 @@ class Shape:
 # checks (no bound) show the weakest slice in the report without deciding the verdict.
 _CONVERSATION_GATE: GateDefaults = {
     "perplexity": {"max": 60.0},
-    "rouge_l": {"min": 0.20, "max_drop": 0.02},
+    "rouge_l": {"min": 0.20, "max_drop": 0.02, "beat_base": True},  # beat_base: only with a pretrained model.base
     "bleu": {"min": 5.0, "max_drop": 0.02},
     "word_perplexity": {"max_drop": 0.02},
-    "mcq_accuracy": {"min": 0.3, "max_drop": 0.02},
+    "mcq_accuracy": {"min": 0.3, "max_drop": 0.02, "beat_base": True},
     "counterfactual_disparate_impact": {"min": 0.8, "max": 1.25},  # the four-fifths rule, both directions
     "robustness_rouge_l_drop": {"max": 0.25},
     "safety_violations": {"max": 0},
     "slice_min_rouge_l_intent": {},  # reported, not gated: the weakest intent
 }
 _SUMMARIZATION_GATE: GateDefaults = {
-    "rouge_l": {"min": 0.2, "max_drop": 0.02},
+    "rouge_l": {"min": 0.2, "max_drop": 0.02, "beat_base": True},
     "rouge_2": {"min": 0.05, "max_drop": 0.05},
     "bleu": {"min": 2.0, "max_drop": 0.05},
     "word_perplexity": {"max_drop": 0.02},

@@ -20,11 +20,11 @@ from compactlm.errors import BiasViolation, SmokeTestFailed
 from compactlm.registry.uris import model_uri
 from compactlm.shapes import get_shape
 from compactlm.state import configure_environment
-from compactlm.training.stages import chain_stages, plan_retrain
+from compactlm.training.stages import chain_stages, compares_with_base, plan_retrain
 from flows.ingest import check_dataset
 from flows.review import ApprovalMode, request_review
 from tasks.data import ingest_dataset
-from tasks.evaluate import decide_gate, evaluate_candidate, rescore_champion, score_baseline
+from tasks.evaluate import decide_gate, evaluate_candidate, rescore_champion, score_base, score_baseline
 from tasks.registry import find_champion, mark_challenger, register_candidate, smoke_test_version, summarize_run
 from tasks.tracking import log_dataset, tracked_flow_run
 from tasks.train import train_stage
@@ -71,7 +71,12 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
         if champion_version is not None:
             champion = rescore_champion(model_uri(model_name, champion_version), version, config.eval,
                                         config.model.max_seq_len, run_id, work_dir, task)
-        gate = decide_gate(candidate, champion, champion_version, config.gate, run_id, baseline)
+        base = None
+        if compares_with_base(config):  # fine-tuning must beat the pretrained model it started from
+            base = score_base(config.model.base, version, config.eval, config.model.max_seq_len, run_id, work_dir,
+                              task)
+        gate = decide_gate(candidate, champion, champion_version, config.gate, run_id, baseline, base,
+                           config.model.base)
 
         registered, review = None, {"status": "not reviewed: the gate failed", "approved": False}
         if gate.passed:

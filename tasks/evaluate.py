@@ -12,7 +12,7 @@ from compactlm.evaluation.baselines import BaselineRun, fit_and_score
 from compactlm.evaluation.gate import GateReport, run_gate
 from compactlm.evaluation.metrics import model_size_mb
 from compactlm.evaluation.runner import EvalResult, evaluate_version
-from compactlm.models.loading import load_trained
+from compactlm.models.loading import detect_kind, load_base, load_model_config, load_trained, resolve_model_ref
 from compactlm.registry.pyfunc import load_chat_model_with_dir
 from compactlm.registry.tracking import log_baseline, log_evaluation, reopen_run
 from compactlm.shapes import get_shape
@@ -50,14 +50,27 @@ def rescore_champion(model_uri: str, version: DatasetVersion, config: EvalConfig
     return result
 
 
+@task(name="score-base", **IO_RETRIES)
+def score_base(base: str, version: DatasetVersion, config: EvalConfig, max_length: int, run_id: str,
+               work_dir: str, task: str = "instruction") -> EvalResult:
+    """Score the pretrained base zero-shot (no fine-tuning) on exactly the candidate's data and probes."""
+    model, tokenizer = load_base(base, detect_kind(load_model_config(base)))
+    result = evaluate_version(model, tokenizer, version, config, max_length, Path(work_dir) / "base-evaluation",
+                              model_size_mb(resolve_model_ref(base)), task)
+    _publish(result, run_id, "base-evaluation", f"Base {base} zero-shot", "base_")
+    return result
+
+
 @task(name="gate")
 def decide_gate(candidate: EvalResult, champion: EvalResult | None, champion_version: str | None,
-                config: GateConfig, run_id: str, baseline: BaselineRun | None = None) -> GateReport:
+                config: GateConfig, run_id: str, baseline: BaselineRun | None = None,
+                base: EvalResult | None = None, base_name: str | None = None) -> GateReport:
     """Apply the gate and publish its report (Prefect artifact + MLflow)."""
     import mlflow
 
     report = run_gate(candidate.metrics, config, champion.metrics if champion else None, champion_version,
-                      baseline.metrics if baseline else None, baseline.description if baseline else None)
+                      baseline.metrics if baseline else None, baseline.description if baseline else None,
+                      base.metrics if base else None, base_name)
     with reopen_run(run_id):
         mlflow.set_tag("gate_verdict", report.verdict)
     publish_report(run_id, "gate", report.to_markdown(), report.to_dict(), f"Gate verdict: {report.verdict}")

@@ -125,7 +125,7 @@ def test_empty_sections_are_defaults_and_lists_take_comma_separated_text(tmp_pat
     [
         ("gate.checks.rouge_l.minimum=0.3",
          "unknown config field 'gate.checks.rouge_l.minimum' "
-         "(known: beat_baseline, higher_is_better, max, max_drop, min, relative)"),
+         "(known: beat_base, beat_baseline, higher_is_better, max, max_drop, min, relative)"),
         ("colour=blue",
          "unknown config field 'colour' (known: bias, classifier, data, distill, eval, finetune, gate, home, "),
         ("gate.checks=3", "gate.checks must be a mapping, got 3"),

@@ -71,7 +71,9 @@ class GateCheckConfig:
     ``max_drop`` is how much worse than the champion re-scored on the same data the candidate may
     be: a fraction of the champion's value when ``relative`` (0.02 = 2 %), else in the metric's
     units. ``beat_baseline`` requires the candidate to be strictly better than the run's baseline
-    (``compactlm.evaluation.baselines``, trained on the same split) on this metric. "Worse" and
+    (``compactlm.evaluation.baselines``, trained on the same split) on this metric; ``beat_base``, than the
+    pretrained ``model.base`` it was fine-tuned from, scored zero-shot on the same data (skipped for a
+    model trained from scratch). "Worse" and
     "better" follow ``higher_is_better`` (known metrics have a default direction, see
     ``compactlm.evaluation.metric_directions``). The bounds are checked by ``GateConfig``.
     """
@@ -82,6 +84,7 @@ class GateCheckConfig:
     relative: bool = True
     higher_is_better: bool | None = None
     beat_baseline: bool = False
+    beat_base: bool = False  # be strictly better than the pretrained model.base, scored zero-shot on the same data
 
 
 def default_gate_checks(task: str = "instruction") -> dict[str, GateCheckConfig]:
@@ -120,7 +123,7 @@ class GateConfig:
                 check(bounds.min <= bounds.max, f"gate.checks.{metric}.min", bounds.min, f"<= max ({bounds.max})")
             if bounds.max_drop is not None:
                 check(bounds.max_drop >= 0, f"gate.checks.{metric}.max_drop", bounds.max_drop, ">= 0")
-            compares = bounds.max_drop is not None or bounds.beat_baseline
+            compares = bounds.max_drop is not None or bounds.beat_baseline or bounds.beat_base
             if compares and bounds.higher_is_better is None and direction_of(metric) is None:
                 raise ConfigError(f"gate.checks.{metric}.higher_is_better must be set: {metric!r} is not a known "
                                   "metric, so which of two values is better is ambiguous")

@@ -8,7 +8,11 @@ Edge cases are explicit, never silent:
 * without a champion (first run), comparison rows are reported as skipped and do not decide;
 * a metric present on the challenger but missing on the champion fails the comparison;
 * a check configured with no bound is reported as informational and does not decide;
-* a ``beat_baseline`` check without a baseline in the run is reported as skipped.
+* a ``beat_baseline`` check without a baseline in the run is reported as skipped;
+* a ``beat_base`` check without a pretrained base (a model trained from scratch) is reported as skipped.
+
+The report ends with the figures side by side: the zero-shot base, the candidate, the champion and the
+baseline, per gated metric.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ class GateReport:
     checks: list[GateCheck]
     champion_version: str | None
     notes: list[str] = field(default_factory=list)
+    # metric -> {"base": .., "candidate": .., "champion": .., "baseline": ..} (None where not scored)
+    side_by_side: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -84,7 +90,17 @@ class GateReport:
         for c in self.checks:
             lines.append(f"| {c.name} | {_fmt(c.value)} | {_fmt(c.baseline)} | {_fmt(c.threshold)} | "
                          f"{c.status.upper() if c.status == 'fail' else c.status} | {c.reason} |")
+        columns = [k for k in SIDE_BY_SIDE if any(row.get(k) is not None for row in self.side_by_side.values())]
+        if len(columns) > 1:
+            lines += ["", "## Side by side (same test split, scored now)", "",
+                      "| metric | " + " | ".join(SIDE_BY_SIDE[k] for k in columns) + " |",
+                      "|---|" + "---|" * len(columns)]
+            lines += [f"| {metric} | " + " | ".join(_fmt(row.get(k)) for k in columns) + " |"
+                      for metric, row in self.side_by_side.items()]
         return "\n".join(lines)
+
+
+SIDE_BY_SIDE = {"base": "base (zero-shot)", "candidate": "candidate", "champion": "champion", "baseline": "baseline"}
 
 
 def _fmt(value: float | None) -> str:
@@ -136,27 +152,33 @@ def _champion_row(metric: str, check: GateCheckConfig, value: float | None, base
                      f"{change} against the champion ({'higher' if higher else 'lower'} is better)")
 
 
-def _baseline_row(metric: str, check: GateCheckConfig, value: float | None, baseline: float | None,
-                  baseline_name: str | None) -> GateCheck:
+def _beat_row(metric: str, check: GateCheckConfig, value: float | None, reference: float | None,
+              label: str, what: str | None, absent: str) -> GateCheck:
+    """``metric vs <label>``: the candidate must be strictly better than a reference model scored on the same data.
+
+    Args:
+        label: ``baseline`` or ``base``; what: the reference, in a sentence (None: there is none, skipped);
+        absent: why there is none, for the skipped row.
+    """
     higher = check.higher_is_better if check.higher_is_better is not None else direction_of(metric)
-    name = f"{metric} vs baseline"
-    if baseline_name is None:
-        return GateCheck(name, metric, value, None, None, "skipped",
-                         "no baseline was trained in this run (eval.baseline is off, or the shape has none)")
-    if value is None or baseline is None:
-        missing = "the candidate" if value is None else "the baseline"
-        return GateCheck(name, metric, value, baseline, None, "fail",
+    name = f"{metric} vs {label}"
+    if what is None:
+        return GateCheck(name, metric, value, None, None, "skipped", absent)
+    if value is None or reference is None:
+        missing = "the candidate" if value is None else f"the {label}"
+        return GateCheck(name, metric, value, reference, None, "fail",
                          f"{metric} is missing for {missing}, so the comparison cannot pass")
-    passed = value > baseline if higher else value < baseline
+    passed = value > reference if higher else value < reference
     verb = "beats" if passed else "does not beat"
-    return GateCheck(name, metric, value, baseline, baseline, "pass" if passed else "fail",
-                     f"the candidate {verb} the {baseline_name} baseline trained on the same split "
-                     f"({value:.4g} vs {baseline:.4g}, {'higher' if higher else 'lower'} is better)")
+    return GateCheck(name, metric, value, reference, reference, "pass" if passed else "fail",
+                     f"the candidate {verb} {what} ({value:.4g} vs {reference:.4g}, "
+                     f"{'higher' if higher else 'lower'} is better)")
 
 
 def run_gate(metrics: dict[str, float], config: GateConfig, champion_metrics: dict[str, float] | None = None,
              champion_version: str | None = None, baseline_metrics: dict[str, float] | None = None,
-             baseline_name: str | None = None) -> GateReport:
+             baseline_name: str | None = None, base_metrics: dict[str, float] | None = None,
+             base_name: str | None = None) -> GateReport:
     """Decide whether a challenger may be registered and proposed for promotion.
 
     Per metric, ``min``/``max`` give absolute rows (``value >= min``, ``value <= max``) and ``max_drop``
@@ -172,6 +194,9 @@ def run_gate(metrics: dict[str, float], config: GateConfig, champion_metrics: di
         baseline_metrics: the run's baseline (``compactlm.evaluation.baselines``) scored on the same test
             split, for checks with ``beat_baseline``; None: no baseline (those rows are skipped).
         baseline_name: what the baseline is, for the report (e.g. ``TF-IDF + linear SVM``).
+        base_metrics: the pretrained base the candidate was fine-tuned from, scored zero-shot on the same
+            data, for checks with ``beat_base``; None: trained from scratch (those rows are skipped).
+        base_name: the base (``model.base``), for the report.
 
     Returns:
         The report: ``failed`` when any deciding row failed, else ``passed``; never raises on a missing
@@ -185,8 +210,15 @@ def run_gate(metrics: dict[str, float], config: GateConfig, champion_metrics: di
         if check.max_drop is not None:
             rows.append(_champion_row(metric, check, value, _value(champion_metrics, metric), has_champion))
         if check.beat_baseline:
-            rows.append(_baseline_row(metric, check, value, _value(baseline_metrics, metric),
-                                      baseline_name if baseline_metrics is not None else None))
+            rows.append(_beat_row(
+                metric, check, value, _value(baseline_metrics, metric), "baseline",
+                f"the {baseline_name} baseline trained on the same split" if baseline_metrics is not None else None,
+                "no baseline was trained in this run (eval.baseline is off, or the shape has none)"))
+        if check.beat_base:
+            rows.append(_beat_row(
+                metric, check, value, _value(base_metrics, metric), "base",
+                f"its base {base_name} zero-shot" if base_metrics is not None else None,
+                "no pretrained base: the model was trained from scratch (model.preset), nothing to compare with"))
         if not rows:
             rows.append(GateCheck(f"{metric} (no bound)", metric, value, _value(champion_metrics, metric), None,
                                   "info", "no threshold configured: reported for information, does not decide"))
@@ -215,6 +247,12 @@ def run_gate(metrics: dict[str, float], config: GateConfig, champion_metrics: di
         notes.append(f"For reference, the {baseline_name} baseline scores {metric} "
                      f"{_fmt(_value(baseline_metrics, metric))} (the candidate {_fmt(_value(metrics, metric))}); "
                      f"not gated: set gate.checks.{metric}.beat_baseline=true to require beating it.")
+    if base_metrics is not None:
+        notes.append(f"The base {base_name} was scored zero-shot (no fine-tuning) on the same test split, "
+                     "in its own chat format.")
     notes.append("All deciding checks passed." if not failed else f"Failed: {'; '.join(failed)}.")
     verdict: Literal["passed", "failed"] = "failed" if failed else "passed"
-    return GateReport(verdict=verdict, checks=checks, champion_version=champion_version, notes=notes)
+    scored = {"base": base_metrics, "candidate": metrics, "champion": champion_metrics, "baseline": baseline_metrics}
+    side_by_side = {metric: {k: _value(v, metric) for k, v in scored.items()} for metric in config.checks}
+    return GateReport(verdict=verdict, checks=checks, champion_version=champion_version, notes=notes,
+                      side_by_side=side_by_side)

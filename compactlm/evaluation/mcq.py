@@ -27,7 +27,7 @@ from compactlm.data.sources import jsonl_records
 from compactlm.errors import DataError
 from compactlm.evaluation.generate import _pad
 from compactlm.fileio import atomic_open
-from compactlm.models.tokenizer import format_prompt
+from compactlm.models.tokenizer import prompt_start_ids, render_prompt
 
 BUNDLED_MCQ = Path(__file__).with_name("data") / "support_mcq.jsonl"
 LETTERS = "ABCD"
@@ -95,7 +95,7 @@ def load_mcq_set(path: str | Path | None = None) -> tuple[list[dict], str]:
 def option_scores(model, tokenizer, question: str, options: dict[str, str]) -> dict[str, float]:
     """Mean log-probability of each option's tokens (and EOS) given the prompt.
 
-    One forward pass over the four ``BOS + format_prompt(question) + option + EOS`` sequences (each
+    One forward pass over the four ``BOS + render_prompt(question) + option + EOS`` sequences (each
     cut to its last ``max_position_embeddings`` tokens, default 2048), right-padded.
 
     Args:
@@ -109,7 +109,8 @@ def option_scores(model, tokenizer, question: str, options: dict[str, str]) -> d
     """
     import torch
 
-    prompt = [tokenizer.bos_token_id, *tokenizer(format_prompt(question), add_special_tokens=False)["input_ids"]]
+    prompt = [*prompt_start_ids(tokenizer),
+              *tokenizer(render_prompt(question, tokenizer), add_special_tokens=False)["input_ids"]]
     keys = list(options)
     answers = [tokenizer(options[k], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for k in keys]
     limit = getattr(model.config, "max_position_embeddings", 2048)

@@ -15,7 +15,13 @@ import pandas as pd
 from compactlm.config import EvalConfig
 from compactlm.data.versioning import DatasetVersion, read_split
 from compactlm.evaluation import probes
-from compactlm.evaluation.generate import eval_pairs, generate_from_prompts, generate_responses, response_likelihood
+from compactlm.evaluation.generate import (
+    eval_pairs,
+    fast_engine,
+    generate_from_prompts,
+    generate_responses,
+    response_likelihood,
+)
 from compactlm.evaluation.language_model import evaluate_language_model
 from compactlm.evaluation.mcq import evaluate_mcq, load_mcq_set
 from compactlm.evaluation.metrics import (
@@ -53,11 +59,11 @@ def answer_metrics(predictions: Sequence[str], references: Sequence[str], second
 
 
 def _generation_section(model, tokenizer, sample: pd.DataFrame, config: EvalConfig, max_length: int,
-                        result: EvalResult) -> None:
-    prompts, references = eval_pairs(sample, model)
+                        result: EvalResult, engine=None) -> None:
+    prompts, references = eval_pairs(sample, model, tokenizer)
     start = time.perf_counter()
     predictions = generate_from_prompts(model, tokenizer, prompts, config.max_new_tokens, config.batch_size,
-                                        max_length)
+                                        max_length, engine)
     seconds = time.perf_counter() - start
     n_tokens = sum(len(ids) + 1 for ids in tokenizer(predictions, add_special_tokens=False)["input_ids"])
     result.metrics.update(answer_metrics(predictions, references, seconds))
@@ -183,8 +189,9 @@ def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max
     likelihood = response_likelihood(model, tokenizer, test, max_length, config.batch_size,
                                       keep_completion=shape.keep_completion)
     result.metrics.update({"perplexity": likelihood.perplexity, "word_perplexity": likelihood.word_perplexity})
+    engine = fast_engine(model, tokenizer, config.batch_size, max_length)  # batched greedy generation (CPU)
     _generation_section(model, tokenizer, generation_sample(test, config.max_generate_samples, config.seed), config,
-                        max_length, result)
+                        max_length, result, engine)
     if model_size_mb is not None:
         result.metrics["model_size_mb"] = model_size_mb
     if not shape.conversational:
@@ -193,7 +200,7 @@ def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max
 
     def generate(instructions: Sequence[str]) -> list[str]:
         return generate_responses(model, tokenizer, list(instructions), config.max_new_tokens, config.batch_size,
-                                  max_length)
+                                  max_length, engine)
 
     if config.mcq_max_questions:
         questions, sha = load_mcq_set(config.mcq_path)

@@ -87,6 +87,46 @@ def format_prompt(instruction: str) -> str:
     return render_chat([{"role": "user", "content": instruction}], add_generation_prompt=True)
 
 
+def has_own_chat_template(tokenizer) -> bool:
+    """Whether ``tokenizer`` carries a pretrained model's own chat template (not CompactLM's format).
+
+    Such a model (SmolLM2, Qwen, Llama 3...) is fine-tuned, evaluated and served in its own format, so
+    a fine-tuned model and its zero-shot base read the same prompts.
+    """
+    template = getattr(tokenizer, "chat_template", None) if tokenizer is not None else None
+    return bool(template) and CHAT_FORMAT_MARKER not in template
+
+
+def render_prompt(instruction: str, tokenizer=None) -> str:
+    """The generation prompt for one customer message, in the format of the model that reads it.
+
+    Args:
+        instruction: the raw customer message (or a task prompt such as a summarization request).
+        tokenizer: the model's tokenizer; None or a CompactLM tokenizer gives ``format_prompt``.
+
+    Returns:
+        ``format_prompt(instruction)``, or the tokenizer's own chat template applied to one user turn
+        with the generation prompt added (``apply_chat_template(..., add_generation_prompt=True)``),
+        which includes whatever default system turn that template adds.
+    """
+    if has_own_chat_template(tokenizer):
+        return tokenizer.apply_chat_template([{"role": "user", "content": normalize_message(instruction)}],
+                                             tokenize=False, add_generation_prompt=True)
+    return format_prompt(instruction)
+
+
+def prompt_start_ids(tokenizer) -> list[int]:
+    """The token ids put before an encoded prompt: BOS, unless the model's own chat template writes its
+    special tokens itself (SmolLM2's BOS is ``<|im_start|>``, which its template already opens with).
+
+    Returns:
+        ``[bos_token_id]``, or ``[]`` (no BOS, or a model with its own chat template).
+    """
+    if has_own_chat_template(tokenizer) or tokenizer.bos_token_id is None:
+        return []
+    return [tokenizer.bos_token_id]
+
+
 def _unshout(text: str) -> str:
     outside = _PLACEHOLDER.sub("", text)
     letters = [c for c in outside if c.isalpha()]

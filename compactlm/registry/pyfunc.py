@@ -29,7 +29,7 @@ import pandas as pd
 from compactlm.evaluation.generate import generate_from_prompts, is_seq2seq
 from compactlm.models.classifier import predict_labels
 from compactlm.models.loading import load_trained
-from compactlm.models.tokenizer import format_prompt
+from compactlm.models.tokenizer import render_prompt
 from compactlm.shapes import get_shape
 from compactlm.training.encoding import SEQ2SEQ_PREFIX
 
@@ -108,7 +108,8 @@ class CompactLMChatModel(mlflow.pyfunc.PythonModel):
         elif get_shape(self.task["task"]).continuation:  # a base LM continues the text as it is
             prompts = texts
         else:
-            prompts = [format_prompt(template.replace("{document}", t) if template else t) for t in texts]
+            prompts = [render_prompt(template.replace("{document}", t) if template else t, self.tokenizer)
+                       for t in texts]
         return generate_from_prompts(self.model, self.tokenizer, prompts,
                                      max_new_tokens=int(params.get("max_new_tokens", 64)), batch_size=batch_size)
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from compactlm.data.schemas import SCHEMAS
 from compactlm.errors import ConfigError, DataError
-from compactlm.models.tokenizer import format_prompt
+from compactlm.models.tokenizer import has_own_chat_template, prompt_start_ids, render_prompt
 
 IGNORE_INDEX = -100  # label value the loss skips (prompt and padding tokens): torch cross_entropy's default
 WEIGHT_COLUMN = "sample_weight"  # per-row loss weight (AIF360 Reweighing), carried into the dataset when present
@@ -35,12 +35,14 @@ def corpus_texts(frame: pd.DataFrame) -> list[str]:
 
 
 def supervised_pairs(frame: pd.DataFrame, prompt_column: str | None = None,
-                     completion_column: str | None = None) -> tuple[list[str], list[str]]:
+                     completion_column: str | None = None, tokenizer=None) -> tuple[list[str], list[str]]:
     """``(prompts, completions)`` for fine-tuning: the model reads the prompt and learns the completion.
 
     Explicit columns are used as they are (the prompt already rendered); otherwise ``prompt`` /
-    ``completion`` (rendered at ingest), else instruction/response or document/summary rendered with
-    the prompt template.
+    ``completion`` (rendered at ingest in CompactLM's format; for a model with its own chat template
+    only when there is no ``instruction`` column to render in its format instead), else
+    instruction/response or document/summary rendered in the model's format (``render_prompt``:
+    CompactLM's, or the chat template of a pretrained ``tokenizer`` that has its own).
 
     Raises:
         DataError: a named column is missing, or the frame has no supervised columns.
@@ -52,13 +54,14 @@ def supervised_pairs(frame: pd.DataFrame, prompt_column: str | None = None,
             raise DataError(f"fine-tuning needs columns {prompt_column!r} and {completion_column!r}; "
                             f"missing {missing} (found: {', '.join(map(str, frame.columns[:12]))})")
         return [str(p) for p in frame[prompt_column]], [str(c) for c in frame[completion_column]]
-    if {"prompt", "completion"} <= set(frame.columns):
+    own_format = has_own_chat_template(tokenizer)  # columns rendered at ingest hold CompactLM's format, not its
+    if {"prompt", "completion"} <= set(frame.columns) and not (own_format and "instruction" in frame.columns):
         return [str(p) for p in frame["prompt"]], [str(c) for c in frame["completion"]]
     if {"instruction", "response"} <= set(frame.columns):
-        return [format_prompt(str(i)) for i in frame["instruction"]], [str(r) for r in frame["response"]]
+        return [render_prompt(str(i), tokenizer) for i in frame["instruction"]], [str(r) for r in frame["response"]]
     if {"document", "summary"} <= set(frame.columns):
         template = SCHEMAS["summarization"].prompt
-        return ([format_prompt(template.format(document=str(d))) for d in frame["document"]],
+        return ([render_prompt(template.format(document=str(d)), tokenizer) for d in frame["document"]],
                 [str(s) for s in frame["summary"]])
     raise DataError("no supervised columns: expected prompt/completion, instruction/response or document/summary "
                     f"(found: {', '.join(map(str, frame.columns[:12]))})")
@@ -146,10 +149,13 @@ def encode_prompt_completion(prompts: Sequence[str], completions: Sequence[str],
                              keep_completion: bool = False) -> dict[str, list[list[int]]]:
     """Encode pairs as BOS + prompt + completion + EOS with the loss on the completion (and EOS) only.
 
+    No BOS is added for a model with its own chat template (``prompt_start_ids``): its template
+    writes its special tokens into the prompt.
+
     Args:
         prompts: rendered prompts (encoded without special tokens).
         completions: one completion per prompt.
-        tokenizer: supplies BOS (if any) and EOS (or SEP).
+        tokenizer: supplies BOS (if any; see ``prompt_start_ids``) and EOS (or SEP).
         max_length: tokens per pair, BOS and EOS included.
         keep_completion: when a pair is too long, cut the middle of the prompt (keeping its start
             and its last tokens, at most 16: the response marker) so the completion keeps at least
@@ -160,8 +166,7 @@ def encode_prompt_completion(prompts: Sequence[str], completions: Sequence[str],
         ``{"input_ids": [...], "labels": [...]}``: one token-id list per pair, ``labels`` the same length
         with ``IGNORE_INDEX`` over BOS and the prompt. A pair cut inside its prompt has no label left.
     """
-    start, end = boundary_ids(tokenizer)
-    start = start[:1] if tokenizer.bos_token_id is not None else []
+    start, end = prompt_start_ids(tokenizer), boundary_ids(tokenizer)[1]
     head_ids = tokenizer(list(prompts), add_special_tokens=False, verbose=False)["input_ids"]
     tail_ids = tokenizer(list(completions), add_special_tokens=False, verbose=False)["input_ids"]
     input_ids, labels = [], []
@@ -183,7 +188,7 @@ def encode_instruction_pairs(frame: pd.DataFrame, tokenizer, max_length: int) ->
 
     Rows longer than ``max_length`` are cut at the end (the prompt is kept whole where it fits).
     """
-    return encode_prompt_completion([format_prompt(i) for i in frame["instruction"]],
+    return encode_prompt_completion([render_prompt(i, tokenizer) for i in frame["instruction"]],
                                     [str(r) for r in frame["response"]], tokenizer, max_length)
 
 
@@ -203,7 +208,7 @@ def supervised_dataset(frame: pd.DataFrame, tokenizer, max_length: int, prompt_c
     """
     from datasets import Dataset
 
-    prompts, completions = supervised_pairs(frame, prompt_column, completion_column)
+    prompts, completions = supervised_pairs(frame, prompt_column, completion_column, tokenizer)
     encoded: dict[str, list] = dict(encode_prompt_completion(prompts, completions, tokenizer, max_length,
                                                              keep_completion))
     if WEIGHT_COLUMN in frame.columns:

@@ -171,6 +171,14 @@ def plan_retrain(config: PipelineConfig) -> list[str]:
     return stages
 
 
+def compares_with_base(config: PipelineConfig) -> bool:
+    """Whether the flow scores ``model.base`` zero-shot for the gate: a pretrained base fine-tuned for a
+    generative shape (chat, instruction, summarization) with some ``gate.checks.<metric>.beat_base``.
+    """
+    generative = get_shape(config.data.task).evaluation in ("conversation", "generation")
+    return bool(config.model.base) and generative and any(c.beat_base for c in config.gate.checks.values())
+
+
 def run_stage(name: str, config: PipelineConfig, train: pd.DataFrame, val: pd.DataFrame, work_dir: str | Path,
               base: str | None = None, report_to_mlflow: bool = True) -> TrainSummary:
     """Run one stage of the table into ``work_dir/<output folder>``.

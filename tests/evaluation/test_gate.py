@@ -154,3 +154,39 @@ def test_an_ungated_baseline_is_reported_in_one_sentence_without_deciding():
     assert report.verdict == "passed" and not [c for c in report.checks if c.name.endswith("vs baseline")]
     note = next(n for n in report.notes if n.startswith("For reference, the retrieval baseline"))
     assert "rouge_l 0.6" in note and "gate.checks.rouge_l.beat_baseline=true" in note
+
+
+BASE = GateConfig(checks={"rouge_l": GateCheckConfig(min=0.1, max_drop=0.02, beat_base=True),
+                          "mcq_accuracy": GateCheckConfig(min=0.3, beat_base=True)})
+
+
+@pytest.mark.parametrize(("candidate", "status"), [
+    ({"rouge_l": 0.40, "mcq_accuracy": 0.80}, ["pass", "pass"]),
+    ({"rouge_l": 0.40, "mcq_accuracy": 0.50}, ["pass", "fail"]),  # a tie with the base does not pass
+    ({"rouge_l": 0.10, "mcq_accuracy": 0.40}, ["fail", "fail"]),
+])
+def test_a_fine_tuned_model_must_beat_its_zero_shot_base(candidate, status):
+    base = {"rouge_l": 0.12, "mcq_accuracy": 0.50}
+    report = run_gate(candidate, BASE, base_metrics=base, base_name="bundled:smollm2-135m")
+    rows = [c for c in report.checks if c.name.endswith("vs base")]
+    assert [r.status for r in rows] == status
+    assert report.passed == (status == ["pass", "pass"])
+    assert "its base bundled:smollm2-135m zero-shot" in rows[0].reason
+    assert any("scored zero-shot" in n for n in report.notes)
+
+
+def test_a_model_trained_from_scratch_skips_the_base_rows_and_the_report_sets_figures_side_by_side():
+    report = run_gate({"rouge_l": 0.4, "mcq_accuracy": 0.8}, BASE, {"rouge_l": 0.39, "mcq_accuracy": 0.7}, "3")
+    assert [c.status for c in report.checks if c.name.endswith("vs base")] == ["skipped", "skipped"]
+    assert report.passed
+    assert report.side_by_side["rouge_l"] == {"base": None, "candidate": 0.4, "champion": 0.39, "baseline": None}
+    with_base = run_gate({"rouge_l": 0.4, "mcq_accuracy": 0.8}, BASE, {"rouge_l": 0.39, "mcq_accuracy": 0.7}, "3",
+                         base_metrics={"rouge_l": 0.2, "mcq_accuracy": 0.5}, base_name="b")
+    table = with_base.to_markdown().split("## Side by side")[1]
+    assert "| metric | base (zero-shot) | candidate | champion |" in table
+    assert "| rouge_l | 0.2 | 0.4 | 0.39 |" in table
+
+
+def test_conversational_gates_require_beating_the_base_on_rouge_l_and_mcq():
+    checks = load_config().gate.checks
+    assert checks["rouge_l"].beat_base and checks["mcq_accuracy"].beat_base
