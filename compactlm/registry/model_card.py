@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from compactlm.models.loading import gguf_provenance
 from compactlm.shapes import get_shape
 from compactlm.training.stages import STAGES
 
@@ -73,6 +74,13 @@ def describe_tokenizer(model_dir: str | Path) -> str:
     return f"{name}, {size:,} tokens"
 
 
+def _bundled_hub_id(ref: str) -> str | None:
+    from compactlm.models.bundled import BUNDLED, PREFIX
+
+    known = BUNDLED.get(str(ref).removeprefix(PREFIX)) if str(ref).startswith(PREFIX) else None
+    return known.hub_id if known is not None else None
+
+
 def describe_training(config: Any, stages: list[str]) -> dict[str, str]:
     """The base the model started from and how it was fine-tuned, from the config and the stages that ran.
 
@@ -83,6 +91,13 @@ def describe_training(config: Any, stages: list[str]) -> dict[str, str]:
     base_stage = next((s for s in stages if STAGES[s].produces_base), None)
     if config.model.base:
         base = f"`{config.model.base}` (tokenizer from the base)"
+        source = gguf_provenance(config.model.base)
+        if source is not None:
+            base += (f"; converted from the GGUF file `{source['file']}` (SHA-256 `{source['sha256'][:16]}`, "
+                     f"{source['quantization']}): {source['note']}")
+            hub = _bundled_hub_id(config.model.base)
+            if hub:
+                base += f" With network access, the hub id `{hub}` gives the original weights."
     elif base_stage:
         base = f"{STAGES[base_stage].description}: preset `{config.model.preset}`, tokenizer trained on the train split"
         if base_stage == "distill":

@@ -12,6 +12,7 @@ from typing import Any
 import mlflow
 
 from compactlm.data.versioning import DatasetVersion, read_split
+from compactlm.models.loading import gguf_provenance
 from compactlm.registry.lineage import lineage_tags
 from compactlm.registry.model_card import build_model_card
 from compactlm.registry.pyfunc import log_chat_model, write_task_file
@@ -26,6 +27,15 @@ class Registration:
 
     version: str
     model_card: str
+
+
+def gguf_tags(base: str | None) -> dict[str, str]:
+    """Version tags naming the GGUF file a base was converted from (file, SHA-256, quantization); {} otherwise."""
+    source = gguf_provenance(base)
+    if source is None:
+        return {}
+    return {"base_gguf_file": str(source["file"]), "base_gguf_sha256": str(source["sha256"]),
+            "base_gguf_quantization": str(source["quantization"])}
 
 
 def register_candidate(*, model_dir: str, config: Any, version: DatasetVersion, quality: Any, bias: Any, gate: Any,
@@ -49,7 +59,8 @@ def register_candidate(*, model_dir: str, config: Any, version: DatasetVersion, 
     model_name = config.registry.model_name
     tags = lineage_tags(data_version=version.md5, data_remote=version.remote, config_hash=config.config_hash(),
                         quality=quality, bias=bias, gate=gate, metrics=metrics,
-                        extra={"prefect_flow_run_id": flow_run_id, "mlflow_run_id": run_id})
+                        extra={"prefect_flow_run_id": flow_run_id, "mlflow_run_id": run_id,
+                               **gguf_tags(config.model.base)})
     shape = get_shape(config.data.task)
     write_task_file(model_dir, shape.name, shape.schema.prompt if shape.serve_prompt else None)
     with reopen_run(run_id):

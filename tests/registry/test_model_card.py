@@ -80,3 +80,23 @@ def test_the_card_describes_the_trained_model(tmp_path, shape, overrides, build,
 
 def test_every_shape_has_a_card_case():
     assert {case[0] for case in CASES} == set(SHAPES)
+
+
+def test_a_base_converted_from_gguf_is_named_with_its_file_hash_and_quantization(tmp_path):
+    import json
+
+    from compactlm.registry.model_card import describe_training
+    from compactlm.registry.registration import gguf_tags
+
+    folder = tmp_path / "converted"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "gguf_source.json").write_text(json.dumps({
+        "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "sha256": "ab" * 32, "quantization": "Q4_1",
+        "note": "weights dequantized from the GGUF file's Q4_1 quantization to float32: not the original weights"}))
+    config = load_config(overrides=[f"model.base={folder}"])
+    base = describe_training(config, ["finetune"])["base"]
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in base and "Q4_1" in base and "not the original" in base
+    assert gguf_tags(str(folder)) == {"base_gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+                                      "base_gguf_sha256": "ab" * 32, "base_gguf_quantization": "Q4_1"}
+    assert gguf_tags(None) == {} and gguf_tags(str(tmp_path)) == {}
