@@ -26,7 +26,8 @@ class ServeConfig:
     model_dir: str | None = None  # a saved model folder instead of the registry
     quantization: str = "fp32"  # fp32 | int8 | int4, applied at load
     max_batch_size: int = 32  # sequences decoded together (KV-cache rows)
-    max_seq_len: int = 0  # KV-cache length; 0: the model's context
+    max_seq_len: int = 0  # serving context (prompt + max_tokens), tokens; 0: the model's context
+    kv_cache_mb: float = 1024.0  # KV-cache budget in MiB, allocated as used; fuller requests wait; 0: no bound
     max_queue: int = 256  # sequences waiting for a row; more get 503
     speculative_tokens: int = 8  # drafted tokens checked per step for greedy requests (same output); 0: off
     max_prompt_chars: int = 16_000
@@ -43,6 +44,7 @@ class ServeConfig:
         check(self.quantization in SCHEMES, "serve.quantization", self.quantization, f"one of {', '.join(SCHEMES)}")
         check(1 <= self.max_batch_size <= 1024, "serve.max_batch_size", self.max_batch_size, "in [1, 1024]")
         check(self.max_seq_len >= 0, "serve.max_seq_len", self.max_seq_len, ">= 0 (0: the model's context)")
+        check(self.kv_cache_mb >= 0, "serve.kv_cache_mb", self.kv_cache_mb, ">= 0 (MiB; 0: no bound)")
         check(self.max_queue >= 0, "serve.max_queue", self.max_queue, ">= 0")
         check(0 <= self.speculative_tokens <= 64, "serve.speculative_tokens", self.speculative_tokens, "in [0, 64]")
         check(self.max_prompt_chars >= 1, "serve.max_prompt_chars", self.max_prompt_chars, ">= 1")

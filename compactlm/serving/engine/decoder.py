@@ -1,4 +1,4 @@
-"""The fast decoder: a Llama-style forward pass on extracted weights with a preallocated KV cache.
+"""The fast decoder: a Llama-style forward pass on extracted weights with a KV cache allocated by need.
 
 Why it is fast on a CPU with a ~1M-parameter model: the arithmetic per token is a few MFLOP, so the
 time goes to per-op overhead, not math. One decode step here is ~12 torch ops per layer (fused QKV and
@@ -6,9 +6,11 @@ gate/up GEMMs, residual adds fused into ``addmm``, RoPE as two multiplies and an
 over the cache), with no module hooks, no cache objects, no per-step allocation beyond the activations,
 and the whole batch of concurrent sequences in the same ops.
 
-The KV cache is one tensor ``[layers, rows, kv_heads, max_seq_len, head_dim]``; a sequence owns a row.
-Active sequences always occupy rows ``0..B-1`` (the engine compacts rows when one finishes), so a
-step reads the cache through plain views. Rows of different lengths share a step: positions past a
+The KV cache (``kv_cache.KVCache``) is one tensor ``[rows, kv_heads, length, head_dim]`` per layer; a
+sequence owns a row. It grows in chunks of rows and positions as sequences need them (each step grows it
+first when it is too small), up to ``max_batch_size`` rows of ``max_seq_len`` positions and a memory
+budget. Active sequences always occupy rows ``0..B-1`` (the engine compacts rows when one finishes), so
+a step reads the cache through plain views. Rows of different lengths share a step: positions past a
 row's own length are masked, so stale values of an earlier occupant are never attended to.
 """
 
@@ -18,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from compactlm.serving.engine.kernels import DenseLinear, Linear, make_linear
+from compactlm.serving.engine.kv_cache import DEFAULT_CHUNK, MIB, KVCache
 from compactlm.serving.engine.quantize import concat_rows, dequantize, rotate_rows, slice_rows
 from compactlm.serving.engine.rope import rope_tables
 from compactlm.serving.engine.weights import DecoderWeights
@@ -35,11 +38,18 @@ class FastDecoder:
 
     Args:
         weights: extracted (optionally quantized) weights.
-        max_batch_size: KV-cache rows, i.e. sequences decoded together.
-        max_seq_len: cache length (prompt + generated tokens); default and maximum: the model's positions.
+        max_batch_size: most KV-cache rows, i.e. sequences decoded together.
+        max_seq_len: most positions per row (prompt + generated tokens), the serving context; default and
+            maximum: the model's positions.
+        kv_cache_mb: most KV-cache memory, in MiB (2**20 bytes); 0: no bound but rows x context.
+        cache_chunk: positions are allocated in multiples of this many tokens.
+
+    Raises:
+        ConfigError: a budget below one chunk of one sequence, or ``cache_chunk`` below 1.
     """
 
-    def __init__(self, weights: DecoderWeights, max_batch_size: int = 32, max_seq_len: int | None = None):
+    def __init__(self, weights: DecoderWeights, max_batch_size: int = 32, max_seq_len: int | None = None,
+                 kv_cache_mb: float = 0.0, cache_chunk: int = DEFAULT_CHUNK):
         shape = weights.shape
         self.shape, self.scheme = shape, weights.scheme
         self.max_batch_size = max_batch_size
@@ -49,7 +59,9 @@ class FastDecoder:
         self._groups = heads // kv_heads
         self._inter = shape.intermediate_size
         self._eps = shape.rms_norm_eps
-        self._cos, self._sin = rope_tables(dim, shape.rope_theta, heads + kv_heads, self.max_seq_len)
+        self.cache = KVCache(shape.num_layers, kv_heads, dim, max_batch_size, self.max_seq_len,
+                             int(kv_cache_mb * MIB), cache_chunk)
+        self._cos = self._sin = torch.zeros(0, (heads + kv_heads) * dim)  # RoPE tables grow with the positions used
         self._arange = torch.arange(self.max_seq_len)
         self.embed = dequantize(weights.embed).float().contiguous()
         head = weights.lm_head if weights.lm_head is not None else weights.embed
@@ -67,13 +79,14 @@ class FastDecoder:
             fused = concat_rows([q, k, rotate_rows(q, heads, dim), rotate_rows(k, kv_heads, dim), v])
             self.layers.append(_Layer(make_linear(fused), make_linear(layer.o), make_linear(layer.gate_up),
                                       make_linear(layer.down)))
-        cache_shape = (shape.num_layers, max_batch_size, kv_heads, self.max_seq_len, dim)
-        # Zeros, not empty: a masked position still enters the matmul, and 0 * NaN garbage would be NaN.
-        self.k_cache = torch.zeros(cache_shape)
-        self.v_cache = torch.zeros(cache_shape)
-        self._k_layers = list(self.k_cache.unbind(0))
-        self._v_layers = list(self.v_cache.unbind(0))
         self._rows = torch.arange(max_batch_size)
+
+    def _positions(self, length: int) -> None:
+        """Extend the RoPE tables to cover positions ``< length`` (in chunks, up to ``max_seq_len``)."""
+        if length > self._cos.shape[0]:
+            shape = self.shape
+            self._cos, self._sin = rope_tables(shape.head_dim, shape.rope_theta, shape.num_heads + shape.num_kv_heads,
+                                               max(length, self.cache.rounded(length)))
 
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, (x.shape[-1],), None, self._eps)  # weights are folded into the next matmul
@@ -95,7 +108,7 @@ class FastDecoder:
         Writes each fed token's key and value at its position; a token at position ``p`` attends to its
         row's positions ``<= p``. One token per row (a flat list) is the plain decode step and returns
         ``[B, vocab]``; ``T`` tokens per row (speculative verification) return ``[B, T, vocab]``. The
-        caller keeps ``positions[r] + T <= max_seq_len``.
+        caller keeps ``positions[r] + T <= max_seq_len``; the cache grows first when it is too small.
 
         Args:
             tokens: ``B`` token ids, or ``B`` lists of ``T`` ids (same ``T`` for every row).
@@ -111,6 +124,8 @@ class FastDecoder:
         start = torch.tensor(positions)
         pos = (start[:, None] + self._arange[:width]).view(-1) if multi else start  # [B * T]
         length = max(positions) + width
+        self.cache.reserve(batch, length)
+        self._positions(length)
         h = self.embed[torch.tensor(tokens).view(-1)]
         cos, sin = self._cos[pos], self._sin[pos]
         # An additive 0/-inf mask (measured ~10 % faster in SDPA than a boolean one at batch 32).
@@ -120,7 +135,7 @@ class FastDecoder:
         for i, layer in enumerate(self.layers):
             qkv = layer.qkv(self._norm(h))
             qk = torch.addcmul(qkv[:, :rope_end] * cos, qkv[:, rope_end:2 * rope_end], sin)
-            k_cache, v_cache = self._k_layers[i], self._v_layers[i]
+            k_cache, v_cache = self.cache.keys[i], self.cache.values[i]
             k_cache[rows, :, pos] = qk[:, q_end:].view(-1, kv_heads, dim)
             v_cache[rows, :, pos] = qkv[:, 2 * rope_end:].view(-1, kv_heads, dim)
             keys, values = k_cache[:batch, :, :length], v_cache[:batch, :, :length]
@@ -146,7 +161,7 @@ class FastDecoder:
         Args:
             prompts: token ids, one list per sequence (each at most ``max_seq_len`` long).
             first_row: write the keys and values of prompt ``j`` to cache row ``first_row + j``
-                (prefill); None writes nothing (scoring).
+                (prefill; the cache grows first when it is too small); None writes nothing (scoring).
             all_logits: return ``[n, T, vocab]`` for every position; otherwise ``[n, vocab]`` at each
                 prompt's last token.
 
@@ -156,6 +171,9 @@ class FastDecoder:
         n, width = len(prompts), max(len(p) for p in prompts)
         heads, kv_heads, dim = self.shape.num_heads, self.shape.num_kv_heads, self.shape.head_dim
         ids = torch.tensor([p + [0] * (width - len(p)) for p in prompts])
+        if first_row is not None:
+            self.cache.reserve(first_row + n, width)
+        self._positions(width)
         h = self.embed[ids.view(-1)]
         cos, sin = self._cos[:width], self._sin[:width]
         q_end, rope_end = self._q, self._rope
@@ -168,8 +186,8 @@ class FastDecoder:
             if first_row is not None:
                 # Padding positions get written too; they sit past the row's length, so they stay masked
                 # until the row's own decode steps overwrite them.
-                self._k_layers[i][first_row:first_row + n, :, :width] = k
-                self._v_layers[i][first_row:first_row + n, :, :width] = v
+                self.cache.keys[i][first_row:first_row + n, :, :width] = k
+                self.cache.values[i][first_row:first_row + n, :, :width] = v
             # Causal masking alone is right for right-padded rows: real tokens never look past themselves.
             att = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0, enable_gqa=heads != kv_heads)
             h = layer.o.add_to(h, att.transpose(1, 2).reshape(n * width, q_end))
@@ -181,12 +199,13 @@ class FastDecoder:
 
     def move_row(self, src: int, dst: int, length: int) -> None:
         """Copy the first ``length`` cached positions of row ``src`` to row ``dst`` (all layers)."""
-        self.k_cache[:, dst, :, :length] = self.k_cache[:, src, :, :length]
-        self.v_cache[:, dst, :, :length] = self.v_cache[:, src, :, :length]
+        self.cache.move_row(src, dst, length)
 
     def warmup(self) -> None:
-        """Run every code path once: the first call of some CPU kernels pays seconds of one-time set-up."""
+        """Run every code path once (the first call of some CPU kernels pays seconds of one-time set-up), then
+        free the cache again."""
         self.forward([[0, 1, 2]], first_row=0)
         self.decode([3], [3])
         self.decode([[4, 5]], [4])
         self.forward([[0, 1], [2]], all_logits=True)
+        self.cache.release()

@@ -5,6 +5,11 @@ one token for every active sequence (one batched decode), so a request that arri
 half-way joins them at the next step instead of waiting for the batch to drain. A finished sequence
 frees its cache row at once: the last active row moves into the hole, keeping rows ``0..B-1`` dense.
 
+Memory: the KV cache grows with what the sequences in flight use (``kv_cache.KVCache``). A sequence is
+admitted (``can_admit``) only while every sequence in flight and it, each reserving its prompt plus
+``max_tokens``, fit the cache budget as ``rows x longest reservation``; otherwise it waits for rows to
+finish. One that cannot fit even alone is refused by ``sequence`` with the numbers.
+
 The engine is single-threaded by design; ``compactlm.serving.engine.scheduler`` drives it from one thread.
 """
 
@@ -13,80 +18,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from collections.abc import Sequence as SequenceOf
-from dataclasses import dataclass
 
 import torch
 
 from compactlm.errors import InvalidRequestError
 from compactlm.models.tokenizer import CHAT_FORMAT_MARKER, format_prompt, render_chat
 from compactlm.serving.engine.decoder import FastDecoder
-from compactlm.serving.engine.sampling import SamplingParams, TextTracker, select_tokens
+from compactlm.serving.engine.sampling import SamplingParams, select_tokens
+from compactlm.serving.engine.sequence import Completion, Sequence
 from compactlm.serving.engine.speculative import SuffixDrafter
 from compactlm.serving.engine.weights import DecoderWeights, quantize_decoder
-
-
-@dataclass
-class Completion:
-    """The result of one sequence."""
-
-    text: str
-    token_ids: list[int]
-    prompt_tokens: int
-    finish_reason: str  # "stop" (EOS or a stop string), "length", or "cancelled"
-
-    @property
-    def completion_tokens(self) -> int:
-        """Tokens generated (EOS not counted)."""
-        return len(self.token_ids)
-
-
-class Sequence:
-    """One prompt being decoded: its parameters, tokens so far, cache row and streaming state.
-
-    Args:
-        prompt_ids: BOS-prefixed token ids.
-        params: how to decode it.
-        tokenizer: decodes the generated ids into text.
-        stream: track text deltas for streaming (``delta()``).
-    """
-
-    def __init__(self, prompt_ids: list[int], params: SamplingParams, tokenizer, stream: bool = False):
-        self.prompt_ids = prompt_ids
-        self.params = params
-        self.stream = stream
-        self.generated: list[int] = []
-        self.row = -1
-        self.finish_reason: str | None = None
-        self.cancelled = False  # set from any thread; the engine drops the sequence at its next step
-        self.generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
-        self.tracker = TextTracker(tokenizer, params.stop) if (stream or params.stop) else None
-        self.tokenizer = tokenizer
-        self.created = time.perf_counter()
-        self.first_token_at: float | None = None
-        self.tag: object = None  # the caller's handle (request, index...)
-
-    @property
-    def finished(self) -> bool:
-        """True once a finish reason is set."""
-        return self.finish_reason is not None
-
-    @property
-    def cached(self) -> int:
-        """Positions in the KV cache: the prompt and every generated token but the newest."""
-        return len(self.prompt_ids) + len(self.generated) - 1
-
-    def delta(self) -> str:
-        """New streamable text since the last call (everything left once finished)."""
-        return self.tracker.delta(final=self.finished) if self.tracker is not None else ""
-
-    def completion(self) -> Completion:
-        """The text, tokens and finish reason so far (the final result once ``finished``)."""
-        if self.tracker is not None:
-            text = self.tracker.text
-        else:
-            text = self.tokenizer.decode(self.generated, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        return Completion(text=text, token_ids=list(self.generated), prompt_tokens=len(self.prompt_ids),
-                          finish_reason=self.finish_reason or "cancelled")
 
 
 class GenerationEngine:
@@ -124,30 +65,32 @@ class GenerationEngine:
 
     @classmethod
     def from_hf(cls, model, tokenizer, quantization: str = "fp32", max_batch_size: int = 32,
-                max_seq_len: int | None = None, group_size: int = 32, speculative_tokens: int = 8) -> GenerationEngine:
+                max_seq_len: int | None = None, group_size: int = 32, speculative_tokens: int = 8,
+                kv_cache_mb: float = 0.0) -> GenerationEngine:
         """Build from a ``transformers`` causal LM (weights are copied; the model can be dropped).
 
         Args:
             model: a ``LlamaForCausalLM``.
             tokenizer: its tokenizer.
             quantization: ``fp32``/``none``, ``int8`` or ``int4``.
-            max_batch_size: KV-cache rows (sequences decoded together).
-            max_seq_len: cache length in tokens (default: the model's positions).
+            max_batch_size: most KV-cache rows (sequences decoded together).
+            max_seq_len: the serving context in tokens (default: the model's positions).
             group_size: int4 input columns per group.
             speculative_tokens: most drafted tokens checked per step (0: off).
+            kv_cache_mb: KV-cache budget in MiB (2**20 bytes); 0: no bound but rows x context.
 
         Raises:
             UnsupportedModelError: not a Llama-style decoder.
-            ConfigError: an unknown scheme or a shape int4 cannot group.
+            ConfigError: an unknown scheme, a shape int4 cannot group, or a budget below one sequence.
         """
         weights = quantize_decoder(DecoderWeights.from_hf(model), quantization, group_size)
-        return cls.from_weights(weights, tokenizer, max_batch_size, max_seq_len, speculative_tokens)
+        return cls.from_weights(weights, tokenizer, max_batch_size, max_seq_len, speculative_tokens, kv_cache_mb)
 
     @classmethod
-    def from_weights(cls, weights: DecoderWeights, tokenizer, max_batch_size: int = 32,
-                     max_seq_len: int | None = None, speculative_tokens: int = 8) -> GenerationEngine:
+    def from_weights(cls, weights: DecoderWeights, tokenizer, max_batch_size: int = 32, max_seq_len: int | None = None,
+                     speculative_tokens: int = 8, kv_cache_mb: float = 0.0) -> GenerationEngine:
         """Build a decoder on extracted (optionally quantized) weights and warm it up; arguments as ``from_hf``."""
-        decoder = FastDecoder(weights, max_batch_size=max_batch_size, max_seq_len=max_seq_len)
+        decoder = FastDecoder(weights, max_batch_size=max_batch_size, max_seq_len=max_seq_len, kv_cache_mb=kv_cache_mb)
         decoder.warmup()
         return cls(decoder, tokenizer, speculative_tokens=speculative_tokens)
 
@@ -177,20 +120,32 @@ class GenerationEngine:
         users = [m["content"] for m in messages if m.get("role") == "user"]
         return format_prompt(users[-1] if users else "")
 
+    @property
+    def max_sequence_tokens(self) -> int:
+        """The longest sequence (prompt + ``max_tokens``) served: the context, or less when the budget says so."""
+        return self.decoder.cache.max_tokens
+
     def sequence(self, prompt_ids: list[int], params: SamplingParams, stream: bool = False) -> Sequence:
-        """A new sequence, checked against the context length.
+        """A new sequence, checked against the context length and the KV-cache budget.
 
         Raises:
-            InvalidRequestError: the prompt plus ``max_tokens`` does not fit in the context.
+            InvalidRequestError: the prompt plus ``max_tokens`` does not fit in the context, or needs more KV
+                cache than the whole budget (the message names the tokens, MiB and setting to raise).
         """
         room = self.max_seq_len - len(prompt_ids)
+        model = self.decoder.shape.max_positions
+        setting = f"; serve.max_seq_len sets it (the model's own is {model})" if self.max_seq_len < model else ""
         if room < 1:
             raise InvalidRequestError(f"the prompt has {len(prompt_ids)} tokens; this model's context is "
-                                      f"{self.max_seq_len} tokens, so at most {self.max_seq_len - 1} fit", "prompt")
+                                      f"{self.max_seq_len} tokens, so at most {self.max_seq_len - 1} fit{setting}",
+                                      "prompt")
         if params.max_tokens > room:
             raise InvalidRequestError(f"max_tokens={params.max_tokens} plus the prompt's {len(prompt_ids)} tokens "
-                                      f"exceeds the context of {self.max_seq_len} tokens (at most {room} here)",
-                                      "max_tokens")
+                                      f"exceeds the context of {self.max_seq_len} tokens (at most {room} here"
+                                      f"{setting})", "max_tokens")
+        if len(prompt_ids) + params.max_tokens > self.max_sequence_tokens:
+            raise InvalidRequestError(self.decoder.cache.refusal(len(prompt_ids), params.max_tokens),
+                                      "max_tokens" if len(prompt_ids) < self.max_sequence_tokens else "prompt")
         return Sequence(prompt_ids, params, self.tokenizer, stream)
 
     # --- scheduling --------------------------------------------------------------------------------------
@@ -205,15 +160,29 @@ class GenerationEngine:
         """True while any sequence is active or waiting for its prefill."""
         return bool(self.active or self.pending)
 
+    def can_admit(self, seq: Sequence) -> bool:
+        """True when ``seq`` can join now: a free row, and the KV cache of every sequence in flight plus ``seq``
+        (rows x the longest prompt + ``max_tokens``) within the budget. An idle engine takes any sequence."""
+        held = self.active + self.pending
+        if self.free_rows < 1:
+            return False
+        longest = max(s.reserved_tokens for s in (*held, seq))
+        return not held or self.decoder.cache.fits(len(held) + 1, longest)
+
     def add(self, seq: Sequence) -> None:
-        """Queue a sequence for the next step (the caller checks ``free_rows`` first).
+        """Queue a sequence for the next step (the caller checks ``can_admit`` first).
 
         Raises:
-            RuntimeError: no free cache row.
+            RuntimeError: no free cache row, or no room in the KV-cache budget.
         """
-        if self.free_rows < 1:
-            raise RuntimeError("no free cache row: check free_rows before add()")
+        if not self.can_admit(seq):
+            raise RuntimeError("no free cache row or KV-cache budget: check can_admit() before add()")
         self.pending.append(seq)
+
+    def release_cache(self) -> None:
+        """Free the KV cache while nothing is in flight (it grows again with the next sequence)."""
+        if not self.busy:
+            self.decoder.cache.release()
 
     @torch.inference_mode()
     def step(self) -> list[Sequence]:
@@ -226,6 +195,8 @@ class GenerationEngine:
         if self.pending:
             fresh, self.pending = self.pending, []
             first_row = len(self.active)
+            self.decoder.cache.fit(first_row + len(fresh), 1 + max([len(s.prompt_ids) for s in fresh]
+                                                                   + [s.cached for s in self.active]))
             for j, seq in enumerate(fresh):
                 seq.row = first_row + j
             self.active.extend(fresh)
@@ -236,6 +207,8 @@ class GenerationEngine:
             # Sequences prefilled just above decode in the same step: their first token enters the cache now.
             batch = self.active
             drafts = self._drafts(batch)
+            width = 1 + max(len(d) for d in drafts) if drafts is not None else 1
+            self.decoder.cache.fit(len(batch), max(s.cached for s in batch) + width)
             if drafts is not None:
                 self._verify(batch, drafts, touched)
             else:
@@ -249,8 +222,10 @@ class GenerationEngine:
         """Drafted tokens per row, or None when this step should not speculate."""
         if self.drafter is None or not len(self.drafter):
             return None
-        # Every fed position must fit in the cache: cached + 1 + draft <= max_seq_len, for all rows at once.
-        cap = min(self.speculative_tokens, self.max_seq_len - 1 - max(s.cached for s in batch))
+        # Every fed position must fit in the cache the batch reserved (within the budget and the context):
+        # cached + 1 + draft <= the longest reservation, rounded to the chunk, for all rows at once.
+        limit = self.decoder.cache.rounded(max(s.reserved_tokens for s in batch))
+        cap = min(self.speculative_tokens, limit - 1 - max(s.cached for s in batch))
         drafts = []
         for seq in batch:
             if not seq.params.greedy:  # sampled rows take one (sampled) token per step
@@ -353,24 +328,30 @@ class GenerationEngine:
 
         Raises:
             ValueError: the number of parameters differs from the number of prompts.
-            InvalidRequestError: a prompt plus its ``max_tokens`` does not fit in the context.
+            InvalidRequestError: a prompt plus its ``max_tokens`` does not fit in the context or the KV-cache budget.
         """
         per_prompt = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
         if len(per_prompt) != len(prompts):
             raise ValueError(f"{len(per_prompt)} sampling parameters for {len(prompts)} prompts")
         todo = list(range(len(prompts)))[::-1]
         results: list[Completion | None] = [None] * len(prompts)
+        waiting: Sequence | None = None
         while todo or self.busy:
-            while todo and self.free_rows > 0:
-                index = todo.pop()
-                seq = self.sequence(list(prompts[index]), per_prompt[index])
-                seq.tag = index
-                self.add(seq)
+            while todo:  # admit in order while rows and the KV-cache budget allow
+                if waiting is None:
+                    waiting = self.sequence(list(prompts[todo[-1]]), per_prompt[todo[-1]])
+                    waiting.tag = todo[-1]
+                if not self.can_admit(waiting):
+                    break
+                self.add(waiting)
+                todo.pop()
+                waiting = None
             for seq in self.step():
                 if seq.finished:
                     results[seq.tag] = seq.completion()
                     if on_done is not None:
                         on_done(seq.tag, results[seq.tag])
+        self.release_cache()
         return results  # type: ignore[return-value]
 
     def complete(self, texts: SequenceOf[str], params: SamplingParams | SequenceOf[SamplingParams],
@@ -378,10 +359,11 @@ class GenerationEngine:
                  ) -> list[Completion]:
         """``generate`` over text: customer messages in the fine-tuning format (``instruction``) or raw prompts.
 
-        A prompt too long for the context keeps its end (the question), leaving room for ``max_tokens``, as
-        evaluation's ``generate_responses`` does.
+        A prompt too long for the context (or the KV-cache budget) keeps its end (the question), leaving room
+        for ``max_tokens``, as evaluation's ``generate_responses`` does.
         """
         each = [params] * len(texts) if isinstance(params, SamplingParams) else list(params)
-        prompts = [self.encode(self.instruction_prompt(t) if instruction else t)[-(self.max_seq_len - p.max_tokens):]
+        keep = self.max_sequence_tokens
+        prompts = [self.encode(self.instruction_prompt(t) if instruction else t)[-(keep - p.max_tokens):]
                    for t, p in zip(texts, each)]
         return self.generate(prompts, params, on_done)

@@ -10,6 +10,7 @@ Sources:
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from compactlm.registry import uris
 from compactlm.registry.uris import parse_model_uri
 from compactlm.serving.engine.artifact import is_engine_artifact, load_engine_weights
 from compactlm.serving.engine.generation import GenerationEngine
+from compactlm.serving.engine.kv_cache import return_freed_memory
 from compactlm.serving.engine.quantize import normalize_scheme
 from compactlm.serving.engine.weights import DecoderWeights, quantize_decoder
 
@@ -37,10 +39,10 @@ class LoadedModel:
     loaded_at: float
 
     def describe(self) -> dict[str, Any]:
-        """What ``/ready`` and the logs say about the model (JSON-ready)."""
+        """What ``/ready`` and the logs say about the model (JSON-ready), with the KV-cache memory per sequence."""
         return {"id": self.model_id, "source": self.source, "version": self.version,
                 "quantization": self.quantization, "max_batch_size": self.engine.max_batch_size,
-                "context_length": self.engine.max_seq_len}
+                "context_length": self.engine.max_seq_len, "kv_cache": self.engine.decoder.cache.describe()}
 
 
 def resolve_version(uri: str) -> str | None:
@@ -126,7 +128,8 @@ def load_weights(model_uri: str | None = None, model_dir: str | Path | None = No
 
 
 def load_model(model_uri: str | None = None, model_dir: str | Path | None = None, quantization: str = "fp32",
-               max_batch_size: int = 32, max_seq_len: int | None = None, speculative_tokens: int = 8) -> LoadedModel:
+               max_batch_size: int = 32, max_seq_len: int | None = None, speculative_tokens: int = 8,
+               kv_cache_mb: float = 0.0) -> LoadedModel:
     """Load, quantize (``fp32`` sources only) and warm up an engine.
 
     A source that is already quantized is served in its own scheme; asking for another one is an error.
@@ -135,12 +138,14 @@ def load_model(model_uri: str | None = None, model_dir: str | Path | None = None
         model_uri: as ``load_weights``.
         model_dir: as ``load_weights``.
         quantization: ``fp32``/``none``, ``int8`` or ``int4``.
-        max_batch_size: KV-cache rows (sequences decoded together).
-        max_seq_len: cache length in tokens (default: the model's positions).
+        max_batch_size: most KV-cache rows (sequences decoded together).
+        max_seq_len: the serving context in tokens (default: the model's positions).
         speculative_tokens: most drafted tokens checked per step (0: off).
+        kv_cache_mb: KV-cache budget in MiB (2**20 bytes); 0: no bound but rows x context.
 
     Raises:
-        ConfigError: an unknown scheme, or a quantized source asked for another scheme.
+        ConfigError: an unknown scheme, a quantized source asked for another scheme, or a KV-cache budget
+            below one sequence.
         ModelNotFoundError: as ``load_weights``.
     """
     scheme = normalize_scheme(quantization)
@@ -152,6 +157,9 @@ def load_model(model_uri: str | None = None, model_dir: str | Path | None = None
     else:
         weights = quantize_decoder(weights, scheme)
     engine = GenerationEngine.from_weights(weights, tokenizer, max_batch_size=max_batch_size, max_seq_len=max_seq_len,
-                                           speculative_tokens=speculative_tokens)
+                                           speculative_tokens=speculative_tokens, kv_cache_mb=kv_cache_mb)
+    del weights  # the engine holds its own fused copies: hand the source tensors' memory back
+    gc.collect()
+    return_freed_memory()
     return LoadedModel(engine=engine, model_id=model_id, source=source, version=version, quantization=scheme,
                        loaded_at=time.time())

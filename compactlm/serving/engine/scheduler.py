@@ -7,7 +7,9 @@ et al., "Orca: A Distributed Serving System for Transformer-Based Generative Mod
 per step. Torch ops release the GIL, so the event loop keeps serving HTTP while a step runs.
 
 Backpressure: at most ``max_queue`` sequences wait for a row; beyond that ``submit_many`` raises
-``QueueFullError`` (the API answers 503) instead of letting latency grow without bound.
+``QueueFullError`` (the API answers 503) instead of letting latency grow without bound. A sequence also
+waits, in order, while the KV cache of those in flight plus it would exceed the engine's budget
+(``GenerationEngine.can_admit``). After ``idle_release_s`` with nothing to do, the engine frees its cache.
 """
 
 from __future__ import annotations
@@ -78,12 +80,15 @@ class Scheduler:
         engine: the generation engine (owned by this scheduler's thread once started).
         max_queue: most sequences allowed to wait for a free cache row (beyond: ``QueueFullError``).
         on_step: called after each step with the number of sequences decoded (metrics).
+        idle_release_s: seconds without work after which the engine's KV cache is freed.
     """
 
-    def __init__(self, engine: GenerationEngine, max_queue: int = 256, on_step: Callable[[int], None] | None = None):
+    def __init__(self, engine: GenerationEngine, max_queue: int = 256, on_step: Callable[[int], None] | None = None,
+                 idle_release_s: float = 2.0):
         self.engine = engine
         self.max_queue = max_queue
         self.on_step = on_step
+        self.idle_release_s = idle_release_s
         self._waiting: deque[tuple[Sequence, RequestHandle, asyncio.AbstractEventLoop]] = deque()
         self._handles: dict[int, tuple[RequestHandle, asyncio.AbstractEventLoop]] = {}
         self._cond = threading.Condition()
@@ -98,7 +103,7 @@ class Scheduler:
 
     @property
     def queue_depth(self) -> int:
-        """Sequences waiting for a cache row."""
+        """Sequences waiting for a cache row (or for room in the KV-cache budget)."""
         return len(self._waiting)
 
     @property
@@ -157,7 +162,9 @@ class Scheduler:
         while True:
             with self._cond:
                 while not self._waiting and not engine.busy and not self._stop:
-                    self._cond.wait()
+                    held = engine.decoder.cache.nbytes > 0
+                    if not self._cond.wait(self.idle_release_s if held else None) and held:
+                        engine.release_cache()  # idle: hand the KV cache back until the next request
                 if self._stop and not self._waiting and not engine.busy:
                     return
                 dropped = self._admit()
@@ -175,9 +182,10 @@ class Scheduler:
             self._deliver(dropped + touched)
 
     def _admit(self) -> list[Sequence]:
-        """Move waiting sequences into free rows (lock held); returns the cancelled ones it dropped."""
+        """Move waiting sequences, in order, into free rows while the KV-cache budget allows (lock held); returns
+        the cancelled ones it dropped."""
         dropped = []
-        while self._waiting and self.engine.free_rows > 0:
+        while self._waiting and (self._waiting[0][0].cancelled or self.engine.can_admit(self._waiting[0][0])):
             seq, handle, loop = self._waiting.popleft()
             self._handles[id(seq)] = (handle, loop)
             if seq.cancelled:

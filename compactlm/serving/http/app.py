@@ -132,7 +132,7 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
                                       param)
         engine = current.model.engine
         ids = engine.encode(prompt)
-        room = engine.max_seq_len - len(ids)
+        room = engine.max_sequence_tokens - len(ids)  # the context, or less under the KV-cache budget
         default = max(1, min(config.max_new_tokens, room))
         params = SamplingParams(max_tokens=max_tokens or default,
                                 temperature=1.0 if body.temperature is None else body.temperature,

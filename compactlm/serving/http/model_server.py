@@ -51,7 +51,7 @@ class ModelServer:
     def _load_blocking(self) -> LoadedModel:
         cfg = self.config
         return load_model(cfg.model_uri, cfg.model_dir, cfg.quantization, cfg.max_batch_size,
-                          cfg.max_seq_len or None, cfg.speculative_tokens)
+                          cfg.max_seq_len or None, cfg.speculative_tokens, cfg.kv_cache_mb)
 
     async def load(self) -> LoadedModel:
         """Load the configured model (off the event loop) and make it current."""
@@ -74,6 +74,7 @@ class ModelServer:
         self.metrics.reloads.labels(outcome="loaded").inc()
         self.metrics.ready.set(1)
         logger.info("model loaded", extra={"event": "model_loaded", **loaded.describe()})
+        logger.info(loaded.engine.decoder.cache.summary(), extra={"event": "kv_cache"})
         if previous is not None:
             asyncio.get_running_loop().run_in_executor(None, previous.scheduler.close, True)
 
