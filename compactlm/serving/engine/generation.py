@@ -22,7 +22,7 @@ from collections.abc import Sequence as SequenceOf
 import torch
 
 from compactlm.errors import InvalidRequestError
-from compactlm.models.tokenizer import CHAT_FORMAT_MARKER, format_prompt, render_chat
+from compactlm.models.tokenizer import CHAT_FORMAT_MARKER, format_prompt, prompt_start_ids, render_chat, render_prompt
 from compactlm.serving.engine.decoder import FastDecoder
 from compactlm.serving.engine.sampling import SamplingParams, select_tokens
 from compactlm.serving.engine.sequence import Completion, Sequence
@@ -53,7 +53,8 @@ class GenerationEngine:
         self.decoder = decoder
         self.tokenizer = tokenizer
         self.eos_id = tokenizer.eos_token_id
-        self.bos_id = tokenizer.bos_token_id
+        start = prompt_start_ids(tokenizer)  # no BOS for a model whose own chat template writes its specials
+        self.bos_id = start[0] if start else None
         self.max_seq_len = decoder.max_seq_len
         self.max_batch_size = decoder.max_batch_size
         self.active: list[Sequence] = []  # active[r] owns cache row r
@@ -103,7 +104,7 @@ class GenerationEngine:
 
     def instruction_prompt(self, instruction: str) -> str:
         """The fine-tuning prompt around one customer message."""
-        return format_prompt(instruction)
+        return render_prompt(instruction, self.tokenizer)
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """Render chat messages as the model was fine-tuned on them (the generation prompt added).
