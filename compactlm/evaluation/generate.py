@@ -85,7 +85,7 @@ def eval_pairs(frame: pd.DataFrame, model, tokenizer=None) -> tuple[list[str], l
 
 
 def response_likelihood(model, tokenizer, frame: pd.DataFrame, max_length: int, batch_size: int = 32,
-                        keep_completion: bool = False) -> LikelihoodResult:
+                        keep_completion: bool = False, engine=None) -> LikelihoodResult:
     """Sum the NLL of each reference completion (and its EOS) given its prompt, teacher-forced.
 
     Args:
@@ -97,6 +97,8 @@ def response_likelihood(model, tokenizer, frame: pd.DataFrame, max_length: int, 
         batch_size: rows per forward pass.
         keep_completion: causal LM: cut long prompts in the middle rather than the pair at the end
             (see ``encode_prompt_completion``).
+        engine: a ``fast_engine`` over this causal model: the same sums from its decoder, with logits
+            only at the completion tokens.
 
     Returns:
         The summed NLL (nats) with its token and word counts, from which both perplexities follow.
@@ -125,6 +127,16 @@ def response_likelihood(model, tokenizer, frame: pd.DataFrame, max_length: int, 
                 nll += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), flat, ignore_index=IGNORE_INDEX,
                                              reduction="sum"))
                 tokens += int((flat != IGNORE_INDEX).sum())
+        elif engine is not None:
+            encoded = encode_prompt_completion(prompts, completions, tokenizer, max_length, keep_completion)
+            scored = [(ids, next((t for t, label in enumerate(labels) if label != IGNORE_INDEX and t > 0), len(ids)))
+                      for ids, labels in zip(encoded["input_ids"], encoded["labels"])]
+            scored = [(ids, first) for ids, first in scored if first < len(ids)]  # a pair cut inside its prompt
+            for start in range(0, len(scored), batch_size):
+                batch = scored[start:start + batch_size]
+                spans = engine.decoder.span_logprobs([ids for ids, _ in batch], [first for _, first in batch])
+                nll -= float(sum(span.sum() for span in spans))
+                tokens += sum(len(span) for span in spans)
         else:
             encoded = encode_prompt_completion(prompts, completions, tokenizer, max_length, keep_completion)
             for start in range(0, len(encoded["input_ids"]), batch_size):

@@ -92,7 +92,7 @@ def load_mcq_set(path: str | Path | None = None) -> tuple[list[dict], str]:
     return questions, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def option_scores(model, tokenizer, question: str, options: dict[str, str]) -> dict[str, float]:
+def option_scores(model, tokenizer, question: str, options: dict[str, str], engine=None) -> dict[str, float]:
     """Mean log-probability of each option's tokens (and EOS) given the prompt.
 
     One forward pass over the four ``BOS + render_prompt(question) + option + EOS`` sequences (each
@@ -103,6 +103,8 @@ def option_scores(model, tokenizer, question: str, options: dict[str, str]) -> d
         tokenizer: its tokenizer (BOS, EOS and pad ids set).
         question: the raw customer message.
         options: letter -> candidate reply.
+        engine: a ``compactlm.evaluation.generate.fast_engine`` over ``model``: the same scores from its
+            decoder (logits only at the options' tokens), several times faster on a CPU.
 
     Returns:
         Letter -> mean natural-log probability per option token (<= 0; higher is more likely).
@@ -114,7 +116,12 @@ def option_scores(model, tokenizer, question: str, options: dict[str, str]) -> d
     keys = list(options)
     answers = [tokenizer(options[k], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for k in keys]
     limit = getattr(model.config, "max_position_embeddings", 2048)
+    if engine is not None:
+        limit = engine.max_seq_len
     sequences = [(prompt + a)[-limit:] for a in answers]
+    if engine is not None:
+        spans = engine.decoder.span_logprobs(sequences, [len(s) - len(a) for s, a in zip(sequences, answers)])
+        return {key: float(span.mean()) for key, span in zip(keys, spans)}
     ids, mask = _pad(sequences, tokenizer.pad_token_id)
     device = next(model.parameters()).device
     with torch.inference_mode():
@@ -146,7 +153,8 @@ class MCQResult:
     set_sha256: str
 
 
-def evaluate_mcq(model, tokenizer, questions: list[dict], output_path: str | Path, set_sha256: str) -> MCQResult:
+def evaluate_mcq(model, tokenizer, questions: list[dict], output_path: str | Path, set_sha256: str,
+                 engine=None) -> MCQResult:
     """Answer every question, write one JSONL record per question atomically, and return the accuracy.
 
     Args:
@@ -154,6 +162,7 @@ def evaluate_mcq(model, tokenizer, questions: list[dict], output_path: str | Pat
         questions: records as ``load_mcq_set`` returns them.
         output_path: the JSONL file to write (replaced atomically).
         set_sha256: the question file's digest, passed through to the result.
+        engine: score through this fast engine (see ``option_scores``).
 
     Returns:
         The accuracy (0.0 for an empty set) and where the records are.
@@ -162,7 +171,7 @@ def evaluate_mcq(model, tokenizer, questions: list[dict], output_path: str | Pat
     correct = 0
     with atomic_open(output_path) as out:
         for item in questions:
-            scores = option_scores(model, tokenizer, item["question"], item["options"])
+            scores = option_scores(model, tokenizer, item["question"], item["options"], engine)
             final = max(scores, key=scores.get)
             steps = [f"option {k}: mean token log-probability {v:.3f}" for k, v in scores.items()]
             steps.append(f"choose {final}: the most likely reply given the customer's message")

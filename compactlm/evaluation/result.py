@@ -18,6 +18,7 @@ class EvalResult:
         reports: section name (``slices``, ``mcq``, ``counterfactual-bias``, ``robustness``, ``safety``) -> markdown.
         files: output name -> path (``mcq``: the JSONL records).
         slices: column -> group -> mean ROUGE-L F1 (or accuracy per ``label`` for a classifier).
+        timings: section (e.g. ``mcq (60 questions)``) -> wall time in seconds.
     """
 
     metrics: dict[str, float]
@@ -28,6 +29,7 @@ class EvalResult:
     reports: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     slices: dict[str, dict[str, float]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The result as a plain dict."""
@@ -38,9 +40,16 @@ class EvalResult:
         lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in sorted(self.metrics.items())]
         lines += ["", f"Perplexity over {self.n_rows} test rows; generation metrics over {self.n_generated}; "
-                  f"{self.seconds:.1f} s.", "", "| instruction | reference | generated |", "|---|---|---|"]
+                  f"{self.seconds:.1f} s{self._timing_note()}.", "",
+                  "| instruction | reference | generated |", "|---|---|---|"]
         for ex in self.examples:
             cells = [ex[k].replace("|", "\\|").replace("\n", " ")[:200]
                      for k in ("instruction", "reference", "generated")]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
+
+    def _timing_note(self) -> str:
+        """`` (perplexity (120 rows) 30.1 s, ...)`` from ``timings``, or nothing."""
+        if not self.timings:
+            return ""
+        return " (" + ", ".join(f"{section} {seconds:.1f} s" for section, seconds in self.timings.items()) + ")"

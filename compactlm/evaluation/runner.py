@@ -6,8 +6,10 @@ the same seeded samples, the same MCQ set and the same probes, so their figures 
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -186,17 +188,37 @@ def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max
                                        max_new_tokens=config.max_new_tokens, model_size_mb=model_size_mb)
     start = time.perf_counter()
     result = EvalResult(metrics={}, n_rows=len(test), n_generated=0, seconds=0.0)
-    likelihood = response_likelihood(model, tokenizer, test, max_length, config.batch_size,
-                                      keep_completion=shape.keep_completion)
+    engine = fast_engine(model, tokenizer, config.batch_size, max_length)  # batched scoring and generation (CPU)
+    with _timed(result, f"perplexity ({len(test)} rows)"):
+        likelihood = response_likelihood(model, tokenizer, test, max_length, config.batch_size,
+                                          keep_completion=shape.keep_completion, engine=engine)
     result.metrics.update({"perplexity": likelihood.perplexity, "word_perplexity": likelihood.word_perplexity})
-    engine = fast_engine(model, tokenizer, config.batch_size, max_length)  # batched greedy generation (CPU)
-    _generation_section(model, tokenizer, generation_sample(test, config.max_generate_samples, config.seed), config,
-                        max_length, result, engine)
+    sample = generation_sample(test, config.max_generate_samples, config.seed)
+    with _timed(result, f"generation ({len(sample)} answers)"):
+        _generation_section(model, tokenizer, sample, config, max_length, result, engine)
     if model_size_mb is not None:
         result.metrics["model_size_mb"] = model_size_mb
     if not shape.conversational:
         result.seconds = time.perf_counter() - start
         return result
+    _conversation_sections(model, tokenizer, test, config, max_length, output_dir, training_texts, result, engine)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+@contextmanager
+def _timed(result: EvalResult, section: str):
+    """Record a section's wall time in ``result.timings`` and say it on stderr (evaluations take minutes)."""
+    begin = time.perf_counter()
+    yield
+    result.timings[section] = time.perf_counter() - begin
+    print(f"evaluation: {section} in {result.timings[section]:.1f} s", file=sys.stderr, flush=True)
+
+
+def _conversation_sections(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max_length: int,
+                           output_dir: str | Path, training_texts: Sequence[str], result: EvalResult,
+                           engine=None) -> None:
+    """The MCQ set and the behavioural probes of a conversational model (see ``evaluate_model``)."""
 
     def generate(instructions: Sequence[str]) -> list[str]:
         return generate_responses(model, tokenizer, list(instructions), config.max_new_tokens, config.batch_size,
@@ -204,31 +226,34 @@ def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max
 
     if config.mcq_max_questions:
         questions, sha = load_mcq_set(config.mcq_path)
-        mcq = evaluate_mcq(model, tokenizer, questions[:config.mcq_max_questions], Path(output_dir) / "mcq.jsonl", sha)
+        with _timed(result, f"mcq ({min(len(questions), config.mcq_max_questions)} questions)"):
+            mcq = evaluate_mcq(model, tokenizer, questions[:config.mcq_max_questions], Path(output_dir) / "mcq.jsonl",
+                               sha, engine)
         result.metrics["mcq_accuracy"] = mcq.accuracy
         result.files["mcq"] = mcq.records_path
         result.reports["mcq"] = (f"# Multiple-choice QA\n\nAccuracy {mcq.accuracy:.4f} on {mcq.n_questions} questions "
                                  f"(set SHA-256 `{sha[:16]}`); one JSONL record per question in `mcq.jsonl`.")
     if config.counterfactual_samples:
         sample = generation_sample(test, config.counterfactual_samples, config.seed + 1)
-        probe = probes.counterfactual_bias(generate, list(sample["instruction"]), list(sample["response"]),
-                                           config.counterfactual_groups, config.counterfactual_unprivileged,
-                                           config.helpful_rouge)
+        with _timed(result, "counterfactual bias"):
+            probe = probes.counterfactual_bias(generate, list(sample["instruction"]), list(sample["response"]),
+                                               config.counterfactual_groups, config.counterfactual_unprivileged,
+                                               config.helpful_rouge)
         result.metrics.update(probe.metrics)
         result.reports["counterfactual-bias"] = probe.markdown
     if config.robustness_samples:
         sample = generation_sample(test, config.robustness_samples, config.seed + 2)
-        probe = probes.robustness(generate, list(sample["instruction"]), list(sample["response"]), config.seed)
+        with _timed(result, "robustness"):
+            probe = probes.robustness(generate, list(sample["instruction"]), list(sample["response"]), config.seed)
         result.metrics.update(probe.metrics)
         result.reports["robustness"] = probe.markdown
     if config.safety_samples:
         sample = generation_sample(test, config.safety_samples, config.seed + 3)
-        probe = probes.safety(generate, list(sample["instruction"]), training_texts, config.blocked_words,
-                              config.injection_markers)
+        with _timed(result, "safety"):
+            probe = probes.safety(generate, list(sample["instruction"]), training_texts, config.blocked_words,
+                                  config.injection_markers)
         result.metrics.update(probe.metrics)
         result.reports["safety"] = probe.markdown
-    result.seconds = time.perf_counter() - start
-    return result
 
 
 def training_texts(train: pd.DataFrame) -> list[str]:

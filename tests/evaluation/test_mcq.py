@@ -66,3 +66,23 @@ def test_option_scores_prefer_what_the_model_finds_likely(tiny_lm):
     model, tok = tiny_lm
     scores = option_scores(model, tok, "question", {"A": "refund sent", "B": "refund sent"})
     assert scores["A"] == pytest.approx(scores["B"])  # identical options score identically (padding-safe)
+
+
+def test_the_fast_engine_scores_options_and_references_as_transformers_does(tiny_lm, tiny_frame):
+    import pandas as pd
+
+    from compactlm.evaluation.generate import fast_engine, response_likelihood
+
+    model, tok = tiny_lm
+    engine = fast_engine(model, tok, batch_size=4, max_length=64)
+    assert engine is not None
+    options = {"A": "refund sent", "B": "order shipped", "C": "password reset link now", "D": "x"}
+    slow, fast = option_scores(model, tok, "where is my refund", options), option_scores(
+        model, tok, "where is my refund", options, engine)
+    assert fast == pytest.approx(slow, abs=1e-4)
+    frame = pd.DataFrame({"instruction": ["where is my refund", "reset my password please"],
+                          "response": ["refund sent", "password reset link"]})
+    hf, ours = response_likelihood(model, tok, frame, 64, 2), response_likelihood(model, tok, frame, 64, 2,
+                                                                                   engine=engine)
+    assert (ours.tokens, ours.words) == (hf.tokens, hf.words)
+    assert ours.nll == pytest.approx(hf.nll, rel=1e-4)

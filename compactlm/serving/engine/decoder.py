@@ -169,6 +169,38 @@ class FastDecoder:
             fp32 logits, ``[n, vocab]`` or ``[n, T, vocab]`` (``T`` the longest prompt).
         """
         n, width = len(prompts), max(len(p) for p in prompts)
+        h = self._hidden(prompts, first_row)
+        if all_logits:
+            return self._logits(h).view(n, width, -1)
+        last = torch.tensor([j * width + len(p) - 1 for j, p in enumerate(prompts)])
+        return self._logits(h[last])
+
+    @torch.inference_mode()
+    def span_logprobs(self, sequences: list[list[int]], starts: list[int]) -> list[torch.Tensor]:
+        """Teacher-forced log-probabilities of each sequence's tokens from ``starts[j]`` on (scoring, no cache).
+
+        Logits are computed only at the scored positions, so scoring a short answer after a long prompt
+        costs the forward pass, not a ``[T, vocab]`` matrix per row.
+
+        Args:
+            sequences: token ids, one list per sequence (each at most ``max_seq_len`` long).
+            starts: per sequence, the first scored position (>= 1): token ``t`` is scored given tokens ``< t``.
+
+        Returns:
+            One fp32 tensor per sequence, ``[len - start]``: natural-log probabilities of its scored tokens.
+        """
+        width = max(len(s) for s in sequences)
+        h = self._hidden(sequences, None)
+        rows = [torch.arange(j * width + start - 1, j * width + len(seq) - 1)
+                for j, (seq, start) in enumerate(zip(sequences, starts))]
+        logprobs = torch.log_softmax(self._logits(h[torch.cat(rows)]), dim=-1)
+        targets = torch.tensor([t for seq, start in zip(sequences, starts) for t in seq[start:]])
+        picked = logprobs.gather(-1, targets[:, None]).squeeze(-1)
+        return list(picked.split([len(r) for r in rows]))
+
+    def _hidden(self, prompts: list[list[int]], first_row: int | None) -> torch.Tensor:
+        """The last layer's hidden states ``[n * T, hidden]`` of right-padded prompts (prefill when ``first_row``)."""
+        n, width = len(prompts), max(len(p) for p in prompts)
         heads, kv_heads, dim = self.shape.num_heads, self.shape.num_kv_heads, self.shape.head_dim
         ids = torch.tensor([p + [0] * (width - len(p)) for p in prompts])
         if first_row is not None:
@@ -192,10 +224,7 @@ class FastDecoder:
             att = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0, enable_gqa=heads != kv_heads)
             h = layer.o.add_to(h, att.transpose(1, 2).reshape(n * width, q_end))
             h = self._mlp(layer, h)
-        if all_logits:
-            return self._logits(h).view(n, width, -1)
-        last = torch.tensor([j * width + len(p) - 1 for j, p in enumerate(prompts)])
-        return self._logits(h[last])
+        return h
 
     def move_row(self, src: int, dst: int, length: int) -> None:
         """Copy the first ``length`` cached positions of row ``src`` to row ``dst`` (all layers)."""
