@@ -40,7 +40,8 @@ def supervised_pairs(frame: pd.DataFrame, prompt_column: str | None = None,
 
     Explicit columns are used as they are (the prompt already rendered); otherwise ``prompt`` /
     ``completion`` (rendered at ingest in CompactLM's format; for a model with its own chat template
-    only when there is no ``instruction`` column to render in its format instead), else
+    only for multi-turn rows, with a ``context`` of earlier turns: a single-turn ``instruction`` is
+    rendered in the model's format instead), else
     instruction/response or document/summary rendered in the model's format (``render_prompt``:
     CompactLM's, or the chat template of a pretrained ``tokenizer`` that has its own).
 
@@ -54,8 +55,9 @@ def supervised_pairs(frame: pd.DataFrame, prompt_column: str | None = None,
             raise DataError(f"fine-tuning needs columns {prompt_column!r} and {completion_column!r}; "
                             f"missing {missing} (found: {', '.join(map(str, frame.columns[:12]))})")
         return [str(p) for p in frame[prompt_column]], [str(c) for c in frame[completion_column]]
-    own_format = has_own_chat_template(tokenizer)  # columns rendered at ingest hold CompactLM's format, not its
-    if {"prompt", "completion"} <= set(frame.columns) and not (own_format and "instruction" in frame.columns):
+    # Columns rendered at ingest hold CompactLM's format; a single-turn row is re-rendered in the model's own.
+    rerender = has_own_chat_template(tokenizer) and "instruction" in frame.columns and "context" not in frame.columns
+    if {"prompt", "completion"} <= set(frame.columns) and not rerender:
         return [str(p) for p in frame["prompt"]], [str(c) for c in frame["completion"]]
     if {"instruction", "response"} <= set(frame.columns):
         return [render_prompt(str(i), tokenizer) for i in frame["instruction"]], [str(r) for r in frame["response"]]
