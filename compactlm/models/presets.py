@@ -64,6 +64,9 @@ PRESETS: dict[str, Preset] = {
     "decoder-mini": Preset("decoder", 256, 6, 8, 768, 512),
     # ~10M: the training benchmark's model (benchmarks/train_bench.py); head size 64 like the larger ones.
     "decoder-10m": Preset("decoder", 320, 6, 5, 864, 1024),
+    # ~13M with a 49,152-token vocabulary (9.4M of it the tied embedding): a student at 10 % of
+    # SmolLM2-135M that shares its tokenizer (benchmarks/distill_bench.py); head size 64.
+    "decoder-distil": Preset("decoder", 192, 8, 3, 512, 512),
     "decoder-small": Preset("decoder", 512, 8, 8, 1536, 1024, num_kv_heads=4),
     "decoder-base": Preset("decoder", 768, 12, 12, 2304, 2048, num_kv_heads=4),
     "encoder-tiny": Preset("encoder", 64, 2, 4, 128, 256),
