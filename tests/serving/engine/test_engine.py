@@ -64,6 +64,34 @@ def test_prefill_and_decode_logits_match_transformers(make_decoder, tokenizer, k
         assert torch.allclose(multi[1], short_reference, atol=1e-4)
 
 
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_fp32_lm_head_keeps_one_table_when_tied_and_matches_transformers(make_decoder, tokenizer, tied):
+    model = make_decoder(seed=3)
+    if not tied:  # a separate LM head, drawn like the other matrices
+        from transformers import LlamaForCausalLM
+
+        model.config.tie_word_embeddings = False
+        untied = LlamaForCausalLM(model.config)
+        untied.load_state_dict(model.state_dict(), strict=False)
+        with torch.no_grad():
+            untied.lm_head.weight.normal_(0.0, 0.2)
+        model = untied.eval()
+        assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
+    decoder = GenerationEngine.from_hf(model, tokenizer, max_batch_size=2).decoder
+    vocab, hidden = model.config.vocab_size, model.config.hidden_size
+    if tied:  # the embedding lookup and the LM head read the same [hidden, vocab] table: no second copy
+        assert decoder.embed is None and decoder._embed_t.shape == (hidden, vocab)
+        assert decoder._head.weight_t.data_ptr() == decoder._embed_t.data_ptr()
+    else:
+        assert decoder.embed.shape == (vocab, hidden) and decoder._head.weight_t.shape == (hidden, vocab)
+    ids = prompt_ids(tokenizer, PROMPTS[1])
+    with torch.inference_mode():
+        reference = model(torch.tensor([ids])).logits[0]
+        assert torch.allclose(decoder.forward([ids], all_logits=True)[0], reference, atol=1e-4)
+        decoder.forward([ids[:4]], first_row=0)
+        assert torch.allclose(decoder.decode([ids[4]], [4])[0], reference[4], atol=1e-4)
+
+
 def test_stop_sequences_cut_the_text_and_streamed_deltas_add_up(tiny_model, tokenizer):
     engine = GenerationEngine.from_hf(tiny_model, tokenizer, max_batch_size=4)
     ids = prompt_ids(tokenizer, PROMPTS[0])
