@@ -3,8 +3,9 @@
     python benchmarks/serve_bench.py                       # the champion in ./.compactlm (after `make demo`)
     python benchmarks/serve_bench.py --home /path/to/.compactlm --cores 2
 
-    # SmolLM2-135M (configs/smollm2-support.yaml) on 2 CPU cores in ~6 min per scheme: no naive server, no
-    # INT8 quality pass, short runs, and the memory check (32 sequences of 512 tokens, RSS < 2 GB)
+    # SmolLM2-135M (configs/smollm2-support.yaml) on 2 CPU cores, 9-15 min per scheme on a busy host (most of
+    # it the memory check): no naive server, no INT8 quality pass, short runs, and the memory check (32
+    # sequences of 512 tokens, RSS < 2 GB)
     python benchmarks/serve_bench.py --home /tmp/smolrun/home \
         --model-uri models:/compactlm-smollm2-support@champion --no-naive --skip-int8-quality \
         --warm-up 4 --latency-requests 5 --seconds 20 --rss-sequences 32 --rss-tokens 512 [--quantization int8]
@@ -282,6 +283,11 @@ async def rss_check(url: str, feed: PromptFeed, model: str, pid: int, sequences:
             if n < tokens:
                 prompts.append(prompt)
                 lengths.append(n)
+        for _ in range(40):  # idle: the probes' KV cache handed back (after the server's 2 s without work)
+            sample = await _ready_sample(client)
+            if sample is not None and sample[0] == 0 and sample[1] == 0:
+                break
+            await asyncio.sleep(0.25)
         idle_kib = proc_status_kib(pid, "VmRSS")
         samples: list[int] = []
         stop = threading.Event()
