@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from prefect import task
@@ -53,8 +54,13 @@ def rescore_champion(model_uri: str, version: DatasetVersion, config: EvalConfig
 @task(name="score-base", **IO_RETRIES)
 def score_base(base: str, version: DatasetVersion, config: EvalConfig, max_length: int, run_id: str,
                work_dir: str, task: str = "instruction") -> EvalResult:
-    """Score the pretrained base zero-shot (no fine-tuning) on exactly the candidate's data and probes."""
+    """Score the pretrained base zero-shot (no fine-tuning) on exactly the candidate's test split and MCQ set.
+
+    The behavioural probes are left out: the gate compares a base on quality metrics (``beat_base``), and
+    on a 135M model on a CPU the probes would double the time this costs.
+    """
     model, tokenizer = load_base(base, detect_kind(load_model_config(base)))
+    config = dataclasses.replace(config, counterfactual_samples=0, robustness_samples=0, safety_samples=0)
     result = evaluate_version(model, tokenizer, version, config, max_length, Path(work_dir) / "base-evaluation",
                               model_size_mb(resolve_model_ref(base)), task)
     _publish(result, run_id, "base-evaluation", f"Base {base} zero-shot", "base_")
