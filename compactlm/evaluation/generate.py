@@ -152,7 +152,7 @@ def response_likelihood(model, tokenizer, frame: pd.DataFrame, max_length: int, 
     return LikelihoodResult(nll=nll, tokens=tokens, words=words)
 
 
-def fast_engine(model, tokenizer, batch_size: int, max_length: int | None = None):
+def fast_engine(model, tokenizer, batch_size: int):
     """The batched serving engine over ``model``'s weights, for evaluation's many greedy generations.
 
     A Llama-style causal LM on the CPU gets ``compactlm.serving.engine.GenerationEngine`` (continuous
@@ -161,8 +161,8 @@ def fast_engine(model, tokenizer, batch_size: int, max_length: int | None = None
 
     Args:
         model, tokenizer: a transformers model and its tokenizer.
-        batch_size: sequences decoded together.
-        max_length: the context in tokens (default: the model's positions).
+        batch_size: sequences decoded together. Its context is the model's positions (the KV cache
+            grows by need); callers cut prompts to their own ``max_length`` as for ``model.generate``.
 
     Returns:
         A ``GenerationEngine`` (weights copied: later changes to ``model`` are not seen), or None.
@@ -179,8 +179,7 @@ def fast_engine(model, tokenizer, batch_size: int, max_length: int | None = None
         return None
     if hasattr(model, "peft_config"):  # an unmerged adapter model: its weights are not the engine's
         return None
-    return GenerationEngine.from_hf(model, tokenizer, max_batch_size=batch_size, max_seq_len=max_length,
-                                    speculative_tokens=0)
+    return GenerationEngine.from_hf(model, tokenizer, max_batch_size=batch_size, speculative_tokens=0)
 
 
 def _engine_generate(engine, tokenizer, prompts: Sequence[str], max_new_tokens: int, keep: int) -> list[str]:

@@ -120,7 +120,8 @@ def option_scores(model, tokenizer, question: str, options: dict[str, str], engi
         limit = engine.max_seq_len
     sequences = [(prompt + a)[-limit:] for a in answers]
     if engine is not None:
-        spans = engine.decoder.span_logprobs(sequences, [len(s) - len(a) for s, a in zip(sequences, answers)])
+        # A sequence cut to the context keeps its end: the option, or its last tokens when it alone is longer.
+        spans = engine.decoder.span_logprobs(sequences, [max(len(s) - len(a), 1) for s, a in zip(sequences, answers)])
         return {key: float(span.mean()) for key, span in zip(keys, spans)}
     ids, mask = _pad(sequences, tokenizer.pad_token_id)
     device = next(model.parameters()).device

@@ -188,7 +188,7 @@ def evaluate_model(model, tokenizer, test: pd.DataFrame, config: EvalConfig, max
                                        max_new_tokens=config.max_new_tokens, model_size_mb=model_size_mb)
     start = time.perf_counter()
     result = EvalResult(metrics={}, n_rows=len(test), n_generated=0, seconds=0.0)
-    engine = fast_engine(model, tokenizer, config.batch_size, max_length)  # batched scoring and generation (CPU)
+    engine = fast_engine(model, tokenizer, config.batch_size)  # batched scoring and generation (CPU)
     with _timed(result, f"perplexity ({len(test)} rows)"):
         likelihood = response_likelihood(model, tokenizer, test, max_length, config.batch_size,
                                           keep_completion=shape.keep_completion, engine=engine)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -74,12 +75,14 @@ def test_the_fast_engine_scores_options_and_references_as_transformers_does(tiny
     from compactlm.evaluation.generate import fast_engine, response_likelihood
 
     model, tok = tiny_lm
-    engine = fast_engine(model, tok, batch_size=4, max_length=64)
+    engine = fast_engine(model, tok, batch_size=4)
     assert engine is not None
     options = {"A": "refund sent", "B": "order shipped", "C": "password reset link now", "D": "x"}
     slow, fast = option_scores(model, tok, "where is my refund", options), option_scores(
         model, tok, "where is my refund", options, engine)
     assert fast == pytest.approx(slow, abs=1e-4)
+    long = option_scores(model, tok, "where is my refund", {"A": "refund sent " * 300, "B": "x"}, engine)
+    assert all(math.isfinite(v) for v in long.values())  # an option longer than the context keeps its end
     frame = pd.DataFrame({"instruction": ["where is my refund", "reset my password please"],
                           "response": ["refund sent", "password reset link"]})
     hf, ours = response_likelihood(model, tok, frame, 64, 2), response_likelihood(model, tok, frame, 64, 2,

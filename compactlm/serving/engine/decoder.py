@@ -197,9 +197,14 @@ class FastDecoder:
             sequences: token ids, one list per sequence (each at most ``max_seq_len`` long).
             starts: per sequence, the first scored position (>= 1): token ``t`` is scored given tokens ``< t``.
 
+        Raises:
+            ValueError: a start outside ``[1, len(sequence)]``.
+
         Returns:
             One fp32 tensor per sequence, ``[len - start]``: natural-log probabilities of its scored tokens.
         """
+        if any(not 1 <= start <= len(seq) for seq, start in zip(sequences, starts)):
+            raise ValueError(f"every start must be in [1, len(sequence)]; got starts={starts}")
         width = max(len(s) for s in sequences)
         h = self._hidden(sequences, None)
         rows = [torch.arange(j * width + start - 1, j * width + len(seq) - 1)
