@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import tempfile
 import time
@@ -70,6 +71,10 @@ def verdict(ratio: dict[str, float]) -> dict[str, bool]:
             "met": ratio["params_ratio"] <= TARGET_PARAMS and all(q >= TARGET_QUALITY for q in quality)}
 
 
+def _seconds(value: float | None) -> str:
+    return f"{value:.0f}" if value else "—"  # the teacher is not trained here
+
+
 def markdown_table(models: dict[str, dict]) -> str:
     """The comparison as a markdown table: one row per model (``teacher``, ``distilled``, ``control``)."""
     teacher = models["teacher"]
@@ -81,7 +86,7 @@ def markdown_table(models: dict[str, dict]) -> str:
         lines.append(f"| {label} | {m['parameters'] / 1e6:.1f}M | {r['params_ratio']:.3f} | {m['rouge_l']:.3f} | "
                      f"{r['rouge_l_ratio']:.2f} | {m['mcq_accuracy']:.3f} | {r['mcq_ratio']:.2f} | "
                      f"{m['word_perplexity']:.2f} | {r['word_perplexity_ratio']:.2f} | "
-                     f"{m['generation_tokens_per_second']:.0f} | {m.get('train_seconds', 0):.0f} |")
+                     f"{m['generation_tokens_per_second']:.0f} | {_seconds(m.get('train_seconds'))} |")
     return "\n".join(lines)
 
 
@@ -207,7 +212,9 @@ def main() -> None:  # noqa: PLR0915 - one linear script
                         "temperature": args.temperature, "alpha": args.alpha, "top_k": args.top_k,
                         "epochs": args.epochs, "train_rows": len(train),
                         "teacher_target_seconds": round(targets.seconds, 1),
-                        "teacher_target_positions": targets.positions}
+                        "teacher_target_positions": targets.positions,
+                        "teacher_tail_mass_mean": round(sum(math.exp(t) for row in targets.tail for t in row)
+                                                        / max(targets.positions, 1), 4)}
         for key, _ in ROWS:
             result[key] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in models[key].items()}
             for metric, value in models[key].items():

@@ -159,3 +159,4 @@ def test_the_benchmark_table_orients_every_ratio_so_that_higher_is_better():
     assert not distill_bench.verdict({**r, "mcq_ratio": 0.79})["met"]
     table = distill_bench.markdown_table({"teacher": teacher, "distilled": student, "control": student})
     assert table.count("\n") == 4 and "| distilled student | 13.0M | 0.096 | 0.450 | 0.90 |" in table
+    assert table.splitlines()[2].endswith("| 100 | — |") and table.endswith("| 900 | 300 |")
