@@ -176,8 +176,14 @@ def test_a_text_corpus_becomes_a_registered_base_gated_on_bits_per_character(tmp
     continuation = _load(f"models:/{first['registered_model']}@champion", first["tracking_uri"], ["how do i"])
     assert len(continuation) == 1 and isinstance(continuation[0], str)
 
-    # The registered base is ready as model.base of a fine-tuning config.
+    # The registered base is ready as model.base of a fine-tuning config, and the gate scores that base
+    # zero-shot on the same test split: a fine-tune must beat the model it started from (beat_base).
     tuned = retrain(config_path=str(REPO / "configs" / "ci.yaml"), approval="auto",
                     overrides=[f"model.base=models:/{first['registered_model']}@champion", "data.n_rows=200",
                                "finetune.max_steps=5", "registry.model_name=tuned-from-base"])
-    assert tuned["version"] == "1", tuned["gate"]
+    against_base = {c["metric"]: c for c in tuned["gate"]["checks"] if c["name"].endswith("vs base")}
+    assert set(against_base) == {"rouge_l", "mcq_accuracy"}
+    assert all(c["status"] in ("pass", "fail") and c["baseline"] is not None for c in against_base.values())
+    failed = {c["name"] for c in tuned["gate"]["checks"] if c["status"] == "fail"}
+    assert tuned["gate"]["verdict"] == ("failed" if failed else "passed")
+    assert (tuned["version"] == "1") == (not failed), tuned["gate"]  # registered exactly when every row passed
