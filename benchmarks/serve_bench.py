@@ -434,6 +434,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=100, help="tokens per request (latency, throughput)")
     parser.add_argument("--quantization", default="fp32", help="weights the fast server runs: fp32, int8 or int4")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive generate-per-request server")
+    parser.add_argument("--speculative-tokens", type=int, default=None,
+                        help="serve.speculative_tokens of the fast server (default: the engine's, 8)")
     parser.add_argument("--skip-no-speculation", action="store_true",
                         help="skip the fast server's second run with serve.speculative_tokens=0")
     parser.add_argument("--skip-int8-quality", action="store_true",
@@ -477,6 +479,8 @@ def main() -> None:
         fast = [sys.executable, "-m", "compactlm.cli", "serve", "--model-dir", model_dir, "--set",
                 f"serve.threads={args.threads}", "--set", "serve.max_batch_size=32", "--set",
                 f"serve.quantization={scheme}"]
+        if args.speculative_tokens is not None:  # e.g. 0, as configs/smollm2-support.yaml serves SmolLM2
+            fast += ["--set", f"serve.speculative_tokens={args.speculative_tokens}"]
         servers = [("fast", fast, "/ready", CONCURRENCY)]
         if not args.skip_no_speculation:
             # The same server without speculative decoding: what the engine alone does at batch 1.
