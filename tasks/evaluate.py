@@ -59,10 +59,11 @@ def score_base(base: str, version: DatasetVersion, config: EvalConfig, max_lengt
     The behavioural probes are left out: the gate compares a base on quality metrics (``beat_base``), and
     on a 135M model on a CPU the probes would double the time this costs.
     """
-    model, tokenizer = load_base(base, detect_kind(load_model_config(base)))
+    source = resolve_model_ref(base)  # a registry version is downloaded (a GGUF converted) once, here
+    model, tokenizer = load_base(source, detect_kind(load_model_config(source)))
     config = dataclasses.replace(config, counterfactual_samples=0, robustness_samples=0, safety_samples=0)
     result = evaluate_version(model, tokenizer, version, config, max_length, Path(work_dir) / "base-evaluation",
-                              model_size_mb(resolve_model_ref(base)), task)
+                              model_size_mb(source), task)
     _publish(result, run_id, "base-evaluation", f"Base {base} zero-shot", "base_")
     return result
 

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import PROMPTS, hf_greedy, prompt_ids
 
 from compactlm.errors import InvalidRequestError, UnsupportedModelError
-from compactlm.models.tokenizer import format_prompt
 from compactlm.serving.engine.generation import GenerationEngine
 from compactlm.serving.engine.sampling import SamplingParams, TextTracker, select_tokens
 from compactlm.serving.engine.weights import check_supported
-
-PROMPTS = ["Where is my order?", "Cancel my plan please, it is too expensive for me now",
-           "refund", "How do I change my address?", "My package arrived damaged and the box was open"]
-
-
-def prompt_ids(tokenizer, text: str) -> list[int]:
-    return [tokenizer.bos_token_id, *tokenizer(format_prompt(text), add_special_tokens=False)["input_ids"]]
-
-
-def hf_greedy(model, ids: list[int], max_new_tokens: int, eos: int) -> list[int]:
-    with torch.inference_mode():
-        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=0, eos_token_id=eos)
-    tokens = out[0, len(ids):].tolist()
-    return tokens[:tokens.index(eos)] if eos in tokens else tokens
 
 
 @pytest.mark.parametrize("kv_heads", [None, 2], ids=["mha", "gqa"])

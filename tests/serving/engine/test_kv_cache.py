@@ -10,10 +10,10 @@ import httpx
 import openai
 import pytest
 import torch
+from helpers import PROMPTS, hf_greedy, prompt_ids
 
 from compactlm.config import ServeConfig
 from compactlm.errors import ConfigError, InvalidRequestError
-from compactlm.models.tokenizer import format_prompt
 from compactlm.serving.engine.decoder import FastDecoder
 from compactlm.serving.engine.generation import GenerationEngine
 from compactlm.serving.engine.kv_cache import MIB, KVCache
@@ -23,21 +23,7 @@ from compactlm.serving.engine.scheduler import Scheduler
 from compactlm.serving.engine.weights import DecoderWeights
 from compactlm.serving.http.app import create_app
 
-PROMPTS = ["Where is my order?", "Cancel my plan please, it is too expensive for me now",
-           "refund", "How do I change my address?", "My package arrived damaged and the box was open"]
 TOKEN = 2 * 2 * 4 * 16 * 4  # decoder-tiny: layers x (k, v) x kv_heads x head_dim x fp32 = 1 KiB per position
-
-
-def prompt_ids(tokenizer, text: str) -> list[int]:
-    return [tokenizer.bos_token_id, *tokenizer(format_prompt(text), add_special_tokens=False)["input_ids"]]
-
-
-def hf_greedy(model, ids: list[int], max_new_tokens: int, eos: int) -> list[int]:
-    with torch.inference_mode():
-        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=0, eos_token_id=eos)
-    tokens = out[0, len(ids):].tolist()
-    return tokens[:tokens.index(eos)] if eos in tokens else tokens
 
 
 def engine_for(model, tokenizer, chunk: int = 16, budget_tokens: int = 0, **kwargs) -> GenerationEngine:
