@@ -221,7 +221,8 @@ def load_python_model(model_uri: str) -> mlflow.pyfunc.PythonModel:
 
     Loading prepends the model's logged code folder to ``sys.path``; a long-running server that reloads on
     every alias move would grow it without end, and everything the model needs is imported by the time
-    loading returns, so ``sys.path`` is restored.
+    loading returns, so ``sys.path`` is restored. MLflow's own references to the loaded model are dropped
+    too: the caller's is the only one, so a model the caller lets go is freed.
 
     Args:
         model_uri: any MLflow model URI (``models:/<name>@<alias>``, ``models:/<name>/<version>``, ``runs:/...``).
@@ -231,11 +232,20 @@ def load_python_model(model_uri: str) -> mlflow.pyfunc.PythonModel:
     """
     for former in _FORMER_MODULES:
         sys.modules.setdefault(former, sys.modules[__name__])
-    saved = list(sys.path)
+    saved, modules = list(sys.path), set(sys.modules)
     try:
         return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
     finally:
         sys.path[:] = saved
+        # A models-from-code load leaves the model in ``mlflow.models.model.__mlflow_model__`` (set_model's
+        # global) and its entry file as a ``code_model_<uuid>`` module: both would keep every model this
+        # process ever loaded alive (SmolLM2's 540 MB of fp32 weights after the server had copied them).
+        import mlflow.models.model as mlflow_model_module
+
+        mlflow_model_module.__mlflow_model__ = None
+        for name in set(sys.modules) - modules:
+            if name.startswith("code_model_"):
+                del sys.modules[name]
 
 
 def load_chat_model(model_uri: str):

@@ -81,3 +81,35 @@ def test_versions_logged_with_a_former_entry_file_load_in_this_process(home, tmp
             assert len(answers) == 1 and isinstance(answers[0], str)
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_a_loaded_model_is_freed_when_its_caller_lets_it_go(home, saved_model):
+    """MLflow keeps a models-from-code model in a module global and its entry file in ``sys.modules``; the
+    server converts the model to engine weights and drops it, so those references must not outlive the load
+    (SmolLM2's server held a second 540 MB copy of its weights that way)."""
+    import gc
+    import weakref
+
+    import mlflow
+
+    from compactlm.registry import store
+    from compactlm.state import state_paths
+
+    key, folder = saved_model["transformers"]
+    experiment = store.setup_tracking(state_paths(), "unit")
+    try:
+        with mlflow.start_run(experiment_id=experiment):
+            info = mlflow.pyfunc.log_model(name="model", python_model=str(pyfunc.PACKAGE_DIR / pyfunc.ENTRY_FILE),
+                                           artifacts={key: str(folder)}, code_paths=[str(pyfunc.PACKAGE_DIR)],
+                                           model_config={pyfunc.FLAVOUR_KEY: "transformers"},
+                                           signature=pyfunc.model_signature())
+        modules = set(sys.modules)
+        python_model = pyfunc.load_python_model(info.model_uri)
+        assert python_model.model is not None
+        assert not [name for name in set(sys.modules) - modules if name.startswith("code_model_")]
+        alive = weakref.ref(python_model.model)
+        del python_model
+        gc.collect()
+        assert alive() is None
+    finally:
+        mlflow.set_tracking_uri(None)
