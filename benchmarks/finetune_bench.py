@@ -7,9 +7,9 @@ PEFT LoRA or every weight, HF Trainer, the stage callbacks) on ``configs/smollm2
 ``finetune.max_steps = --steps``, on the bundled generator's support data rendered in SmolLM2's own
 chat template, and reports:
 
-* ``train_tokens_per_second``: non-padding tokens the optimizer steps consumed, per second of
-  ``Trainer.train()`` (the first step included: it is what a user waits for);
-* ``step_seconds``: the same time per optimizer step;
+* ``train_tokens_per_second``: tokens the optimizer steps consumed, per second of ``Trainer.train()``
+  less its validation pass (the first step included: it is what a user waits for);
+* ``step_seconds``: the same time per optimizer step; ``eval_seconds``: the validation pass (64 rows);
 * ``peak_rss_mb``: the process's peak resident memory (``getrusage`` ru_maxrss), model load included;
 * ``trainable_parameters`` and ``parameters``.
 
@@ -77,9 +77,10 @@ def main() -> None:
     result = {
         "benchmark": "finetune", "base": config.model.base, "mode": args.mode, "qlora": args.qlora,
         "device": summary.device, "steps": summary.steps, "batch_size": args.batch_size, "seq_len": args.seq_len,
-        "train_tokens": summary.train_tokens, "train_seconds": round(summary.seconds, 2),
-        "train_tokens_per_second": round(summary.train_tokens / summary.seconds, 1) if summary.seconds else None,
-        "step_seconds": round(summary.seconds / max(summary.steps, 1), 3),
+        "train_tokens": summary.train_tokens, "train_seconds": round(summary.seconds - summary.eval_seconds, 2),
+        "train_tokens_per_second": round(summary.tokens_per_second, 1) or None,
+        "step_seconds": round((summary.seconds - summary.eval_seconds) / max(summary.steps, 1), 3),
+        "eval_seconds": round(summary.eval_seconds, 2),
         "stage_seconds_incl_load_and_save": round(total, 1),
         "peak_rss_mb": round(peak_kb / 1024, 1),
         "parameters": summary.parameters, "trainable_parameters": summary.trainable_parameters,

@@ -11,7 +11,8 @@
         --warm-up 4 --latency-requests 5 --seconds 20 --rss-sequences 32 --rss-tokens 512 [--quantization int8]
 
 Both servers are real HTTP servers on loopback, in their own processes, pinned to the same ``--cores``
-CPUs, loading the same champion weights, with the same torch thread count (``--threads``, 1: on a
+CPUs, loading the same champion weights (the fast one through MLflow, ``--model-uri models:/<name>/<version>``,
+as ``compactlm serve`` loads a registered model; ``--kv-cache-dtype bfloat16`` halves its KV cache), with the same torch thread count (``--threads``, 1: on a
 shared 2-core host a second OpenMP thread makes ``generate`` 5-30x slower, so 1 is the naive server's
 best setting too). The client (httpx, asyncio) sends OpenAI completions of exactly ``--new-tokens``
 (100) new tokens (greedy, ``min_tokens`` = ``max_tokens``); prompts are the held-out messages (test,
@@ -342,6 +343,11 @@ async def rss_check(url: str, feed: PromptFeed, model: str, pid: int, sequences:
 # --- main --------------------------------------------------------------------------------------------------
 
 
+def mlflow_tracking_uri(args) -> str:
+    """``--tracking-uri``, else the SQLite store of ``--home``."""
+    return args.tracking_uri or f"sqlite:///{(Path(args.home) / 'mlflow.db').resolve()}"
+
+
 def resolve_champion(args) -> tuple[str, str, str]:
     """(model folder, model URI, version) of the champion; exits with one line when there is none."""
     import mlflow
@@ -353,7 +359,7 @@ def resolve_champion(args) -> tuple[str, str, str]:
 
     if args.model_dir:
         return args.model_dir, args.model_dir, ""
-    uri = args.tracking_uri or f"sqlite:///{(Path(args.home) / 'mlflow.db').resolve()}"
+    uri = mlflow_tracking_uri(args)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         sys.exit(f"error: no MLflow store at {uri}: run `make demo` first to train and register a champion")
     mlflow.set_tracking_uri(uri)
@@ -433,6 +439,8 @@ def main() -> None:
     parser.add_argument("--generate-rows", type=int, default=0, help="ROUGE-L generations (0: every test row)")
     parser.add_argument("--new-tokens", type=int, default=100, help="tokens per request (latency, throughput)")
     parser.add_argument("--quantization", default="fp32", help="weights the fast server runs: fp32, int8 or int4")
+    parser.add_argument("--kv-cache-dtype", default="float32",
+                        help="serve.kv_cache_dtype of the fast server: float32 or bfloat16")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive generate-per-request server")
     parser.add_argument("--speculative-tokens", type=int, default=None,
                         help="serve.speculative_tokens of the fast server (default: the engine's, 8)")
@@ -474,11 +482,17 @@ def main() -> None:
         prompts = [render_prompt(i, tokenizer) for i in messages.sample(frac=1.0, random_state=0)]
         scheme = normalize_scheme(args.quantization)
         env = {**os.environ, "COMPACTLM_HOME": str(Path(workdir) / "state"), "PYTHONUNBUFFERED": "1"}
+        source = ["--model-dir", model_dir]
+        if version:  # a registered model is served as `compactlm serve` serves it: loaded through MLflow
+            from compactlm.registry.uris import parse_model_uri
+
+            source = ["--model-uri", f"models:/{parse_model_uri(model_uri)[0]}/{version}"]
+            env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = mlflow_tracking_uri(args)
         load_start = os.getloadavg()
         results, memory = {}, None
-        fast = [sys.executable, "-m", "compactlm.cli", "serve", "--model-dir", model_dir, "--set",
+        fast = [sys.executable, "-m", "compactlm.cli", "serve", *source, "--set",
                 f"serve.threads={args.threads}", "--set", "serve.max_batch_size=32", "--set",
-                f"serve.quantization={scheme}"]
+                f"serve.quantization={scheme}", "--set", f"serve.kv_cache_dtype={args.kv_cache_dtype}"]
         if args.speculative_tokens is not None:  # e.g. 0, as configs/smollm2-support.yaml serves SmolLM2
             fast += ["--set", f"serve.speculative_tokens={args.speculative_tokens}"]
         servers = [("fast", fast, "/ready", CONCURRENCY)]
@@ -526,7 +540,8 @@ def main() -> None:
         load_end = os.getloadavg()
 
     report(results, int8, memory, {"uri": model_uri, "version": version, "dir_name": Path(model_dir).name,
-                                   "quantization": scheme},
+                                   "quantization": scheme, "kv_cache_dtype": args.kv_cache_dtype,
+                                   "served_from": source[0].lstrip("-")},
            {"cores": cores, "cpu_count": os.cpu_count(), "fast_threads": args.threads, "naive_threads": naive_threads,
             "load_avg_start": [round(x, 2) for x in load_start], "load_avg_end": [round(x, 2) for x in load_end],
             "python": platform.python_version()}, f"{len(prompts)} held-out messages (test + val) from {frame_what}")

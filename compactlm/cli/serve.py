@@ -65,6 +65,8 @@ def serve(
     quantize: QuantizeOption = None,
     kv_cache_mb: Annotated[float | None, typer.Option(
         help="KV-cache budget in MiB, used as needed; requests past it wait; 0 = no cap (serve.kv_cache_mb).")] = None,
+    kv_cache_dtype: Annotated[str | None, typer.Option(
+        help="KV-cache element type: float32 or bfloat16, half the memory (serve.kv_cache_dtype).")] = None,
     max_seq_len: Annotated[int | None, typer.Option(
         help="Serving context: prompt + max_tokens, in tokens; 0 = the model's (serve.max_seq_len).")] = None,
     log_prompts: Annotated[bool, typer.Option("--log-prompts", help="Log prompt and completion text.")] = False,
@@ -79,7 +81,7 @@ def serve(
         CompactLMError: ``--model-dir`` is not a folder.
     """
     flags = {"host": host, "port": port, "rate_limit": rate_limit, "quantization": quantize,
-             "kv_cache_mb": kv_cache_mb, "max_seq_len": max_seq_len}
+             "kv_cache_mb": kv_cache_mb, "kv_cache_dtype": kv_cache_dtype, "max_seq_len": max_seq_len}
     overrides = [f"serve.{k}={v}" for k, v in flags.items() if v is not None]
     if log_prompts:
         overrides.append("serve.redact_prompts=false")
@@ -135,7 +137,7 @@ def predict(
     _set_threads(cfg.serve.threads)
     serve_cfg = cfg.serve
     loaded = load_model(uri, directory, serve_cfg.quantization, serve_cfg.max_batch_size, serve_cfg.max_seq_len or None,
-                        serve_cfg.speculative_tokens, serve_cfg.kv_cache_mb)
+                        serve_cfg.speculative_tokens, serve_cfg.kv_cache_mb, serve_cfg.kv_cache_dtype)
     items = read_requests(input_path, loaded.engine, max_tokens or cfg.serve.max_new_tokens, temperature)
     start = time.perf_counter()
     columns = (TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

@@ -15,8 +15,8 @@ class ServeConfig:
     ``quantization`` is lower-cased, and ``none`` means ``fp32``.
 
     Raises:
-        ConfigError: a port outside [1, 65535], an unknown quantization scheme, a limit out of range, or a
-            blank ``model_uri``.
+        ConfigError: a port outside [1, 65535], an unknown quantization scheme or KV-cache dtype, a limit out
+            of range, or a blank ``model_uri``.
     """
 
     host: str = "127.0.0.1"
@@ -28,6 +28,7 @@ class ServeConfig:
     max_batch_size: int = 32  # sequences decoded together (KV-cache rows)
     max_seq_len: int = 0  # serving context (prompt + max_tokens), tokens; 0: the model's context
     kv_cache_mb: float = 1024.0  # KV-cache budget in MiB, allocated as used; fuller requests wait; 0: no bound
+    kv_cache_dtype: str = "float32"  # float32 | bfloat16 (half the cache's memory, attention in bf16)
     max_queue: int = 256  # sequences waiting for a row; more get 503
     speculative_tokens: int = 8  # drafted tokens checked per step for greedy requests (same output); 0: off
     max_prompt_chars: int = 16_000
@@ -45,6 +46,10 @@ class ServeConfig:
         check(1 <= self.max_batch_size <= 1024, "serve.max_batch_size", self.max_batch_size, "in [1, 1024]")
         check(self.max_seq_len >= 0, "serve.max_seq_len", self.max_seq_len, ">= 0 (0: the model's context)")
         check(self.kv_cache_mb >= 0, "serve.kv_cache_mb", self.kv_cache_mb, ">= 0 (MiB; 0: no bound)")
+        self.kv_cache_dtype = {"fp32": "float32", "bf16": "bfloat16"}.get(self.kv_cache_dtype.lower(),
+                                                                          self.kv_cache_dtype.lower())
+        check(self.kv_cache_dtype in ("float32", "bfloat16"), "serve.kv_cache_dtype", self.kv_cache_dtype,
+              "float32 or bfloat16")
         check(self.max_queue >= 0, "serve.max_queue", self.max_queue, ">= 0")
         check(0 <= self.speculative_tokens <= 64, "serve.speculative_tokens", self.speculative_tokens, "in [0, 64]")
         check(self.max_prompt_chars >= 1, "serve.max_prompt_chars", self.max_prompt_chars, ">= 1")

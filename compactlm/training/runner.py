@@ -210,7 +210,8 @@ def training_arguments(output_dir: str | Path, optim: StageOptim, cfg: TrainConf
 @dataclass
 class StageResult:
     """What ``run_trainer`` measured: mean losses in nats (per token for language models, per example for a
-    classifier), ``seconds`` of wall time in ``train()``, ``steps`` the final global step (resumed ones included)."""
+    classifier), ``seconds`` of wall time in ``train()`` (``eval_seconds`` of it spent on validation: the
+    Trainer's ``eval_runtime``), ``steps`` the final global step (resumed ones included)."""
 
     train_loss: float
     eval_loss: float | None
@@ -218,6 +219,7 @@ class StageResult:
     seconds: float
     resumed_from: str | None
     best_checkpoint: str | None
+    eval_seconds: float = 0.0
 
 
 def final_losses(log_history: list[dict[str, Any]], best_metric: float | None = None) -> tuple[float, float | None]:
@@ -266,7 +268,9 @@ def run_trainer(trainer, cfg: TrainConfig, report_to_mlflow: bool) -> StageResul
         best = next((float(h["eval_loss"]) for h in state.log_history
                      if h.get("step") == best_step and "eval_loss" in h), None)
     train_loss, eval_loss = final_losses(state.log_history, best)
-    return StageResult(train_loss, eval_loss, state.global_step, seconds, resume, state.best_model_checkpoint)
+    eval_seconds = sum(float(h.get("eval_runtime", 0.0)) for h in state.log_history)
+    return StageResult(train_loss, eval_loss, state.global_step, seconds, resume, state.best_model_checkpoint,
+                       eval_seconds)
 
 
 def on_main_process(trainer, save) -> None:
@@ -287,8 +291,9 @@ def count_parameters(model) -> tuple[int, int]:
 class TrainSummary:
     """What a training stage did and where it saved the result.
 
-    Losses as in ``StageResult``; ``seconds`` is the wall time of ``train()``; ``train_tokens`` counts the
-    tokens of this run's steps over every process (see ``summarize``).
+    Losses as in ``StageResult``; ``seconds`` is the wall time of ``train()``, validation included
+    (``eval_seconds`` of it); ``train_tokens`` counts the tokens of this run's steps over every process (see
+    ``summarize``).
     """
 
     output_dir: str
@@ -304,6 +309,7 @@ class TrainSummary:
     resumed_from: str | None = None  # the checkpoint this run continued from
     best_checkpoint: str | None = None  # with train.load_best_model_at_end / early stopping
     teacher: str | None = None  # the distillation teacher (distill.teacher), when the stage learned from one
+    eval_seconds: float = 0.0  # of ``seconds``, the time spent on validation
 
     def to_dict(self) -> dict:
         """The summary as a plain dict."""
@@ -316,8 +322,10 @@ class TrainSummary:
 
     @property
     def tokens_per_second(self) -> float:
-        """Training throughput over every process, tokens per second of wall time (0 when no time passed)."""
-        return self.train_tokens / self.seconds if self.seconds > 0 else 0.0
+        """Training throughput over every process: tokens per second of ``train()`` wall time, validation left out
+        (0 when no time passed)."""
+        seconds = self.seconds - self.eval_seconds
+        return self.train_tokens / seconds if seconds > 0 else 0.0
 
 
 def fit_stage(model, tokenizer, train_ds, val_ds, checkpoint_dir: Path, optim: StageOptim, cfg: TrainConfig,
@@ -364,4 +372,4 @@ def summarize(trainer, result: StageResult, output_dir: Path | str, train_ds, mo
     total, trainable = count_parameters(model)
     return TrainSummary(str(output_dir), result.train_loss, result.eval_loss, result.steps, result.seconds, tokens,
                         total, trainable, args.device.type, args.world_size, result.resumed_from,
-                        result.best_checkpoint, teacher)
+                        result.best_checkpoint, teacher, result.eval_seconds)

@@ -67,7 +67,7 @@ class GenerationEngine:
     @classmethod
     def from_hf(cls, model, tokenizer, quantization: str = "fp32", max_batch_size: int = 32,
                 max_seq_len: int | None = None, group_size: int = 32, speculative_tokens: int = 8,
-                kv_cache_mb: float = 0.0) -> GenerationEngine:
+                kv_cache_mb: float = 0.0, kv_cache_dtype: str = "float32") -> GenerationEngine:
         """Build from a ``transformers`` causal LM (weights are copied; the model can be dropped).
 
         Args:
@@ -79,19 +79,24 @@ class GenerationEngine:
             group_size: int4 input columns per group.
             speculative_tokens: most drafted tokens checked per step (0: off).
             kv_cache_mb: KV-cache budget in MiB (2**20 bytes); 0: no bound but rows x context.
+            kv_cache_dtype: ``float32`` or ``bfloat16`` (half the cache's memory; see ``FastDecoder``).
 
         Raises:
             UnsupportedModelError: not a Llama-style decoder.
-            ConfigError: an unknown scheme, a shape int4 cannot group, or a budget below one sequence.
+            ConfigError: an unknown scheme or KV-cache dtype, a shape int4 cannot group, or a budget below one
+                sequence.
         """
         weights = quantize_decoder(DecoderWeights.from_hf(model), quantization, group_size)
-        return cls.from_weights(weights, tokenizer, max_batch_size, max_seq_len, speculative_tokens, kv_cache_mb)
+        return cls.from_weights(weights, tokenizer, max_batch_size, max_seq_len, speculative_tokens, kv_cache_mb,
+                                kv_cache_dtype)
 
     @classmethod
     def from_weights(cls, weights: DecoderWeights, tokenizer, max_batch_size: int = 32, max_seq_len: int | None = None,
-                     speculative_tokens: int = 8, kv_cache_mb: float = 0.0) -> GenerationEngine:
+                     speculative_tokens: int = 8, kv_cache_mb: float = 0.0,
+                     kv_cache_dtype: str = "float32") -> GenerationEngine:
         """Build a decoder on extracted (optionally quantized) weights and warm it up; arguments as ``from_hf``."""
-        decoder = FastDecoder(weights, max_batch_size=max_batch_size, max_seq_len=max_seq_len, kv_cache_mb=kv_cache_mb)
+        decoder = FastDecoder(weights, max_batch_size=max_batch_size, max_seq_len=max_seq_len, kv_cache_mb=kv_cache_mb,
+                              kv_cache_dtype=kv_cache_dtype)
         decoder.warmup()
         return cls(decoder, tokenizer, speculative_tokens=speculative_tokens)
 

@@ -1,6 +1,8 @@
 """The fast decoder's KV cache, allocated by need: rows and positions grow in chunks, up to a memory budget.
 
-Keys and values are one fp32 tensor per layer each, ``[rows, kv_heads, length, head_dim]``. Nothing is
+Keys and values are one tensor per layer each, ``[rows, kv_heads, length, head_dim]``, in fp32 or, with
+``serve.kv_cache_dtype: bfloat16``, in bf16 (half the memory; llama.cpp keeps its cache in 16 bits by
+default too). Nothing is
 held until a sequence needs it: rows grow (in steps of ``ROW_CHUNK``) as sequences are admitted and
 positions grow (in steps of ``chunk`` tokens) as sequences get longer, the content copied over one layer
 at a time, so a growth costs one layer's worth of memory on top of the cache. A model with an 8k context
@@ -13,8 +15,8 @@ sequences of ~500 tokens peaked at 2.8 GiB resident that way, 1.9 GiB with the m
 after loading).
 
 Memory per concurrent sequence is ``bytes_per_token`` per position: layers x 2 (keys, values) x
-kv_heads x head_dim x 4 bytes, e.g. 45 KiB for SmolLM2-135M (30 layers, 3 KV heads of 64) and 4 KiB for
-the demo's decoder-micro. A budget caps the allocation: the engine admits a sequence only while its rows
+kv_heads x head_dim x 4 bytes (2 in bf16), e.g. 45 KiB for SmolLM2-135M (30 layers, 3 KV heads of 64;
+22.5 KiB in bf16) and 4 KiB for the demo's decoder-micro. A budget caps the allocation: the engine admits a sequence only while its rows
 times the longest reservation (prompt + ``max_tokens``, rounded up to the chunk) fit in it
 (``GenerationEngine.can_admit``), and the cache never grows past it.
 """
@@ -32,6 +34,18 @@ from compactlm.errors import ConfigError
 MIB = 1 << 20  # the "MB" of ``serve.kv_cache_mb``
 ROW_CHUNK = 8  # rows are allocated in multiples of this (at most ``max_rows``, within the budget)
 DEFAULT_CHUNK = 128  # positions are allocated in multiples of this (at most ``max_length``)
+KV_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # serve.kv_cache_dtype -> element type
+
+
+def kv_dtype(name: str) -> torch.dtype:
+    """The element type ``serve.kv_cache_dtype`` names.
+
+    Raises:
+        ConfigError: a name not in ``KV_DTYPES``.
+    """
+    if name not in KV_DTYPES:
+        raise ConfigError(f"serve.kv_cache_dtype must be one of {', '.join(KV_DTYPES)}, got {name!r}")
+    return KV_DTYPES[name]
 
 
 def return_freed_memory() -> None:
@@ -43,17 +57,17 @@ def return_freed_memory() -> None:
         pass
 
 
-def _zeros(*shape: int) -> torch.Tensor:
-    """An fp32 tensor of zeros in its own private anonymous memory map (``torch.zeros`` where there is none).
+def _zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A tensor of zeros in its own private anonymous memory map (``torch.zeros`` where there is none).
 
     Pages become resident only when written, and the map is unmapped when the last view of the tensor
     goes (``torch.frombuffer`` holds the map).
     """
-    size = math.prod(shape) * 4
+    size = math.prod(shape) * dtype.itemsize
     private = getattr(mmap, "MAP_PRIVATE", None)
     if size == 0 or private is None:
-        return torch.zeros(shape)
-    return torch.frombuffer(mmap.mmap(-1, size, flags=private), dtype=torch.float32).view(shape)
+        return torch.zeros(shape, dtype=dtype)
+    return torch.frombuffer(mmap.mmap(-1, size, flags=private), dtype=dtype).view(shape)
 
 
 class KVCache:
@@ -70,19 +84,24 @@ class KVCache:
         max_length: most positions per row (the serving context), in tokens.
         budget_bytes: most bytes the cache may hold; 0: no bound but ``max_rows x max_length``.
         chunk: positions are allocated in multiples of this many tokens.
+        dtype: ``torch.float32`` or ``torch.bfloat16`` (see ``KV_DTYPES``).
 
     Raises:
-        ConfigError: ``chunk`` below 1, or a budget smaller than one chunk of one sequence.
+        ConfigError: ``chunk`` below 1, a budget smaller than one chunk of one sequence, or another dtype.
     """
 
     def __init__(self, num_layers: int, kv_heads: int, head_dim: int, max_rows: int, max_length: int,
-                 budget_bytes: int = 0, chunk: int = DEFAULT_CHUNK):
+                 budget_bytes: int = 0, chunk: int = DEFAULT_CHUNK, dtype: torch.dtype = torch.float32):
         if chunk < 1:
             raise ConfigError(f"the KV-cache chunk must be at least 1 token, got {chunk}")
         self.num_layers, self.kv_heads, self.head_dim = num_layers, kv_heads, head_dim
         self.max_rows, self.max_length, self.chunk = max_rows, max_length, chunk
         self.budget = max(int(budget_bytes), 0)
-        self.bytes_per_token = num_layers * 2 * kv_heads * head_dim * 4
+        if dtype not in KV_DTYPES.values():
+            raise ConfigError(f"the KV cache holds {', '.join(KV_DTYPES)}, not {dtype}")
+        self.dtype = dtype
+        self.dtype_name = next(name for name, value in KV_DTYPES.items() if value == dtype)
+        self.bytes_per_token = num_layers * 2 * kv_heads * head_dim * dtype.itemsize
         self.rows = self.length = 0
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
@@ -131,7 +150,7 @@ class KVCache:
                 "mib_per_sequence": round(tokens * self.bytes_per_token / MIB, 2),
                 "budget_mib": round(self.budget / MIB, 2),
                 "sequences_within_budget": self.sequences_within_budget(tokens),
-                "allocated_mib": round(self.nbytes / MIB, 2), "chunk_tokens": self.chunk}
+                "allocated_mib": round(self.nbytes / MIB, 2), "chunk_tokens": self.chunk, "dtype": self.dtype_name}
 
     def summary(self, tokens: int = 512) -> str:
         """One line: KiB per token, MiB per ``tokens``-token sequence, the budget and how many such sequences fit."""
@@ -142,7 +161,7 @@ class KVCache:
         else:
             bound = (f"no budget (serve.kv_cache_mb=0): up to {self.max_rows * info['mib_per_sequence']:g} MiB for "
                      f"{self.max_rows} such sequences (serve.max_batch_size)")
-        return (f"KV cache: {self.bytes_per_token / 1024:.1f} KiB per token; a {info['sequence_tokens']}-token "
+        return (f"KV cache ({self.dtype_name}): {self.bytes_per_token / 1024:.1f} KiB per token; a {info['sequence_tokens']}-token "
                 f"sequence needs {info['mib_per_sequence']:g} MiB; {bound}; context {self.max_length} tokens "
                 "(serve.max_seq_len)")
 
@@ -198,7 +217,7 @@ class KVCache:
         keep_rows, keep_len = min(rows, self.rows), min(length, self.length)
         for store in (self.keys, self.values):
             for i in range(self.num_layers):
-                new = _zeros(rows, self.kv_heads, length, self.head_dim)
+                new = _zeros(rows, self.kv_heads, length, self.head_dim, dtype=self.dtype)
                 if keep_rows and keep_len:
                     new[:keep_rows, :, :keep_len] = store[i][:keep_rows, :, :keep_len]
                 if i < len(store):

@@ -129,7 +129,7 @@ def load_weights(model_uri: str | None = None, model_dir: str | Path | None = No
 
 def load_model(model_uri: str | None = None, model_dir: str | Path | None = None, quantization: str = "fp32",
                max_batch_size: int = 32, max_seq_len: int | None = None, speculative_tokens: int = 8,
-               kv_cache_mb: float = 0.0) -> LoadedModel:
+               kv_cache_mb: float = 0.0, kv_cache_dtype: str = "float32") -> LoadedModel:
     """Load, quantize (``fp32`` sources only) and warm up an engine.
 
     A source that is already quantized is served in its own scheme; asking for another one is an error.
@@ -142,10 +142,11 @@ def load_model(model_uri: str | None = None, model_dir: str | Path | None = None
         max_seq_len: the serving context in tokens (default: the model's positions).
         speculative_tokens: most drafted tokens checked per step (0: off).
         kv_cache_mb: KV-cache budget in MiB (2**20 bytes); 0: no bound but rows x context.
+        kv_cache_dtype: ``float32`` or ``bfloat16``.
 
     Raises:
-        ConfigError: an unknown scheme, a quantized source asked for another scheme, or a KV-cache budget
-            below one sequence.
+        ConfigError: an unknown scheme or KV-cache dtype, a quantized source asked for another scheme, or a
+            KV-cache budget below one sequence.
         ModelNotFoundError: as ``load_weights``.
     """
     scheme = normalize_scheme(quantization)
@@ -157,7 +158,8 @@ def load_model(model_uri: str | None = None, model_dir: str | Path | None = None
     else:
         weights = quantize_decoder(weights, scheme)
     engine = GenerationEngine.from_weights(weights, tokenizer, max_batch_size=max_batch_size, max_seq_len=max_seq_len,
-                                           speculative_tokens=speculative_tokens, kv_cache_mb=kv_cache_mb)
+                                           speculative_tokens=speculative_tokens, kv_cache_mb=kv_cache_mb,
+                                           kv_cache_dtype=kv_cache_dtype)
     del weights  # the engine holds its own fused copies: hand the source tensors' memory back
     gc.collect()
     return_freed_memory()

@@ -51,7 +51,7 @@ class ModelServer:
     def _load_blocking(self) -> LoadedModel:
         cfg = self.config
         return load_model(cfg.model_uri, cfg.model_dir, cfg.quantization, cfg.max_batch_size,
-                          cfg.max_seq_len or None, cfg.speculative_tokens, cfg.kv_cache_mb)
+                          cfg.max_seq_len or None, cfg.speculative_tokens, cfg.kv_cache_mb, cfg.kv_cache_dtype)
 
     async def load(self) -> LoadedModel:
         """Load the configured model (off the event loop) and make it current."""

@@ -184,3 +184,42 @@ def test_decoder_rope_tables_grow_with_the_positions_used(tiny_model):
     with torch.inference_mode():
         decoder.forward([[1, 2, 3]], first_row=0)
     assert decoder._cos.shape[0] == 16 and decoder.cache.length == 16
+
+
+def test_bfloat16_cache_halves_the_memory_and_keeps_the_logits(make_decoder, tokenizer):
+    """``serve.kv_cache_dtype=bfloat16``: half the bytes per token, attention in bf16 over the cache, logits
+    within bf16 rounding of the fp32 cache's (teacher-forced on the same tokens, plain and multi-token steps)."""
+    model = make_decoder(seed=5, kv_heads=2)
+    weights = DecoderWeights.from_hf(model)
+    exact = FastDecoder(weights, 4, cache_chunk=16)
+    half = FastDecoder(weights, 4, cache_chunk=16, kv_cache_dtype="bfloat16")
+    assert half.cache.bytes_per_token * 2 == exact.cache.bytes_per_token
+    assert half.cache.describe()["dtype"] == "bfloat16" and "KV cache (bfloat16)" in half.cache.summary()
+    prompts = [prompt_ids(tokenizer, p) for p in PROMPTS[:3]]
+    positions = [len(ids) for ids in prompts]
+    with torch.inference_mode():
+        for decoder in (exact, half):
+            decoder.forward(prompts, first_row=0)
+        assert half.cache.keys[0].dtype == torch.bfloat16 and exact.cache.keys[0].dtype == torch.float32
+        agree = total = 0
+        for step in range(24):
+            tokens = [(7 * step + 3 * r) % 200 + 5 for r in range(3)]
+            a, b = exact.decode(tokens, positions), half.decode(tokens, positions)
+            assert (a - b).abs().max().item() < 0.05 * a.abs().max().item()
+            agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+            total += 3
+            positions = [p + 1 for p in positions]
+        drafts = [[11, 12, 13]] * 3  # a speculative verification step: 3 tokens per row
+        a, b = exact.decode(drafts, positions), half.decode(drafts, positions)
+        assert a.shape == b.shape == (3, 3, a.shape[-1])
+        assert (a - b).abs().max().item() < 0.05 * a.abs().max().item()
+    assert agree >= 0.9 * total
+
+
+def test_kv_cache_dtype_is_validated_in_one_line():
+    assert ServeConfig(kv_cache_dtype="BF16").kv_cache_dtype == "bfloat16"
+    assert ServeConfig().kv_cache_dtype == "float32"
+    with pytest.raises(ConfigError, match=r"serve.kv_cache_dtype.*float16"):
+        ServeConfig(kv_cache_dtype="float16")
+    with pytest.raises(ConfigError, match="not torch.float16"):
+        KVCache(2, 2, 4, 4, 64, dtype=torch.float16)
