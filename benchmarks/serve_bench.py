@@ -11,10 +11,11 @@
         --warm-up 4 --latency-requests 5 --seconds 20 --rss-sequences 32 --rss-tokens 512 [--quantization int8]
 
 Both servers are real HTTP servers on loopback, in their own processes, pinned to the same ``--cores``
-CPUs, loading the same champion weights (the fast one through MLflow, ``--model-uri models:/<name>/<version>``,
-as ``compactlm serve`` loads a registered model; ``--kv-cache-dtype bfloat16`` halves its KV cache), with the same torch thread count (``--threads``, 1: on a
-shared 2-core host a second OpenMP thread makes ``generate`` 5-30x slower, so 1 is the naive server's
-best setting too). The client (httpx, asyncio) sends OpenAI completions of exactly ``--new-tokens``
+CPUs, loading the same champion weights (the fast one through MLflow, ``--model-uri
+models:/<name>/<version>``, as ``compactlm serve`` loads a registered model; ``--kv-cache-dtype
+bfloat16`` halves its KV cache), with the same torch thread count (``--threads``, 1: on a shared 2-core
+host a second OpenMP thread makes ``generate`` 5-30x slower, so 1 is the naive server's best setting
+too). The client (httpx, asyncio) sends OpenAI completions of exactly ``--new-tokens``
 (100) new tokens (greedy, ``min_tokens`` = ``max_tokens``); prompts are the held-out messages (test,
 then validation split) in the model's own prompt format, each sent once (the JSON counts any repeats),
 in the same order to every server. INT8 quality is measured on the test split. The fast server runs

@@ -16,9 +16,9 @@ after loading).
 
 Memory per concurrent sequence is ``bytes_per_token`` per position: layers x 2 (keys, values) x
 kv_heads x head_dim x 4 bytes (2 in bf16), e.g. 45 KiB for SmolLM2-135M (30 layers, 3 KV heads of 64;
-22.5 KiB in bf16) and 4 KiB for the demo's decoder-micro. A budget caps the allocation: the engine admits a sequence only while its rows
-times the longest reservation (prompt + ``max_tokens``, rounded up to the chunk) fit in it
-(``GenerationEngine.can_admit``), and the cache never grows past it.
+22.5 KiB in bf16) and 4 KiB for the demo's decoder-micro. A budget caps the allocation: the engine
+admits a sequence only while its rows times the longest reservation (prompt + ``max_tokens``, rounded up
+to the chunk) fit in it (``GenerationEngine.can_admit``), and the cache never grows past it.
 """
 
 from __future__ import annotations
@@ -161,9 +161,9 @@ class KVCache:
         else:
             bound = (f"no budget (serve.kv_cache_mb=0): up to {self.max_rows * info['mib_per_sequence']:g} MiB for "
                      f"{self.max_rows} such sequences (serve.max_batch_size)")
-        return (f"KV cache ({self.dtype_name}): {self.bytes_per_token / 1024:.1f} KiB per token; a {info['sequence_tokens']}-token "
-                f"sequence needs {info['mib_per_sequence']:g} MiB; {bound}; context {self.max_length} tokens "
-                "(serve.max_seq_len)")
+        return (f"KV cache ({self.dtype_name}): {self.bytes_per_token / 1024:.1f} KiB per token; a "
+                f"{info['sequence_tokens']}-token sequence needs {info['mib_per_sequence']:g} MiB; {bound}; "
+                f"context {self.max_length} tokens (serve.max_seq_len)")
 
     def refusal(self, prompt_tokens: int, max_tokens: int) -> str:
         """Why a sequence of ``prompt_tokens + max_tokens`` can never fit the budget, with the numbers."""
