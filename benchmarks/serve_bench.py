@@ -419,6 +419,40 @@ def int8_figures(model_dir: str, frame, workdir: str, generate_rows: int) -> dic
             round(fp32.tokens_per_s_batch1)}
 
 
+def kv_dtype_figures(model_dir: str, frame, rows: int, dtype: str, max_new_tokens: int = 64) -> dict:
+    """Greedy answers to ``rows`` test messages with an fp32 KV cache and with ``dtype``, from the same weights:
+    how many answers are identical, the share of tokens before the first difference, and ROUGE-L of each
+    against the references."""
+    from transformers import AutoModelForCausalLM
+
+    from compactlm.evaluation.metrics import rouge_l
+    from compactlm.models.tokenizer import load_tokenizer, render_prompt
+    from compactlm.serving.engine.generation import GenerationEngine
+    from compactlm.serving.engine.sampling import SamplingParams
+    from compactlm.serving.engine.weights import DecoderWeights
+
+    tokenizer = load_tokenizer(model_dir)
+    weights = DecoderWeights.from_hf(AutoModelForCausalLM.from_pretrained(model_dir))
+    frame = frame.head(rows or len(frame))
+    answers = {}
+    for name in ("float32", dtype):
+        engine = GenerationEngine.from_weights(weights, tokenizer, max_batch_size=32, speculative_tokens=0,
+                                               kv_cache_dtype=name)
+        prompts = [engine.encode(render_prompt(text, tokenizer)) for text in frame["instruction"]]
+        answers[name] = engine.generate(prompts, SamplingParams(max_tokens=max_new_tokens))
+    exact, other = answers["float32"], answers[dtype]
+    same = sum(a.token_ids == b.token_ids for a, b in zip(exact, other))
+    shared = 0
+    for a, b in zip(exact, other):
+        shared += next((i for i, (x, y) in enumerate(zip(a.token_ids, b.token_ids)) if x != y),
+                       min(len(a.token_ids), len(b.token_ids)))
+    references = list(frame["response"])
+    return {"dtype": dtype, "answers": len(exact), "identical_answers": same,
+            "tokens_before_first_difference_pct": round(100 * shared / max(sum(len(a.token_ids) for a in exact), 1), 2),
+            "fp32_rouge_l": round(rouge_l([a.text for a in exact], references), 4),
+            f"{dtype}_rouge_l": round(rouge_l([a.text for a in other], references), 4)}
+
+
 def check(value: float, op: str, target: float) -> dict:
     ok = value <= target if op == "<=" else value >= target
     return {"value": value, "target": f"{op} {target}", "pass": bool(ok)}
@@ -483,11 +517,12 @@ def main() -> None:
         prompts = [render_prompt(i, tokenizer) for i in messages.sample(frac=1.0, random_state=0)]
         scheme = normalize_scheme(args.quantization)
         env = {**os.environ, "COMPACTLM_HOME": str(Path(workdir) / "state"), "PYTHONUNBUFFERED": "1"}
-        source = ["--model-dir", model_dir]
+        source, served_id = ["--model-dir", model_dir], Path(model_dir).name  # the `model` clients pass
         if version:  # a registered model is served as `compactlm serve` serves it: loaded through MLflow
             from compactlm.registry.uris import parse_model_uri
 
-            source = ["--model-uri", f"models:/{parse_model_uri(model_uri)[0]}/{version}"]
+            served_id = parse_model_uri(model_uri)[0]
+            source = ["--model-uri", f"models:/{served_id}/{version}"]
             env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = mlflow_tracking_uri(args)
         load_start = os.getloadavg()
         results, memory = {}, None
@@ -510,7 +545,7 @@ def main() -> None:
             try:
                 url = f"http://127.0.0.1:{port}"
                 wait_until(url + ready, process, log, timeout=600)
-                model = Path(model_dir).name
+                model = served_id if name != "naive" else Path(model_dir).name
                 print(f"{name} server ready on {url} (cores {cores})", flush=True)
                 if name == "fast":
                     ready_rss = proc_status_kib(process.pid, "VmRSS")
@@ -538,6 +573,13 @@ def main() -> None:
             torch.set_num_threads(args.threads)
             generate_rows = args.generate_rows or len(frame)
             int8 = int8_figures(model_dir, frame, workdir, generate_rows)
+        if args.kv_cache_dtype != "float32":
+            import torch
+
+            torch.set_num_threads(args.threads)
+            memory = {**(memory or {}), "kv_cache_quality": kv_dtype_figures(model_dir, frame, args.generate_rows,
+                                                                            args.kv_cache_dtype)}
+            print(f"  KV cache {args.kv_cache_dtype} against fp32: {memory['kv_cache_quality']}", flush=True)
         load_end = os.getloadavg()
 
     report(results, int8, memory, {"uri": model_uri, "version": version, "dir_name": Path(model_dir).name,
