@@ -75,6 +75,42 @@ def render_chat(messages: list[dict[str, str]], add_generation_prompt: bool = Fa
     return "".join(parts)
 
 
+_BLOCK = re.compile(r"### (Instruction|Response|System):\n")
+_BLOCK_ROLES = {"Instruction": "user", "Response": "assistant", "System": "system"}
+
+
+def parse_chat(text: str) -> list[dict[str, str]]:
+    """The turns of a conversation rendered by ``render_chat`` (the ``context`` column of chat rows).
+
+    The inverse of ``render_chat`` without a generation prompt: every ``### Instruction:`` /
+    ``### Response:`` / ``### System:`` block becomes one message (its trailing newline, and EOS after a
+    response, removed). A model with its own chat template re-renders earlier turns from these.
+
+    Args:
+        text: ``render_chat`` output; empty or blank for no earlier turns.
+
+    Returns:
+        ``{"role", "content"}`` dicts in order (``[]`` for blank text).
+
+    Raises:
+        ValueError: non-blank text that does not start with a block header.
+    """
+    if not text.strip():
+        return []
+    headers = list(_BLOCK.finditer(text))
+    if not headers or headers[0].start() != 0:
+        raise ValueError(f"not a CompactLM-rendered conversation (it starts with {text[:40]!r})")
+    messages = []
+    for header, following in zip(headers, [*headers[1:], None]):
+        content = text[header.end():following.start() if following else len(text)]
+        role = _BLOCK_ROLES[header.group(1)]
+        content = content.removesuffix("\n")
+        if role == "assistant":
+            content = content.removesuffix(EOS)
+        messages.append({"role": role, "content": content})
+    return messages
+
+
 def format_prompt(instruction: str) -> str:
     """The model's input for one customer message: ``PROMPT_TEMPLATE`` around the normalised message.
 
@@ -97,22 +133,28 @@ def has_own_chat_template(tokenizer) -> bool:
     return bool(template) and CHAT_FORMAT_MARKER not in template
 
 
-def render_prompt(instruction: str, tokenizer=None) -> str:
+def render_prompt(instruction: str, tokenizer=None, context: str = "") -> str:
     """The generation prompt for one customer message, in the format of the model that reads it.
 
     Args:
         instruction: the raw customer message (or a task prompt such as a summarization request).
         tokenizer: the model's tokenizer; None or a CompactLM tokenizer gives ``format_prompt``.
+        context: the earlier turns of the conversation as ``render_chat`` wrote them (chat rows'
+            ``context``); empty for a single turn.
 
     Returns:
-        ``format_prompt(instruction)``, or the tokenizer's own chat template applied to one user turn
-        with the generation prompt added (``apply_chat_template(..., add_generation_prompt=True)``),
-        which includes whatever default system turn that template adds.
+        ``context + format_prompt(instruction)``, or the tokenizer's own chat template applied to the
+        earlier turns (``parse_chat(context)``) and the user turn with the generation prompt added
+        (``apply_chat_template(..., add_generation_prompt=True)``), which includes whatever default system
+        turn that template adds.
+
+    Raises:
+        ValueError: a ``context`` that is not a ``render_chat`` conversation (own-template models only).
     """
     if has_own_chat_template(tokenizer):
-        return tokenizer.apply_chat_template([{"role": "user", "content": normalize_message(instruction)}],
-                                             tokenize=False, add_generation_prompt=True)
-    return format_prompt(instruction)
+        messages = [*parse_chat(context), {"role": "user", "content": normalize_message(instruction)}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return context + format_prompt(instruction)
 
 
 def prompt_start_ids(tokenizer) -> list[int]:

@@ -40,10 +40,9 @@ def supervised_pairs(frame: pd.DataFrame, prompt_column: str | None = None,
 
     Explicit columns are used as they are (the prompt already rendered); otherwise ``prompt`` /
     ``completion`` (rendered at ingest in CompactLM's format; for a model with its own chat template
-    only for multi-turn rows, with a ``context`` of earlier turns: a single-turn ``instruction`` is
-    rendered in the model's format instead), else
-    instruction/response or document/summary rendered in the model's format (``render_prompt``:
-    CompactLM's, or the chat template of a pretrained ``tokenizer`` that has its own).
+    the ``instruction``, after any earlier turns in ``context``, is rendered in the model's format
+    instead), else instruction/response or document/summary rendered in the model's format
+    (``render_prompt``: CompactLM's, or the chat template of a pretrained ``tokenizer`` that has its own).
 
     Raises:
         DataError: a named column is missing, or the frame has no supervised columns.
@@ -55,12 +54,15 @@ def supervised_pairs(frame: pd.DataFrame, prompt_column: str | None = None,
             raise DataError(f"fine-tuning needs columns {prompt_column!r} and {completion_column!r}; "
                             f"missing {missing} (found: {', '.join(map(str, frame.columns[:12]))})")
         return [str(p) for p in frame[prompt_column]], [str(c) for c in frame[completion_column]]
-    # Columns rendered at ingest hold CompactLM's format; a single-turn row is re-rendered in the model's own.
-    rerender = has_own_chat_template(tokenizer) and "instruction" in frame.columns and "context" not in frame.columns
+    # Columns rendered at ingest hold CompactLM's format; a row is re-rendered in the model's own, with
+    # the earlier turns of a multi-turn row (its ``context``) as messages of the model's chat template.
+    rerender = has_own_chat_template(tokenizer) and "instruction" in frame.columns
     if {"prompt", "completion"} <= set(frame.columns) and not rerender:
         return [str(p) for p in frame["prompt"]], [str(c) for c in frame["completion"]]
     if {"instruction", "response"} <= set(frame.columns):
-        return [render_prompt(str(i), tokenizer) for i in frame["instruction"]], [str(r) for r in frame["response"]]
+        contexts = frame["context"].fillna("").astype(str) if "context" in frame.columns else [""] * len(frame)
+        return ([render_prompt(str(i), tokenizer, c) for i, c in zip(frame["instruction"], contexts)],
+                [str(r) for r in frame["response"]])
     if {"document", "summary"} <= set(frame.columns):
         template = SCHEMAS["summarization"].prompt
         return ([render_prompt(template.format(document=str(d)), tokenizer) for d in frame["document"]],

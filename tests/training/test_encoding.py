@@ -63,3 +63,33 @@ def test_a_pretrained_chat_model_is_trained_in_its_own_template_without_an_extra
     ids = encoded["input_ids"][0]
     assert ids.count(tok.bos_token_id) == 2 and ids[0] == tok.bos_token_id  # the template's two, no extra one
     assert ids[-1] == tok.eos_token_id
+
+
+def test_earlier_turns_of_a_chat_row_are_rendered_in_the_models_own_template():
+    """A multi-turn row's ``context`` (CompactLM's format, written at ingest) becomes messages of the
+    pretrained model's chat template, so SmolLM2 trains and is scored on conversations in its own format."""
+    from compactlm.data.chat import render_messages
+    from compactlm.models.tokenizer import EOS, parse_chat, render_prompt
+    from compactlm.training.encoding import supervised_pairs
+
+    earlier = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is my order?"},
+               {"role": "assistant", "content": "It ships tomorrow."}]
+    context = render_messages(earlier)
+    assert context.endswith(f"It ships tomorrow.{EOS}\n") and parse_chat(context) == earlier
+    assert parse_chat("") == [] and parse_chat(" \n") == []
+    frame = pd.DataFrame({"context": [context, ""], "instruction": ["Can you cancel it?", "Hi"],
+                          "response": ["Done.", "Hello!"]})
+    frame = frame.assign(prompt=[c + format_prompt(i) for c, i in zip(frame["context"], frame["instruction"])],
+                         completion=frame["response"])
+    assert supervised_pairs(frame)[0][0] == context + format_prompt("Can you cancel it?")  # CompactLM's format
+    tok = _tokenizer()
+    tok.chat_template = CHATML
+    prompts, completions = supervised_pairs(frame, tokenizer=tok)
+    assert prompts[0] == ("<|bos|>system\nBe brief.<|eos|>\n<|bos|>user\nWhere is my order?<|eos|>\n"
+                          "<|bos|>assistant\nIt ships tomorrow.<|eos|>\n<|bos|>user\nCan you cancel it?<|eos|>\n"
+                          "<|bos|>assistant\n")
+    assert prompts[1] == render_prompt("Hi", tok) and completions == ["Done.", "Hello!"]
+    import pytest
+
+    with pytest.raises(ValueError, match="not a CompactLM-rendered conversation"):
+        render_prompt("Hi", tok, context="User: hello")
