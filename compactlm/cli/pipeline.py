@@ -64,10 +64,13 @@ def _print_summary(summary: dict) -> None:
     baseline = (summary.get("baseline") or {}).get("metrics", {})
     # Out-of-scope rates are not gated by default, but they are what classifier.oos_label was set for.
     shown = [*gated, *(k for k in ("oos_recall", "oos_precision") if k in summary["metrics"] and k not in gated)]
+    side_by_side = summary["gate"].get("side_by_side") or {}
     for key in shown:
         if key in summary["metrics"]:
-            versus = f"  (baseline {baseline[key]:.4f})" if key in baseline else ""
-            table.add_row(key, f"{summary['metrics'][key]:.4f}{versus}")
+            base = (side_by_side.get(key) or {}).get("base")
+            versus = [*([f"base zero-shot {base:.4f}"] if base is not None else []),
+                      *([f"baseline {baseline[key]:.4f}"] if key in baseline else [])]
+            table.add_row(key, f"{summary['metrics'][key]:.4f}" + (f"  ({', '.join(versus)})" if versus else ""))
     if summary.get("baseline"):
         table.add_row("baseline model", f"{summary['baseline']['description']}: {summary['baseline']['model_uri']}")
     table.add_row("gate", summary["gate"]["verdict"].upper())

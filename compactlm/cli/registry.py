@@ -33,14 +33,19 @@ def registry_list(model: ModelOption = None, config: ConfigOption = None,
         typer.echo(json.dumps([v.to_dict() for v in versions], indent=2))
         return
     if not versions:
-        typer.echo(f"No versions of {name!r} in {uri}.")
+        from mlflow import MlflowClient
+
+        others = sorted(m.name for m in MlflowClient().search_registered_models() if m.name != name)
+        hint = (f" Registered models there: {', '.join(others)} (name one with --model NAME, or give its run's "
+                "--config)." if others else "")
+        typer.echo(f"No versions of {name!r} in {uri}.{hint}")
         return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{name} ({uri})")
     for column in ("version", "aliases", "gate", "smoke", "approval", "reviewer", "rouge_l", "data", "created"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # wrapped, never cut to "versi…" in a narrow terminal
     for v in versions:
         t = v.tags
         table.add_row(v.version, ", ".join(v.aliases), t.get("gate_verdict", ""), t.get("smoke_test", ""),

@@ -35,8 +35,8 @@ class GateCheck:
         name: the row's label, e.g. ``rouge_l >= 0.2`` or ``rouge_l vs champion (max drop 5%)``.
         metric: the metric's name in the evaluation's metrics dict.
         value: the challenger's value (None: missing or NaN).
-        baseline: the champion's value (``vs champion`` rows) or the baseline model's (``vs baseline`` rows);
-            None for absolute rows, or when missing.
+        baseline: the value compared with: the champion's (``vs champion`` rows), the zero-shot base's
+            (``vs base``) or the baseline model's (``vs baseline``); None for absolute rows, or when missing.
         threshold: the bound the value was held to, in the metric's own unit (for a comparison row:
             the champion's value less the allowed drop).
         status: ``pass``/``fail`` decide the verdict; ``skipped`` (no champion) and ``info`` (no bound) do not.
@@ -86,7 +86,8 @@ class GateReport:
         """The verdict, the notes and one table row per check (values to 4 significant digits)."""
         lines = [f"# Promotion gate: **{self.verdict.upper()}**", ""]
         lines += [f"- {note}" for note in self.notes]
-        lines += ["", "| check | value | baseline | threshold | result | reason |", "|---|---|---|---|---|---|"]
+        # "compared with": the champion's, the zero-shot base's or the baseline model's value, as the row says.
+        lines += ["", "| check | value | compared with | threshold | result | reason |", "|---|---|---|---|---|---|"]
         for c in self.checks:
             lines.append(f"| {c.name} | {_fmt(c.value)} | {_fmt(c.baseline)} | {_fmt(c.threshold)} | "
                          f"{c.status.upper() if c.status == 'fail' else c.status} | {c.reason} |")

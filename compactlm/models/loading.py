@@ -109,9 +109,15 @@ def gguf_provenance(ref: str | None) -> dict[str, Any] | None:
         return gguf.provenance(path)
     try:
         folder = gguf.cached_folder(path)
+        file = gguf.locate(path)
     except ConfigError:
         return None
-    return gguf.provenance(folder) if folder is not None else None
+    record = gguf.provenance(folder) if folder is not None else None
+    if record is not None and record.get("source") != str(file):
+        # The cache is keyed by content: it may have been converted from the same bytes elsewhere (another
+        # checkout's environment). The lineage names the file this run read, and where it was converted from.
+        record = {**record, "source": str(file), "converted_from": record.get("source")}
+    return record
 
 
 def load_model_config(ref: str, field: str = "model.base"):

@@ -7,7 +7,10 @@ Aliases: ``challenger`` marks the newest candidate that passed the gate and the 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -113,7 +116,14 @@ def register_version(model_uri: str, model_name: str, tags: dict[str, str], desc
             client.create_registered_model(model_name, tags=model_tags, description=model_description)
         except MlflowException:
             pass  # created concurrently
-    version = mlflow.register_model(model_uri, model_name, tags={k: str(v) for k, v in tags.items()})
+    # register_model tries to create the registered model again and prints "already exists" for the one
+    # created above, even on a brand-new store; its other lines ("Created version ...") are passed on.
+    captured = io.StringIO()
+    with contextlib.redirect_stderr(captured):
+        version = mlflow.register_model(model_uri, model_name, tags={k: str(v) for k, v in tags.items()})
+    for line in captured.getvalue().splitlines():
+        if line.strip() and "already exists. Creating a new version" not in line:
+            print(line, file=sys.stderr)
     if description:
         client.update_model_version(model_name, version.version, description=description)
     return str(version.version)

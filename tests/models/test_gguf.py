@@ -211,6 +211,15 @@ def test_the_gguf_source_is_recorded_in_the_run_lineage(tiny, cache, tmp_path):
                                                                      "distill.teacher": sources["model.base"]}
     assert gguf_sources(config(None)) == {} and gguf_sources(config("models:/nothing@champion")) == {}
     assert gguf_provenance(str(tmp_path / "gone.gguf")) is None and gguf_provenance("org/hub-model") is None
+    # The same bytes elsewhere (another environment's copy of a wheel) hit the cache; the lineage names
+    # the file this run read, and the one the cached folder was converted from.
+    copy = tmp_path / "elsewhere" / tiny.file.name
+    copy.parent.mkdir()
+    shutil.copy(tiny.file, copy)
+    assert resolve_model_ref(str(copy)) == folder
+    moved = gguf_provenance(str(copy))
+    assert moved["source"] == str(copy) and moved["converted_from"] == str(tiny.file)
+    assert moved["sha256"] == sources["model.base"]["sha256"]
 
 
 @pytest.fixture
@@ -240,7 +249,9 @@ def test_a_bundled_gguf_resolves_to_its_converted_folder_and_is_listed(tiny_whee
     assert folder.parent == cache and gguf_provenance("bundled:tiny-gguf")["file"] == "tiny.gguf"
     assert bundled.pull("tiny-gguf") == folder  # installed already: no pip, no reconversion
     pulled = CliRunner().invoke(app, ["pull", "tiny-gguf"])
-    assert pulled.exit_code == 0 and pulled.output.strip() == str(folder)
+    assert pulled.exit_code == 0 and pulled.stdout.strip() == str(folder)  # the folder alone on stdout (pipes)
+    assert "bundled:tiny-gguf (org/tiny, " in pulled.stderr
+    assert "use it as model.base: bundled:tiny-gguf" in pulled.stderr
     rows = {row["name"]: row for row in json.loads(CliRunner().invoke(app, ["list", "--json"]).output)}
     assert rows["bundled:tiny-gguf"]["converted"] == str(folder)
     smol = rows["bundled:smollm2-135m"]

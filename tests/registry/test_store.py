@@ -36,9 +36,11 @@ def test_local_tracking_lives_in_the_state_folder(tracked, home):
     assert mlflow.get_experiment_by_name("unit").artifact_location.startswith((home / "mlartifacts").as_uri())
 
 
-def test_register_tag_alias_and_load_back(tracked):
+def test_register_tag_alias_and_load_back(tracked, capfd):
     version = store.register_version(tracked, NAME, {"data_version": "abc", "gate_verdict": "passed"})
     assert version == "1"
+    printed = capfd.readouterr().err
+    assert "already exists" not in printed and f"Created version '1' of model '{NAME}'" in printed
     store.set_alias(NAME, store.CHALLENGER, version)
     assert store.alias_version(NAME, "challenger") == "1"
     assert store.alias_version(NAME, "champion") is None
