@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from compactlm.data.schemas import SCHEMAS, TaskSchema, map_columns, to_schema
+from compactlm.data.schemas import SCHEMAS, TaskSchema, fold_columns, map_columns, to_schema
 from compactlm.data.text import (
     classic_clean_series,
     near_duplicate_keys,
@@ -121,7 +121,8 @@ def content_ids(rows: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> lis
 
 def to_canonical(frame: pd.DataFrame, source: str, task: str = "instruction", columns: dict[str, str] | None = None,
                  keep: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Map a raw frame onto the canonical schema of ``task``.
+    """Map a raw frame onto the canonical schema of ``task`` (column names matched regardless of case and
+    surrounding spaces when unambiguous, see ``fold_columns``).
 
     Args:
         frame: the rows as read from the source.
@@ -134,6 +135,7 @@ def to_canonical(frame: pd.DataFrame, source: str, task: str = "instruction", co
         DataError: a required or mapped column is missing (the message lists what was found).
     """
     schema = SCHEMAS[task]
+    frame, _ = fold_columns(frame, schema, columns, keep)
     out = to_schema(map_columns(frame, columns or {}, source), schema, source, keep)
     for column in out.columns:
         if column == "messages":

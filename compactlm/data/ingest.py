@@ -24,7 +24,7 @@ from pathlib import Path
 from compactlm.config import BiasConfig, DataConfig
 from compactlm.data.layout import DataLayout
 from compactlm.data.prepare import PreparedDataset, prepare_dataset
-from compactlm.data.raw_files import RawCache, read_files
+from compactlm.data.raw_files import RawCache, ReadNotes, read_files
 from compactlm.data.sources import SourceFile, SourceKind, list_files, source_kind
 from compactlm.data.versioning import DatasetVersion, current_md5, list_versions, load_version, version_dataset
 from compactlm.fileio import atomic_open, files_digest
@@ -134,10 +134,11 @@ def ingest_version(config: DataConfig, root: str | Path, remote_url: str, bias: 
         return IngestOutcome(dataclasses.replace(version, reused=True), None, True, len(files), 0, len(files), ignored)
     stats: dict[str, int] = {}
     raw = None
+    notes = ReadNotes()
     if files and kind.reads_files:
         cache = RawCache(layout.raw_cache_dir) if incremental else None
-        raw = (read_files(files, config, cache, stats), config.source)
-    result = prepare_dataset(config, bias, raw)
+        raw = (read_files(files, config, cache, stats, notes), config.source)
+    result = prepare_dataset(config, bias, raw, notes)
     metadata = {"source": result.source, "task": result.task, "rows": {n: len(f) for n, f in result.splits.items()},
                 "quarantined": len(result.quarantine), "labels": result.label_counts(),
                 "counts": {**result.counts, **result.cleaning}, "notes": result.notes}

@@ -18,8 +18,8 @@ from compactlm.data.chat import add_instruction_format, prepare_chat
 from compactlm.data.cleaning import CleanedRows, CleanOptions, clean_rows, to_canonical
 from compactlm.data.corpus import prepare_corpus, split_corpus
 from compactlm.data.layout import split_file_name
-from compactlm.data.raw_files import read_files
-from compactlm.data.schemas import SCHEMAS
+from compactlm.data.raw_files import ReadNotes, read_files
+from compactlm.data.schemas import SCHEMAS, fold_columns
 from compactlm.data.sources import SourceKind, list_files, source_kind
 from compactlm.data.sources.generator import INTENTS
 from compactlm.data.sources.generator_shapes import generate_task_dataset
@@ -41,6 +41,8 @@ class PreparedDataset:
     task: str = "instruction"
     cleaning: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what was read or kept in an unexpected way
+    columns_mapped: dict[str, str] = field(default_factory=dict)  # a source column -> the schema's name
 
     def files(self) -> dict[str, pd.DataFrame]:
         """The files of one dataset version: one Parquet file per split, plus the quarantine."""
@@ -69,6 +71,11 @@ class PreparedDataset:
         if len(self.quarantine):
             lines += ["", "Quarantined rows (with their reason) are in `quarantine.parquet` of the version."]
         lines += [f"- {note}" for note in self.notes]
+        if self.columns_mapped:
+            lines += ["", "Columns matched regardless of case and spaces: "
+                      + ", ".join(f"`{old}` -> `{new}`" for old, new in self.columns_mapped.items())]
+        if self.warnings:
+            lines += ["", "## Warnings", "", *[f"- {warning}" for warning in self.warnings]]
         return "\n".join(lines)
 
 
@@ -82,11 +89,12 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load_source(config: DataConfig) -> tuple[pd.DataFrame, str]:
+def load_source(config: DataConfig, notes: ReadNotes | None = None) -> tuple[pd.DataFrame, str]:
     """Raw rows of ``config.source`` (generator, file, folder, s3://, hf:) and a description of it.
 
     Args:
         config: the data section (source, task, generator size/seed/bias, ``hf_split``, S3 endpoint).
+        notes: when given, what reading the files said (warnings, matched columns) is added to it.
 
     Returns:
         ``(rows, description)``: the rows as read (source column names), and the source spec, or for
@@ -102,7 +110,7 @@ def load_source(config: DataConfig) -> tuple[pd.DataFrame, str]:
     if kind in (SourceKind.HF_LOCAL, SourceKind.HF_HUB):
         return read_hf_dataset(config.source, config.hf_split), config.source
     files, _ = list_files(config.source, config.s3_endpoint_url)
-    return read_files(files, config), config.source
+    return read_files(files, config, notes=notes), config.source
 
 
 def _kept_columns(config: DataConfig, bias: BiasConfig | None) -> tuple[str, ...]:
@@ -146,7 +154,7 @@ def _augment(splits: dict[str, pd.DataFrame], config: DataConfig, counts: dict[s
 
 
 def prepare_dataset(config: DataConfig, bias: BiasConfig | None = None,
-                    raw: tuple[pd.DataFrame, str] | None = None) -> PreparedDataset:
+                    raw: tuple[pd.DataFrame, str] | None = None, notes: ReadNotes | None = None) -> PreparedDataset:
     """Load, map to the canonical schema, clean (quarantining rejects), split, augment, reweigh; all seeded.
 
     Args:
@@ -154,12 +162,19 @@ def prepare_dataset(config: DataConfig, bias: BiasConfig | None = None,
         bias: the bias section; its attributes and label are carried through, and with
             ``bias.reweighing`` the train split gets AIF360 Reweighing ``sample_weight``s.
         raw: already loaded (rows, description), e.g. by the incremental loader; else ``config.source``.
+        notes: what reading ``raw`` said (``read_files``): its warnings and matched columns go to the report.
 
     Raises:
         DataError: unreadable source, missing columns, or too few usable rows to split.
     """
-    frame, source = raw if raw is not None else load_source(config)
-    canonical = to_canonical(frame, source, config.task, config.columns, _kept_columns(config, bias))
+    notes = notes if notes is not None else ReadNotes()
+    frame, source = raw if raw is not None else load_source(config, notes)
+    keep = _kept_columns(config, bias)
+    frame, mapped = fold_columns(frame, SCHEMAS[config.task], config.columns, keep)
+    if mapped:
+        notes.add(ReadNotes([f"{source}: columns matched regardless of case and spaces: "
+                             + ", ".join(f"{old!r} -> {new!r}" for old, new in mapped.items())], mapped))
+    canonical = to_canonical(frame, source, config.task, config.columns, keep)
     prepared = _clean(canonical, config)
     splits = _split(prepared.rows, config)
     counts = dict(prepared.counts)
@@ -168,13 +183,14 @@ def prepare_dataset(config: DataConfig, bias: BiasConfig | None = None,
         splits = _augment(splits, config, counts)
     if config.chat_format:
         splits = {name: add_instruction_format(split, config.task) for name, split in splits.items()}
-    notes: list[str] = []
+    report_notes: list[str] = []
     if bias is not None and bias.reweighing:
         weights, note = reweighing_weights(splits["train"], bias)
         splits["train"] = splits["train"].assign(sample_weight=weights)
-        notes.append(note)
+        report_notes.append(note)
     return PreparedDataset(splits=splits, quarantine=prepared.quarantine, counts=counts, source=source,
-                        task=config.task, cleaning=prepared.cleaning, notes=notes)
+                           task=config.task, cleaning=prepared.cleaning, notes=report_notes,
+                           warnings=list(notes.warnings), columns_mapped=dict(notes.columns_mapped))
 
 
 def allowed_intents(config: DataConfig, frame: pd.DataFrame) -> list[str]:

@@ -77,6 +77,38 @@ SCHEMAS: dict[str, TaskSchema] = {
 }
 
 
+def fold_columns(frame: pd.DataFrame, schema: TaskSchema, columns: dict[str, str] | None = None,
+                 keep: tuple[str, ...] = ()) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Rename columns that differ from a wanted name only in case or surrounding spaces (`` Text `` -> ``text``).
+
+    A wanted name is a canonical column of ``schema`` (unless ``data.columns`` maps it), a source column
+    ``data.columns`` names, or one of ``keep``. It is matched only when it is missing and exactly one
+    column folds onto it (two candidates, such as ``Text`` and ``TEXT``, are left for the missing-column
+    error to list).
+
+    Args:
+        frame: the rows as read.
+        schema: the task shape.
+        columns: ``data.columns``: canonical name -> the source's column name.
+        keep: extra columns the run carries through (bias attributes, ``data.extra_columns``...).
+
+    Returns:
+        ``(frame, mapped)``: the frame with renamed columns, and each renamed column -> its new name.
+    """
+    columns = columns or {}
+    wanted = [c for c in schema.input_columns if c not in columns] + list(columns.values()) + list(keep)
+    present = set(map(str, frame.columns))
+    renames: dict[str, str] = {}
+    for name in dict.fromkeys(wanted):
+        if name in present:
+            continue
+        key = str(name).strip().casefold()
+        candidates = [c for c in map(str, frame.columns) if c.strip().casefold() == key and c not in wanted]
+        if len(candidates) == 1 and candidates[0] not in renames:
+            renames[candidates[0]] = name
+    return (frame.rename(columns=renames) if renames else frame), renames
+
+
 def map_columns(frame: pd.DataFrame, columns: dict[str, str], source: str) -> pd.DataFrame:
     """Rename the source's columns to canonical names as ``data.columns`` says (canonical -> source column).
 

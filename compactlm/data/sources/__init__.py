@@ -18,7 +18,14 @@ from enum import StrEnum
 
 import pandas as pd
 
-from compactlm.data.sources.files import SourceFile, jsonl_records, list_local_files, read_table, write_table
+from compactlm.data.sources.files import (
+    SourceFile,
+    file_format,
+    jsonl_records,
+    list_local_files,
+    read_table,
+    write_table,
+)
 from compactlm.data.sources.hf import HF_PREFIX, hf_local_path
 from compactlm.data.sources.s3 import S3_PREFIX, list_s3_files, read_s3_file
 
@@ -95,7 +102,7 @@ def list_files(spec: str, endpoint_url: str | None = None,
     return list_local_files(spec, known)
 
 
-def read_file(file: SourceFile, endpoint_url: str | None = None) -> pd.DataFrame:
+def read_file(file: SourceFile, endpoint_url: str | None = None, warnings: list[str] | None = None) -> pd.DataFrame:
     """Parse one listed file of a source, downloading it first when it is on S3.
 
     A ``.txt`` file is one document: its ``id`` is its name within the source (``file.key``), which is
@@ -104,14 +111,15 @@ def read_file(file: SourceFile, endpoint_url: str | None = None) -> pd.DataFrame
     Args:
         file: a file from ``list_files``.
         endpoint_url: as in ``list_files``.
+        warnings: as in ``read_table``: what was read in an unexpected way is appended to it.
 
     Raises:
         DataError: the file is unreadable (see ``read_table``) or cannot be downloaded.
     """
     if source_kind(file.uri) is SourceKind.S3:
-        frame = read_s3_file(file, endpoint_url)
+        frame = read_s3_file(file, endpoint_url, warnings)
     else:
-        frame = read_table(file.uri)
-    if file.key.lower().endswith(".txt"):
+        frame = read_table(file.uri, warnings=warnings)
+    if file_format(file.key)[0] == ".txt":
         frame["id"] = file.key
     return frame

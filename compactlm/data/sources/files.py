@@ -4,21 +4,36 @@ Every failure raises ``DataError`` naming the file (and the line or column where
 prints it without a traceback. A folder is read as the union of its data files (sorted, hidden files
 skipped); one unreadable file fails the whole read, so a dataset version is never built from part of
 a source.
+
+Text files are UTF-8, or whatever their byte-order mark declares (UTF-8, UTF-16 or UTF-32: spreadsheet
+"Unicode text" exports are UTF-16 with a BOM). CSV, TSV, JSONL, JSON and TXT files may be compressed
+(``.gz``, ``.bz2``, ``.xz``, and ``.zst`` when the ``zstandard`` package is installed). CSV and TSV are
+parsed losslessly (``compactlm.data.sources.delimited``).
 """
 
 from __future__ import annotations
 
+import bz2
+import codecs
+import gzip
 import hashlib
 import json
+import lzma
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from compactlm.data.sources.delimited import parse_delimited
 from compactlm.errors import DataError
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt")
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
+_TEXT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".txt")  # the formats that may be compressed
+# Longest first: the UTF-32 LE mark begins with the UTF-16 LE one.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 @dataclass(frozen=True)
@@ -32,13 +47,70 @@ class SourceFile:
     mtime_ns: int = 0  # local files: lets an unchanged file skip re-hashing
 
 
-def _check_utf8(path: Path, name: str) -> None:
-    data = path.read_bytes()
+def file_format(name: str | Path) -> tuple[str, str | None]:
+    """``(format suffix, compression suffix or None)`` of a file name: ``tickets.csv.gz`` -> ``(".csv", ".gz")``."""
+    path = PurePosixPath(str(name))
+    suffix = path.suffix.lower()
+    if suffix in COMPRESSED_SUFFIXES:
+        return PurePosixPath(path.stem).suffix.lower(), suffix
+    return suffix, None
+
+
+def is_data_file(name: str | Path) -> bool:
+    """True for a name ``read_table`` reads: a supported suffix, or a compressed CSV/TSV/JSONL/JSON/TXT one."""
+    fmt, compression = file_format(name)
+    return fmt in (SUPPORTED_SUFFIXES if compression is None else _TEXT_SUFFIXES)
+
+
+def _unsupported(name: str) -> DataError:
+    fmt, compression = file_format(name)
+    shown = (fmt + (compression or "")) or "(no suffix)"
+    return DataError(f"{name}: unsupported file type {shown} (use one of {', '.join(SUPPORTED_SUFFIXES)}; CSV, TSV, "
+                     f"JSONL, JSON and TXT may be compressed as {', '.join(COMPRESSED_SUFFIXES)})")
+
+
+def _read_bytes(path: Path, name: str) -> bytes:
+    """The file's bytes, decompressed when its name ends in a compression suffix."""
+    _, compression = file_format(path)
+    if compression is None:
+        return path.read_bytes()
+    if compression == ".zst":
+        try:
+            import zstandard
+        except ImportError:
+            raise DataError(f"{name}: reading .zst files needs the zstandard package (pip install zstandard), "
+                            "which is not installed") from None
+        opener = lambda p: zstandard.ZstdDecompressor().stream_reader(p.open("rb"))  # noqa: E731
+    else:
+        opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[compression]
     try:
-        data.decode("utf-8")
+        with opener(path) as handle:
+            return handle.read()
+    except Exception as exc:  # each library raises its own types for corrupt data
+        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{name}: not a readable {compression} file ({detail})") from None
+
+
+def read_text(path: Path, name: str | None = None) -> str:
+    """A text file's content: decompressed, decoded as its byte-order mark says (UTF-8 without one).
+
+    Args:
+        path: the file (compressed when its name ends in .gz, .bz2, .xz or .zst).
+        name: how errors name the file; the path by default.
+
+    Raises:
+        DataError: bytes that are not valid in the encoding (naming the byte and its line), or an
+            unreadable compressed file.
+    """
+    name = name or str(path)
+    data = _read_bytes(path, name)
+    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(encoding)
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(f"{name}: not UTF-8 text (invalid byte 0x{data[exc.start]:02x} on line {line})") from None
+        line = data[: exc.start].decode(encoding, errors="replace").count("\n") + 1
+        label = "UTF-8" if encoding.startswith("utf-8") else encoding.upper() + " (as its byte-order mark says)"
+        raise DataError(f"{name}: not {label} text (invalid byte 0x{data[exc.start]:02x} on line {line})") from None
 
 
 def jsonl_records(path: Path, name: str | None = None) -> Iterator[tuple[int, dict]]:
@@ -52,17 +124,17 @@ def jsonl_records(path: Path, name: str | None = None) -> Iterator[tuple[int, di
         DataError: one line naming ``name`` (default: the path) and the line that is not a JSON object.
     """
     name = name or str(path)
-    with path.open(encoding="utf-8-sig") as handle:  # tolerate the BOM some Windows tools write
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{name} line {lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{name} line {lineno}: expected a JSON object, got {type(record).__name__}")
-            yield lineno, record
+    # Split on "\n" only: JSON strings may hold U+2028 and other characters str.splitlines() breaks on.
+    for lineno, line in enumerate(read_text(path, name).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{name} line {lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{name} line {lineno}: expected a JSON object, got {type(record).__name__}")
+        yield lineno, record
 
 
 def _read_jsonl(path: Path, name: str) -> pd.DataFrame:
@@ -71,7 +143,7 @@ def _read_jsonl(path: Path, name: str) -> pd.DataFrame:
 
 def _read_json(path: Path, name: str) -> pd.DataFrame:
     try:
-        payload = json.loads(path.read_text(encoding="utf-8-sig"))
+        payload = json.loads(read_text(path, name))
     except json.JSONDecodeError as exc:
         # A .json file holding JSON lines is common enough to accept.
         if exc.msg.startswith("Extra data"):
@@ -88,14 +160,9 @@ def _read_json(path: Path, name: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(payload)
 
 
-def _read_csv(path: Path, sep: str, name: str) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{name}: the file has no header and no rows") from None
-    except pd.errors.ParserError as exc:
-        detail = str(exc).strip().splitlines()[-1]
-        raise DataError(f"{name}: not a valid {'TSV' if sep == chr(9) else 'CSV'} file ({detail})") from None
+def _read_delimited(path: Path, sep: str, name: str, warnings: list[str]) -> pd.DataFrame:
+    header, rows = parse_delimited(read_text(path, name), sep, name, warnings)
+    return pd.DataFrame(rows, columns=header).astype(str)  # None stays missing (NaN)
 
 
 def _read_parquet(path: Path, name: str) -> pd.DataFrame:
@@ -108,19 +175,34 @@ def _read_parquet(path: Path, name: str) -> pd.DataFrame:
 
 def _read_txt(path: Path, name: str) -> pd.DataFrame:
     """A plain-text file is one document of a corpus (``id`` = its name, ``title`` = its stem)."""
-    text = path.read_text(encoding="utf-8-sig")
-    return pd.DataFrame({"id": [name], "title": [Path(name).stem], "text": [text]}).astype("string")
+    text = read_text(path, name)
+    base = PurePosixPath(name)
+    title = PurePosixPath(base.stem).stem if file_format(name)[1] else base.stem
+    return pd.DataFrame({"id": [name], "title": [title], "text": [text]}).astype("string")
 
 
-def read_table(path: str | Path, name: str | None = None) -> pd.DataFrame:
+def _check_columns(frame: pd.DataFrame, name: str) -> None:
+    """Fail on a header naming a column twice (after trimming spaces): one of them would be used silently."""
+    seen: dict[str, int] = {}
+    for position, column in enumerate(frame.columns, start=1):
+        if column in seen:
+            raise DataError(f"{name}: column {column!r} appears twice in the header (columns {seen[column]} and "
+                            f"{position}); rename or remove one")
+        seen[column] = position
+
+
+def read_table(path: str | Path, name: str | None = None, warnings: list[str] | None = None) -> pd.DataFrame:
     """Read one data file into a DataFrame.
 
     Args:
-        path: a .csv, .tsv, .jsonl, .json, .parquet or .txt file.
+        path: a .csv, .tsv, .jsonl, .json, .parquet or .txt file; all but Parquet may be compressed
+            (.gz, .bz2, .xz, .zst) and may start with a UTF-8, UTF-16 or UTF-32 byte-order mark.
         name: how errors name the file (e.g. its ``s3://`` address); the path by default.
+        warnings: what was read in an unexpected way (a trailing delimiter, quotes read as plain
+            characters...) is appended to it, naming the file and line.
 
     Raises:
-        DataError: missing, empty, non-UTF-8, unparseable, or holding no rows.
+        DataError: missing, empty, not decodable, unparseable, a column named twice, or holding no rows.
     """
     path = Path(path)
     name = name or str(path)
@@ -128,27 +210,26 @@ def read_table(path: str | Path, name: str | None = None) -> pd.DataFrame:
         raise DataError(f"data file {name} does not exist")
     if path.is_dir():
         raise DataError(f"data path {name} is a folder; pass one data file, or use read_source for folders")
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise DataError(f"{name}: unsupported format {suffix or '(no suffix)'!r} "
-                        f"(use one of {', '.join(SUPPORTED_SUFFIXES)})")
+    if not is_data_file(path.name):
+        raise _unsupported(name)
     if path.stat().st_size == 0:
         raise DataError(f"{name}: the file is empty")
+    suffix, _ = file_format(path.name)
+    warnings = warnings if warnings is not None else []
     if suffix == ".parquet":
         frame = _read_parquet(path, name)
+    elif suffix == ".jsonl":
+        frame = _read_jsonl(path, name)
+    elif suffix == ".json":
+        frame = _read_json(path, name)
+    elif suffix == ".txt":
+        frame = _read_txt(path, name)
     else:
-        _check_utf8(path, name)
-        if suffix == ".jsonl":
-            frame = _read_jsonl(path, name)
-        elif suffix == ".json":
-            frame = _read_json(path, name)
-        elif suffix == ".txt":
-            frame = _read_txt(path, name)
-        else:
-            frame = _read_csv(path, "\t" if suffix == ".tsv" else ",", name)
+        frame = _read_delimited(path, "\t" if suffix == ".tsv" else ",", name, warnings)
     if frame.empty:
         raise DataError(f"{name}: no data rows (only a header, or nothing but blank lines)")
     frame.columns = [str(c).strip() for c in frame.columns]
+    _check_columns(frame, name)
     return frame
 
 
@@ -177,7 +258,8 @@ def list_local_files(path: str | Path, known: dict[str, SourceFile] | None = Non
         ``(files, ignored)`` in name order; a file's key is its path relative to the folder (or its name).
 
     Raises:
-        DataError: the path does not exist, or a folder holds no data file.
+        DataError: the path does not exist, a file of an unsupported type is named, or a folder holds no
+            data file.
     """
     root = Path(path)
     if not root.exists():
@@ -191,7 +273,9 @@ def list_local_files(path: str | Path, known: dict[str, SourceFile] | None = Non
     files, ignored = [], []
     for file in candidates:
         key = file.relative_to(base).as_posix()
-        if suffixes is not None and file.suffix.lower() not in suffixes:
+        if suffixes is not None and not (is_data_file(file.name) and file_format(file.name)[0] in suffixes):
+            if root.is_file():  # one file named on purpose: say why it is not read, rather than ignore it
+                raise _unsupported(str(root))
             ignored.append(key)
             continue
         stat = file.stat()

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from compactlm.data.sources.files import SUPPORTED_SUFFIXES, SourceFile, read_table
+from compactlm.data.sources.files import SUPPORTED_SUFFIXES, SourceFile, is_data_file, read_table
 from compactlm.errors import DataError
 
 S3_PREFIX = "s3://"
@@ -102,7 +102,7 @@ def list_s3_files(uri: str, endpoint_url: str | None = None) -> tuple[list[Sourc
                 relative = key[len(prefix):].lstrip("/") or PurePosixPath(key).name
                 if key.endswith("/") or any(p.startswith(".") for p in PurePosixPath(relative).parts):
                     continue
-                if PurePosixPath(key).suffix.lower() not in SUPPORTED_SUFFIXES:
+                if not is_data_file(PurePosixPath(key).name):
                     ignored.append(relative)
                     continue
                 fingerprint = f"{item.get('ETag', '').strip(chr(34))}:{item['Size']}"
@@ -114,12 +114,14 @@ def list_s3_files(uri: str, endpoint_url: str | None = None) -> tuple[list[Sourc
     return sorted(files, key=lambda f: f.key), ignored
 
 
-def read_s3_file(file: SourceFile, endpoint_url: str | None = None) -> pd.DataFrame:
+def read_s3_file(file: SourceFile, endpoint_url: str | None = None,
+                 warnings: list[str] | None = None) -> pd.DataFrame:
     """Download one object to a temporary file and read it (errors name its ``s3://`` address).
 
     Args:
         file: an object listed by ``list_s3_files``.
         endpoint_url: as in ``s3_client``.
+        warnings: as in ``read_table``.
 
     Raises:
         DataError: the download failed (one line, see ``list_s3_files``) or the file is unreadable
@@ -133,4 +135,4 @@ def read_s3_file(file: SourceFile, endpoint_url: str | None = None) -> pd.DataFr
             client.download_file(bucket, key, str(local))
         except Exception as exc:
             raise _s3_error(file.uri, exc) from None
-        return read_table(local, name=file.uri)
+        return read_table(local, name=file.uri, warnings=warnings)

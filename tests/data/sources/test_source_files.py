@@ -122,7 +122,7 @@ def test_unsupported_suffix(tmp_path):
     path.write_bytes(b"PK\x03\x04 not really excel")
     with pytest.raises(DataError) as excinfo:
         read_table(path)
-    one_line_error(excinfo, str(path), "'.xlsx'", ".csv", ".parquet")
+    one_line_error(excinfo, str(path), "unsupported file type .xlsx", ".csv", ".parquet")
 
 
 def test_file_without_suffix(tmp_path):
