@@ -24,7 +24,7 @@ from compactlm.data.cleaning import (
     reject_near_duplicates,
 )
 from compactlm.data.schemas import SCHEMAS, TaskSchema
-from compactlm.data.text import near_duplicate_keys
+from compactlm.data.text import invisible_series, near_duplicate_keys
 from compactlm.models.tokenizer import format_prompt, render_chat
 
 ROLES = ("system", "user", "assistant")
@@ -75,7 +75,7 @@ def _clean_messages(rows: pd.DataFrame, options: CleanOptions, quarantine: Quara
     long = pd.DataFrame({"row": long.index, "role": [m["role"] for m in long["messages"]],
                          "content": pd.Series([m["content"] for m in long["messages"]], dtype="string")})
     long = clean_text_columns(long, ["content"], options, cleaning)
-    blank_rows = set(long.loc[is_blank(long["content"]), "row"])
+    blank_rows = set(long.loc[is_blank(long["content"]) | invisible_series(long["content"]), "row"])
     messages = long.groupby("row", sort=False).apply(
         lambda g: [{"role": r, "content": c} for r, c in zip(g["role"], g["content"].fillna(""))],
         include_groups=False)

@@ -18,6 +18,7 @@ import pandas as pd
 from compactlm.data.schemas import SCHEMAS, TaskSchema, fold_columns, map_columns, to_schema
 from compactlm.data.text import (
     classic_clean_series,
+    invisible_series,
     near_duplicate_keys,
     normalize_series,
     scrub_pii_series,
@@ -182,6 +183,17 @@ def is_blank(series: pd.Series) -> pd.Series:
     return series.isna() | (series.astype("string").fillna("").str.strip() == "")
 
 
+def reject_invisible(rows: pd.DataFrame, columns: list[str], quarantine: Quarantine) -> pd.DataFrame:
+    """Quarantine rows whose cleaned text in one of ``columns`` shows nothing ("<column> empty after cleaning").
+
+    Text made only of format characters (bidi controls, zero-width joiners: Unicode category Cf),
+    controls and spaces is not text, however long it is.
+    """
+    for column in columns:
+        rows = quarantine.reject(rows, invisible_series(rows[column]), f"{column} empty after cleaning")
+    return rows
+
+
 def reject_near_duplicates(rows: pd.DataFrame, keys: pd.Series, quarantine: Quarantine, what: str) -> pd.DataFrame:
     """Quarantine every row whose near-duplicate key (aligned with ``rows``) an earlier row has, naming that row.
 
@@ -243,6 +255,7 @@ def clean_rows(rows: pd.DataFrame, min_chars: int, max_chars: int, options: Clea
         rows = quarantine.reject(rows, is_blank(rows[column]), f"blank or null {column}")
     text_columns = list(schema.text_columns)
     rows = clean_text_columns(rows, text_columns, options, cleaning)
+    rows = reject_invisible(rows, text_columns, quarantine)
     if options.classic_cleaning:
         rows = rows.assign(text=classic_clean_series(rows["text"]))
         rows = quarantine.reject(rows, is_blank(rows["text"]), "blank after classic cleaning")

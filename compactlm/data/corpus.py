@@ -20,6 +20,7 @@ from compactlm.data.cleaning import (
     Quarantine,
     clean_text_columns,
     is_blank,
+    reject_invisible,
     reject_near_duplicates,
 )
 from compactlm.data.splits import SPLITS
@@ -63,6 +64,7 @@ def prepare_corpus(rows: pd.DataFrame, options: CleanOptions, chunk_words: int) 
     cleaning: dict[str, int] = {}
     rows = quarantine.reject(rows, is_blank(rows["text"]), "blank or null text")
     rows = clean_text_columns(rows, ["text"], options, cleaning)
+    rows = reject_invisible(rows, ["text"], quarantine)
     rows = quarantine.reject(rows, rows["text"].str.len() < options.min_chars,
                              f"text shorter than {options.min_chars} characters")
     rows = quarantine.reject(rows, rows["id"].duplicated(), "id already used by an earlier document")

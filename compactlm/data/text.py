@@ -26,6 +26,10 @@ import pandas as pd
 _TRANSLATE: dict[int, str | None] = {cp: " " for cp in (0x00A0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F,
                                                         0x3000)}
 _TRANSLATE.update({cp: None for cp in (0x00AD, 0x200B, 0x2060, 0xFEFF)})
+# Bidirectional marks, embeddings, overrides and isolates carry no text, and overrides can make text read
+# otherwise than it displays (Trojan Source, CVE-2021-42574): removed. ZWJ and ZWNJ stay: they join emoji
+# sequences and shape Persian and Indic text.
+_TRANSLATE.update({cp: None for cp in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))})
 _TRANSLATE.update({0x2028: "\n", 0x2029: "\n", 0x0085: "\n"})
 _TRANSLATE.update({cp: None for cp in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0x85),
                                        *range(0x86, 0xA0))})
@@ -82,6 +86,15 @@ def normalize_text(value: str, form: str = "NFC") -> str:
     text = _WHITESPACE.sub(" ", text)
     text = "\n".join(line.strip() for line in text.split("\n"))
     return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+def has_visible_text(value: str) -> bool:
+    """True when ``value`` holds a character that shows: not only format characters (Unicode category Cf:
+    zero-width joiners, bidi controls...), controls and spaces."""
+    return any(unicodedata.category(ch) not in _INVISIBLE_CATEGORIES for ch in value)
 
 
 def strip_html(value: str) -> str:
@@ -188,6 +201,17 @@ def scrub_pii_series(series: pd.Series, counts: dict[str, int]) -> pd.Series:
         counts: ``{"email", "phone", "card"}`` -> replacements so far; added to.
     """
     return _apply(series, _MAYBE_PII, lambda v: scrub_pii(v, counts))[0]
+
+
+def invisible_series(series: pd.Series) -> pd.Series:
+    """True where a value is null or has no visible character (see ``has_visible_text``)."""
+    values = series.astype("string")
+    # Any ASCII letter, digit or punctuation is visible: only the rest need a look at each character.
+    unsure = values.notna() & ~values.str.contains(r"[!-~]", regex=True, na=False)
+    out = values.isna()
+    if unsure.any():
+        out[unsure] = ~values[unsure].map(has_visible_text).astype(bool)
+    return out.astype(bool)
 
 
 def near_duplicate_keys(series: pd.Series) -> pd.Series:

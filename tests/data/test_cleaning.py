@@ -181,3 +181,42 @@ def test_duplicates_only_keep_the_first_row(tmp_path):
     assert cleaned.quarantine["reason"].tolist() == ["exact duplicate of an earlier row"] * 4
     assert cleaned.counts == {"rows_in": 5, "rows_kept": 1, "rows_quarantined": 4,
                               "quarantined: exact duplicate of an earlier row": 4}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Invisible text is not text (#13.2)
+# ---------------------------------------------------------------------------------------------------
+
+INVISIBLE = "\u200f\u200e\u202e\u202c"  # RLM, LRM, RIGHT-TO-LEFT OVERRIDE, POP DIRECTIONAL FORMATTING
+
+
+def test_rows_of_only_format_characters_are_quarantined_as_empty_after_cleaning(tmp_path):
+    path = write_csv(tmp_path / "bidi.csv", "text,label", [
+        "where is my parcel,shipping", f"{INVISIBLE},billing", "\u200d\u200d\u2063,refund", "refund me please,refund"])
+    rows = to_canonical(read_table(path), str(path), "classification")
+    result = clean_rows(rows, 2, 2000, task="classification")
+    assert result.rows["text"].tolist() == ["where is my parcel", "refund me please"]
+    assert result.quarantine["reason"].tolist() == ["text empty after cleaning"] * 2
+    assert result.counts["quarantined: text empty after cleaning"] == 2
+
+
+def test_bidi_overrides_inside_text_are_removed_and_emoji_zwj_sequences_kept():
+    woman_technologist = "\U0001f469\u200d\U0001f4bb"
+    rows = to_canonical(pd.DataFrame({
+        "instruction": ["my invoice says \u202etxt.exe\u202c is attached", f"the {woman_technologist} app crashed"],
+        "response": ["we will check it", "please reinstall it"], "intent": ["billing", "bug"]}), "inline")
+    result = clean_rows(rows, 2, 2000)
+    assert result.rows["instruction"].tolist() == ["my invoice says txt.exe is attached",
+                                                   f"the {woman_technologist} app crashed"]
+
+
+def test_a_chat_message_of_only_format_characters_is_a_blank_message(tmp_path):
+    from compactlm.data.chat import prepare_chat
+    from compactlm.data.cleaning import CleanOptions
+
+    conversations = [[{"role": "user", "content": "where is my parcel"}, {"role": "assistant", "content": INVISIBLE}],
+                     [{"role": "user", "content": "refund please"}, {"role": "assistant", "content": "done"}]]
+    rows = to_canonical(pd.DataFrame({"messages": [json.dumps(c) for c in conversations]}), "inline", "chat")
+    result = prepare_chat(rows, CleanOptions())
+    assert result.rows["instruction"].tolist() == ["refund please"]
+    assert result.quarantine["reason"].tolist() == ["blank message in the conversation"]
