@@ -1,7 +1,9 @@
 """Multi-turn chats and the instruction format: parse, clean and expand conversations; render prompts.
 
 A chat row holds ``messages``: a list (or its JSON text) of ``{"role": ..., "content": ...}`` with roles
-system/user/assistant (ShareGPT's ``{"from": "human"|"gpt", "value": ...}`` is accepted too). Each
+system/user/assistant (ShareGPT's ``{"from": "human"|"gpt", "value": ...}`` is accepted too). Other
+role names are mapped through ``ROLE_ALIASES`` (human/customer -> user, gpt/bot/model/agent -> assistant)
+and counted in the report; a conversation with any other role is quarantined naming it. Each
 assistant reply that follows a user message becomes one training row: ``instruction`` (that user
 message), ``response`` (the reply) and ``context`` (the earlier turns, rendered with the chat template).
 All rows of a conversation share ``conversation_id`` and always land in the same split.
@@ -28,11 +30,18 @@ from compactlm.data.text import invisible_series, near_duplicate_keys
 from compactlm.models.tokenizer import format_prompt, render_chat
 
 ROLES = ("system", "user", "assistant")
-_ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
+# Role names other tools write, case and surrounding spaces ignored (documented in the README's Data section).
+ROLE_ALIASES = {"human": "user", "customer": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant",
+                "agent": "assistant", "ai": "assistant"}
 
 
-def parse_messages(value: Any) -> list[dict[str, str]] | str:
-    """A conversation as a list of ``{"role", "content"}`` dicts, or the reason it is malformed."""
+def parse_messages(value: Any, aliases_used: dict[str, int] | None = None) -> list[dict[str, str]] | str:
+    """A conversation as a list of ``{"role", "content"}`` dicts, or the reason it is malformed.
+
+    Args:
+        value: the ``messages`` value: a list of message objects, or its JSON text.
+        aliases_used: when given, counts each role mapped through ``ROLE_ALIASES`` (``"bot -> assistant"``).
+    """
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -42,18 +51,25 @@ def parse_messages(value: Any) -> list[dict[str, str]] | str:
         value = value.tolist()
     if not isinstance(value, list) or not value:
         return "messages must be a non-empty list of {role, content} objects"
-    messages = []
+    messages, mapped = [], []
     for position, message in enumerate(value, start=1):
         if not isinstance(message, dict):
             return f"message {position} is not an object"
         role = message.get("role", message.get("from"))
         content = message.get("content", message.get("value"))
-        role = _ROLE_ALIASES.get(str(role).lower(), str(role).lower()) if role is not None else None
-        if role not in ROLES:
-            return f"message {position} has role {role!r} (expected system, user or assistant)"
+        name = str(role).strip().lower() if role is not None else None
+        if name in ROLE_ALIASES:
+            mapped.append(f"{name} -> {ROLE_ALIASES[name]}")
+            name = ROLE_ALIASES[name]
+        if name not in ROLES:
+            return (f"message {position} has role {role!r} (expected system, user or assistant, or one of "
+                    f"{', '.join(ROLE_ALIASES)})")
         if not isinstance(content, str):
             return f"message {position} has no text content"
-        messages.append({"role": role, "content": content})
+        messages.append({"role": name, "content": content})
+    if aliases_used is not None:
+        for alias in mapped:
+            aliases_used[alias] = aliases_used.get(alias, 0) + 1
     return messages
 
 
@@ -65,7 +81,10 @@ def render_messages(messages: list[dict[str, str]]) -> str:
 def _clean_messages(rows: pd.DataFrame, options: CleanOptions, quarantine: Quarantine,
                     cleaning: dict[str, int]) -> pd.DataFrame:
     """Parse every conversation, clean each message's text; quarantine malformed or blank ones."""
-    parsed = rows["messages"].map(parse_messages)
+    aliases: dict[str, int] = {}
+    parsed = rows["messages"].map(lambda value: parse_messages(value, aliases))
+    for alias, n in sorted(aliases.items()):
+        cleaning[f"messages with role {alias}"] = n
     malformed = parsed.map(lambda p: isinstance(p, str))
     rows = quarantine.reject(rows.assign(messages=parsed.astype(object)), malformed, "malformed messages",
                              parsed.where(malformed, "").astype(str))

@@ -228,7 +228,7 @@ def test_chats_expand_to_turns_with_context_and_stay_whole_in_one_split(tmp_path
     reasons = sorted(result.quarantine["reason"])
     assert reasons == ["conversation has no user message answered by the assistant",
                        "exact duplicate of an earlier conversation", "message 1 has role 'robot' (expected system, "
-                       "user or assistant)", "messages is not valid JSON (Expecting property name enclosed in "
+                       "user or assistant, or one of human, customer, gpt, bot, model, agent, ai)", "messages is not valid JSON (Expecting property name enclosed in "
                        "double quotes)"]
     rows = pd.concat(result.splits.values(), ignore_index=True)
     assert rows["conversation_id"].nunique() == 33 and len(rows) == 65  # 32 two-turn chats + 1 ShareGPT one
@@ -273,3 +273,20 @@ def test_a_corpus_too_small_to_split_fails_with_one_line():
     with pytest.raises(DataError) as excinfo:
         prepare_dataset(config, raw=(pd.DataFrame({"text": ["only a few words here"]}), "inline"))
     one_line(excinfo, "too few to split", "data.chunk_words")
+
+
+def test_chat_role_aliases_are_mapped_and_counted_and_unknown_roles_quarantined_by_name(tmp_path):
+    path = tmp_path / "bots.jsonl"
+    conversations = [[{"role": "user", "content": f"where is order {i} of the {w} lamp"},
+                      {"role": "bot" if i % 2 else " Assistant ", "content": f"order {i} ships on day {i}"}]
+                     for i, w in enumerate(WORDS * 2)]
+    conversations.append([{"role": "user", "content": "hello"}, {"role": "operator", "content": "hi, how can I help"}])
+    path.write_text("\n".join(json.dumps({"messages": c}) for c in conversations) + "\n", encoding="utf-8")
+    result = prepare_dataset(DataConfig(source=str(path), task="chat"))
+    n_bot = sum(1 for c in conversations if c[1]["role"] == "bot")
+    assert result.cleaning["messages with role bot -> assistant"] == n_bot > 0
+    assert result.counts["rows_kept"] == len(conversations) - 1
+    assert result.quarantine["reason"].tolist() == [
+        "message 2 has role 'operator' (expected system, user or assistant, or one of human, customer, gpt, bot, "
+        "model, agent, ai)"]
+    assert "messages with role bot -> assistant" in result.to_markdown()
