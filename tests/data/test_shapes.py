@@ -227,9 +227,10 @@ def test_chats_expand_to_turns_with_context_and_stay_whole_in_one_split(tmp_path
     result = prepare_dataset(DataConfig(source=str(path), task="chat"))
     reasons = sorted(result.quarantine["reason"])
     assert reasons == ["conversation has no user message answered by the assistant",
-                       "exact duplicate of an earlier conversation", "message 1 has role 'robot' (expected system, "
-                       "user or assistant, or one of human, customer, gpt, bot, model, agent, ai)", "messages is not valid JSON (Expecting property name enclosed in "
-                       "double quotes)"]
+                       "exact duplicate of an earlier conversation",
+                       "message 1 has role 'robot' (expected system, user or assistant, or one of human, customer, "
+                       "gpt, bot, model, agent, ai)",
+                       "messages is not valid JSON (Expecting property name enclosed in double quotes)"]
     rows = pd.concat(result.splits.values(), ignore_index=True)
     assert rows["conversation_id"].nunique() == 33 and len(rows) == 65  # 32 two-turn chats + 1 ShareGPT one
     first = rows[rows["turn"] == 2].iloc[0]
