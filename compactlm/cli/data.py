@@ -37,6 +37,15 @@ def data_generate(
                f"{frame['category'].nunique()} categories) to {output}")
 
 
+def _version_summary(data_repo: Path, dataset: dict) -> dict:
+    """The ingest summary recorded with this dataset version (rows read, kept, quarantined, warnings)."""
+    from compactlm.data.report import ingest_summary
+    from compactlm.data.versioning import version_records
+
+    record = next((r for r in version_records(data_repo, dataset["name"]) if r["md5"] == dataset["md5"]), {})
+    return ingest_summary(record)
+
+
 def _task_overrides(set_: list[str] | None, task: str | None) -> list[str]:
     return (set_ or []) + ([f"data.task={task}"] if task else [])
 
@@ -52,12 +61,16 @@ def data_ingest(
 ) -> None:
     """Ingest a source: clean, split, version with DVC, validate (GE), report and audit bias (AIF360)."""
     overrides = _task_overrides(set_, task)
-    prepare_runtime(config_home(config, overrides, source))
+    paths = prepare_runtime(config_home(config, overrides, source))
+    from compactlm.data.report import summary_lines
     from flows.ingest import ingest
 
     quiet_user_error_tracebacks()
     result = ingest(config_path=str(config) if config else None, overrides=overrides, source=source)
-    typer.echo(json.dumps(result["dataset"], indent=2))
+    summary = _version_summary(paths.data_repo, result["dataset"])
+    typer.echo(json.dumps({**result["dataset"], "ingest": summary}, indent=2))
+    for line in summary_lines(summary):
+        typer.echo(line)
     if not result["changed"]:
         typer.echo(f"No source file changed: reused version {result['dataset']['md5']} (no new DVC version).")
     typer.echo(result["validation"])

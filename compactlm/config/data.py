@@ -21,7 +21,8 @@ class DataConfig:
     ``source`` is ``generator``, a local file or folder (CSV/TSV/JSONL/JSON/Parquet/TXT), an
     ``s3://bucket/prefix`` or ``hf:NAME_OR_PATH`` (a Hugging Face dataset). ``task`` picks the
     task shape (``compactlm.shapes``: its canonical schema and suite); ``columns`` maps canonical names to the
-    source's own column names. Left at its default, ``expectation_suite`` follows the task's own suite.
+    source's own column names. Left at their defaults, ``expectation_suite`` follows the task's own suite and
+    ``dataset_name`` is the task's name (``support-instructions`` for the instruction task).
 
     Raises:
         ConfigError: a value out of range, an unknown task, augmentation method or canonical column, or a
@@ -43,7 +44,7 @@ class DataConfig:
     max_chars: int = 2_000
     max_document_chars: int = 50_000  # summarization documents (pretraining documents are chunked instead)
     allowed_intents: CommaList[str] | None = None  # None: the generator's intents, or any for other sources
-    dataset_name: str = "support-instructions"
+    dataset_name: str = "support-instructions"  # left at this default, other tasks use the task's name
     dvc_remote: str | None = None  # None: a local remote under the state folder; or s3://bucket/prefix
     expectation_suite: str = "support_instructions"  # left at this default, follows the task's own suite
     s3_endpoint_url: str | None = None  # an S3-compatible store; None: AWS_ENDPOINT_URL or AWS itself
@@ -97,6 +98,8 @@ class DataConfig:
               self.augment_ratio, f"0 for data.task={self.task!r} (augmentation needs a short text column)")
         if self.expectation_suite == "support_instructions":
             self.expectation_suite = shape.suite
+        if self.dataset_name == "support-instructions" and self.task != "instruction":
+            self.dataset_name = self.task  # a classification dataset is not "support-instructions"
 
     def check_source(self) -> None:
         """Fail early (before any server or compute starts) when a local source does not exist.

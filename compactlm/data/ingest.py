@@ -25,8 +25,16 @@ from compactlm.config import BiasConfig, DataConfig
 from compactlm.data.layout import DataLayout
 from compactlm.data.prepare import PreparedDataset, prepare_dataset
 from compactlm.data.raw_files import RawCache, ReadNotes, read_files
+from compactlm.data.report import ingest_summary, summary_lines
 from compactlm.data.sources import SourceFile, SourceKind, list_files, source_kind
-from compactlm.data.versioning import DatasetVersion, current_md5, list_versions, load_version, version_dataset
+from compactlm.data.versioning import (
+    DatasetVersion,
+    current_md5,
+    list_versions,
+    load_version,
+    version_dataset,
+    version_records,
+)
 from compactlm.fileio import atomic_open, files_digest
 
 
@@ -41,11 +49,13 @@ class IngestOutcome:
     files_read: int = 0
     files_cached: int = 0
     ignored: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)  # ``compactlm.data.report.ingest_summary`` of the version
 
     def to_markdown(self) -> str:
         """The ingest report (``PreparedDataset.to_markdown``, or a reuse note) plus the file counts."""
         head = self.result.to_markdown() if self.result is not None else \
-            f"# Ingest: nothing changed\n\nNo source file changed since version `{self.version.md5}`: reused it."
+            f"# Ingest: nothing changed\n\nNo source file changed since version `{self.version.md5}`: reused it." + \
+            ("\n\n```\n" + self.summary_text() + "\n```" if self.summary else "")
         files = (f"\n\nSource files: {self.files_total} ({self.files_read} read, {self.files_cached} unchanged "
                  f"from the cache).") if self.files_total else ""
         ignored = f"\nIgnored (not a data file): {', '.join(self.ignored[:20])}." if self.ignored else ""
@@ -58,8 +68,13 @@ class IngestOutcome:
         return f"Dataset {self.version.name} version {self.version.md5[:12]}" + (" (unchanged)" if self.reused else "")
 
     def to_dict(self) -> dict:
-        """The version, its row counts (none when reused) and whether it was reused, as JSON-ready values."""
-        return {"counts": self.result.counts if self.result else {}, "reused": self.reused, **self.version.to_dict()}
+        """The version, its counts (none when reused), its summary and whether it was reused, as JSON-ready values."""
+        return {"counts": self.result.counts if self.result else {}, "summary": self.summary, "reused": self.reused,
+                **self.version.to_dict()}
+
+    def summary_text(self) -> str:
+        """The summary as printed lines (``compactlm.data.report.summary_lines``)."""
+        return "\n".join(summary_lines(self.summary)) if self.summary else ""
 
 
 @lru_cache(maxsize=1)
@@ -131,7 +146,9 @@ def ingest_version(config: DataConfig, root: str | Path, remote_url: str, bias: 
             and manifest.get("version") in list_versions(root, config.dataset_name):
         version = load_version(root, config.dataset_name, manifest["version"], remote_url,
                                restore=current_md5(root, config.dataset_name) != manifest["version"])
-        return IngestOutcome(dataclasses.replace(version, reused=True), None, True, len(files), 0, len(files), ignored)
+        record = next((r for r in version_records(root, config.dataset_name) if r["md5"] == version.md5), {})
+        return IngestOutcome(dataclasses.replace(version, reused=True), None, True, len(files), 0, len(files), ignored,
+                             ingest_summary(record))
     stats: dict[str, int] = {}
     raw = None
     notes = ReadNotes()
@@ -139,13 +156,11 @@ def ingest_version(config: DataConfig, root: str | Path, remote_url: str, bias: 
         cache = RawCache(layout.raw_cache_dir) if incremental else None
         raw = (read_files(files, config, cache, stats, notes), config.source)
     result = prepare_dataset(config, bias, raw, notes)
-    metadata = {"source": result.source, "task": result.task, "rows": {n: len(f) for n, f in result.splits.items()},
-                "quarantined": len(result.quarantine), "labels": result.label_counts(),
-                "counts": {**result.counts, **result.cleaning}, "notes": result.notes}
-    version = version_dataset(root, config.dataset_name, result.files(), remote_url, metadata)
+    version = version_dataset(root, config.dataset_name, result.files(), remote_url, result.metadata())
     if incremental:
         _write_manifest(layout, config.dataset_name, {"fingerprint": fingerprint, "version": version.md5,
                                                       "source": config.source,
                                                       "files": {f.key: dataclasses.asdict(f) for f in files}})
         RawCache(layout.raw_cache_dir).keep_only([f.fingerprint for f in files])
-    return IngestOutcome(version, result, False, len(files), stats.get("read", 0), stats.get("cached", 0), ignored)
+    return IngestOutcome(version, result, False, len(files), stats.get("read", 0), stats.get("cached", 0), ignored,
+                         result.summary())

@@ -19,6 +19,7 @@ from compactlm.data.cleaning import CleanedRows, CleanOptions, clean_rows, to_ca
 from compactlm.data.corpus import prepare_corpus, split_corpus
 from compactlm.data.layout import split_file_name
 from compactlm.data.raw_files import ReadNotes, read_files
+from compactlm.data.report import class_coverage_warnings, ingest_summary
 from compactlm.data.schemas import SCHEMAS, fold_columns
 from compactlm.data.sources import SourceKind, list_files, source_kind
 from compactlm.data.sources.generator import INTENTS
@@ -57,6 +58,17 @@ class PreparedDataset:
             return {}
         values = pd.concat([f[label] for f in frames]).dropna().astype(str)
         return {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
+
+    def metadata(self) -> dict:
+        """What the version records about its making: source, task, rows per split, labels, counts, warnings."""
+        return {"source": self.source, "task": self.task, "rows": {n: len(f) for n, f in self.splits.items()},
+                "quarantined": len(self.quarantine), "labels": self.label_counts(),
+                "counts": {**self.counts, **self.cleaning}, "notes": self.notes, "warnings": self.warnings,
+                "columns_mapped": self.columns_mapped}
+
+    def summary(self) -> dict:
+        """Rows read, kept per split, quarantined per reason, columns matched, warnings (``ingest_summary``)."""
+        return ingest_summary(self.metadata())
 
     def to_markdown(self) -> str:
         """The ingest report: counts (cleaning, quarantine reasons, splits), split sizes and notes."""
@@ -183,6 +195,7 @@ def prepare_dataset(config: DataConfig, bias: BiasConfig | None = None,
         splits = _augment(splits, config, counts)
     if config.chat_format:
         splits = {name: add_instruction_format(split, config.task) for name, split in splits.items()}
+    notes.warnings += class_coverage_warnings(splits, SCHEMAS[config.task].label)
     report_notes: list[str] = []
     if bias is not None and bias.reweighing:
         weights, note = reweighing_weights(splits["train"], bias)

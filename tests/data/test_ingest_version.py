@@ -172,3 +172,42 @@ def test_a_failed_push_leaves_the_previous_version_in_place_and_records_nothing(
     assert sorted(p.name for p in (root / "datasets").iterdir()) == ["d", "d.dvc"]
     restored = checkout_version(root, "d", good.md5, remote)  # the repository still works
     assert {p.name: p.read_bytes() for p in restored.iterdir()} == before
+
+
+# ---------------------------------------------------------------------------------------------------
+# The ingest report says what happened (#13.4)
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_the_summary_says_rows_read_kept_per_split_quarantined_per_reason_mapped_columns_and_warnings(dvc, tmp_path):
+    root, remote = dvc
+    words = "apple banana cherry delta echo foxtrot golf hotel india juliet kilo lima".split()
+    lines = [f"my {w} order number {i} is {kind},{kind}," for i, w in enumerate(words) for kind in ("late", "lost")]
+    lines += ["a lonely refund request,refund,", "another refund request,refund,", f"{words[0]} x,", "\u200f\u202e,lost,"]
+    source = tmp_path / "tickets.csv"
+    source.write_text(" Text ,LABEL\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    config = DataConfig(source=str(source), task="classification", min_rows=1)
+    assert config.dataset_name == "classification"  # not "support-instructions"
+    first = ingest_version(config, root, remote)
+    summary = first.summary
+    assert summary["rows_read"] == len(lines) == 28
+    assert sum(summary["rows_kept"].values()) == 26 and all(summary["rows_kept"].values())
+    assert summary["quarantined"] == {"blank or null label": 1, "text empty after cleaning": 1}
+    assert summary["columns_mapped"] == {"Text": "text", "LABEL": "label"}
+    warnings = summary["warnings"]
+    assert any("line 2 has 3 fields, the header has 2" in w for w in warnings)
+    assert any("absent from test" in w and "'refund' (2 row(s))" in w for w in warnings)
+    text = first.summary_text()
+    assert text.startswith("Read 28 rows; kept 26 rows (train ") and "quarantined 2" in text.splitlines()[0]
+    assert "  quarantined, blank or null label: 1" in text and "warning: " in text
+    assert "## Warnings" in first.to_markdown() and first.to_dict()["summary"] == summary
+    record = version_records(root, "classification")[-1]
+    assert record["warnings"] == warnings and record["columns_mapped"] == summary["columns_mapped"]
+    again = ingest_version(config, root, remote)  # nothing changed: the reused version reports the same
+    assert again.reused and again.summary == summary and again.summary_text() in again.to_markdown()
+
+
+def test_an_explicit_dataset_name_is_kept_and_instruction_keeps_its_default():
+    assert DataConfig(task="classification", dataset_name="reviews").dataset_name == "reviews"
+    assert DataConfig().dataset_name == "support-instructions"
+    assert DataConfig(task="chat").dataset_name == "chat"
