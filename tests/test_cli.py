@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 CI_CONFIG = REPO / "configs" / "ci.yaml"
 
 
-def run_cli(*args: str, home: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COMPACTLM_HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
+def run_cli(*args: str, home: Path, timeout: int = 600, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COMPACTLM_HOME": str(home), "PREFECT_HOME": str(home / "prefect"), **extra_env}
     env.pop("PREFECT_API_URL", None)
     return subprocess.run([sys.executable, "-m", "compactlm.cli", *args], capture_output=True, text=True, env=env,
                           timeout=timeout, cwd=REPO)
@@ -91,3 +93,70 @@ def test_registry_list_of_an_empty_name_names_the_models_that_are_there(tmp_path
     assert done.returncode == 0
     assert "No versions of 'compactlm-support-chat'" in done.stdout
     assert "Registered models there: compactlm-smollm2-support (name one with --model NAME" in done.stdout
+
+
+# ---------------------------------------------------------------------------------------------------
+# `compactlm data ingest`: the source is checked before Prefect starts; flow logs go to a file (#13.6)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragments"),
+    [
+        ("tickets.csv", "question,answer\nwhere is it,soon\n",
+         ["tickets.csv: missing required column(s) 'instruction', 'response', 'intent'", "found: question, answer"]),
+        ("twice.csv", "instruction,response,intent,response\na,b,c,d\n", ["column 'response' appears twice"]),
+        ("tickets.xlsx", "PK", ["tickets.xlsx: unsupported file type .xlsx"]),
+        ("missing.csv", None, ["data.source: file", "missing.csv does not exist"]),
+    ],
+)
+def test_data_ingest_checks_the_source_before_the_flow_starts(tmp_path, name, content, fragments):
+    source = _write(tmp_path / name, content) if content is not None else tmp_path / name
+    started = time.monotonic()
+    done = run_cli("data", "ingest", "--source", str(source), home=tmp_path / "state", timeout=120)
+    elapsed = time.monotonic() - started
+    assert_one_line_error(done, *fragments)
+    assert done.stderr.strip().count("\n") == 0 and done.stdout == ""  # the error line and nothing else
+    assert not (tmp_path / "state").exists()  # no Prefect server, no MLflow store, no log
+    assert elapsed < 20, elapsed  # about a second on a quiet machine; Prefect alone takes 10+ s to start
+
+
+def test_data_ingest_error_inside_the_flow_is_one_line_naming_the_flow_log(tmp_path):
+    # The header is right (the check before the flow passes); line 4 has one field too many.
+    source = _write(tmp_path / "tickets.csv", "instruction,response,intent\nwhere is it,soon,track\n"
+                    "refund me,done,refund\nthis one,has,one,more\n")
+    done = run_cli("data", "ingest", "--source", str(source), home=tmp_path / "state",
+                   PREFECT_LOGGING_LEVEL="INFO")  # what a user gets (the tests default to WARNING)
+    assert_one_line_error(done, "tickets.csv: not a valid CSV file (line 4 has 4 fields, the header has 3)",
+                          "(flow log: ")
+    assert done.stderr.strip().count("\n") == 0, done.stderr  # no Prefect or MLflow lines around it
+    log = Path(done.stderr.split("(flow log: ")[1].strip().rstrip(")"))
+    assert log.parent == tmp_path / "state" / "logs"
+    text = log.read_text(encoding="utf-8")
+    assert "Starting temporary server" in text and "Flow run" in text and "line 4 has 4 fields" in text
+
+
+def test_data_ingest_prints_what_happened(tmp_path):
+    words = "apple banana cherry delta echo foxtrot golf hotel india juliet".split()
+    rows = [f"my {w} parcel {i} is {kind},{kind}" for i, w in enumerate(words) for kind in ("late", "lost")]
+    source = _write(tmp_path / "tickets.tsv", "Text\tLabel\n" + "\n".join(r.replace(",", "\t") for r in rows)
+                    + "\n\u200f\u202e\tlost\n")
+    done = run_cli("data", "ingest", "--source", str(source), "--task", "classification", "--set",
+                   "data.min_rows=1", home=tmp_path / "state", PREFECT_LOGGING_LEVEL="INFO")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr == ""  # Prefect's and MLflow's logs went to the flow log
+    out = done.stdout
+    summary = json.loads(out[:out.index("\n}\n") + 2])["ingest"]
+    assert summary["rows_read"] == 21 and sum(summary["rows_kept"].values()) == 20
+    assert summary["quarantined"] == {"text empty after cleaning": 1}
+    assert summary["columns_mapped"] == {"Text": "text", "Label": "label"}
+    assert "Read 21 rows; kept 20 rows (train " in out and "  quarantined, text empty after cleaning: 1" in out
+    assert "Columns matched regardless of case and spaces: 'Text' -> 'text', 'Label' -> 'label'" in out
+    assert "\"name\": \"classification\"" in out  # named after its task, not support-instructions
+    log = Path(out.split("Flow log: ")[1].splitlines()[0])
+    assert "Flow run" in log.read_text(encoding="utf-8")

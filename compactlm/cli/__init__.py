@@ -13,6 +13,7 @@ import sys
 import typer
 
 from compactlm.cli import config, data, evaluate, models, pipeline, registry, serve
+from compactlm.cli.common import terminal
 from compactlm.errors import CompactLMError
 
 app = typer.Typer(help="CompactLM: train, govern and serve compact language models.", no_args_is_help=True,
@@ -33,10 +34,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except CompactLMError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {exc}", err=True, file=terminal(err=True))
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("aborted", err=True)
+        typer.echo("aborted", err=True, file=terminal(err=True))
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -44,6 +45,10 @@ def main() -> None:
         import click
 
         if isinstance(exc, click.ClickException):
-            exc.show()
+            exc.show(file=terminal(err=True))
             sys.exit(exc.exit_code)
+        if terminal(err=True) is not sys.stderr:  # a bug: its traceback belongs on the terminal, not only in a log
+            import traceback
+
+            traceback.print_exc(file=terminal(err=True))
         raise

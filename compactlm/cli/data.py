@@ -12,9 +12,12 @@ from compactlm.cli.common import (
     ConfigOption,
     SetOption,
     config_home,
+    flow_log_path,
     load_state,
     prepare_runtime,
     quiet_user_error_tracebacks,
+    send_library_output_to,
+    terminal,
 )
 
 app = typer.Typer(help="Generate, ingest and version datasets.", no_args_is_help=True)
@@ -58,24 +61,42 @@ def data_ingest(
         help="instruction, chat, classification, summarization or pretraining (a shortcut for data.task).")] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Show Prefect's and MLflow's logs here instead of in a log file.")] = False,
 ) -> None:
-    """Ingest a source: clean, split, version with DVC, validate (GE), report and audit bias (AIF360)."""
+    """Ingest a source: clean, split, version with DVC, validate (GE), report and audit bias (AIF360).
+    \f
+    The source is checked (path, file types, headers) before Prefect starts. Without ``--verbose`` the
+    flow's logs go to ``<home>/logs/ingest-*.log``, whose path is printed (and named in an error).
+    """
+    from compactlm.errors import CompactLMError
+
     overrides = _task_overrides(set_, task)
     paths = prepare_runtime(config_home(config, overrides, source))
     from compactlm.data.report import summary_lines
     from flows.ingest import ingest
 
     quiet_user_error_tracebacks()
-    result = ingest(config_path=str(config) if config else None, overrides=overrides, source=source)
+    log = None if verbose else send_library_output_to(flow_log_path(paths.home, "ingest"))
+    try:
+        result = ingest(config_path=str(config) if config else None, overrides=overrides, source=source)
+    except CompactLMError as exc:
+        if log is not None:
+            exc.args = (f"{exc} (flow log: {log})",)
+        raise
+    out = terminal()
     summary = _version_summary(paths.data_repo, result["dataset"])
-    typer.echo(json.dumps({**result["dataset"], "ingest": summary}, indent=2))
+    typer.echo(json.dumps({**result["dataset"], "ingest": summary}, indent=2), file=out)
     for line in summary_lines(summary):
-        typer.echo(line)
+        typer.echo(line, file=out)
     if not result["changed"]:
-        typer.echo(f"No source file changed: reused version {result['dataset']['md5']} (no new DVC version).")
-    typer.echo(result["validation"])
+        typer.echo(f"No source file changed: reused version {result['dataset']['md5']} (no new DVC version).",
+                   file=out)
+    typer.echo(result["validation"], file=out)
     if result["data_docs"]:
-        typer.echo(f"Data Docs: {result['data_docs']}")
+        typer.echo(f"Data Docs: {result['data_docs']}", file=out)
+    if log is not None:
+        typer.echo(f"Flow log: {log}", file=out)
 
 
 def _data_state(config: Path | None, set_: list[str] | None):

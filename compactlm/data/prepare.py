@@ -183,9 +183,7 @@ def prepare_dataset(config: DataConfig, bias: BiasConfig | None = None,
     frame, source = raw if raw is not None else load_source(config, notes)
     keep = _kept_columns(config, bias)
     frame, mapped = fold_columns(frame, SCHEMAS[config.task], config.columns, keep)
-    if mapped:
-        notes.add(ReadNotes([f"{source}: columns matched regardless of case and spaces: "
-                             + ", ".join(f"{old!r} -> {new!r}" for old, new in mapped.items())], mapped))
+    notes.add(ReadNotes(columns_mapped=mapped))
     canonical = to_canonical(frame, source, config.task, config.columns, keep)
     prepared = _clean(canonical, config)
     splits = _split(prepared.rows, config)

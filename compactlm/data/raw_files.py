@@ -22,7 +22,7 @@ import pandas as pd
 
 from compactlm.config import DataConfig
 from compactlm.data.schemas import SCHEMAS, check_required, fold_columns, map_columns
-from compactlm.data.sources import SourceFile, read_file
+from compactlm.data.sources import SourceFile, SourceKind, list_files, read_columns, read_file, source_kind
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,38 @@ class ReadNotes:
         return cls(list(values.get("warnings", [])), dict(values.get("columns_mapped", {})))
 
 
+def _match_columns(frame: pd.DataFrame, config: DataConfig, uri: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Match the column names to the schema's (``fold_columns``) and check the required ones are there."""
+    schema = SCHEMAS[config.task]
+    keep = tuple(config.extra_columns) + ((config.split_column,) if config.split_column else ())
+    frame, mapped = fold_columns(frame, schema, config.columns, keep)
+    check_required(map_columns(frame, config.columns, uri), schema, uri)
+    return frame, mapped
+
+
+def check_source_columns(config: DataConfig) -> int:
+    """Check a local source before a run starts: it exists, its files are of supported types, and each file's
+    header has the task's required columns. Reads headers only (JSON files whole), so it takes about a second.
+
+    Args:
+        config: the data section (source, task, ``data.columns``).
+
+    Returns:
+        How many files were checked (0 for sources that are not local files: generator, S3, Hugging Face).
+
+    Raises:
+        DataError: the first problem ``read_checked_file`` would meet, with the same one-line message.
+    """
+    if source_kind(config.source) is not SourceKind.LOCAL:
+        return 0
+    files, _ = list_files(config.source)
+    for file in files:
+        columns = read_columns(file.uri)
+        if columns is not None:
+            _match_columns(pd.DataFrame(columns=columns), config, file.uri)
+    return len(files)
+
+
 def read_checked_file(file: SourceFile, config: DataConfig, notes: ReadNotes | None = None) -> pd.DataFrame:
     """Parse one source file, match its column names to the schema's, and check it has the required ones.
 
@@ -67,13 +99,7 @@ def read_checked_file(file: SourceFile, config: DataConfig, notes: ReadNotes | N
     """
     warnings: list[str] = []
     frame = read_file(file, config.s3_endpoint_url, warnings)
-    schema = SCHEMAS[config.task]
-    keep = tuple(config.extra_columns) + ((config.split_column,) if config.split_column else ())
-    frame, mapped = fold_columns(frame, schema, config.columns, keep)
-    check_required(map_columns(frame, config.columns, file.uri), schema, file.uri)
-    if mapped:
-        warnings.append(f"{file.uri}: columns matched regardless of case and spaces: "
-                        + ", ".join(f"{old!r} -> {new!r}" for old, new in mapped.items()))
+    frame, mapped = _match_columns(frame, config, file.uri)
     if notes is not None:
         notes.add(ReadNotes(warnings, mapped))
     return frame

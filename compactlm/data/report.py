@@ -71,14 +71,16 @@ def class_coverage_warnings(splits: dict[str, pd.DataFrame], label: str | None) 
             for name, frame in splits.items()}
     values = {name: frame[label].dropna().astype(str) for name, frame in real.items()}
     totals = pd.concat(values.values()).value_counts()
+    missing = {value: tuple(name for name in ("val", "test") if value not in set(values.get(name, ())))
+               for value in sorted(totals.index)}
     warnings = []
-    for missing in ("val", "test"):
-        absent = sorted(set(totals.index) - set(values.get(missing, pd.Series(dtype=str))))
+    for splits_missing in (("val", "test"), ("val",), ("test",)):
+        absent = [value for value, where in missing.items() if where == splits_missing]
         if not absent:
             continue
         named = ", ".join(f"{value!r} ({int(totals[value])} row(s))" for value in absent[:10])
         more = f" and {len(absent) - 10} more" if len(absent) > 10 else ""
-        warnings.append(f"{len(absent)} {label} value(s) absent from {missing}, which cannot evaluate them: {named}"
-                        f"{more} (a class needs rows in at least 3 groups to be stratified; smaller ones are kept "
-                        "in train only)")
+        warnings.append(f"{len(absent)} {label} value(s) absent from {' and '.join(splits_missing)}, which cannot "
+                        f"evaluate them: {named}{more} (a class needs rows in at least 3 groups to be stratified; "
+                        "smaller ones are kept in train only)")
     return warnings

@@ -196,7 +196,7 @@ def test_the_summary_says_rows_read_kept_per_split_quarantined_per_reason_mapped
     assert summary["columns_mapped"] == {"Text": "text", "LABEL": "label"}
     warnings = summary["warnings"]
     assert any("line 2 has 3 fields, the header has 2" in w for w in warnings)
-    assert any("absent from test" in w and "'refund' (2 row(s))" in w for w in warnings)
+    assert any("absent from val and test" in w and "'refund' (2 row(s))" in w for w in warnings)
     text = first.summary_text()
     assert text.startswith("Read 28 rows; kept 26 rows (train ") and "quarantined 2" in text.splitlines()[0]
     assert "  quarantined, blank or null label: 1" in text and "warning: " in text

@@ -23,6 +23,7 @@ from compactlm.data.sources.files import (
     file_format,
     jsonl_records,
     list_local_files,
+    read_columns,
     read_table,
     write_table,
 )
@@ -31,8 +32,8 @@ from compactlm.data.sources.s3 import S3_PREFIX, list_s3_files, read_s3_file
 
 # The package's API: what a spec is, listing and reading any kind, and local table files (read_table,
 # write_table, jsonl_records: also used for evaluation sets and prompt files).
-__all__ = ["SourceFile", "SourceKind", "jsonl_records", "list_files", "read_file", "read_table", "source_kind",
-           "write_table"]
+__all__ = ["SourceFile", "SourceKind", "jsonl_records", "list_files", "read_columns", "read_file", "read_table",
+           "source_kind", "write_table"]
 
 
 class SourceKind(StrEnum):

@@ -135,3 +135,17 @@ def parse_delimited(text: str, sep: str, name: str, warnings: list[str] | None =
         warnings.append(f"{name}: line {line} has {n} field(s), the header has {width}: the missing values were "
                         f"read as blank on {len(short)} row(s)")
     return header, rows
+
+
+def header_fields(text: str, sep: str, name: str) -> list[str]:
+    """The fields of the first non-blank record of CSV/TSV text (the header), as ``parse_delimited`` reads them.
+
+    Raises:
+        DataError: no header at all.
+    """
+    for line in text.splitlines():
+        if line.strip():
+            quoted = line.startswith('"')
+            return next(csv.reader([line], delimiter=sep, quotechar='"',
+                                   quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE))
+    raise DataError(f"{name}: the file has no header and no rows")

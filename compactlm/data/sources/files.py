@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from compactlm.data.sources.delimited import parse_delimited
+from compactlm.data.sources.delimited import header_fields, parse_delimited
 from compactlm.errors import DataError
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt")
@@ -181,10 +181,10 @@ def _read_txt(path: Path, name: str) -> pd.DataFrame:
     return pd.DataFrame({"id": [name], "title": [title], "text": [text]}).astype("string")
 
 
-def _check_columns(frame: pd.DataFrame, name: str) -> None:
+def _check_columns(columns: list[str], name: str) -> None:
     """Fail on a header naming a column twice (after trimming spaces): one of them would be used silently."""
     seen: dict[str, int] = {}
-    for position, column in enumerate(frame.columns, start=1):
+    for position, column in enumerate(columns, start=1):
         if column in seen:
             raise DataError(f"{name}: column {column!r} appears twice in the header (columns {seen[column]} and "
                             f"{position}); rename or remove one")
@@ -206,14 +206,7 @@ def read_table(path: str | Path, name: str | None = None, warnings: list[str] | 
     """
     path = Path(path)
     name = name or str(path)
-    if not path.exists():
-        raise DataError(f"data file {name} does not exist")
-    if path.is_dir():
-        raise DataError(f"data path {name} is a folder; pass one data file, or use read_source for folders")
-    if not is_data_file(path.name):
-        raise _unsupported(name)
-    if path.stat().st_size == 0:
-        raise DataError(f"{name}: the file is empty")
+    _check_file(path, name)
     suffix, _ = file_format(path.name)
     warnings = warnings if warnings is not None else []
     if suffix == ".parquet":
@@ -229,8 +222,51 @@ def read_table(path: str | Path, name: str | None = None, warnings: list[str] | 
     if frame.empty:
         raise DataError(f"{name}: no data rows (only a header, or nothing but blank lines)")
     frame.columns = [str(c).strip() for c in frame.columns]
-    _check_columns(frame, name)
+    _check_columns(list(frame.columns), name)
     return frame
+
+
+def read_columns(path: str | Path, name: str | None = None) -> list[str] | None:
+    """The column names of a data file, reading no more than needed: a CSV/TSV header line, a Parquet
+    schema, a JSON or JSONL file whole (its records may differ in keys); None for a .txt document.
+
+    What ``read_table`` would fail on first (a missing, empty, undecodable or unsupported file, a column
+    named twice) fails here the same way, so a source can be checked in about a second before a run starts.
+
+    Raises:
+        DataError: as ``read_table``, for the parts of the file read.
+    """
+    path = Path(path)
+    name = name or str(path)
+    _check_file(path, name)
+    suffix, _ = file_format(path.name)
+    if suffix == ".txt":
+        return None
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            columns = [str(c).strip() for c in pq.read_schema(path).names if not str(c).startswith("__index_level_")]
+        except Exception as exc:  # pyarrow raises several types for corrupt files
+            raise DataError(f"{name}: not a readable Parquet file ({str(exc).strip().splitlines()[0][:160]})") from None
+    elif suffix in (".csv", ".tsv"):
+        columns = [c.strip() for c in header_fields(read_text(path, name), "\t" if suffix == ".tsv" else ",", name)]
+    else:
+        return list(read_table(path, name).columns)
+    _check_columns(columns, name)
+    return columns
+
+
+def _check_file(path: Path, name: str) -> None:
+    """Fail unless ``path`` is an existing, non-empty file of a supported type."""
+    if not path.exists():
+        raise DataError(f"data file {name} does not exist")
+    if path.is_dir():
+        raise DataError(f"data path {name} is a folder; pass one data file, or use read_source for folders")
+    if not is_data_file(path.name):
+        raise _unsupported(name)
+    if path.stat().st_size == 0:
+        raise DataError(f"{name}: the file is empty")
 
 
 def _sha256(path: Path) -> str:
