@@ -160,3 +160,34 @@ def test_data_ingest_prints_what_happened(tmp_path):
     assert "\"name\": \"classification\"" in out  # named after its task, not support-instructions
     log = Path(out.split("Flow log: ")[1].splitlines()[0])
     assert "Flow run" in log.read_text(encoding="utf-8")
+
+
+def test_registry_list_piped_prints_full_values_as_tsv(tmp_path):
+    """Piped to another program, `registry list` prints every value whole (TSV), not a table folded to 80
+    columns (`champ…`, `appro…`); `--json` stays."""
+    from mlflow import MlflowClient
+
+    home = tmp_path / "state"
+    home.mkdir()
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    name = "compactlm-support-chat"
+    client.create_registered_model(name)
+    tags = {"gate_verdict": "pass", "smoke_test": "passed", "approval": "approved",
+            "approval.reviewer": "a-reviewer-with-a-long-name", "metric.rouge_l": "0.412345",
+            "data_version": "0123456789abcdef0123"}
+    for _ in range(2):
+        client.create_model_version(name, source=str(tmp_path / "model"), tags=tags)
+    client.set_registered_model_alias(name, "champion", "1")
+    client.set_registered_model_alias(name, "challenger", "2")
+    done = run_cli("registry", "list", home=home)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].split("\t") == ["version", "aliases", "gate", "smoke", "approval", "reviewer", "rouge_l", "data",
+                                    "created"]
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [r[:8] for r in rows] == [
+        ["2", "challenger", "pass", "passed", "approved", "a-reviewer-with-a-long-name", "0.412345", "0123456789ab"],
+        ["1", "champion", "pass", "passed", "approved", "a-reviewer-with-a-long-name", "0.412345", "0123456789ab"]]
+    assert "…" not in done.stdout
+    as_json = json.loads(run_cli("registry", "list", "--json", home=home).stdout)
+    assert [v["aliases"] for v in as_json] == [["challenger"], ["champion"]]

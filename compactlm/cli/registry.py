@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Annotated
 
 import typer
@@ -24,7 +25,7 @@ def _connect(config, model: str | None) -> tuple[str, str]:
 @app.command("list")
 def registry_list(model: ModelOption = None, config: ConfigOption = None,
                   as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """List versions with aliases, gate verdicts, smoke tests, approvals and data versions."""
+    """List versions with aliases, gate verdicts, smoke tests, approvals and data versions (TSV when piped)."""
     from compactlm.registry.store import list_versions
 
     name, uri = _connect(config, model)
@@ -40,17 +41,23 @@ def registry_list(model: ModelOption = None, config: ConfigOption = None,
                 "--config)." if others else "")
         typer.echo(f"No versions of {name!r} in {uri}.{hint}")
         return
+    columns = ("version", "aliases", "gate", "smoke", "approval", "reviewer", "rouge_l", "data", "created")
+    rows = [(v.version, ", ".join(v.aliases), v.tags.get("gate_verdict", ""), v.tags.get("smoke_test", ""),
+             v.tags.get("approval", ""), v.tags.get("approval.reviewer", ""), v.tags.get("metric.rouge_l", ""),
+             v.tags.get("data_version", "")[:12], v.created) for v in versions]
+    if not sys.stdout.isatty():
+        # Piped or redirected: full values as TSV (one header line), never a table folded to 80 columns.
+        for row in (columns, *rows):
+            typer.echo("\t".join(" ".join(str(value).split()) for value in row))
+        return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{name} ({uri})")
-    for column in ("version", "aliases", "gate", "smoke", "approval", "reviewer", "rouge_l", "data", "created"):
+    for column in columns:
         table.add_column(column, overflow="fold")  # wrapped, never cut to "versi…" in a narrow terminal
-    for v in versions:
-        t = v.tags
-        table.add_row(v.version, ", ".join(v.aliases), t.get("gate_verdict", ""), t.get("smoke_test", ""),
-                      t.get("approval", ""), t.get("approval.reviewer", ""), t.get("metric.rouge_l", ""),
-                      t.get("data_version", "")[:12], v.created)
+    for row in rows:
+        table.add_row(*row)
     Console(soft_wrap=True).print(table)
 
 
