@@ -191,3 +191,17 @@ def test_registry_list_piped_prints_full_values_as_tsv(tmp_path):
     assert "…" not in done.stdout
     as_json = json.loads(run_cli("registry", "list", "--json", home=home).stdout)
     assert [v["aliases"] for v in as_json] == [["challenger"], ["champion"]]
+
+
+def test_data_purge_deletes_the_cached_source_copies_and_keeps_versions(tmp_path):
+    home = tmp_path / "state"
+    cache = home / "data" / "cache" / "raw"
+    cache.mkdir(parents=True)
+    pd.DataFrame({"instruction": ["mail jane@example.com"]}).to_parquet(cache / "0123.parquet")
+    version = home / "data" / "datasets" / "support-instructions"
+    version.mkdir(parents=True)
+    (version / "train.parquet").write_bytes(b"kept")
+    done = run_cli("data", "purge", home=home)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Deleted 1 cached source file(s)" in done.stdout and str(cache) in done.stdout
+    assert list(cache.iterdir()) == [] and (version / "train.parquet").read_bytes() == b"kept"

@@ -1,4 +1,4 @@
-"""`compactlm data`: generate, ingest, list and restore dataset versions."""
+"""`compactlm data`: generate, ingest, list and restore dataset versions; purge cached source copies."""
 
 from __future__ import annotations
 
@@ -149,3 +149,16 @@ def data_checkout(
     full = resolve_version(paths.data_repo, name, version)
     folder = checkout_version(paths.data_repo, name, full, paths.dvc_remote(data.dvc_remote))
     typer.echo(f"Dataset {name} version {full} restored in {folder}")
+
+
+@app.command("purge")
+def data_purge(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Delete the cached copies of source files (<home>/data/cache/raw); dataset versions are kept."""
+    from compactlm.data.layout import DataLayout
+    from compactlm.data.raw_files import purge_raw_cache
+
+    paths, _ = _data_state(config, set_)
+    folder = DataLayout(paths.data_repo).raw_cache_dir
+    n_files, size = purge_raw_cache(folder)
+    typer.echo(f"Deleted {n_files} cached source file(s) ({size:,} bytes) from {folder}; dataset versions are kept "
+               "(the next ingest reads changed files again).")

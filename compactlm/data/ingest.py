@@ -8,7 +8,7 @@ or changed files are parsed (unchanged ones come from the parsed-file cache), an
 all current files. The manifest is written (temp file, then rename) only after the version is pushed.
 
 State, under the DVC repository folder (see ``compactlm.data.layout``): ``manifests/<dataset>.json``
-and ``cache/raw/<hash>.parquet``. The preparation itself (clean, split, augment, reweigh) is
+and ``cache/raw/<hash>.parquet`` (used columns only, PII scrubbed). The preparation itself (clean, split, augment, reweigh) is
 ``compactlm.data.prepare``; reading and caching the files is ``compactlm.data.raw_files``.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from compactlm.config import BiasConfig, DataConfig
 from compactlm.data.layout import DataLayout
-from compactlm.data.prepare import PreparedDataset, prepare_dataset
+from compactlm.data.prepare import PreparedDataset, kept_columns, prepare_dataset
 from compactlm.data.raw_files import RawCache, ReadNotes, read_files
 from compactlm.data.report import ingest_summary, summary_lines
 from compactlm.data.sources import SourceFile, SourceKind, list_files, source_kind
@@ -152,15 +152,16 @@ def ingest_version(config: DataConfig, root: str | Path, remote_url: str, bias: 
     stats: dict[str, int] = {}
     raw = None
     notes = ReadNotes()
+    keep = kept_columns(config, bias)
     if files and kind.reads_files:
-        cache = RawCache(layout.raw_cache_dir) if incremental else None
-        raw = (read_files(files, config, cache, stats, notes), config.source)
+        cache = RawCache(layout.raw_cache_dir, config, keep) if incremental else None
+        raw = (read_files(files, config, cache, stats, notes, keep), config.source)
     result = prepare_dataset(config, bias, raw, notes)
     version = version_dataset(root, config.dataset_name, result.files(), remote_url, result.metadata())
     if incremental:
         _write_manifest(layout, config.dataset_name, {"fingerprint": fingerprint, "version": version.md5,
                                                       "source": config.source,
                                                       "files": {f.key: dataclasses.asdict(f) for f in files}})
-        RawCache(layout.raw_cache_dir).keep_only([f.fingerprint for f in files])
+        RawCache(layout.raw_cache_dir, config, keep).keep_only([f.fingerprint for f in files])
     return IngestOutcome(version, result, False, len(files), stats.get("read", 0), stats.get("cached", 0), ignored,
                          result.summary())

@@ -8,7 +8,7 @@
         versions/<name>/<md5>.dvc             every version's .dvc file (any one can be restored)
         versions/<name>/index.json            the versions in recording order, with their statistics
         manifests/<name>.json                 incremental ingestion: the last run's files and fingerprint
-        cache/raw/<hash>.parquet              incremental ingestion: parsed source files
+        cache/raw/<hash>.parquet              incremental ingestion: parsed source files (used columns, PII scrubbed)
     <home>/data-docs/<name>/<md5[:12]>/       Great Expectations Data Docs of one version
     <home>/reports/<name>/<md5[:12]>/         the data quality report of one version
 

@@ -101,12 +101,14 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load_source(config: DataConfig, notes: ReadNotes | None = None) -> tuple[pd.DataFrame, str]:
+def load_source(config: DataConfig, notes: ReadNotes | None = None,
+                keep: tuple[str, ...] = ()) -> tuple[pd.DataFrame, str]:
     """Raw rows of ``config.source`` (generator, file, folder, s3://, hf:) and a description of it.
 
     Args:
         config: the data section (source, task, generator size/seed/bias, ``hf_split``, S3 endpoint).
         notes: when given, what reading the files said (warnings, matched columns) is added to it.
+        keep: other source columns the run carries through (``kept_columns``).
 
     Returns:
         ``(rows, description)``: the rows as read (source column names), and the source spec, or for
@@ -122,10 +124,11 @@ def load_source(config: DataConfig, notes: ReadNotes | None = None) -> tuple[pd.
     if kind in (SourceKind.HF_LOCAL, SourceKind.HF_HUB):
         return read_hf_dataset(config.source, config.hf_split), config.source
     files, _ = list_files(config.source, config.s3_endpoint_url)
-    return read_files(files, config, notes=notes), config.source
+    return read_files(files, config, notes=notes, keep=keep), config.source
 
 
-def _kept_columns(config: DataConfig, bias: BiasConfig | None) -> tuple[str, ...]:
+def kept_columns(config: DataConfig, bias: BiasConfig | None) -> tuple[str, ...]:
+    """The source columns carried through besides the schema's: extra, split and bias columns."""
     extra = list(config.extra_columns) + ([config.split_column] if config.split_column else [])
     if bias is not None:
         extra += [*bias.attributes(), bias.label_column]
@@ -180,12 +183,14 @@ def prepare_dataset(config: DataConfig, bias: BiasConfig | None = None,
         DataError: unreadable source, missing columns, or too few usable rows to split.
     """
     notes = notes if notes is not None else ReadNotes()
-    frame, source = raw if raw is not None else load_source(config, notes)
-    keep = _kept_columns(config, bias)
+    keep = kept_columns(config, bias)
+    frame, source = raw if raw is not None else load_source(config, notes, keep)
     frame, mapped = fold_columns(frame, SCHEMAS[config.task], config.columns, keep)
     notes.add(ReadNotes(columns_mapped=mapped))
     canonical = to_canonical(frame, source, config.task, config.columns, keep)
     prepared = _clean(canonical, config)
+    for kind, n in notes.pii.items():  # scrubbed as the files were read (see compactlm.data.raw_files)
+        prepared.cleaning[f"pii replaced: {kind}"] = prepared.cleaning.get(f"pii replaced: {kind}", 0) + n
     splits = _split(prepared.rows, config)
     counts = dict(prepared.counts)
     counts.update({f"split {name}": len(splits[name]) for name in SPLITS})

@@ -91,6 +91,12 @@ def normalize_text(value: str, form: str = "NFC") -> str:
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 
+def normalize_characters(value: str) -> str:
+    """The character step of ``normalize_text`` alone: Unicode spaces become spaces, invisible and control
+    characters go (whitespace is not collapsed). ``normalize_text`` gives the same result with or without it."""
+    return value.translate(_TRANSLATE) if _NEEDS_TRANSLATE.search(value) else value
+
+
 def has_visible_text(value: str) -> bool:
     """True when ``value`` holds a character that shows: not only format characters (Unicode category Cf:
     zero-width joiners, bidi controls...), controls and spaces."""

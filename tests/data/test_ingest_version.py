@@ -211,3 +211,60 @@ def test_an_explicit_dataset_name_is_kept_and_instruction_keeps_its_default():
     assert DataConfig(task="classification", dataset_name="reviews").dataset_name == "reviews"
     assert DataConfig().dataset_name == "support-instructions"
     assert DataConfig(task="chat").dataset_name == "chat"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Personal data does not linger in the parsed-file cache (#13.5)
+# ---------------------------------------------------------------------------------------------------
+
+PII = ("jane.doe@example.com", "+44 20 7946 0958", "4111 1111 1111 1111", "4111111111111111")
+
+
+def _cached_text(root: Path) -> str:
+    """Every value of every cached file, as text (read back with pandas: Parquet compresses its bytes)."""
+    from compactlm.data.layout import DataLayout
+
+    frames = [pd.read_parquet(p) for p in sorted(DataLayout(root).raw_cache_dir.glob("*.parquet"))]
+    assert frames, "nothing was cached"
+    return "\n".join(f.astype(str).to_csv(index=False) for f in frames) + " ".join(c for f in frames for c in f.columns)
+
+
+def test_the_cache_holds_scrubbed_text_and_only_the_columns_the_run_uses(dvc, tmp_path, tiny_frame):
+    from compactlm.data.layout import DataLayout
+    from compactlm.data.raw_files import purge_raw_cache
+
+    root, remote = dvc
+    folder = tmp_path / "incoming"
+    pii = tiny_frame.head(60).assign(
+        instruction=lambda f: f["instruction"] + " - write to jane.doe@example.com or call +44\u00a020 7946 0958",
+        response=lambda f: f["response"] + " Card 4111 1111 1111 1111 noted.",
+        customer_email="jane.doe@example.com", id=lambda f: f["id"] + "-pii")
+    write_part(folder, "pii.csv", pii)
+    config = DataConfig(source=str(folder))
+    first = ingest_version(config, root, remote)
+    cached = _cached_text(root)
+    assert not any(value in cached for value in PII), "PII left in the cache"
+    assert "customer_email" not in cached and "{{Email}}" in cached
+    counts = {k: v for k, v in first.result.cleaning.items() if k.startswith("pii replaced")}
+    assert counts == {"pii replaced: email": 60, "pii replaced: phone": 60, "pii replaced: card": 60}
+    # The next run takes the file from the cache: the same rows and the same counts as parsing it.
+    write_part(folder, "more.csv", tiny_frame.iloc[200:260])
+    second = ingest_version(config, root, remote)
+    assert (second.files_read, second.files_cached) == (1, 1)
+    assert {k: v for k, v in second.result.cleaning.items() if k.startswith("pii replaced")} == counts
+    fresh = ingest_version(config, tmp_path / "other-repo", str(tmp_path / "other-remote"), incremental=False)
+    for name in ("train", "val", "test"):
+        pd.testing.assert_frame_equal(second.result.splits[name], fresh.result.splits[name])
+    # Purging deletes every cached copy; the versions stay and the next run reads the files again.
+    n_files, size = purge_raw_cache(DataLayout(root).raw_cache_dir)
+    assert n_files == 2 and size > 0 and not list(DataLayout(root).raw_cache_dir.iterdir())
+    (folder / "more.csv").unlink()
+    third = ingest_version(config, root, remote)
+    assert (third.files_read, third.files_cached) == (1, 0) and third.version.md5 == first.version.md5
+
+
+def test_without_scrubbing_the_cache_still_drops_unused_columns(dvc, tmp_path, tiny_frame):
+    root, remote = dvc
+    source = write_part(tmp_path / "incoming", "rows.csv", tiny_frame.head(60).assign(notes="private note"))
+    ingest_version(DataConfig(source=str(source.parent), scrub_pii=False), root, remote)
+    assert "private note" not in _cached_text(root)
