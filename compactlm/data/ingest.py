@@ -8,8 +8,9 @@ or changed files are parsed (unchanged ones come from the parsed-file cache), an
 all current files. The manifest is written (temp file, then rename) only after the version is pushed.
 
 State, under the DVC repository folder (see ``compactlm.data.layout``): ``manifests/<dataset>.json``
-and ``cache/raw/<hash>.parquet`` (used columns only, PII scrubbed). The preparation itself (clean, split, augment, reweigh) is
-``compactlm.data.prepare``; reading and caching the files is ``compactlm.data.raw_files``.
+and ``cache/raw/<hash>.parquet`` (used columns only, PII scrubbed). The preparation itself (clean,
+split, augment, reweigh) is ``compactlm.data.prepare``; reading and caching the files is
+``compactlm.data.raw_files``.
 """
 
 from __future__ import annotations

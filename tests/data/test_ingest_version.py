@@ -183,7 +183,8 @@ def test_the_summary_says_rows_read_kept_per_split_quarantined_per_reason_mapped
     root, remote = dvc
     words = "apple banana cherry delta echo foxtrot golf hotel india juliet kilo lima".split()
     lines = [f"my {w} order number {i} is {kind},{kind}," for i, w in enumerate(words) for kind in ("late", "lost")]
-    lines += ["a lonely refund request,refund,", "another refund request,refund,", f"{words[0]} x,", "\u200f\u202e,lost,"]
+    lines += ["a lonely refund request,refund,", "another refund request,refund,", f"{words[0]} x,",
+              "\u200f\u202e,lost,"]
     source = tmp_path / "tickets.csv"
     source.write_text(" Text ,LABEL\n" + "\n".join(lines) + "\n", encoding="utf-8")
     config = DataConfig(source=str(source), task="classification", min_rows=1)
