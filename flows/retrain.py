@@ -85,7 +85,7 @@ def retrain(config_path: str | None = None, overrides: list[str] | None = None, 
             smoke = smoke_test_version(model_name, registered, paths.tracking_uri(), run_id, shape.example_input)
             if not smoke.passed:
                 raise SmokeTestFailed(f"version {registered} failed its smoke test (no alias moved): {smoke.error}")
-            mark_challenger(model_name, registered)
+            mark_challenger(model_name, registered, config.registry.approval_timeout_s)
             review = request_review(model_name, registered, approval, config.registry.approval_timeout_s,
                                     context_markdown=gate.to_markdown())
         else:

@@ -12,15 +12,18 @@ Every decision is recorded on the version (reviewer, time, comment, source); onl
 version whose gate and smoke test passed moves ``champion``.
 """
 
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from prefect import flow, get_run_logger, pause_flow_run, suspend_flow_run
+from prefect.artifacts import create_markdown_artifact
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from prefect.runtime import deployment
+from pydantic import Field
 
 from compactlm.registry import store
-from compactlm.registry.review import version_to_review
+from compactlm.registry.review import review_context, seconds_left, version_to_review
 from compactlm.state import configure_environment
 from tasks.review import (
     apply_decision,
@@ -35,18 +38,20 @@ REVIEW_DEPLOYMENT = "promote/review"
 
 
 class ReviewDecision(RunInput):
-    """The form a reviewer fills in the Prefect UI to resume the flow."""
+    """The form a reviewer fills in the Prefect UI to resume the flow (``approved`` and ``reviewer`` required)."""
 
-    approved: bool = False
-    reviewer: str = ""
+    approved: bool
+    reviewer: str = Field(min_length=1, description="Who decides (recorded as approval.reviewer)")
     comment: str = ""
 
 
-def _form(model_name: str, version: str, context_markdown: str) -> type[ReviewDecision]:
+def _form(model_name: str, version: str, context_markdown: str, timeout_s: int) -> type[ReviewDecision]:
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
     return ReviewDecision.with_initial_data(
         description=f"## Review `{model_name}` version {version}\n\n{context_markdown}\n\n"
-                    "Tick **approved** to move `champion` to this version; leave it unticked to reject.",
-        approved=False)
+                    "Tick **approved** to move `champion` to this version; leave it unticked to reject.\n\n"
+                    f"**Answer by {deadline:%Y-%m-%d %H:%M} UTC** ({timeout_s} s from now; "
+                    "`registry.approval_timeout_s`): a review left unanswered is rejected, never approved.")
 
 
 def _timed_out(model_name: str, version: str, timeout_s: int) -> dict[str, object]:
@@ -95,17 +100,21 @@ def request_review(model_name: str, version: str, mode: ApprovalMode, timeout_s:
             logger.warning("No %s deployment: the review of version %s stays pending.", REVIEW_DEPLOYMENT, version)
             return {"version": version, "status": "pending", "approved": False}
         return {"version": version, "status": "pending", "approved": False, "review_flow_run": run_id}
-    return _ask_reviewer(model_name, version, _form(model_name, version, context_markdown), timeout_s, suspend=False)
+    return _ask_reviewer(model_name, version, _form(model_name, version, context_markdown, timeout_s), timeout_s,
+                         suspend=False)
 
 
 @flow(name="promote", persist_result=True)
-def promote(model_name: str = "compactlm-support-chat", version: str | None = None,
-            approval: Literal["suspend", "wait", "auto"] = "suspend", timeout_s: int = 86400,
+def promote(model_name: str = "compactlm-support-chat", version: str | int | None = None,
+            approval: Literal["suspend", "wait", "auto"] = "suspend", timeout_s: int | None = None,
             home: str = ".compactlm") -> dict[str, object]:
     """Review one registered version (default: the current ``challenger``) and promote it if approved.
 
     A decision already set as an MLflow tag is applied without asking. ``suspend`` needs a
     deployment (the process exits while waiting); without one the flow pauses in-process instead.
+    ``timeout_s`` None waits what is left of the timeout the review was opened with (its
+    ``review.timeout_s`` tag, i.e. ``registry.approval_timeout_s``), so the form, this run and the
+    review sweep keep one deadline.
     """
     logger = get_run_logger()
     store.setup_tracking(configure_environment(home), "compactlm-retrain")
@@ -116,7 +125,15 @@ def promote(model_name: str = "compactlm-support-chat", version: str | None = No
         return decided
     if approval == "auto":
         return apply_decision(model_name, version, True, "auto-approve", "approved by the auto parameter", "auto")
-    form = _form(model_name, version, "See the version's gate report and model card in MLflow.")
+    if timeout_s is None:
+        _, timeout_s = seconds_left(model_name, version)
+        if timeout_s <= 0:
+            logger.info("The review of version %s is past its deadline: rejecting it.", version)
+            return _timed_out(model_name, version, seconds_left(model_name, version)[0])
+    context = review_context(model_name, version)
+    create_markdown_artifact(key=f"review-v{version}", markdown=f"## Review of `{model_name}` version {version}\n\n"
+                             f"{context}", description=f"What the reviewer of version {version} sees")
+    form = _form(model_name, version, context, timeout_s)
     suspend = approval == "suspend" and bool(deployment.id)
     if approval == "suspend" and not suspend:
         logger.info("Not running from a deployment: pausing in-process instead of suspending.")
@@ -124,8 +141,12 @@ def promote(model_name: str = "compactlm-support-chat", version: str | None = No
 
 
 @flow(name="review-sweep")
-def review_sweep(model_name: str = "compactlm-support-chat", timeout_s: int = 86400,
+def review_sweep(model_name: str = "compactlm-support-chat", timeout_s: int | None = None,
                  home: str = ".compactlm") -> list[dict[str, object]]:
-    """Apply decisions set as MLflow tags and reject reviews pending longer than ``timeout_s``."""
+    """Apply decisions set as MLflow tags and reject reviews whose timeout has passed.
+
+    ``timeout_s`` None (as deployed): each review's own timeout (``registry.approval_timeout_s`` when it
+    was opened); a number overrides it for every pending review.
+    """
     store.setup_tracking(configure_environment(home), "compactlm-retrain")
     return sweep_reviews(model_name, timeout_s)

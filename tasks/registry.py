@@ -59,10 +59,10 @@ def smoke_test_version(model_name: str, version: str, tracking_uri: str, run_id:
 
 
 @task(name="mark-challenger", **IO_RETRIES)
-def mark_challenger(model_name: str, version: str) -> None:
-    """Alias a version that passed gate and smoke test ``challenger`` and open its review."""
+def mark_challenger(model_name: str, version: str, timeout_s: int) -> None:
+    """Alias a version that passed gate and smoke test ``challenger`` and open its review (``timeout_s`` to answer)."""
     store.set_alias(model_name, store.CHALLENGER, version)
-    review.request_review(model_name, version)
+    review.request_review(model_name, version, timeout_s)
 
 
 @task(name="summarize")

@@ -1,15 +1,23 @@
-"""Review tasks: a reviewer's decision applied, MLflow-tag decisions honoured, timeouts swept, the review handed off."""
+"""Review tasks: a reviewer's decision applied, MLflow-tag decisions honoured, timeouts swept, the review handed off.
+
+Each reads or writes the registry's current state, so none is cached (``NO_CACHE``): a suspended review
+run starts again from the top when it is resumed, and a cached "no decision in MLflow" from before the
+suspension would hide a tag a reviewer set in the MLflow UI meanwhile.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 from compactlm.registry import review
 from tasks.common import IO_RETRIES
 
 
-@task(name="apply-decision", **IO_RETRIES)
+@task(name="apply-decision", cache_policy=NO_CACHE, **IO_RETRIES)
 def apply_decision(model_name: str, version: str, approved: bool, reviewer: str, comment: str,
                    source: str) -> dict[str, object]:
     """Record the reviewer's decision on the version; ``champion`` moves only for an approved, promotable version."""
@@ -19,7 +27,7 @@ def apply_decision(model_name: str, version: str, approved: bool, reviewer: str,
     return decision.to_dict()
 
 
-@task(name="reject-unanswered", **IO_RETRIES)
+@task(name="reject-unanswered", cache_policy=NO_CACHE, **IO_RETRIES)
 def reject_unanswered(model_name: str, version: str, timeout_s: int) -> dict[str, object]:
     """Nobody answered within the timeout: record the review as rejected (``champion`` stays)."""
     decision = review.reject_unanswered(model_name, version, timeout_s)
@@ -28,15 +36,15 @@ def reject_unanswered(model_name: str, version: str, timeout_s: int) -> dict[str
     return decision.to_dict()
 
 
-@task(name="honour-mlflow-decision", **IO_RETRIES)
+@task(name="honour-mlflow-decision", cache_policy=NO_CACHE, **IO_RETRIES)
 def honour_mlflow_decision(model_name: str, version: str) -> dict[str, object] | None:
     """Apply a decision a reviewer set as a tag in the MLflow UI (None when there is none)."""
     decision = review.honour_tag_decision(model_name, version)
     return decision.to_dict() if decision else None
 
 
-@task(name="sweep-reviews", **IO_RETRIES)
-def sweep_reviews(model_name: str, timeout_s: int) -> list[dict[str, object]]:
+@task(name="sweep-reviews", cache_policy=NO_CACHE, **IO_RETRIES)
+def sweep_reviews(model_name: str, timeout_s: int | None) -> list[dict[str, object]]:
     """Apply MLflow-tag decisions and reject reviews that waited longer than the timeout."""
     decisions = review.sweep(model_name, timeout_s)
     if decisions:
@@ -45,7 +53,7 @@ def sweep_reviews(model_name: str, timeout_s: int) -> list[dict[str, object]]:
     return [d.to_dict() for d in decisions]
 
 
-@task(name="trigger-review", **IO_RETRIES)
+@task(name="trigger-review", cache_policy=NO_CACHE, **IO_RETRIES)
 def trigger_review_deployment(deployment: str, model_name: str, version: str, timeout_s: int) -> str | None:
     """Start the review deployment for a version without waiting; None when the deployment does not exist."""
     from prefect.deployments import run_deployment
@@ -57,4 +65,9 @@ def trigger_review_deployment(deployment: str, model_name: str, version: str, ti
             "model_name": model_name, "version": version, "approval": "suspend", "timeout_s": timeout_s})
     except ObjectNotFound:
         return None
+    ui = os.environ.get("PREFECT_UI_URL") or os.environ.get("PREFECT_API_URL", "").removesuffix("/api")
+    link = f"{ui}/runs/flow-run/{run.id}" if ui.startswith("http") else f"flow run {run.id}"
+    create_markdown_artifact(key=f"review-run-v{version}", description=f"The review of version {version}",
+                             markdown=f"The review of `{model_name}` version {version} waits in [{run.name}]({link})"
+                                      f" (suspended until a reviewer answers the form): {link}")
     return str(run.id)

@@ -113,7 +113,9 @@ def registry_rollback(
 
 @app.command("sweep")
 def registry_sweep(
-    timeout: Annotated[int | None, typer.Option(help="Review timeout in seconds (default: from the config).")] = None,
+    timeout: Annotated[int | None, typer.Option(help=(
+        "Reject every review pending longer than this many seconds (default: each review's own timeout, "
+        "registry.approval_timeout_s when it was opened)."))] = None,
     model: ModelOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -123,7 +125,7 @@ def registry_sweep(
 
     cfg, _ = connect_tracking(config)
     name = model or cfg.registry.model_name
-    decisions = review.sweep(name, timeout or cfg.registry.approval_timeout_s)
+    decisions = review.sweep(name, timeout)
     for d in decisions:
         typer.echo(f"v{d.version}: {d.status} ({d.source}, {d.reviewer})")
     typer.echo(f"{len(decisions)} decision(s) applied; champion is {alias_version(name, CHAMPION)}.")

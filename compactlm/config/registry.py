@@ -17,7 +17,7 @@ class RegistryConfig:
 
     experiment: str = "compactlm-retrain"
     model_name: str = "compactlm-support-chat"
-    approval_timeout_s: int = 3600  # a reviewer who never answers means "rejected"
+    approval_timeout_s: int = 86400  # seconds; a reviewer who never answers means "rejected" (form, run, sweep)
 
     def __post_init__(self) -> None:
         check(bool(self.model_name.strip()), "registry.model_name", self.model_name, "non-empty")

@@ -15,7 +15,7 @@ State lives in model-version tags, so the MLflow UI shows it and a reviewer can 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from mlflow import MlflowClient
 
@@ -70,12 +70,72 @@ def version_to_review(model_name: str, version: str | int | None = None) -> str:
     return chosen
 
 
-def request_review(model_name: str, version: str) -> None:
+DEFAULT_TIMEOUT_S = 86400  # a review requested without a timeout (older versions): one day
+
+
+def request_review(model_name: str, version: str, timeout_s: int = DEFAULT_TIMEOUT_S) -> None:
     """Mark a version as waiting for a reviewer (starts the review timeout clock).
 
-    Sets ``approval=pending`` and ``review.requested_at`` (UTC ISO time, microseconds) on the version.
+    Sets ``approval=pending``, ``review.requested_at`` (UTC ISO time, microseconds), ``review.timeout_s``
+    and ``review.deadline`` (UTC ISO time) on the version. The timeout travels with the version, so the
+    review form, the suspended review run and the sweep all use the one value the review was opened with
+    (``registry.approval_timeout_s``).
+
+    Args:
+        model_name: the registered model.
+        version: the version to review.
+        timeout_s: seconds a reviewer has to answer; no answer by then is a rejection.
+
+    Raises:
+        CompactLMError: ``timeout_s`` below 1.
     """
-    tag_version(model_name, version, {"approval": PENDING, "review.requested_at": _now()})
+    if int(timeout_s) < 1:
+        raise CompactLMError(f"review timeout must be >= 1 s, got {timeout_s}")
+    now = datetime.now(UTC)
+    tag_version(model_name, version, {
+        "approval": PENDING, "review.requested_at": now.isoformat(timespec="microseconds"),
+        "review.timeout_s": str(int(timeout_s)),
+        "review.deadline": (now + timedelta(seconds=int(timeout_s))).isoformat(timespec="seconds")})
+
+
+def review_timeout(tags: dict[str, str], default_s: int | None = None) -> int:
+    """The timeout (seconds) a version's review was opened with: its ``review.timeout_s`` tag.
+
+    Args:
+        tags: the version's registry tags.
+        default_s: for a review opened without one (older versions); None means ``DEFAULT_TIMEOUT_S``.
+    """
+    try:
+        return int(tags["review.timeout_s"])
+    except (KeyError, ValueError):
+        return int(default_s) if default_s is not None else DEFAULT_TIMEOUT_S
+
+
+def _requested_at(tags: dict[str, str]) -> datetime | None:
+    if "review.requested_at" not in tags:
+        return None
+    requested = datetime.fromisoformat(tags["review.requested_at"])
+    # typed by hand in the MLflow UI: read as UTC, like every time here
+    return requested.replace(tzinfo=UTC) if requested.tzinfo is None else requested
+
+
+def seconds_left(model_name: str, version: str, default_s: int | None = None,
+                 now: datetime | None = None) -> tuple[int, int]:
+    """``(timeout_s, seconds left)`` of a version's open review (left is 0 once the deadline has passed).
+
+    Args:
+        model_name: the registered model.
+        version: the version under review.
+        default_s: the timeout of a review opened without one (see ``review_timeout``).
+        now: the current time, timezone-aware (default: now in UTC).
+    """
+    tags = _tags(model_name, version)
+    timeout_s = review_timeout(tags, default_s)
+    requested = _requested_at(tags)
+    if requested is None:
+        return timeout_s, timeout_s
+    waited = ((now or datetime.now(UTC)) - requested).total_seconds()
+    return timeout_s, max(0, int(timeout_s - waited))
 
 
 @dataclass
@@ -218,15 +278,18 @@ def reject_unanswered(model_name: str, version: str, timeout_s: int) -> Decision
                           f"no decision within {timeout_s} s: rejected by default", "timeout")
 
 
-def sweep(model_name: str, timeout_s: int, now: datetime | None = None) -> list[Decision]:
-    """Apply unapplied MLflow-tag decisions and reject pending reviews older than ``timeout_s``.
+def sweep(model_name: str, timeout_s: int | None = None, now: datetime | None = None) -> list[Decision]:
+    """Apply unapplied MLflow-tag decisions and reject pending reviews whose timeout has passed.
 
     A review that is never answered therefore always ends as a rejection, never an approval, even
-    when the flow that asked for it has been suspended and is gone.
+    when the flow that asked for it has been suspended and is gone (a suspended run whose timeout
+    passes is failed by the Prefect server without running any of its code).
 
     Args:
         model_name: the registered model.
-        timeout_s: how long, in seconds since ``review.requested_at``, a review may stay pending.
+        timeout_s: None (the deployed sweep): each review uses the timeout it was opened with (its
+            ``review.timeout_s`` tag; ``DEFAULT_TIMEOUT_S`` for reviews opened without one). A number
+            overrides it for every pending review (``compactlm registry sweep --timeout``).
         now: the current time, timezone-aware (default: now in UTC; tests pass their own).
 
     Returns:
@@ -238,13 +301,10 @@ def sweep(model_name: str, timeout_s: int, now: datetime | None = None) -> list[
         tags = info.tags
         if tag_decision(tags) is not None:
             decisions.append(honour_tag_decision(model_name, info.version))
-        elif tags.get("approval") == PENDING and "review.requested_at" in tags:
-            requested = datetime.fromisoformat(tags["review.requested_at"])
-            if requested.tzinfo is None:  # typed by hand in the MLflow UI: read as UTC, like every time here
-                requested = requested.replace(tzinfo=UTC)
-            waited = (now - requested).total_seconds()
-            if waited >= timeout_s:
-                decisions.append(reject_unanswered(model_name, info.version, timeout_s))
+        elif tags.get("approval") == PENDING and (requested := _requested_at(tags)) is not None:
+            timeout = int(timeout_s) if timeout_s is not None else review_timeout(tags)
+            if (now - requested).total_seconds() >= timeout:
+                decisions.append(reject_unanswered(model_name, info.version, timeout))
     return decisions
 
 
@@ -284,3 +344,63 @@ def rollback(model_name: str, to_version: str | None = None, reason: str = "") -
     tag_version(model_name, current, {"rolled_back_at": _now(), "rollback.reason": reason or "manual rollback"})
     set_alias(model_name, CHAMPION, target)
     return current, str(target)
+
+
+KEY_METRICS = ("rouge_l", "bleu", "mcq_accuracy", "perplexity", "word_perplexity", "accuracy", "macro_f1")
+
+
+def _links(model_name: str, version: str, tags: dict[str, str]) -> list[str]:
+    """Markdown links to the version's MLflow page and the Prefect run that registered it (where a server is)."""
+    import mlflow
+
+    lines = []
+    tracking = mlflow.get_tracking_uri()
+    if tracking.startswith(("http://", "https://")):
+        lines.append(f"- MLflow version page: {tracking.rstrip('/')}/#/models/{model_name}/versions/{version}")
+        if tags.get("mlflow_run_id"):
+            try:
+                experiment = MlflowClient().get_run(tags["mlflow_run_id"]).info.experiment_id
+                lines.append(f"- MLflow run (gate report and model card under `reports/`): {tracking.rstrip('/')}"
+                             f"/#/experiments/{experiment}/runs/{tags['mlflow_run_id']}")
+            except Exception:  # a deleted run: the version page still links what is left
+                pass
+    else:
+        lines.append(f"- MLflow: `mlflow ui --backend-store-uri {tracking}`, then Models → `{model_name}` → "
+                     f"version {version}")
+    flow_run = tags.get("prefect_flow_run_id")
+    if flow_run:
+        from os import environ
+
+        ui = environ.get("PREFECT_UI_URL") or environ.get("PREFECT_API_URL", "").removesuffix("/api")
+        lines.append(f"- Retrain flow run: {ui}/runs/flow-run/{flow_run}" if ui.startswith("http")
+                     else f"- Retrain flow run: `{flow_run}`")
+    return lines
+
+
+def review_context(model_name: str, version: str) -> str:
+    """What a reviewer needs to decide, as markdown: gate verdict, smoke test, key metrics vs champion, links.
+
+    Read from the version's registry tags (``gate_verdict``, ``smoke_test``, ``metric.*``, run ids) and the
+    current champion's; the MLflow and Prefect links are absolute when the tracking URI and
+    ``PREFECT_UI_URL``/``PREFECT_API_URL`` are servers.
+
+    Args:
+        model_name: the registered model.
+        version: the version under review.
+    """
+    tags = _tags(model_name, version)
+    champion = alias_version(model_name, CHAMPION)
+    champion_tags = _tags(model_name, champion) if champion and champion != version else {}
+    ok, why = promotable(tags)
+    lines = [f"**Gate:** {tags.get('gate_verdict', 'missing')} · **smoke test:** {tags.get('smoke_test', 'missing')}"
+             + ("" if ok else f" — this version cannot become champion: {why}"), ""]
+    metrics = [m for m in KEY_METRICS if f"metric.{m}" in tags]
+    if metrics:
+        head = f"champion (v{champion})" if champion_tags else "champion"
+        lines += [f"| metric | this version | {head} |", "|---|---|---|"]
+        lines += [f"| {m} | {tags[f'metric.{m}']} | {champion_tags.get(f'metric.{m}', '—')} |" for m in metrics]
+        lines.append("")
+    if not champion_tags:
+        lines += ["No other champion: approving makes this version the first.", ""]
+    lines += _links(model_name, version, tags)
+    return "\n".join(lines)

@@ -30,3 +30,29 @@ def test_the_scheduled_deployments_are_the_ones_the_readme_promises():
     assert schedules["daily"][0]["cron"] == "0 2 * * *"
     assert schedules["every-10-minutes"][0]["interval"] == 600
     assert schedules["review"] == []
+
+
+def test_the_review_deployments_keep_the_timeout_each_review_was_opened_with():
+    """One review timeout (registry.approval_timeout_s, recorded on the version): no deployment sets its own."""
+    parameters = {d["name"]: d.get("parameters", {}) for d in SPEC["deployments"]}
+    assert "timeout_s" not in parameters["review"]
+    assert "timeout_s" not in parameters["every-10-minutes"]
+
+
+def test_the_review_flow_accepts_a_version_number_typed_as_an_integer():
+    """`prefect deployment run 'promote/review' --param version=1` sends the JSON integer 1."""
+    from flows.review import promote
+
+    assert promote.validate_parameters({"version": 1})["version"] in (1, "1")
+    assert promote.validate_parameters({"version": "2"})["version"] == "2"
+
+
+def test_review_tasks_are_never_cached():
+    """A resumed review run starts again from the top: a cached 'no MLflow decision' would hide a tag set meanwhile."""
+    from prefect.cache_policies import NO_CACHE
+
+    from tasks import review
+
+    for task in (review.apply_decision, review.reject_unanswered, review.honour_mlflow_decision,
+                 review.sweep_reviews, review.trigger_review_deployment):
+        assert task.cache_policy is NO_CACHE, task.name

@@ -289,6 +289,49 @@ def test_deployed_promote_suspends_then_resumes_from_the_form(champion_before, t
     rollback(MODEL, to_version=champion_before)
 
 
+def test_a_tag_decision_set_while_the_review_is_suspended_is_honoured_on_resume(champion_before, tmp_path):
+    """Resumed, the run starts again from the top: the MLflow-tag check must read the registry again (not cached)."""
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import resume_flow_run
+    from prefect.settings import PREFECT_API_URL
+
+    from compactlm.registry.review import request_review
+    from compactlm.registry.store import tag_version
+
+    version = _copy_of_version_1()
+    request_review(MODEL, version, timeout_s=600)
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "worker"),
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    worker = subprocess.Popen([sys.executable, "-c", "from flows.review import promote; "
+                               "promote.serve(name='review-tag-test', limit=2)"],
+                              cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        run = None
+        for _ in range(120):
+            try:  # the version as a JSON integer, as `--param version=N` sends it
+                run = run_deployment("promote/review-tag-test", timeout=0, parameters={
+                    "model_name": MODEL, "version": int(version), "approval": "suspend",
+                    "home": str(os.environ["COMPACTLM_HOME"])})
+                break
+            except Exception:
+                time.sleep(1)
+        assert run is not None, "the served deployment never appeared"
+        _wait_for_state(run.id, lambda s: s.name == "Suspended")
+        tag_version(MODEL, version, {"approval": "rejected", "approval.reviewer": "erin",
+                                     "approval.comment": "set in the MLflow UI while suspended"})
+        resume_flow_run(run.id, run_input={"approved": True, "reviewer": "dana", "comment": "too late"})
+        final = _wait_for_state(run.id, lambda s: s.is_final())
+        assert final.is_completed(), final
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    tags = _versions()[version].tags
+    assert tags["approval"] == "rejected" and tags["approval.reviewer"] == "erin", tags
+    assert tags["approval.source"] == "mlflow-tag"
+    assert _champion() == champion_before
+
+
 def _wait_for_state(flow_run_id, predicate, timeout_s: float = 180):
     from prefect import get_client
 

@@ -114,6 +114,31 @@ def test_a_fresh_pending_review_is_left_alone(new_version):
     assert _tags(v1)["approval"] == "pending"
 
 
+def test_an_unanswered_review_is_rejected_at_the_timeout_it_was_opened_with(new_version):
+    """One timeout: the one the review was opened with (registry.approval_timeout_s) decides, not the sweep's."""
+    v = new_version()
+    review.request_review(NAME, v, timeout_s=60)
+    tags = _tags(v)
+    assert tags["review.timeout_s"] == "60"
+    deadline = datetime.fromisoformat(tags["review.deadline"])
+    assert abs((deadline - datetime.fromisoformat(tags["review.requested_at"])).total_seconds() - 60) < 1
+    assert review.seconds_left(NAME, v)[0] == 60 and 50 <= review.seconds_left(NAME, v)[1] <= 60
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    assert v not in {d.version for d in review.sweep(NAME, now=soon)}
+    assert _tags(v)["approval"] == "pending"
+    later = datetime.now(UTC) + timedelta(seconds=61)
+    assert review.seconds_left(NAME, v, now=later)[1] == 0
+    decision = {d.version: d for d in review.sweep(NAME, now=later)}[v]
+    assert decision.status == "rejected" and decision.source == "timeout" and "60 s" in decision.comment
+    assert _tags(v)["approval"] == "rejected"
+
+
+def test_a_review_timeout_below_one_second_is_refused(new_version):
+    v = new_version()
+    with pytest.raises(CompactLMError, match="review timeout must be >= 1 s, got 0"):
+        review.request_review(NAME, v, timeout_s=0)
+
+
 def test_rollback_walks_back_through_the_champion_history(new_version):
     v1, v2, v3 = new_version(), new_version(), new_version()
     for v in (v1, v2, v3):
@@ -168,3 +193,32 @@ def test_property_no_bad_path_ever_moves_the_champion(new_version, outcome, appr
         store.tag_version(NAME, candidate, {"approval": "rejected"})
         review.sweep(NAME, timeout_s=3600)
     assert store.alias_version(NAME, "champion") == champion
+
+
+def test_the_reviewer_sees_the_gate_the_metrics_against_the_champion_and_where_to_look(new_version):
+    champion = new_version(**{"metric.rouge_l": "0.2500", "metric.mcq_accuracy": "0.4000"})
+    review.promote(NAME, champion)
+    candidate = new_version(**{"metric.rouge_l": "0.3100", "metric.mcq_accuracy": "0.4500",
+                               "prefect_flow_run_id": "0b7e-run"})
+    text = review.review_context(NAME, candidate)
+    assert "**Gate:** passed" in text and "**smoke test:** passed" in text
+    assert "| rouge_l | 0.3100 | 0.2500 |" in text and "| mcq_accuracy | 0.4500 | 0.4000 |" in text
+    assert f"champion (v{champion})" in text
+    assert "mlflow ui --backend-store-uri" in text and f"version {candidate}" in text
+    assert "Retrain flow run" in text and "0b7e-run" in text
+    failed = new_version(gate_verdict="failed")
+    assert "cannot become champion" in review.review_context(NAME, failed)
+
+
+def test_the_review_form_requires_a_decision_and_a_reviewer():
+    from pydantic import ValidationError
+
+    from flows.review import ReviewDecision
+
+    with pytest.raises(ValidationError, match="reviewer"):
+        ReviewDecision(approved=True)
+    with pytest.raises(ValidationError, match="reviewer"):
+        ReviewDecision(approved=True, reviewer="")
+    with pytest.raises(ValidationError, match="approved"):
+        ReviewDecision(reviewer="dana")
+    assert ReviewDecision(approved=False, reviewer="dana").comment == ""
