@@ -88,7 +88,8 @@ def test_registry_list_of_an_empty_name_names_the_models_that_are_there(tmp_path
 
     home = tmp_path / "state"
     home.mkdir()
-    MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}").create_registered_model("compactlm-smollm2-support")
+    uri = f"sqlite:///{home / 'mlflow.db'}"  # the registry too: an earlier test may have set a global one
+    MlflowClient(tracking_uri=uri, registry_uri=uri).create_registered_model("compactlm-smollm2-support")
     done = run_cli("registry", "list", home=home)
     assert done.returncode == 0
     assert "No versions of 'compactlm-support-chat'" in done.stdout
@@ -169,7 +170,8 @@ def test_registry_list_piped_prints_full_values_as_tsv(tmp_path):
 
     home = tmp_path / "state"
     home.mkdir()
-    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    uri = f"sqlite:///{home / 'mlflow.db'}"  # the registry too: an earlier test may have set a global one
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name = "compactlm-support-chat"
     client.create_registered_model(name)
     tags = {"gate_verdict": "pass", "smoke_test": "passed", "approval": "approved",
