@@ -113,7 +113,7 @@ def data_versions(
     set_: SetOption = None,
 ) -> None:
     """List the recorded versions of a dataset, oldest first (md5, date, rows per split)."""
-    from compactlm.data.versioning import current_md5, version_records
+    from compactlm.data.versioning import current_md5, dataset_names, version_records
 
     paths, data = _data_state(config, set_)
     name = name or data.dataset_name
@@ -121,8 +121,10 @@ def data_versions(
     if as_json:
         typer.echo(json.dumps(records, indent=2))
         return
+    others = [other for other in dataset_names(paths.data_repo) if other != name]
     if not records:
-        typer.echo(f"No version of dataset {name} is recorded in {paths.data_repo}.")
+        typer.echo(f"No version of dataset {name} is recorded in {paths.data_repo}."
+                   + (f" Datasets there: {', '.join(others)} (name one with --name NAME)." if others else ""))
         return
     current = current_md5(paths.data_repo, name)
     typer.echo(f"{'':2}{'md5':34}{'created':27}{'task':13}{'train':>8}{'val':>8}{'test':>8}  source")
@@ -132,6 +134,8 @@ def data_versions(
         typer.echo(f"{mark}{record['md5']:34}{record.get('created', ''):27}{record.get('task', ''):13}"
                    f"{rows.get('train', ''):>8}{rows.get('val', ''):>8}{rows.get('test', ''):>8}  "
                    f"{record.get('source', '')}")
+    if others:
+        typer.echo(f"Other datasets here: {', '.join(others)} (--name NAME)", err=True)
 
 
 @app.command("checkout")

@@ -86,10 +86,14 @@ def _clean_messages(rows: pd.DataFrame, options: CleanOptions, quarantine: Quara
     for alias, n in sorted(aliases.items()):
         cleaning[f"messages with role {alias}"] = n
     malformed = parsed.map(lambda p: isinstance(p, str))
-    rows = quarantine.reject(rows.assign(messages=parsed.astype(object)), malformed, "malformed messages",
-                             parsed.where(malformed, "").astype(str))
+    unknown_role = malformed & parsed.map(lambda p: isinstance(p, str) and " has role " in p)
+    reasons = parsed.where(malformed, "").astype(str)
+    # The quarantine keeps the conversation as it was read (the reason says what is wrong with it).
+    rows = quarantine.reject(rows, unknown_role, "unknown role in a message", reasons)
+    rows = quarantine.reject(rows, malformed[rows.index], "malformed messages", reasons[rows.index])
     if rows.empty:
         return rows
+    rows = rows.assign(messages=parsed[rows.index].astype(object))
     long = rows[["messages"]].explode("messages")
     long = pd.DataFrame({"row": long.index, "role": [m["role"] for m in long["messages"]],
                          "content": pd.Series([m["content"] for m in long["messages"]], dtype="string")})

@@ -70,8 +70,8 @@ class IngestOutcome:
 
     def to_dict(self) -> dict:
         """The version, its counts (none when reused), its summary and whether it was reused, as JSON-ready values."""
-        return {"counts": self.result.counts if self.result else {}, "summary": self.summary, "reused": self.reused,
-                **self.version.to_dict()}
+        counts = {**self.result.counts, **self.result.cleaning} if self.result else {}
+        return {"counts": counts, "summary": self.summary, "reused": self.reused, **self.version.to_dict()}
 
     def summary_text(self) -> str:
         """The summary as printed lines (``compactlm.data.report.summary_lines``)."""
@@ -153,6 +153,10 @@ def ingest_version(config: DataConfig, root: str | Path, remote_url: str, bias: 
     stats: dict[str, int] = {}
     raw = None
     notes = ReadNotes()
+    if ignored and kind.reads_files:  # e.g. a spreadsheet in the folder: say so where the user looks
+        shown = ", ".join(ignored[:10]) + (f" and {len(ignored) - 10} more" if len(ignored) > 10 else "")
+        notes.warnings.append(f"{config.source}: {len(ignored)} file(s) ignored, not a data file type this reads "
+                              f"(.csv, .tsv, .jsonl, .json, .parquet, .txt, compressed or not): {shown}")
     keep = kept_columns(config, bias)
     if files and kind.reads_files:
         cache = RawCache(layout.raw_cache_dir, config, keep) if incremental else None

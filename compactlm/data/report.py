@@ -14,6 +14,7 @@ from compactlm.data.splits import SPLITS
 _READ_UNIT = {"chat": "conversations", "pretraining": "documents"}
 _KEPT_UNIT = {"chat": "turns", "pretraining": "chunks"}
 _QUARANTINED = "quarantined: "
+_STRUCTURAL = {"rows_in", "rows_kept", "rows_quarantined", "augmented rows added"}
 
 
 def ingest_summary(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -26,7 +27,8 @@ def ingest_summary(metadata: dict[str, Any]) -> dict[str, Any]:
 
     Returns:
         ``rows_read``, ``rows_kept`` per split (augmented rows not counted), ``augmented``, ``quarantined``
-        per reason, ``columns_mapped`` and ``warnings``, JSON-ready.
+        per reason, ``cleaning`` (what cleaning changed: HTML stripped, PII replaced per kind, chat roles
+        mapped...), ``columns_mapped`` and ``warnings``, JSON-ready.
     """
     counts = metadata.get("counts", {})
     return {"task": metadata.get("task", ""), "rows_read": int(counts.get("rows_in", 0)),
@@ -34,6 +36,8 @@ def ingest_summary(metadata: dict[str, Any]) -> dict[str, Any]:
             "augmented": int(counts.get("augmented rows added", 0)),
             "quarantined": {key.removeprefix(_QUARANTINED): int(n) for key, n in counts.items()
                             if key.startswith(_QUARANTINED)},
+            "cleaning": {key: int(n) for key, n in counts.items() if key not in _STRUCTURAL
+                         and not key.startswith((_QUARANTINED, "split "))},
             "columns_mapped": dict(metadata.get("columns_mapped", {})),
             "warnings": list(metadata.get("warnings", []))}
 
@@ -48,6 +52,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
              f"{_KEPT_UNIT.get(task, 'rows')} ({splits}); quarantined {sum(quarantined.values())}"
              + (f"; {summary['augmented']} augmented rows added to train" if summary.get("augmented") else "")]
     lines += [f"  quarantined, {reason}: {n}" for reason, n in quarantined.items()]
+    changed = {key: n for key, n in summary.get("cleaning", {}).items() if n}
+    if changed:
+        lines.append("Cleaned: " + ", ".join(f"{key} {n}" for key, n in changed.items()))
     if summary["columns_mapped"]:
         lines.append("Columns matched regardless of case and spaces: "
                      + ", ".join(f"{old!r} -> {new!r}" for old, new in summary["columns_mapped"].items()))

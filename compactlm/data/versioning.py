@@ -98,6 +98,12 @@ def _write_json(path: Path, payload: Any) -> None:
         json.dump(payload, out, indent=2, default=str)
 
 
+def dataset_names(root: str | Path) -> list[str]:
+    """The names of the datasets with recorded versions in the DVC repository ``root``, sorted."""
+    folder = DataLayout(Path(root)).versions_dir("x").parent
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.dvc"))) if folder.is_dir() else []
+
+
 def version_records(root: str | Path, name: str) -> list[dict[str, Any]]:
     """Every recorded version of ``name``, oldest first: md5, created, nfiles, size and ingest metadata.
 

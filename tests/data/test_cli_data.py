@@ -61,3 +61,23 @@ def test_checkout_of_an_unknown_version_is_a_one_line_error(two_versions):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "no unique version 'ffffffff'" in errors[0] and first.md5[:12] in errors[0]
+
+
+def test_versions_names_the_other_datasets_recorded_there(tmp_path):
+    """After a chat or classification ingest, a bare `data versions` (the default dataset) says they exist."""
+    from compactlm.data.versioning import dataset_names
+
+    home = tmp_path / "state"
+    root, remote = home / "data", str(home / "dvc-remote")
+    source = tmp_path / "intents.csv"
+    words = "apple banana cherry delta echo foxtrot golf hotel india juliet kilo lima".split()
+    source.write_text("text,label\n" + "".join(f"my {w} order {i} is {k},{k}\n" for i, w in enumerate(words)
+                                                for k in ("late", "lost")), encoding="utf-8")
+    ingest_version(DataConfig(source=str(source), task="classification", min_rows=1), root, remote)
+    assert dataset_names(root) == ["classification"]
+    done = run_cli("versions", home=home)
+    assert done.returncode == 0, done.stderr
+    assert "No version of dataset support-instructions" in done.stdout
+    assert "Datasets there: classification (name one with --name NAME)." in done.stdout
+    named = run_cli("versions", "--name", "classification", home=home)
+    assert named.returncode == 0 and "classification" in named.stdout and "Other datasets" not in named.stderr

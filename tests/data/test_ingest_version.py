@@ -269,3 +269,24 @@ def test_without_scrubbing_the_cache_still_drops_unused_columns(dvc, tmp_path, t
     source = write_part(tmp_path / "incoming", "rows.csv", tiny_frame.head(60).assign(notes="private note"))
     ingest_version(DataConfig(source=str(source.parent), scrub_pii=False), root, remote)
     assert "private note" not in _cached_text(root)
+
+
+def test_the_summary_says_what_cleaning_changed_and_which_files_were_ignored(dvc, tmp_path):
+    """PII replaced per kind is in the printed summary and in the report's JSON; a folder's non-data files are a
+    warning the user sees, not only a line in the markdown report."""
+    root, remote = dvc
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    words = "apple banana cherry delta echo foxtrot golf hotel india juliet kilo lima".split()
+    lines = [f"my {w} order {i} is {kind},{kind}" for i, w in enumerate(words) for kind in ("late", "lost")]
+    lines[0] = "write to jane.doe@example.com about my apple order,late"
+    (folder / "tickets.csv").write_text("text,label\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "tickets.xlsx").write_bytes(b"PK\x03\x04 not read")
+    config = DataConfig(source=str(folder), task="classification", min_rows=1, scrub_pii=True)
+    outcome = ingest_version(config, root, remote)
+    assert outcome.summary["cleaning"]["pii replaced: email"] == 1
+    assert outcome.to_dict()["counts"]["pii replaced: email"] == 1  # the ingest-report.json
+    assert "Cleaned: pii replaced: email 1" in outcome.summary_text()
+    ignored = [w for w in outcome.summary["warnings"] if "ignored" in w]
+    assert len(ignored) == 1 and "tickets.xlsx" in ignored[0] and "1 file(s) ignored" in ignored[0]
+    assert f"warning: {ignored[0]}" in outcome.summary_text()

@@ -291,3 +291,6 @@ def test_chat_role_aliases_are_mapped_and_counted_and_unknown_roles_quarantined_
         "message 2 has role 'operator' (expected system, user or assistant, or one of human, customer, gpt, bot, "
         "model, agent, ai)"]
     assert "messages with role bot -> assistant" in result.to_markdown()
+    # the quarantine keeps the conversation as read, so it can be inspected and fixed; the count names the fault
+    assert result.quarantine["messages"].iloc[0] == conversations[-1]
+    assert result.counts["quarantined: unknown role in a message"] == 1

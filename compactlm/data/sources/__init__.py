@@ -121,6 +121,6 @@ def read_file(file: SourceFile, endpoint_url: str | None = None, warnings: list[
         frame = read_s3_file(file, endpoint_url, warnings)
     else:
         frame = read_table(file.uri, warnings=warnings)
-    if file_format(file.key)[0] == ".txt":
-        frame["id"] = file.key
+    if file_format(file.key)[0] == ".txt" and list(frame.columns) == ["id", "title", "text"]:
+        frame["id"] = file.key  # a document (a tab-separated .txt table keeps its own columns)
     return frame

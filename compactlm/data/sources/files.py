@@ -173,9 +173,29 @@ def _read_parquet(path: Path, name: str) -> pd.DataFrame:
         raise DataError(f"{name}: not a readable Parquet file ({detail})") from None
 
 
-def _read_txt(path: Path, name: str) -> pd.DataFrame:
-    """A plain-text file is one document of a corpus (``id`` = its name, ``title`` = its stem)."""
+def is_tab_table(text: str) -> bool:
+    """Whether a ``.txt`` file's text is a tab-separated table (a spreadsheet's "Unicode text" or "Text (Tab
+    delimited)" export) rather than a document: its first non-blank line holds a tab and the next non-blank
+    line has as many tab-separated fields.
+    """
+    lines = [line for line in text.splitlines()[:50] if line.strip()]
+    return (len(lines) >= 2 and "\t" in lines[0] and lines[1].count("\t") == lines[0].count("\t")
+            and all(0 < len(field.strip()) <= 64 for field in lines[0].split("\t")))
+
+
+TAB_TXT_NOTE = "read as a tab-separated table (its first lines are tab-separated columns, as a spreadsheet's " \
+               "'Unicode text' export writes them); other .txt files are documents"
+
+
+def _read_txt(path: Path, name: str, warnings: list[str] | None = None) -> pd.DataFrame:
+    """A plain-text file is one document of a corpus (``id`` = its name, ``title`` = its stem), unless it is
+    a tab-separated table (``is_tab_table``): then it is read as TSV, with a note in ``warnings``."""
     text = read_text(path, name)
+    if is_tab_table(text):
+        if warnings is not None:
+            warnings.append(f"{name}: {TAB_TXT_NOTE}")
+        header, rows = parse_delimited(text, "\t", name, warnings)
+        return pd.DataFrame(rows, columns=header).astype(str)
     base = PurePosixPath(name)
     title = PurePosixPath(base.stem).stem if file_format(name)[1] else base.stem
     return pd.DataFrame({"id": [name], "title": [title], "text": [text]}).astype("string")
@@ -216,7 +236,7 @@ def read_table(path: str | Path, name: str | None = None, warnings: list[str] | 
     elif suffix == ".json":
         frame = _read_json(path, name)
     elif suffix == ".txt":
-        frame = _read_txt(path, name)
+        frame = _read_txt(path, name, warnings)
     else:
         frame = _read_delimited(path, "\t" if suffix == ".tsv" else ",", name, warnings)
     if frame.empty:
@@ -241,7 +261,12 @@ def read_columns(path: str | Path, name: str | None = None) -> list[str] | None:
     _check_file(path, name)
     suffix, _ = file_format(path.name)
     if suffix == ".txt":
-        return None
+        text = read_text(path, name)
+        if not is_tab_table(text):
+            return None
+        columns = [c.strip() for c in header_fields(text, "\t", name)]
+        _check_columns(columns, name)
+        return columns
     if suffix == ".parquet":
         try:
             import pyarrow.parquet as pq

@@ -188,3 +188,30 @@ def test_a_folder_lists_compressed_files_and_ignores_others(tmp_path):
     (tmp_path / "notes.docx").write_bytes(b"PK")
     files, ignored = list_files(str(tmp_path))
     assert [f.key for f in files] == ["a.csv.gz"] and ignored == ["notes.docx"]
+
+
+def test_a_unicode_text_export_named_txt_is_read_as_a_table(tmp_path):
+    """Excel's "Unicode text" export is UTF-16, tab-separated, and named .txt: a table, not a document."""
+    from compactlm.data.sources.files import read_columns
+
+    path = tmp_path / "tickets.txt"
+    rows = "".join(f"where is order {i}, café\tit ships on day {i}\tshipping\n" for i in range(30))
+    path.write_text("instruction\tresponse\tintent\n" + rows, encoding="utf-16")
+    warnings: list[str] = []
+    frame = read_table(path, warnings=warnings)
+    assert list(frame.columns) == ["instruction", "response", "intent"] and len(frame) == 30
+    assert frame["instruction"].iloc[3] == "where is order 3, café"
+    assert len(warnings) == 1 and "read as a tab-separated table" in warnings[0] and str(path) in warnings[0]
+    assert read_columns(path) == ["instruction", "response", "intent"]  # the pre-flight header check sees it
+    result = prepare_dataset(DataConfig(source=str(path), task="instruction", min_rows=1))
+    assert result.counts["rows_in"] == 30 and result.counts["rows_kept"] == 30
+
+
+def test_a_prose_txt_with_tabs_stays_a_document(tmp_path):
+    from compactlm.data.sources.files import read_columns
+
+    path = tmp_path / "notes.txt"
+    path.write_text("Shipping policy\n\tOrders ship in two days.\nRefunds take a week.\n", encoding="utf-8")
+    frame = read_table(path)
+    assert list(frame.columns) == ["id", "title", "text"] and len(frame) == 1
+    assert read_columns(path) is None
