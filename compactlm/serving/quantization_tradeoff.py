@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from compactlm.evaluation.metrics import rouge_l
 from compactlm.serving.engine.artifact import save_engine_weights, weights_bytes
@@ -158,16 +160,24 @@ def measure_tradeoff(weights: DecoderWeights, tokenizer, frame: pd.DataFrame, ou
     sample = frame.sample(n=min(generate_rows, len(frame)), random_state=seed)
     references = list(sample["response"])
     results: list[SchemeResult] = []
+    progress = tqdm(total=4 * len(ordered), desc="quantize", unit="step", file=sys.stderr)
     for scheme in ordered:
+        progress.set_postfix_str(f"{scheme}: quantizing")
         quantized = quantize_decoder(weights, scheme)
         directory = out_dir / scheme
         save_engine_weights(quantized, tokenizer, directory, source={**(source or {}), "scheme": scheme})
         # No speculation: the table compares the schemes' arithmetic, not how repetitive the prompts are.
         engine = GenerationEngine.from_weights(quantized, tokenizer, max_batch_size=batch_size, speculative_tokens=0)
+        progress.update()
+        progress.set_postfix_str(f"{scheme}: perplexity on {len(frame)} rows")
         perplexity = response_perplexity(engine.decoder, tokenizer, frame, batch_size)
+        progress.update()
+        progress.set_postfix_str(f"{scheme}: {len(sample)} answers for ROUGE-L")
         done = engine.complete(list(sample["instruction"]), SamplingParams(max_tokens=max_new_tokens))
         predictions = [c.text.strip() for c in done]
         rouge = rouge_l(predictions, references)
+        progress.update()
+        progress.set_postfix_str(f"{scheme}: tokens/s")
         base = results[0] if results else None
         size = weights_bytes(directory)
         results.append(SchemeResult(
@@ -175,5 +185,7 @@ def measure_tradeoff(weights: DecoderWeights, tokenizer, frame: pd.DataFrame, ou
             tokens_per_s_batch1=decode_speed(engine, 1), tokens_per_s_batched=decode_speed(engine, batch_size),
             perplexity=perplexity, perplexity_change_pct=_pct(perplexity, base.perplexity) if base else 0.0,
             rouge_l=rouge, rouge_l_change_pct=_pct(rouge, base.rouge_l) if base else 0.0, directory=str(directory)))
+        progress.update()
+    progress.close()
     return TradeoffReport(results=results, eval_rows=len(frame), generated_rows=len(sample),
                           max_new_tokens=max_new_tokens, batch_size=batch_size, threads=torch.get_num_threads())
