@@ -23,7 +23,8 @@ from prefect.runtime import deployment
 from pydantic import Field
 
 from compactlm.registry import store
-from compactlm.registry.review import review_context, seconds_left, version_to_review
+from compactlm.registry.review import seconds_left, version_to_review
+from compactlm.registry.review_context import review_context
 from compactlm.state import configure_environment
 from tasks.review import (
     apply_decision,

@@ -14,6 +14,7 @@ from compactlm.models.presets import build_decoder
 from compactlm.models.tokenizer import train_bpe_tokenizer
 from compactlm.registry import review, store
 from compactlm.registry.pyfunc import log_chat_model
+from compactlm.registry.review_context import review_context
 from compactlm.state import state_paths
 
 NAME = "review-model"
@@ -200,14 +201,14 @@ def test_the_reviewer_sees_the_gate_the_metrics_against_the_champion_and_where_t
     review.promote(NAME, champion)
     candidate = new_version(**{"metric.rouge_l": "0.3100", "metric.mcq_accuracy": "0.4500",
                                "prefect_flow_run_id": "0b7e-run"})
-    text = review.review_context(NAME, candidate)
+    text = review_context(NAME, candidate)
     assert "**Gate:** passed" in text and "**smoke test:** passed" in text
     assert "| rouge_l | 0.3100 | 0.2500 |" in text and "| mcq_accuracy | 0.4500 | 0.4000 |" in text
     assert f"champion (v{champion})" in text
     assert "mlflow ui --backend-store-uri" in text and f"version {candidate}" in text
     assert "Retrain flow run" in text and "0b7e-run" in text
     failed = new_version(gate_verdict="failed")
-    assert "cannot become champion" in review.review_context(NAME, failed)
+    assert "cannot become champion" in review_context(NAME, failed)
 
 
 def test_the_review_form_requires_a_decision_and_a_reviewer():
