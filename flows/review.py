@@ -28,6 +28,7 @@ from compactlm.registry.review_context import review_context
 from compactlm.state import configure_environment
 from tasks.review import (
     apply_decision,
+    close_if_late,
     honour_mlflow_decision,
     reject_unanswered,
     sweep_reviews,
@@ -50,7 +51,7 @@ def _form(model_name: str, version: str, context_markdown: str, timeout_s: int) 
     deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
     return ReviewDecision.with_initial_data(
         description=f"## Review `{model_name}` version {version}\n\n{context_markdown}\n\n"
-                    "Tick **approved** to move `champion` to this version; leave it unticked to reject.\n\n"
+                    "Set **approved** to true to move `champion` to this version, false to reject it.\n\n"
                     f"**Answer by {deadline:%Y-%m-%d %H:%M} UTC** ({timeout_s} s from now; "
                     "`registry.approval_timeout_s`): a review left unanswered is rejected, never approved.")
 
@@ -74,6 +75,12 @@ def _ask_reviewer(model_name: str, version: str, form: type[ReviewDecision], tim
             decision = pause_flow_run(wait_for_input=form, timeout=timeout_s, poll_interval=2)
     except FlowPauseTimeout:
         return _timed_out(model_name, version, timeout_s)
+    answer = f"{'approved' if decision.approved else 'rejected'} by {decision.reviewer}"
+    closed = close_if_late(model_name, version, answer)
+    if closed is not None:  # past review.deadline, or closed meanwhile (the sweep's timeout, an MLflow tag)
+        get_run_logger().warning("The review of version %s was already closed (%s by %s): the form answer (%s) "
+                                 "is not applied.", version, closed["status"], closed["reviewer"], answer)
+        return closed
     return apply_decision(model_name, version, decision.approved, decision.reviewer, decision.comment,
                           "prefect-form")
 
@@ -96,7 +103,7 @@ def request_review(model_name: str, version: str, mode: ApprovalMode, timeout_s:
                     "promote flow, the MLflow tag approval=approved, or `compactlm registry promote`.", version)
         return {"version": version, "status": "pending", "approved": False}
     if mode == "handoff":
-        run_id = trigger_review_deployment(REVIEW_DEPLOYMENT, model_name, version, timeout_s)
+        run_id = trigger_review_deployment(REVIEW_DEPLOYMENT, model_name, version)
         if run_id is None:
             logger.warning("No %s deployment: the review of version %s stays pending.", REVIEW_DEPLOYMENT, version)
             return {"version": version, "status": "pending", "approved": False}

@@ -40,7 +40,27 @@ def reject_unanswered(model_name: str, version: str, timeout_s: int) -> dict[str
 def honour_mlflow_decision(model_name: str, version: str) -> dict[str, object] | None:
     """Apply a decision a reviewer set as a tag in the MLflow UI (None when there is none)."""
     decision = review.honour_tag_decision(model_name, version)
-    return decision.to_dict() if decision else None
+    if decision is None:
+        return None
+    note = "Decided by the `approval` tag set in MLflow; a Prefect form answer, if any, was not applied."
+    create_markdown_artifact(key="review-decision", description=decision.verdict,
+                             markdown=f"{decision.to_markdown(model_name)}\n\n{note}")
+    return decision.to_dict()
+
+
+@task(name="close-if-late", cache_policy=NO_CACHE, **IO_RETRIES)
+def close_if_late(model_name: str, version: str, answer: str) -> dict[str, object] | None:
+    """None while the review is open; else the decision that closed it (a timeout past the deadline), as a dict.
+
+    ``answer`` describes the form answer that is then not applied (it goes into the run's artifact).
+    """
+    decision = review.close_if_late(model_name, version)
+    if decision is None:
+        return None
+    create_markdown_artifact(key="review-decision", description=f"late answer not applied; {decision.verdict}",
+                             markdown=decision.to_markdown(model_name) + f"\n\nThe review was already closed when "
+                             f"this answer came ({answer}): it was not applied.")
+    return decision.to_dict()
 
 
 @task(name="sweep-reviews", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -54,15 +74,17 @@ def sweep_reviews(model_name: str, timeout_s: int | None) -> list[dict[str, obje
 
 
 @task(name="trigger-review", cache_policy=NO_CACHE, **IO_RETRIES)
-def trigger_review_deployment(deployment: str, model_name: str, version: str, timeout_s: int) -> str | None:
+def trigger_review_deployment(deployment: str, model_name: str, version: str) -> str | None:
     """Start the review deployment for a version without waiting; None when the deployment does not exist."""
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
     try:
         # Not a subflow: a subflow cannot suspend, and the review must outlive this run.
+        # No timeout_s: the review run waits what is left of the one the review was opened with (it starts
+        # some seconds later; a full timeout of its own would accept answers past review.deadline).
         run = run_deployment(deployment, timeout=0, as_subflow=False, parameters={
-            "model_name": model_name, "version": version, "approval": "suspend", "timeout_s": timeout_s})
+            "model_name": model_name, "version": version, "approval": "suspend"})
     except ObjectNotFound:
         return None
     ui = os.environ.get("PREFECT_UI_URL") or os.environ.get("PREFECT_API_URL", "").removesuffix("/api")

@@ -278,6 +278,36 @@ def reject_unanswered(model_name: str, version: str, timeout_s: int) -> Decision
                           f"no decision within {timeout_s} s: rejected by default", "timeout")
 
 
+def close_if_late(model_name: str, version: str, now: datetime | None = None) -> Decision | None:
+    """The decision that already closed a version's open review, or the timeout rejection once its deadline passed.
+
+    A reviewer's answer that arrives after either must not be applied: the suspended review run can be
+    resumed a few seconds past ``review.deadline`` (it started after the review opened), by which time the
+    sweep may have recorded the rejection.
+
+    Args:
+        model_name: the registered model.
+        version: the version under review.
+        now: the current time, timezone-aware (default: now in UTC).
+
+    Returns:
+        None while the review is open and within its deadline (apply the answer); else the decision
+        recorded on the version (a past-deadline review is rejected here, source ``timeout``).
+    """
+    tags = _tags(model_name, version)
+    requested = _requested_at(tags)
+    if requested is None:
+        return None  # no review was opened with a deadline (e.g. the promote flow run by hand)
+    applied = tags.get("approval.applied_at")
+    if tags.get("approval") in (APPROVED, REJECTED) and applied and datetime.fromisoformat(applied) >= requested:
+        return Decision(version, tags["approval"], tags.get("approval.reviewer", ""), tags.get("approval.comment", ""),
+                        tags.get("approval.source", ""), alias_version(model_name, CHAMPION))
+    timeout = review_timeout(tags)
+    if ((now or datetime.now(UTC)) - requested).total_seconds() >= timeout:
+        return reject_unanswered(model_name, version, timeout)
+    return None
+
+
 def sweep(model_name: str, timeout_s: int | None = None, now: datetime | None = None) -> list[Decision]:
     """Apply unapplied MLflow-tag decisions and reject pending reviews whose timeout has passed.
 

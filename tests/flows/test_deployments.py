@@ -53,6 +53,6 @@ def test_review_tasks_are_never_cached():
 
     from tasks import review
 
-    for task in (review.apply_decision, review.reject_unanswered, review.honour_mlflow_decision,
+    for task in (review.apply_decision, review.reject_unanswered, review.honour_mlflow_decision, review.close_if_late,
                  review.sweep_reviews, review.trigger_review_deployment):
         assert task.cache_policy is NO_CACHE, task.name

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -329,6 +330,55 @@ def test_a_tag_decision_set_while_the_review_is_suspended_is_honoured_on_resume(
     tags = _versions()[version].tags
     assert tags["approval"] == "rejected" and tags["approval.reviewer"] == "erin", tags
     assert tags["approval.source"] == "mlflow-tag"
+    assert _champion() == champion_before
+
+
+def test_a_form_answer_after_the_review_closed_is_not_applied(champion_before, tmp_path):
+    """The sweep rejected the review at its deadline while the run was still suspended: a later approval through
+    the form must not overturn it. The run waits only what is left of the review's own timeout."""
+    from datetime import datetime
+
+    from prefect import get_client
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import resume_flow_run
+    from prefect.settings import PREFECT_API_URL
+
+    from compactlm.registry.review import reject_unanswered, request_review
+
+    version = _copy_of_version_1()
+    request_review(MODEL, version, timeout_s=600)
+    deadline = datetime.fromisoformat(_versions()[version].tags["review.deadline"])
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "worker"),
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    worker = subprocess.Popen([sys.executable, "-c", "from flows.review import promote; "
+                               "promote.serve(name='review-late-test', limit=2)"],
+                              cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        run = None
+        for _ in range(120):
+            try:
+                run = run_deployment("promote/review-late-test", timeout=0, parameters={
+                    "model_name": MODEL, "version": version, "approval": "suspend",
+                    "home": str(os.environ["COMPACTLM_HOME"])})
+                break
+            except Exception:
+                time.sleep(1)
+        assert run is not None, "the served deployment never appeared"
+        suspended = _wait_for_state(run.id, lambda s: s.name == "Suspended")
+        assert suspended.state_details.pause_timeout <= deadline + timedelta(seconds=2)  # what is left, no more
+        reject_unanswered(MODEL, version, 600)  # what the sweep records once the deadline has passed
+        resume_flow_run(run.id, run_input={"approved": True, "reviewer": "late", "comment": "after the deadline"})
+        final = _wait_for_state(run.id, lambda s: s.is_final())
+        assert final.is_completed(), final
+        with get_client(sync_client=True) as client:
+            keys = {a.key for a in client.read_artifacts() if a.flow_run_id == run.id}
+        assert "review-decision" in keys
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    tags = _versions()[version].tags
+    assert tags["approval"] == "rejected" and tags["approval.source"] == "timeout", tags
     assert _champion() == champion_before
 
 

@@ -223,3 +223,17 @@ def test_the_review_form_requires_a_decision_and_a_reviewer():
     with pytest.raises(ValidationError, match="approved"):
         ReviewDecision(reviewer="dana")
     assert ReviewDecision(approved=False, reviewer="dana").comment == ""
+
+
+def test_an_answer_after_the_deadline_or_after_the_review_closed_is_not_applied(new_version):
+    v = new_version()
+    assert review.close_if_late(NAME, v) is None  # no review opened: nothing to close
+    review.request_review(NAME, v, timeout_s=60)
+    assert review.close_if_late(NAME, v) is None  # open and within its deadline: apply the answer
+    late = review.close_if_late(NAME, v, now=datetime.now(UTC) + timedelta(seconds=61))
+    assert late.status == "rejected" and late.source == "timeout"
+    again = review.close_if_late(NAME, v)  # closed: the recorded decision, whatever the time
+    assert (again.status, again.source, again.reviewer) == ("rejected", "timeout", "timeout")
+    assert _tags(v)["approval"] == "rejected" and store.alias_version(NAME, "champion") != v
+    review.request_review(NAME, v, timeout_s=60)  # a new review opens it again
+    assert review.close_if_late(NAME, v) is None
