@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -245,88 +246,77 @@ def test_a_decision_set_as_an_mlflow_tag_is_honoured_by_the_promote_flow(champio
     assert rollback(MODEL) == (version, champion_before)  # and back
 
 
-def test_deployed_promote_suspends_then_resumes_from_the_form(champion_before, tmp_path):
-    from prefect.client.schemas.objects import StateType
+@contextmanager
+def _suspended_review(tmp_path, name: str, **parameters):
+    """A served ``promote`` deployment (a worker process) and one run of it, waited for until Suspended.
+
+    Yields ``(run, suspended state)``; the worker is stopped after the block.
+    """
     from prefect.deployments import run_deployment
-    from prefect.flow_runs import resume_flow_run
     from prefect.settings import PREFECT_API_URL
 
-    version = _copy_of_version_1()
-    from compactlm.registry.review import request_review
-
-    request_review(MODEL, version)
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "worker"),
            "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_LEVEL": "INFO"}
     worker = subprocess.Popen([sys.executable, "-c", "from flows.review import promote; "
-                               "promote.serve(name='review-test', limit=2)"],
+                               f"promote.serve(name={name!r}, limit=2)"],
                               cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
         run = None
         for _ in range(120):  # the served deployment appears once the worker process has started
             try:
-                run = run_deployment("promote/review-test", timeout=0, parameters={
-                    "model_name": MODEL, "version": version, "approval": "suspend", "timeout_s": 600,
-                    "home": str(os.environ["COMPACTLM_HOME"])})
+                run = run_deployment(f"promote/{name}", timeout=0, parameters={
+                    "model_name": MODEL, "approval": "suspend", "home": str(os.environ["COMPACTLM_HOME"]),
+                    **parameters})
                 break
             except Exception:
                 time.sleep(1)
         assert run is not None, "the served deployment never appeared"
-        suspended = _wait_for_state(run.id, lambda s: s.name == "Suspended")
-        assert suspended.type == StateType.PAUSED
-        assert _versions()[version].tags["approval"] == "pending"  # nothing decided while suspended
-        resume_flow_run(run.id, run_input={"approved": True, "reviewer": "dana", "comment": "after suspension"})
-        final = _wait_for_state(run.id, lambda s: s.is_final())
-        assert final.is_completed(), final
+        yield run, _wait_for_state(run.id, lambda s: s.name == "Suspended")
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def _resume(run, **form) -> None:
+    """Submit the review form to a suspended run and wait for it to complete."""
+    from prefect.flow_runs import resume_flow_run
+
+    resume_flow_run(run.id, run_input=form)
+    final = _wait_for_state(run.id, lambda s: s.is_final())
+    assert final.is_completed(), final
+
+
+def test_deployed_promote_suspends_then_resumes_from_the_form(champion_before, tmp_path):
+    from prefect.client.schemas.objects import StateType
+
+    from compactlm.registry.review import request_review, rollback
+
+    version = _copy_of_version_1()
+    request_review(MODEL, version)
+    with _suspended_review(tmp_path, "review-test", version=version, timeout_s=600) as (run, suspended):
+        assert suspended.type == StateType.PAUSED
+        assert _versions()[version].tags["approval"] == "pending"  # nothing decided while suspended
+        _resume(run, approved=True, reviewer="dana", comment="after suspension")
     tags = _versions()[version].tags
     assert tags["approval"] == "approved" and tags["approval.reviewer"] == "dana"
     assert tags["approval.source"] == "prefect-form"
     assert _champion() == version
-    from compactlm.registry.review import rollback
-
     rollback(MODEL, to_version=champion_before)
 
 
 def test_a_tag_decision_set_while_the_review_is_suspended_is_honoured_on_resume(champion_before, tmp_path):
     """Resumed, the run starts again from the top: the MLflow-tag check must read the registry again (not cached)."""
-    from prefect.deployments import run_deployment
-    from prefect.flow_runs import resume_flow_run
-    from prefect.settings import PREFECT_API_URL
-
     from compactlm.registry.review import request_review
     from compactlm.registry.store import tag_version
 
     version = _copy_of_version_1()
     request_review(MODEL, version, timeout_s=600)
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "worker"),
-           "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-    worker = subprocess.Popen([sys.executable, "-c", "from flows.review import promote; "
-                               "promote.serve(name='review-tag-test', limit=2)"],
-                              cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        run = None
-        for _ in range(120):
-            try:  # the version as a JSON integer, as `--param version=N` sends it
-                run = run_deployment("promote/review-tag-test", timeout=0, parameters={
-                    "model_name": MODEL, "version": int(version), "approval": "suspend",
-                    "home": str(os.environ["COMPACTLM_HOME"])})
-                break
-            except Exception:
-                time.sleep(1)
-        assert run is not None, "the served deployment never appeared"
-        _wait_for_state(run.id, lambda s: s.name == "Suspended")
+    # the version as a JSON integer, as `--param version=N` sends it
+    with _suspended_review(tmp_path, "review-tag-test", version=int(version)) as (run, _):
         tag_version(MODEL, version, {"approval": "rejected", "approval.reviewer": "erin",
                                      "approval.comment": "set in the MLflow UI while suspended"})
-        resume_flow_run(run.id, run_input={"approved": True, "reviewer": "dana", "comment": "too late"})
-        final = _wait_for_state(run.id, lambda s: s.is_final())
-        assert final.is_completed(), final
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        _resume(run, approved=True, reviewer="dana", comment="too late")
     tags = _versions()[version].tags
     assert tags["approval"] == "rejected" and tags["approval.reviewer"] == "erin", tags
     assert tags["approval.source"] == "mlflow-tag"
@@ -339,44 +329,19 @@ def test_a_form_answer_after_the_review_closed_is_not_applied(champion_before, t
     from datetime import datetime
 
     from prefect import get_client
-    from prefect.deployments import run_deployment
-    from prefect.flow_runs import resume_flow_run
-    from prefect.settings import PREFECT_API_URL
 
     from compactlm.registry.review import reject_unanswered, request_review
 
     version = _copy_of_version_1()
     request_review(MODEL, version, timeout_s=600)
     deadline = datetime.fromisoformat(_versions()[version].tags["review.deadline"])
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "worker"),
-           "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-    worker = subprocess.Popen([sys.executable, "-c", "from flows.review import promote; "
-                               "promote.serve(name='review-late-test', limit=2)"],
-                              cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        run = None
-        for _ in range(120):
-            try:
-                run = run_deployment("promote/review-late-test", timeout=0, parameters={
-                    "model_name": MODEL, "version": version, "approval": "suspend",
-                    "home": str(os.environ["COMPACTLM_HOME"])})
-                break
-            except Exception:
-                time.sleep(1)
-        assert run is not None, "the served deployment never appeared"
-        suspended = _wait_for_state(run.id, lambda s: s.name == "Suspended")
+    with _suspended_review(tmp_path, "review-late-test", version=version) as (run, suspended):
         assert suspended.state_details.pause_timeout <= deadline + timedelta(seconds=2)  # what is left, no more
         reject_unanswered(MODEL, version, 600)  # what the sweep records once the deadline has passed
-        resume_flow_run(run.id, run_input={"approved": True, "reviewer": "late", "comment": "after the deadline"})
-        final = _wait_for_state(run.id, lambda s: s.is_final())
-        assert final.is_completed(), final
+        _resume(run, approved=True, reviewer="late", comment="after the deadline")
         with get_client(sync_client=True) as client:
             keys = {a.key for a in client.read_artifacts() if a.flow_run_id == run.id}
         assert "review-decision" in keys
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
     tags = _versions()[version].tags
     assert tags["approval"] == "rejected" and tags["approval.source"] == "timeout", tags
     assert _champion() == champion_before
