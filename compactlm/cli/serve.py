@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -70,6 +71,9 @@ def serve(
     max_seq_len: Annotated[int | None, typer.Option(
         help="Serving context: prompt + max_tokens, in tokens; 0 = the model's (serve.max_seq_len).")] = None,
     log_prompts: Annotated[bool, typer.Option("--log-prompts", help="Log prompt and completion text.")] = False,
+    allow_unauthenticated: Annotated[bool, typer.Option(
+        "--allow-unauthenticated",
+        help="Serve without API keys on a non-loopback --host (serve.allow_unauthenticated).")] = False,
     home: HomeOption = None,
     config: ConfigOption = None,
     set_: SetOption = None,
@@ -77,15 +81,23 @@ def serve(
     """Serve the model over an OpenAI-compatible HTTP API (reloads when the alias moves).
     \f
     Raises:
+        ConfigError: a non-loopback ``--host`` without API keys or ``--allow-unauthenticated``.
         ModelNotFoundError: the registry URI names no model, version or alias.
         CompactLMError: ``--model-dir`` is not a folder.
     """
     flags = {"host": host, "port": port, "rate_limit": rate_limit, "quantization": quantize,
              "kv_cache_mb": kv_cache_mb, "kv_cache_dtype": kv_cache_dtype, "max_seq_len": max_seq_len}
-    overrides = [f"serve.{k}={v}" for k, v in flags.items() if v is not None]
+    # Text as a JSON string, which YAML reads back verbatim (unquoted, `--host ::` would parse as a mapping).
+    overrides = [f"serve.{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in flags.items() if v is not None]
     if log_prompts:
         overrides.append("serve.redact_prompts=false")
+    if allow_unauthenticated:
+        overrides.append("serve.allow_unauthenticated=true")
     cfg, paths = _setup(config, set_, home, overrides)
+    from compactlm.serving.http.security import check_exposure, keys_from_env
+
+    keys = [*(api_key or []), *keys_from_env()]
+    check_exposure(cfg.serve.host, keys, cfg.serve.allow_unauthenticated)  # before anything loads
     uri, directory = _source(cfg, model_uri, model_dir)
     from dataclasses import replace
 
@@ -100,11 +112,9 @@ def serve(
 
     from compactlm.serving.http.app import create_app
     from compactlm.serving.http.logs import configure_json_logging
-    from compactlm.serving.http.security import keys_from_env
 
     _set_threads(serve_cfg.threads)
     configure_json_logging()
-    keys = [*(api_key or []), *keys_from_env()]
     app = create_app(serve_cfg, api_keys=keys)
     typer.echo(f"Serving {uri or directory} on http://{serve_cfg.host}:{serve_cfg.port}/v1 "
                f"({'API keys required' if keys else 'no API keys'}; tracking {paths.tracking_uri()})", err=True)

@@ -19,7 +19,7 @@ class ServeConfig:
             of range, or a blank ``model_uri``.
     """
 
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # loopback; any other address needs API keys or allow_unauthenticated
     port: int = 8000
     max_new_tokens: int = 128  # max_tokens of a request that sets none
     model_uri: str | None = None  # None: models:/<registry.model_name>@champion
@@ -37,6 +37,7 @@ class ServeConfig:
     rate_burst: int = 20
     reload_interval_s: float = 30.0  # how often the model alias is checked; 0: never
     redact_prompts: bool = True  # keep prompt and completion text out of the request logs
+    allow_unauthenticated: bool = False  # serve without API keys on a non-loopback host (explicit opt-in)
 
     def __post_init__(self) -> None:
         check(1 <= self.port <= 65535, "serve.port", self.port, "in [1, 65535]")

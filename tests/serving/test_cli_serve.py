@@ -59,3 +59,14 @@ def test_predict_names_the_bad_line_and_writes_nothing(tmp_path, tiny_model_dir)
 def test_serve_without_a_champion_fails_fast_with_one_line(tmp_path):
     line = one_error_line(run_cli("serve", "--port", "8999", home=tmp_path / "state"))
     assert "'compactlm-support-chat' has no alias 'champion'" in line and "make demo" in line
+
+
+def test_serve_refuses_a_public_address_without_keys_before_loading_anything(tmp_path):
+    line = one_error_line(run_cli("serve", "--host", "0.0.0.0", "--port", "8999", home=tmp_path / "state"))
+    assert "refusing to serve on '0.0.0.0' without API keys" in line
+    assert "COMPACTLM_API_KEYS" in line and "--allow-unauthenticated" in line
+
+
+def test_serve_on_a_public_address_goes_on_with_the_explicit_opt_in(tmp_path):
+    done = run_cli("serve", "--host", "::", "--port", "8999", "--allow-unauthenticated", home=tmp_path / "state")
+    assert "has no alias 'champion'" in one_error_line(done)  # past the check: it stops at the missing model

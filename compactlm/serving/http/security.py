@@ -2,19 +2,23 @@
 
 Keys come from the environment (``COMPACTLM_API_KEYS``, comma-separated) or the command line, never
 from the YAML config (which ``compactlm config show`` prints and whose hash is logged). Keys are
-compared in constant time and only a short SHA-256 fingerprint ever reaches logs and metrics.
+compared in constant time and only a short SHA-256 fingerprint ever reaches logs and metrics. A server
+without keys listens on loopback only, unless it is told explicitly to serve everyone (``check_exposure``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
+
+from compactlm.errors import ConfigError
 
 API_KEYS_ENV = "COMPACTLM_API_KEYS"
 
@@ -28,6 +32,43 @@ def keys_from_env(environ: dict[str, str] | None = None) -> list[str]:
     """The API keys in ``COMPACTLM_API_KEYS`` (comma-separated; blanks ignored) of ``environ`` or ``os.environ``."""
     raw = (environ if environ is not None else os.environ).get(API_KEYS_ENV, "")
     return [k.strip() for k in raw.split(",") if k.strip()]
+
+
+def is_loopback(host: str) -> bool:
+    """True when binding ``host`` reaches only this machine: ``localhost``, 127.0.0.0/8 or ``::1``.
+
+    Any other name or address counts as reachable from outside, ``0.0.0.0``, ``::`` and ``""`` (every
+    interface) included: a host name may resolve to any interface, so only ``localhost`` is trusted.
+    """
+    name = host.strip().strip("[]").split("%")[0].rstrip(".").lower()  # [::1], fe80::1%eth0, localhost.
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is IPv4 loopback
+    return (mapped or address).is_loopback
+
+
+def check_exposure(host: str, keys: Collection[str], allow_unauthenticated: bool = False) -> None:
+    """Refuse to serve without API keys on an address other machines can reach, unless told explicitly.
+
+    Args:
+        host: the bind address.
+        keys: the accepted API keys (``--api-key`` and ``COMPACTLM_API_KEYS``).
+        allow_unauthenticated: the explicit opt-in (``--allow-unauthenticated``,
+            ``serve.allow_unauthenticated``).
+
+    Raises:
+        ConfigError: ``host`` is not a loopback address, ``keys`` is empty and ``allow_unauthenticated``
+            is false; the one-line message names the three ways out.
+    """
+    if keys or allow_unauthenticated or is_loopback(host):
+        return
+    raise ConfigError(f"refusing to serve on {host!r} without API keys: anyone who reaches it could use the "
+                      f"model; set {API_KEYS_ENV}=<key>[,<key>...] (or --api-key), bind to 127.0.0.1, or pass "
+                      "--allow-unauthenticated (serve.allow_unauthenticated=true) to serve without keys")
 
 
 class ApiKeys:

@@ -11,7 +11,15 @@ from compactlm.errors import ConfigError
 from compactlm.models.tokenizer import format_prompt
 from compactlm.serving.engine.loading import load_model
 from compactlm.serving.http.app import create_app
-from compactlm.serving.http.security import ApiKeys, RateLimiter, key_fingerprint, keys_from_env, retry_after_header
+from compactlm.serving.http.security import (
+    ApiKeys,
+    RateLimiter,
+    check_exposure,
+    is_loopback,
+    key_fingerprint,
+    keys_from_env,
+    retry_after_header,
+)
 
 
 class Clock:
@@ -53,6 +61,26 @@ def test_keys_are_checked_exactly_and_fingerprinted():
     assert retry_after_header(0.01) == "1" and retry_after_header(2.2) == "3"
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "localhost", "LOCALHOST.", "::1", "[::1]",
+                                  "::ffff:127.0.0.1", "0:0:0:0:0:0:0:1"])
+def test_loopback_addresses_serve_without_keys(host):
+    assert is_loopback(host)
+    check_exposure(host, [])
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "[::]", "", "10.0.0.5", "192.168.1.2", "fe80::1%eth0",
+                                  "::ffff:10.0.0.1", "myhost", "localhost.example.com", "128.0.0.1"])
+def test_other_addresses_need_keys_or_the_explicit_opt_in(host):
+    assert not is_loopback(host)
+    with pytest.raises(ConfigError) as info:
+        check_exposure(host, [])
+    message = str(info.value)
+    assert "\n" not in message and f"refusing to serve on {host!r} without API keys" in message
+    assert "COMPACTLM_API_KEYS" in message and "--allow-unauthenticated" in message
+    check_exposure(host, ["a-key"])
+    check_exposure(host, [], allow_unauthenticated=True)
+
+
 def test_serve_config_rejects_bad_limits():
     with pytest.raises(ConfigError, match="serve.rate_limit must be >= 0"):
         ServeConfig(rate_limit=-1)
@@ -61,7 +89,8 @@ def test_serve_config_rejects_bad_limits():
     assert ServeConfig(quantization="none").quantization == "fp32"
 
 
-def test_live_server_enforces_keys_and_per_key_rate_limits(tiny_model_dir, start_server):
+def test_live_server_enforces_keys_and_per_key_rate_limits(tiny_model_dir, start_server, caplog):
+    caplog.set_level("DEBUG", logger="compactlm")
     config = ServeConfig(threads=0, rate_limit=0.5, rate_burst=2)
     live = start_server(create_app(config, api_keys=["key-one", "key-two"],
                                    preloaded=load_model(model_dir=tiny_model_dir, max_batch_size=2)))
@@ -88,3 +117,7 @@ def test_live_server_enforces_keys_and_per_key_rate_limits(tiny_model_dir, start
     metrics = httpx.get(f"{live.url}/metrics").text
     assert 'compactlm_requests_rejected_total{reason="rate_limit"} 1.0' in metrics
     assert 'compactlm_requests_rejected_total{reason="auth"} 2.0' in metrics
+    logged = " ".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+    assert key_fingerprint("key-one") in logged  # requests are logged with the key's fingerprint...
+    for secret in ("key-one", "key-two"):  # ...never with a key, in the logs or the metrics
+        assert secret not in logged and secret not in metrics
