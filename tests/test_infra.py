@@ -165,6 +165,7 @@ def test_the_work_pool_template_is_a_valid_prefect_kubernetes_base_job_template(
     check_resources(container["resources"], min_memory_mib=5800, cpu_limit=False)  # the demo run's peak RSS
     check_locked_down(pod, container)
     assert {"configMapRef": {"name": "compactlm-config"}} in container["envFrom"]
+    assert "DVC_SITE_CACHE_DIR" in {e["name"] for e in container["env"]}  # else DVC writes to /var/tmp
 
 
 def test_the_kustomization_lists_every_manifest():
@@ -195,6 +196,10 @@ def check_locked_down(pod: dict, container: dict) -> None:
     volumes = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert {"/tmp", "/data"} <= set(mounts) and set(mounts.values()) <= volumes
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    assert {"HOME", "COMPACTLM_HOME"} <= set(env)
+    for name in ("HOME", "COMPACTLM_HOME", "DVC_SITE_CACHE_DIR"):  # where the processes write
+        assert name not in env or any(Path(env[name]).is_relative_to(path) for path in mounts), (name, env[name])
 
 
 def mebibytes(quantity: str) -> float:
