@@ -30,6 +30,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from compactlm.registry.review_context import flow_run_link
+
 MODEL = "compactlm-support-chat"
 RETRAIN = {"config_path": "configs/ci.yaml", "approval": "handoff"}
 T0 = time.monotonic()
@@ -113,7 +115,7 @@ def retrain(overrides: list[str]) -> str:
 
     before = set(versions())
     run = run_deployment("retrain/weekly", timeout=0, parameters={**RETRAIN, "overrides": overrides})
-    say(f"  retrain run {run.name} ({os.environ['PREFECT_UI_URL']}/runs/flow-run/{run.id}) started, overrides {overrides}")
+    say(f"  retrain run {run.name} ({flow_run_link(str(run.id))}) started, overrides {overrides}")
     final = wait_for("the retrain run to finish", lambda: (r := flow_run(run.id)).state.is_final() and r, 1800, 5)
     if not final.state.is_completed():
         raise StepFailed(f"retrain ended {final.state.name}: {final.state.message}")

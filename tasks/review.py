@@ -7,13 +7,12 @@ suspension would hide a tag a reviewer set in the MLflow UI meanwhile.
 
 from __future__ import annotations
 
-import os
-
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from compactlm.registry import review
+from compactlm.registry.review_context import flow_run_link
 from tasks.common import IO_RETRIES
 
 
@@ -87,8 +86,7 @@ def trigger_review_deployment(deployment: str, model_name: str, version: str) ->
             "model_name": model_name, "version": version, "approval": "suspend"})
     except ObjectNotFound:
         return None
-    ui = os.environ.get("PREFECT_UI_URL") or os.environ.get("PREFECT_API_URL", "").removesuffix("/api")
-    link = f"{ui}/runs/flow-run/{run.id}" if ui.startswith("http") else f"flow run {run.id}"
+    link = flow_run_link(str(run.id))
     create_markdown_artifact(key=f"review-run-v{version}", description=f"The review of version {version}",
                              markdown=f"The review of `{model_name}` version {version} waits in [{run.name}]({link})"
                                       f" (suspended until a reviewer answers the form): {link}")

@@ -25,6 +25,7 @@ from compactlm.registry.store import (
     CHAMPION,
     alias_version,
     list_versions,
+    retire_alias,
     set_alias,
     tag_version,
 )
@@ -199,7 +200,7 @@ def apply_decision(model_name: str, version: str, approved: bool, reviewer: str,
         source: where the decision came from (recorded as ``approval.source``).
 
     Returns:
-        The decision, with the champion after it.
+        The decision, with the champion after it. Either way the ``challenger`` alias leaves the version.
     """
     status = APPROVED if approved else REJECTED
     if approved:
@@ -217,6 +218,8 @@ def apply_decision(model_name: str, version: str, approved: bool, reviewer: str,
     })
     if status == APPROVED:
         promote(model_name, version)
+    # decided: no longer the candidate waiting for review (a later review of "the challenger" must not find it)
+    retire_alias(model_name, CHALLENGER, version)
     return Decision(version, status, reviewer, comment, source, alias_version(model_name, CHAMPION))
 
 

@@ -31,12 +31,22 @@ def _links(model_name: str, version: str, tags: dict[str, str]) -> list[str]:
                      f"version {version}")
     flow_run = tags.get("prefect_flow_run_id")
     if flow_run:
-        from os import environ
-
-        ui = environ.get("PREFECT_UI_URL") or environ.get("PREFECT_API_URL", "").removesuffix("/api")
-        lines.append(f"- Retrain flow run: {ui}/runs/flow-run/{flow_run}" if ui.startswith("http")
-                     else f"- Retrain flow run: `{flow_run}`")
+        link = flow_run_link(flow_run)
+        lines.append(f"- Retrain flow run: {link}" if link.startswith("http") else f"- Retrain flow run: `{flow_run}`")
     return lines
+
+
+def flow_run_link(flow_run_id: str) -> str:
+    """The Prefect UI page of a flow run (``PREFECT_UI_URL``, else ``PREFECT_API_URL`` without ``/api``).
+
+    Returns:
+        ``<ui>/runs/flow-run/<id>`` when a server is configured, else ``flow run <id>`` (the ephemeral API has
+        no UI).
+    """
+    from os import environ
+
+    ui = environ.get("PREFECT_UI_URL") or environ.get("PREFECT_API_URL", "").removesuffix("/api")
+    return f"{ui.rstrip('/')}/runs/flow-run/{flow_run_id}" if ui.startswith("http") else f"flow run {flow_run_id}"
 
 
 def review_context(model_name: str, version: str) -> str:

@@ -142,6 +142,18 @@ def set_alias(model_name: str, alias: str, version: str) -> None:
     MlflowClient().set_registered_model_alias(model_name, alias, version)
 
 
+def retire_alias(model_name: str, alias: str, version: str) -> bool:
+    """Delete ``alias`` if it points at ``version`` (e.g. ``challenger`` once its review is decided).
+
+    Returns:
+        True when the alias pointed at ``version`` and was deleted.
+    """
+    if alias_version(model_name, alias) != str(version):
+        return False
+    MlflowClient().delete_registered_model_alias(model_name, alias)
+    return True
+
+
 def tag_version(model_name: str, version: str, tags: dict[str, Any]) -> None:
     """Set model-version tags on ``version`` (values stored as strings; existing keys overwritten)."""
     client = MlflowClient()

@@ -88,7 +88,7 @@ def champion_before(state):
 def test_first_run_registers_an_approved_champion_with_lineage(state):
     first = state["first"]
     assert first["version"] == "1"
-    assert set(first["aliases"]) == {"champion", "challenger"}
+    assert first["aliases"] == ["champion"]  # approved: no longer the challenger
     assert first["gate"]["verdict"] == "passed"
     assert any("No champion yet" in note for note in first["gate"]["notes"])
     tags = state["tags"]

@@ -71,6 +71,20 @@ def test_rejection_keeps_the_champion(new_version):
     assert _tags(v2)["approval"] == "rejected"
 
 
+@pytest.mark.parametrize("approved", [True, False])
+def test_a_decided_version_is_no_longer_the_challenger(new_version, approved):
+    """A review of "the current challenger" must not find a version that was already rejected (or promoted)."""
+    v1, v2 = new_version(), new_version()
+    store.set_alias(NAME, store.CHALLENGER, v1)
+    review.apply_decision(NAME, v2, False, "bob", "", "cli")  # another version's decision leaves it alone
+    assert store.alias_version(NAME, store.CHALLENGER) == v1
+    review.apply_decision(NAME, v1, approved, "bob", "", "cli")
+    assert store.alias_version(NAME, store.CHALLENGER) is None
+    assert store.alias_version(NAME, store.CHAMPION) == (v1 if approved else None)
+    with pytest.raises(CompactLMError, match="no 'challenger' version to review"):
+        review.version_to_review(NAME)
+
+
 @pytest.mark.parametrize("tags", [{"gate_verdict": "failed"}, {"smoke_test": "failed"}, {"smoke_test": ""}])
 def test_an_approved_version_that_failed_its_gate_or_smoke_test_never_becomes_champion(new_version, tags):
     v1 = new_version()
@@ -237,3 +251,16 @@ def test_an_answer_after_the_deadline_or_after_the_review_closed_is_not_applied(
     assert _tags(v)["approval"] == "rejected" and store.alias_version(NAME, "champion") != v
     review.request_review(NAME, v, timeout_s=60)  # a new review opens it again
     assert review.close_if_late(NAME, v) is None
+
+
+def test_the_prefect_ui_link_of_a_flow_run_is_made_in_one_place(monkeypatch):
+    from compactlm.registry.review_context import flow_run_link
+
+    monkeypatch.delenv("PREFECT_UI_URL", raising=False)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    assert flow_run_link("abc") == "http://127.0.0.1:4200/runs/flow-run/abc"
+    monkeypatch.setenv("PREFECT_UI_URL", "https://prefect.example.com/")
+    assert flow_run_link("abc") == "https://prefect.example.com/runs/flow-run/abc"
+    monkeypatch.delenv("PREFECT_UI_URL")
+    monkeypatch.delenv("PREFECT_API_URL")
+    assert flow_run_link("abc") == "flow run abc"  # the ephemeral API has no UI
