@@ -2,6 +2,8 @@
 # Build and try the container images on a machine that reaches only the package registries (no image hub):
 # the base image is made from Debian packages, and the Dockerfiles take it as a build argument.
 #
+#   infra/images.sh engine   start dockerd in the background (as root, no systemd) unless an engine answers;
+#                            `engine-stop` stops the one it started
 #   infra/images.sh base     compactlm-base:bookworm: mmdebstrap of Debian bookworm (python3 3.11, a venv at
 #                            /opt/venv first on PATH) imported with `docker import`; skipped when it exists
 #                            (FORCE=1 rebuilds)
@@ -9,12 +11,15 @@
 #                            compactlm-stack-{postgres,s3} (infra/Dockerfile.stack) on BASE_IMAGE
 #   infra/images.sh test     serve a tiny model (made here with the project's library, mounted read-only) from
 #                            compactlm-serve on 127.0.0.1, wait for /ready, POST one completion, remove it
-#   infra/images.sh compose  the stack of infra/docker-compose.yaml: up, Prefect /api/health and MLflow /health
-#                            answer, the buckets exist, no credential in a log, down (volumes deleted)
-#   infra/images.sh all      base + build + test + compose
+#   infra/images.sh compose  the stack of infra/docker-compose.yaml (credentials: .compactlm/compose.env, made
+#                            once, mode 600): up, Prefect /api/health and MLflow /health answer, tables in
+#                            PostgreSQL, the buckets exist, `prefect deploy --all` and a review-sweep run on the
+#                            worker, an MLflow artifact lands in S3, no credential in a log, down (volumes deleted)
+#   infra/images.sh all      engine + base + build + test + compose
 #
 # Each step prints its time; a failure exits non-zero naming the step. Elsewhere the Dockerfiles build from the
-# public python:3.11-slim (their default BASE_IMAGE) with plain `docker build`; nothing here is needed there.
+# public python:3.11-slim (their default BASE_IMAGE) with any BuildKit builder (`docker build` with buildx,
+# `docker compose build`); nothing here is needed there.
 #
 # Environment: BASE_IMAGE (compactlm-base:bookworm), DEBIAN_MIRROR (http://deb.debian.org/debian), DOCKER (a
 # client with BuildKit: `docker` when it has buildx, else Debian's /usr/bin/docker), TORCH_WHEEL (a local CPU
@@ -30,7 +35,7 @@ BASE_IMAGE="${BASE_IMAGE:-compactlm-base:bookworm}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 DEBIAN_SECURITY="${DEBIAN_SECURITY:-http://deb.debian.org/debian-security}"
 TEST_PORT="${TEST_PORT:-18000}"
-WORK="$ROOT/.compactlm/images"   # scratch: the tiny test model, the compose env file (mode 600), logs
+WORK="$ROOT/.compactlm/images"   # scratch: the tiny test model, logs, the PID of a dockerd started here
 WHEELS="$ROOT/infra/wheels"      # build-context folder for local wheels (its .gitignore keeps them out of git)
 export DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1
 
@@ -54,7 +59,36 @@ size_of() { dk image inspect --format '{{.Size}}' "$1" | awk '{printf "%.0f MB",
 
 engine_check() {
   command -v "$DOCKER" >/dev/null || die "no docker client ($DOCKER): apt-get install -y docker.io"
-  dk info >/dev/null 2>&1 || die "no Docker engine answers ($DOCKER info failed): start dockerd (see README 'Containers')"
+  dk info >/dev/null 2>&1 || die "no Docker engine answers ($DOCKER info failed): infra/images.sh engine starts one"
+}
+
+# --- engine -------------------------------------------------------------------------------------------------
+engine_start() {  # dockerd in the background (root; no systemd here), unless an engine already answers
+  step engine
+  command -v dockerd >/dev/null || die "dockerd is not installed: apt-get install -y docker.io"
+  if dk info >/dev/null 2>&1; then say "engine: a Docker engine already answers"; done_step; return; fi
+  mkdir -p "$WORK"
+  setsid dockerd >"$WORK/dockerd.log" 2>&1 </dev/null &
+  echo $! >"$WORK/dockerd.pid"
+  local start=$SECONDS
+  until dk info >/dev/null 2>&1; do
+    kill -0 "$(cat "$WORK/dockerd.pid")" 2>/dev/null || die "dockerd exited: $(tail -n 3 "$WORK/dockerd.log" | tr '\n' ' ')"
+    (( SECONDS - start < 60 )) || die "dockerd did not answer within 60s; see $WORK/dockerd.log"
+    sleep 1
+  done
+  done_step "dockerd PID $(cat "$WORK/dockerd.pid"), $(dk info --format '{{.Driver}}') storage; log $WORK/dockerd.log"
+}
+
+engine_stop() {  # the dockerd that `engine` started (by its PID), after removing this script's containers
+  step engine-stop
+  [[ -s $WORK/dockerd.pid ]] || { say "engine-stop: no dockerd started by this script"; done_step; return; }
+  local pid; pid=$(cat "$WORK/dockerd.pid")
+  dk rm -f compactlm-serve-test >/dev/null 2>&1 || true
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  kill -0 "$pid" 2>/dev/null && die "dockerd (PID $pid) is still running"
+  rm -f "$WORK/dockerd.pid"
+  done_step "dockerd PID $pid stopped"
 }
 
 # --- base ---------------------------------------------------------------------------------------------------
@@ -291,6 +325,24 @@ compose_stack() {
     || die "could not list the S3 buckets"
   [[ $value == *compactlm-data*compactlm-mlflow* ]] || die "S3 buckets: '$value'"
   say "compose: S3 buckets $value"
+  # A flow run end to end: deploy the flows from the image, run the review sweep; the worker executes it.
+  start=$SECONDS
+  "${COMPOSE[@]}" "${CARGS[@]}" exec -T worker sh -c 'prefect --no-prompt deploy --all >/tmp/deploy.log 2>&1 \
+      || { tail -n 20 /tmp/deploy.log; exit 1; }; prefect deployment run review-sweep/every-10-minutes --watch \
+      --watch-timeout 300' >"$WORK/compose-flow.log" 2>&1 \
+    || die "deploy + run of review-sweep/every-10-minutes failed: $(tail -n 5 "$WORK/compose-flow.log" | tr '\n' ' ')"
+  grep -q "finished successfully" "$WORK/compose-flow.log" || die "review-sweep did not complete: $(tail -n 3 "$WORK/compose-flow.log")"
+  say "compose: prefect deploy --all, and a review-sweep run completed on the worker in $(( SECONDS - start ))s"
+  # MLflow: a run with an artifact from the worker; the artifact lands in the S3 bucket through the server.
+  value=$("${COMPOSE[@]}" "${CARGS[@]}" exec -T worker python -c '
+import boto3, mlflow
+mlflow.set_experiment("compose-check")
+with mlflow.start_run() as run:
+    mlflow.log_text("ok", "check.txt")
+keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="compactlm-mlflow").get("Contents", [])]
+print(next(k for k in keys if k.endswith(run.info.run_id + "/artifacts/check.txt")))' 2>"$WORK/compose-mlflow.log" | tail -n 1) \
+    || die "MLflow artifact round trip failed: $(tail -n 3 "$WORK/compose-mlflow.log" | tr '\n' ' ')"
+  say "compose: an MLflow artifact logged from the worker is s3://compactlm-mlflow/$value"
   "${COMPOSE[@]}" "${CARGS[@]}" logs >"$WORK/compose.log" 2>&1
   while IFS='=' read -r name value; do
     [[ -n $value ]] && grep -qF "$value" "$WORK/compose.log" && die "$name appears in the stack's logs"
@@ -303,12 +355,14 @@ compose_stack() {
 
 main() {
   case "${1:-}" in
+    engine) engine_start ;;
+    engine-stop) engine_stop ;;
     base) base ;;
     build) build ;;
     test) test_serve ;;
     compose) compose_stack ;;
-    all) base; build; test_serve; compose_stack ;;
-    *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    all) engine_start; base; build; test_serve; compose_stack ;;
+    *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
   esac
 }
 main "$@"
