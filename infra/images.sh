@@ -37,7 +37,7 @@ DEBIAN_SECURITY="${DEBIAN_SECURITY:-http://deb.debian.org/debian-security}"
 TEST_PORT="${TEST_PORT:-18000}"
 WORK="$ROOT/.compactlm/images"   # scratch: the tiny test model, logs, the PID of a dockerd started here
 WHEELS="$ROOT/infra/wheels"      # build-context folder for local wheels (its .gitignore keeps them out of git)
-export DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1
+export DOCKER_BUILDKIT=1
 
 T0=$(date +%s)
 STEP=setup
