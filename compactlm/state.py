@@ -50,6 +50,11 @@ class StatePaths:
         return self.home / "mlartifacts"
 
     @property
+    def traffic_db(self) -> Path:
+        """The embedded store of served requests and feedback, a SQLite file (``serve.traffic_db: default``)."""
+        return self.home / "traffic.db"
+
+    @property
     def prefect_home(self) -> Path:
         """PREFECT_HOME for the embedded (ephemeral) Prefect API."""
         return self.home / "prefect"

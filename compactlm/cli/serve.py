@@ -84,6 +84,7 @@ def serve(
         ConfigError: a non-loopback ``--host`` without API keys or ``--allow-unauthenticated``.
         ModelNotFoundError: the registry URI names no model, version or alias.
         CompactLMError: ``--model-dir`` is not a folder.
+        TrafficStoreError: the traffic store (``serve.traffic_db``, COMPACTLM_TRAFFIC_DB) cannot be opened.
     """
     flags = {"host": host, "port": port, "rate_limit": rate_limit, "quantization": quantize,
              "kv_cache_mb": kv_cache_mb, "kv_cache_dtype": kv_cache_dtype, "max_seq_len": max_seq_len}
@@ -112,12 +113,16 @@ def serve(
 
     from compactlm.serving.http.app import create_app
     from compactlm.serving.http.logs import configure_json_logging
+    from compactlm.serving.traffic import TrafficStore, resolve_traffic_url
 
+    traffic_url = resolve_traffic_url(serve_cfg.traffic_db, paths.traffic_db)
+    store = TrafficStore.open(traffic_url) if traffic_url else None  # fail now, with one line, if unreachable
     _set_threads(serve_cfg.threads)
     configure_json_logging()
-    app = create_app(serve_cfg, api_keys=keys)
+    app = create_app(serve_cfg, api_keys=keys, traffic=store)
     typer.echo(f"Serving {uri or directory} on http://{serve_cfg.host}:{serve_cfg.port}/v1 "
-               f"({'API keys required' if keys else 'no API keys'}; tracking {paths.tracking_uri()})", err=True)
+               f"({'API keys required' if keys else 'no API keys'}; tracking {paths.tracking_uri()}; traffic "
+               f"{store.display_url if store else 'not recorded (serve.traffic_db: none)'})", err=True)
     uvicorn.run(app, host=serve_cfg.host, port=serve_cfg.port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=10)
 

@@ -38,6 +38,10 @@ class ServeConfig:
     reload_interval_s: float = 30.0  # how often the model alias is checked; 0: never
     redact_prompts: bool = True  # keep prompt and completion text out of the request logs
     allow_unauthenticated: bool = False  # serve without API keys on a non-loopback host (explicit opt-in)
+    # Served requests and feedback: "default" = SQLite <home>/traffic.db; none = off; a path or a SQLAlchemy URL
+    # (postgresql://...). COMPACTLM_TRAFFIC_DB overrides it (put passwords there, not in a config file).
+    traffic_db: str | None = "default"
+    traffic_queue: int = 10_000  # served requests waiting to be written; more are dropped (counted), never waited for
 
     def __post_init__(self) -> None:
         check(1 <= self.port <= 65535, "serve.port", self.port, "in [1, 65535]")
@@ -58,5 +62,8 @@ class ServeConfig:
         check(self.rate_limit >= 0, "serve.rate_limit", self.rate_limit, ">= 0 (0: off)")
         check(self.rate_burst >= 1, "serve.rate_burst", self.rate_burst, ">= 1")
         check(self.reload_interval_s >= 0, "serve.reload_interval_s", self.reload_interval_s, ">= 0 (0: never)")
+        check(self.traffic_queue >= 1, "serve.traffic_queue", self.traffic_queue, ">= 1")
+        check(self.traffic_db is None or self.traffic_db.strip() != "", "serve.traffic_db", self.traffic_db,
+              "default, none, a file path or a SQLAlchemy URL")
         check(self.model_uri is None or self.model_uri.strip() != "", "serve.model_uri", self.model_uri,
               "a model URI such as models:/<name>@champion")

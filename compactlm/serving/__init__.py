@@ -4,6 +4,8 @@
   generation engine and its scheduler thread, engine folders on disk, and loading a model to serve.
 * ``http/`` — the HTTP service: app, protocol, OpenAI format, security, middleware, metrics, logs and
   the model server that reloads when the registry alias moves.
+* ``traffic/`` — served requests and feedback in a SQLAlchemy database (SQLite or PostgreSQL), written off
+  the request path, and corrected answers exported as instruction/response rows.
 * ``batch_predict`` — JSONL batch inference (``compactlm predict``).
 * ``quantization_tradeoff`` / ``quantize_and_register`` — the size/speed/quality table of each scheme and
   the ``compactlm quantize`` workflow that logs it and registers quantized versions.

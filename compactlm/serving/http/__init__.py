@@ -5,5 +5,6 @@
 * ``security`` — API keys and per-client token-bucket rate limits.
 * ``metrics`` — Prometheus metrics; ``logs`` — JSON log lines; ``middleware`` — request ids, timing, access log.
 * ``model_server`` — the served model: first load, alias polling, atomic swaps.
+* ``traffic`` — served requests queued for the traffic store, and ``POST /v1/feedback``.
 * ``app`` — ``create_app(config)``: the routes.
 """

@@ -1,8 +1,9 @@
 """The OpenAI-compatible service: ``create_app(config)`` returns a FastAPI app to run with uvicorn.
 
 Routes: ``POST /v1/completions``, ``POST /v1/chat/completions`` (both with SSE streaming),
-``POST /v1/completions/batch``, ``GET /v1/models``, ``GET /health`` (liveness), ``GET /ready`` (503
-until a model is loaded), ``GET /metrics`` (Prometheus). Errors use OpenAI's body
+``POST /v1/completions/batch``, ``GET /v1/models``, ``POST /v1/feedback`` (ratings and corrected answers, with
+a traffic store), ``GET /health`` (liveness), ``GET /ready`` (503 until a model is loaded), ``GET /metrics``
+(Prometheus). Errors use OpenAI's body
 (``{"error": {"message", "type", "param", "code"}}``) so the official client raises its usual exceptions.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import logging
 import time
 from collections.abc import Iterable
@@ -42,13 +44,16 @@ from compactlm.serving.http.protocol import (
     ModelList,
 )
 from compactlm.serving.http.security import ApiKeys, RateLimiter, key_fingerprint, retry_after_header
+from compactlm.serving.http.traffic import add_feedback_route, note_served, served_record
+from compactlm.serving.traffic import TrafficStore, TrafficWriter
 
 logger = logging.getLogger("compactlm.serving")
 
 _bearer = HTTPBearer(auto_error=False, description="An API key, when the server has keys configured.")
 
 
-def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: LoadedModel | None = None) -> FastAPI:
+def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: LoadedModel | None = None,
+               traffic: TrafficStore | None = None) -> FastAPI:
     """Build the service.
 
     Args:
@@ -56,6 +61,9 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
         api_keys: accepted keys; none means no authentication.
         preloaded: a model loaded by the caller (served at once, no load at start-up); an alias in
             ``config.model_uri`` is still followed.
+        traffic: where served requests and feedback are stored (see ``compactlm.serving.traffic``); None
+            records nothing and ``POST /v1/feedback`` answers 503. The app writes through a background
+            thread it starts and stops in its lifespan, and closes the store on shutdown.
 
     Returns:
         The FastAPI app; the model loads (and an alias is followed) in its lifespan, not here.
@@ -71,9 +79,17 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
     server = ModelServer(config, metrics)
     keys = ApiKeys(api_keys)
     limiter = RateLimiter(config.rate_limit, config.rate_burst)
+    writer = None if traffic is None else TrafficWriter(
+        traffic, config.traffic_queue, on_drop=lambda reason, n: metrics.traffic_dropped.labels(reason=reason).inc(n))
+    if writer is not None:
+        metrics.watch_traffic(lambda: writer.pending)
+        logger.info("recording served requests", extra={"event": "traffic_store", "store": traffic.display_url,
+                                                        "prompt_text": not config.redact_prompts})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        if writer is not None:
+            writer.start()
         if preloaded is not None:
             server.install(preloaded)
         task = asyncio.create_task(server.maintain()) if (preloaded is None or server.follows_alias) else None
@@ -83,6 +99,9 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.to_thread(server.close)
+        if writer is not None:  # what finished before shutdown is written, then the store closes
+            await asyncio.to_thread(writer.close)
+            traffic.close()
 
     app = FastAPI(title="CompactLM", version="1", lifespan=lifespan,
                   description="OpenAI-compatible completions and chat completions for CompactLM models.")
@@ -147,7 +166,10 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
             metrics.rejected.labels(reason="queue_full").inc()
             raise
 
-    def record(request: Request, seqs: list[Sequence], done: list[Completion], prompts: list[str]) -> None:
+    def record(request: Request, seqs: list[Sequence], done: list[Completion], prompts: list[str],
+               served: Serving | None = None, question: str | None = None, stream: bool = False) -> None:
+        """Metrics and the log line; with ``served`` (completion and chat routes), the traffic store's record
+        too (``question``: the text stored as the prompt, the last user message of a chat)."""
         for seq, completion in zip(seqs, done):
             metrics.tokens_in.inc(completion.prompt_tokens)
             metrics.tokens_out.inc(completion.completion_tokens)
@@ -161,6 +183,14 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
         if not config.redact_prompts:
             log.update(prompt=prompts if len(prompts) > 1 else prompts[0],
                        completion=[c.text for c in done] if len(done) > 1 else done[0].text)
+        if served is not None and writer is not None:
+            texts = not config.redact_prompts
+            first = seqs[0].first_token_at
+            note_served(request, served.model, served.model.version,
+                        None if first is None else first - seqs[0].created, log["prompt_tokens"],
+                        log["completion_tokens"], log["finish_reason"], len(done), stream,
+                        (question or (prompts[0] if len(prompts) == 1 else json.dumps(prompts))) if texts else None,
+                        (done[0].text if len(done) == 1 else json.dumps([c.text for c in done])) if texts else None)
 
     @app.post("/v1/completions", response_model=CompletionResponse, dependencies=[Depends(guard)],
               responses=fmt.responses(stream=True), tags=["openai"])
@@ -175,9 +205,9 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
         rid, model_id = f"cmpl-{request.state.request_id}", current.model.model_id
         if body.stream:
             return fmt.stream_response(handles[0], rid, model_id, chat=False, include_usage=fmt.wants_usage(body),
-                                       on_done=lambda c: record(request, seqs, [c], prompts))
+                                       on_done=lambda c: record(request, seqs, [c], prompts, current, stream=True))
         done = await asyncio.gather(*(h.result() for h in handles))
-        record(request, seqs, done, prompts)
+        record(request, seqs, done, prompts, current)
         return fmt.completion_response(rid, model_id, done)
 
     @app.post("/v1/chat/completions", response_model=ChatCompletionResponse, dependencies=[Depends(guard)],
@@ -186,14 +216,15 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
         """Answer a conversation (OpenAI ``chat.completions``), rendered with the model's chat template."""
         current = serving(body.model)
         prompt = current.model.engine.chat_prompt([{"role": m.role, "content": m.text()} for m in body.messages])
+        question = next((m.text() for m in reversed(body.messages) if m.role == "user"), None)
         seq = new_sequence(current, prompt, body, body.token_budget(), "messages", bool(body.stream))
         (handle,) = submit(current, [seq])
         rid, model_id = f"chatcmpl-{request.state.request_id}", current.model.model_id
         if body.stream:
             return fmt.stream_response(handle, rid, model_id, chat=True, include_usage=fmt.wants_usage(body),
-                                       on_done=lambda c: record(request, [seq], [c], [prompt]))
+                                       on_done=lambda c: record(request, [seq], [c], [prompt], current, question, True))
         completion = await handle.result()
-        record(request, [seq], [completion], [prompt])
+        record(request, [seq], [completion], [prompt], current, question)
         return fmt.chat_response(rid, model_id, completion)
 
     @app.post("/v1/completions/batch", response_model=BatchResponse, dependencies=[Depends(guard)],
@@ -241,6 +272,13 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    add_feedback_route(app, guard, traffic, writer, metrics)
+
+    def store_served(request_id: str, path: str, status: int, elapsed_s: float, state: dict) -> None:
+        served = served_record(request_id, path, status, elapsed_s, state)
+        if served is not None:
+            writer.submit(served)
+
     fmt.install_error_handlers(app, {
         InvalidRequestError: (400, "invalid_request_error", None, None),
         QueueFullError: (503, "server_error", "queue_full", {"Retry-After": "1"}),
@@ -261,5 +299,6 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
 
     app.openapi = openapi
     known = {route.path for route in app.routes if "{" not in getattr(route, "path", "{")}
-    app.add_middleware(RequestContextMiddleware, metrics=metrics, known_paths=known)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, known_paths=known,
+                       on_finish=store_served if writer is not None else None)
     return app

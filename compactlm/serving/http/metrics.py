@@ -44,11 +44,20 @@ class ServiceMetrics:
         self.reloads = Counter("compactlm_model_reloads", "Model loads and reloads, by outcome.", ["outcome"],
                                registry=r)
         self.ready = Gauge("compactlm_ready", "1 when a model is loaded and requests are served.", registry=r)
+        self.feedback = Counter("compactlm_feedback", "Feedback stored, by rating (up, down).", ["rating"], registry=r)
+        self.traffic_dropped = Counter("compactlm_traffic_dropped", "Served-request records not stored, by reason "
+                                       "(queue_full: the store is too slow; write_error).", ["reason"], registry=r)
+        self.traffic_pending = Gauge("compactlm_traffic_pending", "Served-request records waiting to be stored.",
+                                     registry=r)
 
     def watch_queue(self, depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
         """Read queue depth and in-flight count at scrape time (always current, no bookkeeping)."""
         self.queue_depth.set_function(depth)
         self.in_flight.set_function(in_flight)
+
+    def watch_traffic(self, pending: Callable[[], float]) -> None:
+        """Read the traffic writer's backlog at scrape time."""
+        self.traffic_pending.set_function(pending)
 
     def set_model(self, model: str, version: str | None, quantization: str) -> None:
         """Label ``compactlm_model_info`` with the served model (the previous labels are dropped)."""

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 from compactlm.serving.http.metrics import ServiceMetrics
 
@@ -24,13 +25,16 @@ class RequestContextMiddleware:
     """Assigns a request id (the client's ``X-Request-ID`` if sane), times, counts and logs each request.
 
     Handlers add fields to ``request.state.log`` (token counts, finish reason, text unless redacted);
-    they are merged into the log line.
+    they are merged into the log line. ``on_finish(request_id, path, status, elapsed_s, state)``, when
+    given, is called after the last byte (it must not block: the app queues a traffic record there).
     """
 
-    def __init__(self, app, metrics: ServiceMetrics, known_paths: set[str]):
+    def __init__(self, app, metrics: ServiceMetrics, known_paths: set[str],
+                 on_finish: Callable[[str, str, int, float, dict], None] | None = None):
         self.app = app
         self.metrics = metrics
         self.known_paths = known_paths
+        self.on_finish = on_finish
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -65,3 +69,8 @@ class RequestContextMiddleware:
                       "status": status, "latency_ms": round(elapsed * 1000, 2), "client": client[0],
                       **state.get("log", {})}
             logger.log(logging.DEBUG if path in _QUIET_PATHS else logging.INFO, "request", extra=record)
+            if self.on_finish is not None:
+                try:
+                    self.on_finish(request_id, path, status, elapsed, state)
+                except Exception:  # recording must never break a response
+                    logger.exception("request hook failed", extra={"request_id": request_id})
