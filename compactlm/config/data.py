@@ -10,6 +10,7 @@ from pydantic.dataclasses import dataclass
 from compactlm.config.validation import SECTION, CommaList, check
 from compactlm.data.schemas import AUGMENT_METHODS
 from compactlm.data.sources import SourceKind, source_kind
+from compactlm.data.sources.feedback import check_feedback_spec
 from compactlm.errors import ConfigError
 from compactlm.shapes import SHAPES
 
@@ -105,10 +106,13 @@ class DataConfig:
         """Fail early (before any server or compute starts) when a local source does not exist.
 
         Raises:
-            ConfigError: ``source`` names a local file or folder that does not exist.
+            ConfigError: ``source`` names a local file or folder that does not exist, or is a ``feedback:``
+                URL holding a password.
         """
         if source_kind(self.source) is SourceKind.LOCAL and not Path(self.source).exists():
             raise ConfigError(f"data.source: file {self.source} does not exist")
+        if source_kind(self.source) is SourceKind.FEEDBACK:
+            check_feedback_spec(self.source)
 
 
 @dataclass(config=SECTION)

@@ -22,6 +22,7 @@ from compactlm.data.raw_files import ReadNotes, read_files
 from compactlm.data.report import class_coverage_warnings, ingest_summary
 from compactlm.data.schemas import SCHEMAS, fold_columns
 from compactlm.data.sources import SourceKind, list_files, source_kind
+from compactlm.data.sources.feedback import read_feedback
 from compactlm.data.sources.generator import INTENTS
 from compactlm.data.sources.generator_shapes import generate_task_dataset
 from compactlm.data.sources.hf import read_hf_dataset
@@ -103,7 +104,7 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 def load_source(config: DataConfig, notes: ReadNotes | None = None,
                 keep: tuple[str, ...] = ()) -> tuple[pd.DataFrame, str]:
-    """Raw rows of ``config.source`` (generator, file, folder, s3://, hf:) and a description of it.
+    """Raw rows of ``config.source`` (generator, file, folder, s3://, hf:, feedback:) and a description of it.
 
     Args:
         config: the data section (source, task, generator size/seed/bias, ``hf_split``, S3 endpoint).
@@ -123,13 +124,20 @@ def load_source(config: DataConfig, notes: ReadNotes | None = None,
         return frame, f"generator(task={config.task}, n_rows={config.n_rows}, seed={config.seed}, bias={config.bias})"
     if kind in (SourceKind.HF_LOCAL, SourceKind.HF_HUB):
         return read_hf_dataset(config.source, config.hf_split), config.source
+    if kind is SourceKind.FEEDBACK:
+        return read_feedback(config.source), config.source
     files, _ = list_files(config.source, config.s3_endpoint_url)
     return read_files(files, config, notes=notes, keep=keep), config.source
 
 
 def kept_columns(config: DataConfig, bias: BiasConfig | None) -> tuple[str, ...]:
-    """The source columns carried through besides the schema's: extra, split and bias columns."""
+    """The source columns carried through besides the schema's: extra, split and bias columns, and the
+    provenance of ``feedback:`` rows (request id, model version, feedback id...)."""
     extra = list(config.extra_columns) + ([config.split_column] if config.split_column else [])
+    if source_kind(config.source) is SourceKind.FEEDBACK:
+        from compactlm.serving.traffic.export import PROVENANCE_COLUMNS
+
+        extra += PROVENANCE_COLUMNS
     if bias is not None:
         extra += [*bias.attributes(), bias.label_column]
     return tuple(dict.fromkeys(extra))

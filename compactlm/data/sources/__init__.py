@@ -5,7 +5,8 @@ A source spec (``data.source``, ``--source``) is one of:
 * ``generator``: the bundled synthetic support data (``sources.generator``, ``sources.generator_shapes``);
 * a local file or folder of CSV/TSV/JSONL/JSON/Parquet/TXT files (``sources.files``);
 * ``s3://bucket/prefix``: the data objects under a prefix (``sources.s3``);
-* ``hf:PATH`` or ``hf:NAME``: a Hugging Face dataset on disk or on the hub (``sources.hf``).
+* ``hf:PATH`` or ``hf:NAME``: a Hugging Face dataset on disk or on the hub (``sources.hf``);
+* ``feedback:`` or ``feedback:URL``: corrected answers from the serving traffic store (``sources.feedback``).
 
 ``source_kind`` makes that decision; ``list_files`` and ``read_file`` list and read the files of any
 kind; ``read_table``, ``write_table`` and ``jsonl_records`` read and write one local file. Every other
@@ -18,6 +19,7 @@ from enum import StrEnum
 
 import pandas as pd
 
+from compactlm.data.sources.feedback import FEEDBACK_PREFIX, feedback_source_file
 from compactlm.data.sources.files import (
     SourceFile,
     file_format,
@@ -44,6 +46,7 @@ class SourceKind(StrEnum):
     S3 = "s3"  # s3://bucket/prefix
     HF_LOCAL = "hf-local"  # hf:PATH with PATH on disk: a saved dataset or a folder load_dataset reads
     HF_HUB = "hf-hub"  # hf:NAME of a hub dataset: it may change without notice, so it has no files to compare
+    FEEDBACK = "feedback"  # feedback: or feedback:URL: corrected answers in the traffic store (a database)
     OTHER_URL = "other-url"  # another scheme://address: not readable, it fails as a path that does not exist
 
     @property
@@ -59,13 +62,16 @@ def source_kind(spec: str) -> SourceKind:
     """Tell what a source spec names.
 
     Args:
-        spec: ``data.source``: ``generator``, a path, ``s3://bucket/prefix``, ``hf:PATH`` or ``hf:NAME``.
+        spec: ``data.source``: ``generator``, a path, ``s3://bucket/prefix``, ``hf:PATH``, ``hf:NAME``,
+            ``feedback:`` or ``feedback:URL``.
 
     Returns:
         The kind. ``hf:`` is ``HF_LOCAL`` when the path after it exists (``~`` expanded), else ``HF_HUB``.
     """
     if spec == SourceKind.GENERATOR:
         return SourceKind.GENERATOR
+    if spec.startswith(FEEDBACK_PREFIX):
+        return SourceKind.FEEDBACK
     if spec.startswith(HF_PREFIX):
         return SourceKind.HF_LOCAL if hf_local_path(spec) is not None else SourceKind.HF_HUB
     if spec.startswith(S3_PREFIX):
@@ -87,15 +93,19 @@ def list_files(spec: str, endpoint_url: str | None = None,
 
     Returns:
         ``(files, ignored)``, sorted by key. The generator and hub datasets have no files: ``([], [])``.
-        A ``hf:PATH`` folder lists every file it holds (the dataset is fingerprinted as a whole).
+        A ``hf:PATH`` folder lists every file it holds (the dataset is fingerprinted as a whole); a
+        ``feedback:`` store is one entry whose fingerprint is its rows' content.
 
     Raises:
         DataError: the path does not exist (another ``scheme://`` address fails this way too), or the
-            folder or S3 prefix holds no data file, or S3 is unreachable (one line naming the address).
+            folder or S3 prefix holds no data file, or S3 is unreachable (one line naming the address), or
+            the feedback store is unreachable or holds no corrected answer.
     """
     kind = source_kind(spec)
     if kind in (SourceKind.GENERATOR, SourceKind.HF_HUB):
         return [], []
+    if kind is SourceKind.FEEDBACK:
+        return [feedback_source_file(spec)], []
     if kind is SourceKind.S3:
         return list_s3_files(spec, endpoint_url)
     if kind is SourceKind.HF_LOCAL:

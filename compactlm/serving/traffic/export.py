@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from compactlm.errors import CompactLMError
 from compactlm.fileio import atomic_open
-from compactlm.serving.traffic.store import TrafficStore
+from compactlm.serving.traffic.store import TrafficStore, TrafficStoreError, masked_url
 
 FEEDBACK_INTENT = "feedback"
 ROW_COLUMNS = ("instruction", "response", "intent", "source", "request_id", "model_name", "model_version",
@@ -90,3 +92,37 @@ def write_rows(rows: list[dict], out: str | Path) -> Path:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     return out
+
+
+def read_corrections(url: str, since: datetime | None = None) -> Corrections:
+    """Open the store at ``url`` (existing only: nothing is created) and read its corrections.
+
+    Raises:
+        TrafficStoreError: the store is missing, unreachable or has no traffic tables (one line, password
+            masked).
+    """
+    store = TrafficStore.open(url, create=False)
+    try:
+        return correction_rows(store, since)
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+        raise TrafficStoreError(f"traffic store {store.display_url}: cannot read feedback ({detail})") from None
+    finally:
+        store.close()
+
+
+def export_corrections(url: str, out: str | Path, since: datetime | None = None) -> dict:
+    """``compactlm feedback export``: the corrections of the store at ``url`` as JSON lines in ``out``.
+
+    The file is written atomically (a temporary file renamed over ``out``), also when there are no rows.
+
+    Returns:
+        ``{"path", "rows", "skipped_without_prompt", "store"}`` (the store's URL with its password masked).
+
+    Raises:
+        TrafficStoreError: see ``read_corrections``.
+    """
+    corrections = read_corrections(url, since)
+    path = write_rows(corrections.rows, out)
+    return {"path": str(path), "rows": len(corrections.rows),
+            "skipped_without_prompt": corrections.skipped_without_prompt, "store": masked_url(url)}
