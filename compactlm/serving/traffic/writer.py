@@ -10,6 +10,7 @@ dropped and counted (``on_drop("queue_full", 1)``, one warning in the log); a ba
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import queue
 import threading
@@ -22,6 +23,7 @@ logger = logging.getLogger("compactlm.serving.traffic")
 
 RETRY_DELAYS_S = (0.5, 2.0, 5.0)  # a database restart or a lock: wait, then try the same batch again
 RECENT_IDS = 4096  # ids submitted lately, so feedback can name a request still in the queue
+_WAKE = object()  # put on the queue by ``close``: the thread stops waiting for records at once
 
 
 class TrafficWriter:
@@ -48,7 +50,7 @@ class TrafficWriter:
         self.retry_delays_s = retry_delays_s
         self.written = 0
         self.dropped: collections.Counter[str] = collections.Counter()
-        self._queue: queue.Queue[RequestRecord] = queue.Queue(max_queue)
+        self._queue: queue.Queue = queue.Queue(max_queue)
         self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -109,6 +111,8 @@ class TrafficWriter:
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued (for at most ``timeout`` seconds), then stop the thread."""
         self._stop.set()
+        with contextlib.suppress(queue.Full):  # full: the thread is busy and sees the stop after this batch
+            self._queue.put_nowait(_WAKE)
         if self._thread.is_alive():
             self._thread.join(timeout)
         if self._thread.is_alive():
@@ -125,8 +129,9 @@ class TrafficWriter:
             self._idle.notify_all()
 
     def _take(self) -> list[RequestRecord]:
-        try:
-            batch = [self._queue.get(timeout=self.flush_interval_s)]
+        try:  # once stopping, never wait: what is queued is written, then the thread ends
+            first = self._queue.get_nowait() if self._stop.is_set() else self._queue.get(timeout=self.flush_interval_s)
+            batch = [first]
         except queue.Empty:
             return []
         while len(batch) < self.batch_size:
@@ -134,7 +139,7 @@ class TrafficWriter:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-        return batch
+        return [item for item in batch if item is not _WAKE]
 
     def _write(self, batch: list[RequestRecord]) -> None:
         for attempt in range(len(self.retry_delays_s) + 1):
@@ -159,5 +164,5 @@ class TrafficWriter:
                     self._write(batch)
                 finally:
                     self._done(len(batch))
-            elif self._stop.is_set():
+            elif self._stop.is_set() and self._queue.empty():
                 return
