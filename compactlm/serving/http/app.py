@@ -167,9 +167,9 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
             raise
 
     def record(request: Request, seqs: list[Sequence], done: list[Completion], prompts: list[str],
-               served: Serving | None = None, question: str | None = None, stream: bool = False) -> None:
-        """Metrics and the log line; with ``served`` (completion and chat routes), the traffic store's record
-        too (``question``: the text stored as the prompt, the last user message of a chat)."""
+               served: Serving, question: str | None = None, stream: bool = False, stored: bool = True) -> None:
+        """Metrics and the log line (with the version that answered); with ``stored`` (completion and chat
+        routes), the traffic store's record too (``question``: the stored prompt, a chat's last user message)."""
         for seq, completion in zip(seqs, done):
             metrics.tokens_in.inc(completion.prompt_tokens)
             metrics.tokens_out.inc(completion.completion_tokens)
@@ -179,11 +179,11 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
         log = request.state.log
         log.update(prompt_tokens=sum(c.prompt_tokens for c in done),
                    completion_tokens=sum(c.completion_tokens for c in done),
-                   finish_reason=",".join(c.finish_reason for c in done))
+                   finish_reason=",".join(c.finish_reason for c in done), model_version=served.model.version)
         if not config.redact_prompts:
             log.update(prompt=prompts if len(prompts) > 1 else prompts[0],
                        completion=[c.text for c in done] if len(done) > 1 else done[0].text)
-        if served is not None and writer is not None:
+        if stored and writer is not None:
             texts = not config.redact_prompts
             first = seqs[0].first_token_at
             note_served(request, served.model, served.model.version,
@@ -236,7 +236,7 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
                 for i, item in enumerate(body.inputs)]
         handles = submit(current, seqs)
         done = await asyncio.gather(*(h.result() for h in handles))
-        record(request, seqs, done, [item.prompt for item in body.inputs])
+        record(request, seqs, done, [item.prompt for item in body.inputs], current, stored=False)
         return fmt.batch_response(current.model.model_id, body.inputs, done)
 
     @app.get("/v1/models", response_model=ModelList, dependencies=[Depends(guard)], responses=fmt.responses(),

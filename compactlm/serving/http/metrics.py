@@ -22,10 +22,11 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("compactlm_requests", "HTTP requests by route and status code.",
-                                ["route", "method", "status"], registry=r)
+        # version: the model version that answered ("" for routes that decode nothing, or a folder model)
+        self.requests = Counter("compactlm_requests", "HTTP requests by route, status code and model version.",
+                                ["route", "method", "status", "version"], registry=r)
         self.latency = Histogram("compactlm_request_latency_seconds", "Request latency (to the last byte).",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=r)
+                                 ["route", "version"], buckets=LATENCY_BUCKETS, registry=r)
         self.first_token = Histogram("compactlm_time_to_first_token_seconds",
                                      "Time from queueing a sequence to its first generated token.",
                                      buckets=LATENCY_BUCKETS, registry=r)

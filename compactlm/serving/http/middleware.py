@@ -62,8 +62,10 @@ class RequestContextMiddleware:
             path = scope.get("path", "")
             # Unknown paths share one label, so a scanner cannot blow up the metric's cardinality.
             route = path if path in self.known_paths else "other"
-            self.metrics.requests.labels(route=route, method=scope.get("method", ""), status=str(status)).inc()
-            self.metrics.latency.labels(route=route).observe(elapsed)
+            version = str(state.get("log", {}).get("model_version") or "")  # set by handlers that decoded
+            self.metrics.requests.labels(route=route, method=scope.get("method", ""), status=str(status),
+                                         version=version).inc()
+            self.metrics.latency.labels(route=route, version=version).observe(elapsed)
             client = scope.get("client") or ("", 0)
             record = {"event": "request", "request_id": request_id, "method": scope.get("method"), "path": path,
                       "status": status, "latency_ms": round(elapsed * 1000, 2), "client": client[0],

@@ -178,7 +178,7 @@ def test_request_ids_metrics_and_json_logs(server, caplog):
     assert line["request_id"] == "trace-42" and line["path"] == "/v1/completions" and line["latency_ms"] > 0
 
     text = httpx.get(f"{server.url}/metrics").text
-    assert 'compactlm_requests_total{method="POST",route="/v1/completions",status="200"}' in text
+    assert 'compactlm_requests_total{method="POST",route="/v1/completions",status="200",version=""}' in text
     assert "compactlm_request_latency_seconds_bucket" in text and "compactlm_time_to_first_token_seconds" in text
     assert "compactlm_queue_depth 0.0" in text and "compactlm_sequences_in_flight 0.0" in text
     tokens_out = next(line for line in text.splitlines() if line.startswith("compactlm_completion_tokens_total"))

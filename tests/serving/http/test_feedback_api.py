@@ -79,6 +79,8 @@ def test_a_chat_answer_is_recorded_and_rated_by_its_response_id(serve, tmp_path)
     assert feedback["request_model_version"] == "7"
     metrics = httpx.get(f"{live.url}/metrics").text
     assert 'compactlm_feedback_total{rating="down"} 1.0' in metrics
+    assert 'compactlm_requests_total{method="POST",route="/v1/chat/completions",status="200",version="7"} 1.0' \
+        in metrics  # request metrics carry the version that answered
     reader.close()
 
 
