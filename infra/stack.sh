@@ -61,6 +61,7 @@ start_bg() {  # name command...: detached in its own session, PID recorded
   local name=$1; shift
   setsid "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! > "$RUN/$name.pid"
+  disown $! 2>/dev/null || true  # stopped by PID in `down`; no job-control notice when it is killed
 }
 
 secrets() {
