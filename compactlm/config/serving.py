@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 from pydantic.dataclasses import dataclass
 
 from compactlm.config.validation import SECTION, check
@@ -42,6 +45,9 @@ class ServeConfig:
     # (postgresql://...). COMPACTLM_TRAFFIC_DB overrides it (put passwords there, not in a config file).
     traffic_db: str | None = "default"
     traffic_queue: int = 10_000  # served requests waiting to be written; more are dropped (counted), never waited for
+    # Origins (http://host:port) of other CompactLM servers the chat UI (/ui) compares answers with; each may also
+    # call this API from its own /ui (CORS). List each server in the other's ui_peers.
+    ui_peers: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         check(1 <= self.port <= 65535, "serve.port", self.port, "in [1, 65535]")
@@ -65,5 +71,9 @@ class ServeConfig:
         check(self.traffic_queue >= 1, "serve.traffic_queue", self.traffic_queue, ">= 1")
         check(self.traffic_db is None or self.traffic_db.strip() != "", "serve.traffic_db", self.traffic_db,
               "default, none, a file path or a SQLAlchemy URL")
+        self.ui_peers = [peer.strip().rstrip("/") for peer in self.ui_peers]
+        for peer in self.ui_peers:
+            check(re.fullmatch(r"https?://[^/\s'\";]+", peer) is not None, "serve.ui_peers", peer,
+                  "origins such as http://127.0.0.1:8001 (scheme, host and port; no path)")
         check(self.model_uri is None or self.model_uri.strip() != "", "serve.model_uri", self.model_uri,
               "a model URI such as models:/<name>@champion")

@@ -67,11 +67,11 @@ def tiny_model_dir(tmp_path_factory, tiny_model, tokenizer):
 class LiveServer:
     """A real uvicorn server on 127.0.0.1 (an ephemeral port) in a background thread."""
 
-    def __init__(self, app):
+    def __init__(self, app, port: int = 0):
         import uvicorn
 
         self.app = app
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                     access_log=False, lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -110,9 +110,9 @@ class LiveServer:
 
 @pytest.fixture
 def start_server() -> Iterator:
-    """``start_server(app) -> LiveServer``; every server started is stopped at the end of the test."""
+    """``start_server(app, port=0) -> LiveServer``; every server started is stopped at the end of the test."""
     with contextlib.ExitStack() as stack:
-        yield lambda app: stack.enter_context(LiveServer(app))
+        yield lambda app, port=0: stack.enter_context(LiveServer(app, port))
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 Routes: ``POST /v1/completions``, ``POST /v1/chat/completions`` (both with SSE streaming),
 ``POST /v1/completions/batch``, ``GET /v1/models``, ``POST /v1/feedback`` (ratings and corrected answers, with
 a traffic store), ``GET /health`` (liveness), ``GET /ready`` (503 until a model is loaded), ``GET /metrics``
-(Prometheus). Errors use OpenAI's body
+(Prometheus), ``GET /ui`` (the chat page). Errors use OpenAI's body
 (``{"error": {"message", "type", "param", "code"}}``) so the official client raises its usual exceptions.
 """
 
@@ -45,6 +45,7 @@ from compactlm.serving.http.protocol import (
 )
 from compactlm.serving.http.security import ApiKeys, RateLimiter, key_fingerprint, retry_after_header
 from compactlm.serving.http.traffic import add_feedback_route, note_served, served_record
+from compactlm.serving.http.ui import add_cors, add_ui_routes
 from compactlm.serving.traffic import TrafficStore, TrafficWriter
 
 logger = logging.getLogger("compactlm.serving")
@@ -273,6 +274,7 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
         return Response(metrics.render(), media_type=metrics.content_type)
 
     add_feedback_route(app, guard, traffic, writer, metrics)
+    add_ui_routes(app, config.ui_peers)  # GET /ui: a static page, no key needed (its API calls need one)
 
     def store_served(request_id: str, path: str, status: int, elapsed_s: float, state: dict) -> None:
         served = served_record(request_id, path, status, elapsed_s, state)
@@ -301,4 +303,5 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
     known = {route.path for route in app.routes if "{" not in getattr(route, "path", "{")}
     app.add_middleware(RequestContextMiddleware, metrics=metrics, known_paths=known,
                        on_finish=store_served if writer is not None else None)
+    add_cors(app, config.ui_peers)  # outermost: preflight requests are answered before anything else
     return app
