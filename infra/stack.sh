@@ -4,7 +4,7 @@
 # MLflow server, a process worker for the compactlm-process pool, and `prefect deploy --all`.
 #
 #   infra/stack.sh up      start everything (idempotent: a running stack is left as it is) and deploy
-#   infra/stack.sh status  what runs, with PIDs and URLs
+#   infra/stack.sh status  what runs, with PIDs and addresses
 #   infra/stack.sh env     the variables a shell needs to use the stack (eval "$(infra/stack.sh env)")
 #   infra/stack.sh check   prove it (infra/stack_check.py): a schedule fires, a review is approved through the
 #                          Prefect form, an unanswered one times out to `rejected`, a tag decision is honoured
@@ -14,7 +14,7 @@
 # Ports (loopback only): STACK_PG_PORT 55432, STACK_S3_PORT 59000, STACK_PREFECT_PORT 54200, STACK_MLFLOW_PORT
 # 55000. State: STACK_DIR (.compactlm/stack). Credentials are generated at `up` into $STACK_DIR/secrets (mode
 # 600) and passed through the environment: they are never printed, and `check` fails if one shows in a log.
-# PostgreSQL comes from Debian's `postgresql` package (apt-get install postgresql; `.ci/run` installs it).
+# PostgreSQL comes from Debian's `postgresql` package (`make stack-test` installs it when missing: make system-deps).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -137,7 +137,9 @@ EOF
 
   if ! alive prefect-server; then
     port_free "$PREFECT_PORT" || die "port $PREFECT_PORT (STACK_PREFECT_PORT) is in use"
+    # PREFECT_UI_API_URL: where the UI in the browser finds the API (without it, the default port 4200).
     PREFECT_HOME="$STACK_DIR/prefect-server" PREFECT_API_DATABASE_CONNECTION_URL="$STACK_PREFECT_DB_URL" \
+      PREFECT_UI_API_URL="$PREFECT_API_URL" \
       PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="${STACK_SCHEDULER_LOOP_SECONDS:-20}" \
       PREFECT_LOGGING_SERVER_LEVEL=WARNING \
       start_bg prefect-server env -u PREFECT_API_URL "$BIN/prefect" server start --host "$HOST" --port "$PREFECT_PORT"
@@ -193,8 +195,14 @@ status() {
   local name
   for name in postgres s3 prefect-server mlflow-server worker; do
     if [[ $name == postgres ]] && [[ -f $PGDATA_DIR/postmaster.pid ]] && kill -0 "$(head -1 "$PGDATA_DIR/postmaster.pid")" 2>/dev/null; then
-      echo "$name: running (PID $(head -1 "$PGDATA_DIR/postmaster.pid"))"
-    elif alive "$name"; then echo "$name: running (PID $(cat "$RUN/$name.pid"))"
+      echo "$name: running (PID $(head -1 "$PGDATA_DIR/postmaster.pid")) $HOST:$PG_PORT"
+    elif alive "$name"; then
+      case $name in
+        s3) echo "$name: running (PID $(cat "$RUN/$name.pid")) http://$HOST:$S3_PORT" ;;
+        prefect-server) echo "$name: running (PID $(cat "$RUN/$name.pid")) UI http://$HOST:$PREFECT_PORT" ;;
+        mlflow-server) echo "$name: running (PID $(cat "$RUN/$name.pid")) UI http://$HOST:$MLFLOW_PORT" ;;
+        *) echo "$name: running (PID $(cat "$RUN/$name.pid"))" ;;
+      esac
     else echo "$name: stopped"; fi
   done
 }
@@ -207,9 +215,11 @@ case "${1:-}" in
     [[ -d $SECRETS ]] || die "the stack is not up (no $SECRETS): infra/stack.sh up"
     stack_env
     for v in PREFECT_API_URL PREFECT_UI_URL PREFECT_SERVER_ANALYTICS_ENABLED MLFLOW_TRACKING_URI AWS_ACCESS_KEY_ID \
-             AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION AWS_ENDPOINT_URL MLFLOW_S3_ENDPOINT_URL COMPACTLM_DVC_REMOTE; do
+             AWS_DEFAULT_REGION AWS_ENDPOINT_URL MLFLOW_S3_ENDPOINT_URL COMPACTLM_DVC_REMOTE; do
       printf 'export %s=%q\n' "$v" "${!v}"
-    done ;;
+    done
+    # the secret by reference: eval reads the file, the terminal never shows the value
+    printf 'export AWS_SECRET_ACCESS_KEY="$(cat %q)"\n' "$SECRETS/s3_secret_key" ;;
   check)
     [[ -d $SECRETS ]] || die "the stack is not up (no $SECRETS): infra/stack.sh up"
     stack_env
@@ -220,5 +230,5 @@ case "${1:-}" in
     stack_env
     PGBIN=$(pg_bin) STACK_PG_PORT=$PG_PORT "$BIN/python" infra/stack_check.py
     say "stack test passed" ;;
-  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -151,6 +151,13 @@ def step_backend() -> None:
     if int(deployments) < 5 or tables != "1":
         raise StepFailed(f"PostgreSQL holds {deployments} Prefect deployments and registered_models={tables}")
     say(f"  PostgreSQL {version}: prefect database holds {deployments} deployments; mlflow database has its schema")
+    import httpx
+
+    ui_api = httpx.get(f"{os.environ['PREFECT_UI_URL']}/ui-settings", timeout=10).json().get("api_url")
+    if ui_api != os.environ["PREFECT_API_URL"]:
+        raise StepFailed(f"the Prefect UI calls the API at {ui_api}, not {os.environ['PREFECT_API_URL']}: it would "
+                         "show no deployments and 'Can't connect to Server API'")
+    say(f"  the Prefect UI calls its API at {ui_api}")
 
 
 def step_schedule() -> None:

@@ -97,7 +97,7 @@ def serve(
     cfg, paths = _setup(config, set_, home, overrides)
     from compactlm.serving.http.security import check_exposure, keys_from_env
 
-    keys = [*(api_key or []), *keys_from_env()]
+    keys = [k for k in [*(api_key or []), *keys_from_env()] if k.strip()]  # blank --api-key values are no keys
     check_exposure(cfg.serve.host, keys, cfg.serve.allow_unauthenticated)  # before anything loads
     uri, directory = _source(cfg, model_uri, model_dir)
     from dataclasses import replace

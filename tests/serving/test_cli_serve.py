@@ -67,6 +67,13 @@ def test_serve_refuses_a_public_address_without_keys_before_loading_anything(tmp
     assert "COMPACTLM_API_KEYS" in line and "--allow-unauthenticated" in line
 
 
+def test_a_blank_api_key_is_no_key(tmp_path):
+    """``--api-key "$KEY"`` with KEY unset must not pass the check and then serve without authentication."""
+    line = one_error_line(run_cli("serve", "--host", "0.0.0.0", "--port", "8999", "--api-key", "", "--api-key", " ",
+                                  home=tmp_path / "state"))
+    assert "refusing to serve on '0.0.0.0' without API keys" in line
+
+
 def test_serve_on_a_public_address_goes_on_with_the_explicit_opt_in(tmp_path):
     done = run_cli("serve", "--host", "::", "--port", "8999", "--allow-unauthenticated", home=tmp_path / "state")
     assert "has no alias 'champion'" in one_error_line(done)  # past the check: it stops at the missing model

@@ -64,7 +64,8 @@ def check_exposure(host: str, keys: Collection[str], allow_unauthenticated: bool
         ConfigError: ``host`` is not a loopback address, ``keys`` is empty and ``allow_unauthenticated``
             is false; the one-line message names the three ways out.
     """
-    if keys or allow_unauthenticated or is_loopback(host):
+    # A blank key (``--api-key "$KEY"`` with KEY unset) is no key: ApiKeys ignores it, so must this check.
+    if any(k.strip() for k in keys) or allow_unauthenticated or is_loopback(host):
         return
     raise ConfigError(f"refusing to serve on {host!r} without API keys: anyone who reaches it could use the "
                       f"model; set {API_KEYS_ENV}=<key>[,<key>...] (or --api-key), bind to 127.0.0.1, or pass "
@@ -75,7 +76,7 @@ class ApiKeys:
     """The accepted keys; an empty set means authentication is off."""
 
     def __init__(self, keys: Iterable[str] = ()):
-        self._keys = [k.encode("utf-8") for k in dict.fromkeys(keys) if k]
+        self._keys = [k.encode("utf-8") for k in dict.fromkeys(keys) if k.strip()]
 
     @property
     def enabled(self) -> bool:

@@ -79,6 +79,9 @@ def test_other_addresses_need_keys_or_the_explicit_opt_in(host):
     assert "COMPACTLM_API_KEYS" in message and "--allow-unauthenticated" in message
     check_exposure(host, ["a-key"])
     check_exposure(host, [], allow_unauthenticated=True)
+    with pytest.raises(ConfigError):
+        check_exposure(host, ["", "  "])  # blank keys are no keys (ApiKeys ignores them too)
+    assert not ApiKeys(["", "  "]).enabled
 
 
 def test_serve_config_rejects_bad_limits():
