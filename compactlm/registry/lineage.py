@@ -53,6 +53,9 @@ def lineage_tags(*, data_version: str, data_remote: str, config_hash: str, quali
         "bias_passed": str(bias.passed),
         "gate_verdict": gate.verdict,
         **{f"metric.{k}": fmt(v) for k, v in metrics.items()},
+        # the champion as the gate scored it: re-scored on this run's test split (what the review must show)
+        **{f"gate.champion.{k}": fmt(row["champion"]) for k, row in getattr(gate, "side_by_side", {}).items()
+           if row.get("champion") is not None},
     }
     tags.update(extra or {})
     return tags

@@ -68,9 +68,16 @@ def review_context(model_name: str, version: str) -> str:
              + ("" if ok else f" — this version cannot become champion: {why}"), ""]
     metrics = [m for m in KEY_METRICS if f"metric.{m}" in tags]
     if metrics:
+        # The gate re-scored the champion on this version's test split (gate.champion.*): those are the figures
+        # it decided on. The champion's own stored metrics come from its run's data and are shown only without them.
+        rescored = any(k.startswith("gate.champion.") for k in tags)
         head = f"champion (v{champion})" if champion_tags else "champion"
+        if rescored:
+            head += ", re-scored by the gate on this test split"
         lines += [f"| metric | this version | {head} |", "|---|---|---|"]
-        lines += [f"| {m} | {tags[f'metric.{m}']} | {champion_tags.get(f'metric.{m}', '—')} |" for m in metrics]
+        lines += [f"| {m} | {tags[f'metric.{m}']} | "
+                  f"{tags.get(f'gate.champion.{m}', '—') if rescored else champion_tags.get(f'metric.{m}', '—')} |"
+                  for m in metrics]
         lines.append("")
     if not champion_tags:
         lines += ["No other champion: approving makes this version the first.", ""]

@@ -223,6 +223,11 @@ def test_the_reviewer_sees_the_gate_the_metrics_against_the_champion_and_where_t
     assert "Retrain flow run" in text and "0b7e-run" in text
     failed = new_version(gate_verdict="failed")
     assert "cannot become champion" in review_context(NAME, failed)
+    # the gate re-scored the champion on the candidate's test split: the review shows those figures, not the
+    # champion's stored ones from another data version
+    rescored = new_version(**{"metric.rouge_l": "0.3100", "gate.champion.rouge_l": "0.2800"})
+    text = review_context(NAME, rescored)
+    assert "| rouge_l | 0.3100 | 0.2800 |" in text and "re-scored by the gate on this test split" in text
 
 
 def test_the_review_form_requires_a_decision_and_a_reviewer():
