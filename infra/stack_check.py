@@ -219,7 +219,7 @@ def step_timeout(champion_version: str) -> None:
 
 def step_tag() -> None:
     version = retrain(["registry.approval_timeout_s=1800"])
-    suspended_review(version)
+    run = suspended_review(version)
     mlflow().set_model_version_tag(MODEL, version, "approval", "approved")
     mlflow().set_model_version_tag(MODEL, version, "approval.reviewer", "stack-tag")
     say("  set approval=approved on the version in MLflow (as in its UI) while the review is suspended")
@@ -228,6 +228,9 @@ def step_tag() -> None:
     if tags.get("approval.source") != "mlflow-tag":
         raise StepFailed(f"champion moved but approval.source={tags.get('approval.source')}")
     say(f"  the tag decision was honoured: version {version} is champion (approval.source=mlflow-tag)")
+    state = wait_for("the decided review's suspended run to be closed",
+                     lambda: (st := flow_run(run.id).state).is_cancelled() and st, 60, 3)
+    say(f"  its suspended review run {run.name} was closed by the sweep: {state.name} ({state.message})")
 
 
 def step_storage() -> None:

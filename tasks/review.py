@@ -7,7 +7,7 @@ suspension would hide a tag a reviewer set in the MLflow UI meanwhile.
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -64,12 +64,51 @@ def close_if_late(model_name: str, version: str, answer: str) -> dict[str, objec
 
 @task(name="sweep-reviews", cache_policy=NO_CACHE, **IO_RETRIES)
 def sweep_reviews(model_name: str, timeout_s: int | None) -> list[dict[str, object]]:
-    """Apply MLflow-tag decisions and reject reviews that waited longer than the timeout."""
+    """Apply MLflow-tag decisions and reject reviews that waited longer than the timeout.
+
+    Each decision is logged, and the suspended ``promote`` run still waiting on a decided version is closed
+    (Cancelled, naming the decision) so the UI no longer offers a Resume for a review that is over.
+    """
+    logger = get_run_logger()
     decisions = review.sweep(model_name, timeout_s)
+    for d in decisions:
+        logger.info("%s version %s: %s by %s (%s)", model_name, d.version, d.status, d.reviewer, d.source)
     if decisions:
         create_markdown_artifact(key="review-sweep", description=f"{len(decisions)} decision(s) applied",
                                  markdown=review.decisions_table(decisions))
+        try:  # best effort: the decision is already recorded in MLflow, which is what governs champion
+            for name in _close_suspended_reviews(model_name, {d.version: d.status for d in decisions}):
+                logger.info("closed the suspended review run %s", name)
+        except Exception as error:  # noqa: BLE001 - a server hiccup must not fail the sweep after it decided
+            logger.warning("could not close the suspended review runs: %s", error)
     return [d.to_dict() for d in decisions]
+
+
+def _close_suspended_reviews(model_name: str, decided: dict[str, str]) -> list[str]:
+    """Cancel the paused ``promote`` runs of ``model_name`` whose version was decided; their names."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelled
+
+    closed = []
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["promote"])),
+                                     flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                                         type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+        for run in runs:
+            version = str(run.parameters.get("version"))
+            if run.parameters.get("model_name", model_name) == model_name and version in decided:
+                client.set_flow_run_state(run.id, Cancelled(
+                    message=f"Review closed: version {version} was {decided[version]} (review-sweep)"), force=True)
+                closed.append(run.name)
+    return closed
 
 
 @task(name="trigger-review", cache_policy=NO_CACHE, **IO_RETRIES)

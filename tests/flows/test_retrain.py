@@ -347,6 +347,26 @@ def test_a_form_answer_after_the_review_closed_is_not_applied(champion_before, t
     assert _champion() == champion_before
 
 
+def test_the_sweep_closes_the_suspended_run_of_a_review_it_decided(champion_before, tmp_path):
+    """A review decided by the sweep (here an MLflow tag) must not stay Suspended with a Resume button."""
+    from compactlm.registry.review import request_review
+    from compactlm.registry.store import tag_version
+    from flows.review import review_sweep
+
+    version = _copy_of_version_1()
+    request_review(MODEL, version, timeout_s=600)
+    with _suspended_review(tmp_path, "review-sweep-test", version=version) as (run, _):
+        tag_version(MODEL, version, {"approval": "rejected", "approval.reviewer": "erin"})
+        decided = review_sweep(model_name=MODEL, home=str(os.environ["COMPACTLM_HOME"]))
+        assert [d["version"] for d in decided] == [version]
+        from prefect import get_client
+
+        with get_client(sync_client=True) as client:
+            closed = client.read_flow_run(run.id).state
+    assert closed.is_cancelled() and f"version {version} was rejected" in closed.message, closed
+    assert _versions()[version].tags["approval"] == "rejected" and _champion() == champion_before
+
+
 def _wait_for_state(flow_run_id, predicate, timeout_s: float = 180):
     from prefect import get_client
 
