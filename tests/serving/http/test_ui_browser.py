@@ -2,7 +2,8 @@
 
 Needs ``pip install playwright`` (the wheel bundles its driver; no ``playwright install``) and Debian's
 Chromium (``apt-get install -y chromium``); without either the test fails, naming the fix. Set
-``COMPACTLM_UI_SCREENSHOT=docs/img/chat-ui.png`` to refresh the README's screenshot.
+``COMPACTLM_UI_SCREENSHOT=PATH`` to keep the test's screenshot (its untrained models answer in stray bytes;
+the README's docs/img/chat-ui.png shows the demo champion instead).
 """
 
 from __future__ import annotations
