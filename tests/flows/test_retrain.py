@@ -349,15 +349,24 @@ def test_a_form_answer_after_the_review_closed_is_not_applied(champion_before, t
 
 def test_the_sweep_closes_the_suspended_run_of_a_review_it_decided(champion_before, tmp_path):
     """A review decided by the sweep (here an MLflow tag) must not stay Suspended with a Resume button."""
+    from prefect.settings import PREFECT_API_URL
+
     from compactlm.registry.review import request_review
     from compactlm.registry.store import tag_version
-    from flows.review import review_sweep
 
     version = _copy_of_version_1()
     request_review(MODEL, version, timeout_s=600)
     with _suspended_review(tmp_path, "review-sweep-test", version=version) as (run, _):
         tag_version(MODEL, version, {"approval": "rejected", "approval.reviewer": "erin"})
-        decided = review_sweep(model_name=MODEL, home=str(os.environ["COMPACTLM_HOME"]))
+        # the sweep in its own process, as the deployment runs it (an in-process flow run here would leave
+        # Prefect's log handlers on this test's captured stderr for the tests after it)
+        env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "sweep")}
+        code = ("import json, sys; from flows.review import review_sweep; "
+                "print(json.dumps(review_sweep(model_name=sys.argv[1], home=sys.argv[2])))")
+        done = subprocess.run([sys.executable, "-c", code, MODEL, str(os.environ["COMPACTLM_HOME"])], env=env,
+                              cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        decided = json.loads(done.stdout.strip().splitlines()[-1])
         assert [d["version"] for d in decided] == [version]
         from prefect import get_client
 
