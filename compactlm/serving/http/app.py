@@ -63,8 +63,8 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
         preloaded: a model loaded by the caller (served at once, no load at start-up); an alias in
             ``config.model_uri`` is still followed.
         traffic: where served requests and feedback are stored (see ``compactlm.serving.traffic``); None
-            records nothing and ``POST /v1/feedback`` answers 503. The app writes through a background
-            thread it starts and stops in its lifespan, and closes the store on shutdown.
+            records nothing and ``POST /v1/feedback`` answers 404 (``feedback_disabled``). The app writes through
+            a background thread it starts and stops in its lifespan, and closes the store on shutdown.
 
     Returns:
         The FastAPI app; the model loads (and an alias is followed) in its lifespan, not here.
