@@ -47,13 +47,15 @@ def check_dataset(version: DatasetVersion, config: PipelineConfig, run_id: str |
 
 @flow(name="ingest")
 def ingest(config_path: str | None = None, overrides: list[str] | None = None,
-           source: str | None = None) -> dict[str, Any]:
+           source: str | None = None, trigger: dict[str, Any] | None = None) -> dict[str, Any]:
     """Ingest ``source`` (or the configured source), version it, validate it and audit its bias.
 
     Args:
         config_path: a YAML config (see configs/); the embedded defaults when empty.
         overrides: ``section.field=value`` strings, e.g. ``["data.task=classification"]``.
         source: a file, folder, ``s3://bucket/prefix`` or ``hf:NAME_OR_PATH`` instead of the configured one.
+        trigger: what started the run, filled by a deployment trigger from its event (the watcher's
+            ``compactlm.data.arrived``: new, changed and removed files); recorded on the MLflow run.
 
     Fails on a critical expectation; the dataset version stays recorded in DVC so the offending
     rows can be inspected.
@@ -61,7 +63,9 @@ def ingest(config_path: str | None = None, overrides: list[str] | None = None,
     logger = get_run_logger()
     config = load_run_config(config_path, overrides, source)
     paths = configure_environment(config.home)
-    with tracked_flow_run(config, "ingest", experiment=DATA_EXPERIMENT) as run_id:
+    if trigger:
+        logger.info("Triggered by %s (event %s)", trigger.get("event"), trigger.get("event_id"))
+    with tracked_flow_run(config, "ingest", experiment=DATA_EXPERIMENT, trigger=trigger) as run_id:
         version = ingest_dataset(config.data, str(paths.home), run_id, bias=config.bias)
         log_dataset(version, run_id)
         quality, bias = check_dataset(version, config, run_id)

@@ -32,7 +32,7 @@ from tasks.train import train_stage
 
 @flow(name="retrain")
 def retrain(config_path: str | None = None, overrides: list[str] | None = None, source: str | None = None,
-            approval: ApprovalMode = "wait") -> dict[str, Any]:
+            approval: ApprovalMode = "wait", trigger: dict[str, Any] | None = None) -> dict[str, Any]:
     """Retrain CompactLM from raw data to a reviewed model in the MLflow registry.
 
     Args:

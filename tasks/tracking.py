@@ -16,9 +16,10 @@ from tasks.common import IO_RETRIES
 
 
 @task(name="start-tracking", **IO_RETRIES)
-def start_tracking(config: Any, flow_run_id: str, flow_name: str, experiment: str | None = None) -> str:
-    """Create the flow's MLflow run (params = the whole config) and return its id."""
-    run = tracking.start_flow_run(config, flow_run_id, flow_name, experiment)
+def start_tracking(config: Any, flow_run_id: str, flow_name: str, experiment: str | None = None,
+                   trigger: dict[str, Any] | None = None) -> str:
+    """Create the flow's MLflow run (params = the whole config, tags = what triggered it) and return its id."""
+    run = tracking.start_flow_run(config, flow_run_id, flow_name, experiment, trigger)
     if run.ui_link:
         create_link_artifact(key="mlflow-run", link=run.ui_link, description="This flow run's MLflow run")
     return run.run_id
@@ -37,17 +38,19 @@ def log_dataset(version: DatasetVersion, run_id: str) -> None:
 
 
 @contextmanager
-def tracked_flow_run(config: Any, flow_name: str, experiment: str | None = None) -> Iterator[str]:
+def tracked_flow_run(config: Any, flow_name: str, experiment: str | None = None,
+                     trigger: dict[str, Any] | None = None) -> Iterator[str]:
     """Open this flow run's MLflow run; close it FINISHED when the block ends, FAILED when it raises.
 
     Args:
         config: the run's ``PipelineConfig``; flow_name: the Prefect flow's name.
         experiment: the MLflow experiment (None: ``registry.experiment``).
+        trigger: the event that started the flow run (its ``trigger`` parameter), recorded on the MLflow run.
 
     Yields:
         The MLflow run id.
     """
-    run_id = start_tracking(config, str(flow_run.id), flow_name, experiment)
+    run_id = start_tracking(config, str(flow_run.id), flow_name, experiment, trigger)
     try:
         yield run_id
     except BaseException:

@@ -9,7 +9,7 @@ Modules:
 * ``validation`` — what every section shares: pydantic settings, comma-separated lists, ``check``.
 * ``data`` (``data``, ``bias``), ``model``, ``training`` (``train``, ``finetune``, ``classifier``,
   ``distill``), ``sweep``, ``evaluation`` (``eval``, ``gate`` and the default gate of each task shape),
-  ``registry``, ``serving`` (``serve``) — the sections.
+  ``registry``, ``serving`` (``serve``), ``monitor`` — the sections.
 * ``pipeline`` — ``PipelineConfig``, all sections together, and its hash.
 * ``loader`` — ``load_config`` (YAML + overrides), ``load_run_config`` (+ a source), ``apply_overrides``,
   ``config_from_dict``.
@@ -19,6 +19,7 @@ from compactlm.config.data import BiasConfig, DataConfig
 from compactlm.config.evaluation import EvalConfig, GateCheckConfig, GateConfig, default_gate_checks
 from compactlm.config.loader import apply_overrides, config_from_dict, load_config, load_run_config
 from compactlm.config.model import ModelConfig
+from compactlm.config.monitor import MonitorConfig
 from compactlm.config.pipeline import PipelineConfig
 from compactlm.config.registry import RegistryConfig
 from compactlm.config.serving import ServeConfig
@@ -47,6 +48,7 @@ __all__ = [
     "GateConfig",
     "FinetuneConfig",
     "ModelConfig",
+    "MonitorConfig",
     "PipelineConfig",
     "RegistryConfig",
     "ServeConfig",

@@ -13,6 +13,7 @@ from pydantic.dataclasses import dataclass
 from compactlm.config.data import BiasConfig, DataConfig
 from compactlm.config.evaluation import EvalConfig, GateConfig
 from compactlm.config.model import ModelConfig
+from compactlm.config.monitor import MonitorConfig
 from compactlm.config.registry import RegistryConfig
 from compactlm.config.serving import ServeConfig
 from compactlm.config.sweep import SweepConfig
@@ -44,6 +45,7 @@ class PipelineConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Every value as plain nested dicts and lists (what ``config_from_dict`` rebuilds the config from).
@@ -54,12 +56,14 @@ class PipelineConfig:
         return dataclasses.asdict(self)
 
     def config_hash(self) -> str:
-        """A short, stable hash of every value (the state folder excluded: it does not change results).
+        """A short, stable hash of every value (the state folder and the monitor's thresholds excluded: they
+        change no trained model).
 
         Returns:
             The first 12 hex digits of the SHA-256 of the values as sorted-key JSON.
         """
         values = self.to_dict()
         values.pop("home")
+        values.pop("monitor")
         blob = json.dumps(values, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]

@@ -301,3 +301,59 @@ def read_split(version_path: str | Path, split: str) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"dataset split {path} does not exist (was the dataset ingested?)")
     return pd.read_parquet(path)
+
+
+def read_version_split(root: str | Path, name: str, md5: str, split: str, remote_url: str | None = None) -> pd.DataFrame:
+    """Read one split of any recorded version, without checking it out (the dataset folder is left alone).
+
+    The current version is read from the dataset folder; an older one from DVC's cache, through the
+    version's directory object (``<md5>.dir``, the list of ``{relpath, md5}`` of its files), fetched
+    from the remote first when the cache lacks it and ``remote_url`` is given.
+
+    Args:
+        root: the DVC repository folder; name: the dataset name.
+        md5: a full hash or a unique prefix of one.
+        split: ``train``, ``val``, ``test`` or ``quarantine``.
+        remote_url: the DVC remote to fetch a missing version from (None: the local cache only).
+
+    Raises:
+        DataError: no such version, the split is not part of it, or its files are in no cache or remote.
+    """
+    root = Path(root).resolve()
+    full = resolve_version(root, name, md5)
+    layout = DataLayout(root)
+    if current_md5(root, name) == full:
+        return read_split(layout.dataset_dir(name), split)
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    from dvc.repo import Repo
+
+    repo = _open_repo(root, remote_url) if remote_url else Repo(str(root))
+    odb = repo.cache.local
+    wanted = split_file_name(split)
+
+    def object_path(oid: str) -> Path:
+        return Path(odb.oid_to_path(oid))
+
+    tree_path = object_path(f"{full}.dir")
+    if not tree_path.is_file() and remote_url:
+        from dvc_data.hashfile.hash_info import HashInfo
+        from dvc_data.hashfile.transfer import transfer
+
+        remote_odb = repo.cloud.get_remote_odb(REMOTE_NAME)
+        transfer(remote_odb, odb, {HashInfo("md5", f"{full}.dir")})
+    if not tree_path.is_file():
+        raise DataError(f"dataset {name} version {full[:12]} is not in the DVC cache {odb.path} "
+                        f"(restore it with `compactlm data checkout {full[:12]}`)")
+    entries = json.loads(tree_path.read_text(encoding="utf-8"))
+    entry = next((e for e in entries if e.get("relpath") == wanted), None)
+    if entry is None:
+        raise DataError(f"dataset {name} version {full[:12]} has no {wanted}")
+    file_path = object_path(entry["md5"])
+    if not file_path.is_file() and remote_url:
+        from dvc_data.hashfile.hash_info import HashInfo
+        from dvc_data.hashfile.transfer import transfer
+
+        transfer(repo.cloud.get_remote_odb(REMOTE_NAME), odb, {HashInfo("md5", entry["md5"])})
+    if not file_path.is_file():
+        raise DataError(f"dataset {name} version {full[:12]}: {wanted} is not in the DVC cache {odb.path}")
+    return pd.read_parquet(file_path)

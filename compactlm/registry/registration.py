@@ -59,7 +59,7 @@ def register_candidate(*, model_dir: str, config: Any, version: DatasetVersion, 
     model_name = config.registry.model_name
     tags = lineage_tags(data_version=version.md5, data_remote=version.remote, config_hash=config.config_hash(),
                         quality=quality, bias=bias, gate=gate, metrics=metrics,
-                        extra={"prefect_flow_run_id": flow_run_id, "mlflow_run_id": run_id,
+                        extra={"prefect_flow_run_id": flow_run_id, "mlflow_run_id": run_id, "data_name": version.name,
                                **gguf_tags(config.model.base)})
     shape = get_shape(config.data.task)
     write_task_file(model_dir, shape.name, shape.schema.prompt if shape.serve_prompt else None)

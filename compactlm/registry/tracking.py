@@ -37,14 +37,40 @@ def _params(sections: dict[str, Any]) -> dict[str, str]:
             for key, value in values.items()}
 
 
-def start_flow_run(config: Any, flow_run_id: str, flow_name: str, experiment: str | None = None) -> FlowRun:
-    """Create the flow's MLflow run: the whole config as params.
+def trigger_tags(trigger: dict[str, Any] | None) -> dict[str, str]:
+    """The MLflow tags saying what started a run: ``triggered_by`` (``schedule-or-manual`` when nothing did),
+    ``trigger.event``, ``trigger.event_id``, ``trigger.reasons`` (comma-separated) and ``trigger.<figure>``.
+
+    Args:
+        trigger: the ``trigger`` parameter a deployment trigger fills from its event (see prefect.yaml):
+            ``{"event", "event_id", "resource", "payload": {...}}``, or None.
+    """
+    if not trigger:
+        return {"triggered_by": "schedule-or-manual"}
+    payload = trigger.get("payload") or {}
+    tags = {"triggered_by": str(trigger.get("event") or "unknown event"),
+            "trigger.event_id": str(trigger.get("event_id") or ""),
+            "trigger.resource": str(trigger.get("resource") or "")}
+    if payload.get("reasons"):
+        tags["trigger.reasons"] = ",".join(str(r) for r in payload["reasons"])
+    for key, value in (payload.get("figures") or {}).items():
+        tags[f"trigger.{key}"] = f"{value:.4f}" if isinstance(value, float) else str(value)
+    for key in ("source", "monitor_mlflow_run_id", "model_version"):
+        if payload.get(key) is not None:
+            tags[f"trigger.{key}"] = str(payload[key])[:500]
+    return tags
+
+
+def start_flow_run(config: Any, flow_run_id: str, flow_name: str, experiment: str | None = None,
+                   trigger: dict[str, Any] | None = None) -> FlowRun:
+    """Create the flow's MLflow run: the whole config as params, and what triggered it as tags.
 
     Args:
         config: the ``PipelineConfig`` (params: ``section.field`` -> value, cut to 500 characters).
         flow_run_id: the Prefect flow run id (tag ``prefect.flow_run_id``; the run is named after it).
         flow_name: the Prefect flow name (tag ``prefect.flow_name``).
         experiment: the MLflow experiment (None: ``config.registry.experiment``).
+        trigger: the event that started the run (``trigger_tags``; also logged as ``trigger.json``), or None.
     """
     paths = state_paths(config.home)
     experiment_id = setup_tracking(paths, experiment or config.registry.experiment)
@@ -52,7 +78,9 @@ def start_flow_run(config: Any, flow_run_id: str, flow_name: str, experiment: st
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{flow_name}-{flow_run_id[:8]}") as run:
         mlflow.log_params(_params(sections))
         mlflow.set_tags({"prefect.flow_run_id": flow_run_id, "prefect.flow_name": flow_name,
-                         "config_hash": config.config_hash(), "git_commit": git_commit()})
+                         "config_hash": config.config_hash(), "git_commit": git_commit(), **trigger_tags(trigger)})
+        if trigger:
+            mlflow.log_dict(trigger, "trigger.json")
         run_id = run.info.run_id
     tracking = paths.tracking_uri()
     link = f"{tracking.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if tracking.startswith("http") \

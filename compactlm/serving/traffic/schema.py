@@ -76,3 +76,19 @@ class Feedback(Base):
     prompt: Mapped[str | None] = mapped_column(Text)  # the question, sent by the client (the chat UI has it)
     source: Mapped[str] = mapped_column(String(32), default="api")  # api, ui...
     client_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class MonitorCheck(Base):
+    """One drift check of one monitor run (what ``GET /metrics`` exposes as ``compactlm_drift_*``)."""
+
+    __tablename__ = "monitor_check"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64), index=True)  # one id per monitor run
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    model_name: Mapped[str] = mapped_column(String(256))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    check: Mapped[str] = mapped_column(String(64))
+    statistic: Mapped[float | None] = mapped_column(Float)  # None: not computed (too little traffic...)
+    threshold: Mapped[float] = mapped_column(Float)
+    drifted: Mapped[bool] = mapped_column(default=False)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from compactlm.errors import CompactLMError
-from compactlm.serving.traffic.schema import Base, Feedback, ServedRequest
+from compactlm.serving.traffic.schema import Base, Feedback, MonitorCheck, ServedRequest
 
 ENV_VAR = "COMPACTLM_TRAFFIC_DB"
 OFF = ("none", "off", "false", "")
@@ -228,6 +228,59 @@ class TrafficStore:
             return {"requests": count(ServedRequest), "feedback_up": count(Feedback, Feedback.rating > 0),
                     "feedback_down": count(Feedback, Feedback.rating < 0),
                     "corrected_answers": count(Feedback, Feedback.corrected_answer.is_not(None))}
+
+    def served_window(self, since: datetime, until: datetime, model_name: str | None = None,
+                      model_version: str | None = None) -> tuple[int, list[str]]:
+        """Requests served in ``[since, until)`` (of one model and version, when given) and their stored prompts.
+
+        Returns:
+            ``(n_served, prompts)``: how many successful requests (status < 400) the window holds, and the
+            prompt texts of those that stored one (none when the service redacts prompts).
+        """
+        query = select(ServedRequest.prompt_text).where(
+            ServedRequest.created_at >= _utc(since), ServedRequest.created_at < _utc(until), ServedRequest.status < 400)
+        if model_name is not None:
+            query = query.where(ServedRequest.model_name == model_name)
+        if model_version is not None:
+            query = query.where(ServedRequest.model_version == str(model_version))
+        with self.engine.connect() as conn:
+            texts = list(conn.scalars(query))
+        return len(texts), [t for t in texts if t]
+
+    def feedback_counts(self, since: datetime, until: datetime | None = None,
+                        model_version: str | None = None) -> dict[str, int]:
+        """Feedback stored in ``[since, until)``: ``{"up", "down", "corrected"}``, for answers of ``model_version``
+        when given (joined on the request id)."""
+        def count(*where):
+            query = select(func.count()).select_from(Feedback).where(Feedback.created_at >= _utc(since), *where)
+            if until is not None:
+                query = query.where(Feedback.created_at < _utc(until))
+            if model_version is not None:
+                query = query.join(ServedRequest, ServedRequest.request_id == Feedback.request_id).where(
+                    ServedRequest.model_version == str(model_version))
+            return int(conn.scalar(query) or 0)
+
+        with self.engine.connect() as conn:
+            return {"up": count(Feedback.rating > 0), "down": count(Feedback.rating < 0),
+                    "corrected": count(Feedback.corrected_answer.is_not(None))}
+
+    def write_monitor_checks(self, rows: list[dict]) -> int:
+        """Store one monitor run's checks (dicts with the ``monitor_check`` columns but ``id``); returns the count."""
+        if not rows:
+            return 0
+        with self.engine.begin() as conn:
+            conn.execute(insert(MonitorCheck), [{**row, "created_at": _utc(row["created_at"])} for row in rows])
+        return len(rows)
+
+    def latest_monitor_checks(self) -> list[dict]:
+        """The checks of the newest monitor run (empty when the monitor never ran against this store)."""
+        with self.engine.connect() as conn:
+            newest = conn.scalar(select(MonitorCheck.run_id).order_by(MonitorCheck.created_at.desc(),
+                                                                      MonitorCheck.id.desc()).limit(1))
+            if newest is None:
+                return []
+            query = select(*MonitorCheck.__table__.columns).where(MonitorCheck.run_id == newest).order_by(MonitorCheck.id)
+            return [dict(row) for row in conn.execute(query).mappings()]
 
     def close(self) -> None:
         """Close every pooled connection."""

@@ -1,0 +1,318 @@
+"""Drift of served traffic against the serving version's training data: the statistics and the report.
+
+Each check compares the served prompts of a window with the training prompts of the version that
+served them, and drifts when its statistic passes its threshold in ``MonitorConfig``:
+
+* ``length``: prompt length in words, two-sample Kolmogorov-Smirnov test (``scipy.stats.ks_2samp``;
+  Hodges, "The significance probability of the Smirnov two-sample test", Arkiv för Matematik 3, 1958).
+  Drifts when the statistic D exceeds ``length_ks_max`` and its p-value is below ``length_p_value``.
+* ``vocabulary``: Jensen-Shannon distance, base 2 (0 = same, 1 = disjoint), between the word unigram
+  distributions (``scipy.spatial.distance.jensenshannon``; Lin, "Divergence measures based on the Shannon
+  entropy", IEEE Trans. Inf. Theory 37(1), 1991). The out-of-vocabulary rate is reported beside it.
+* ``intent``: Jensen-Shannon distance between the training label distribution and the distribution of
+  labels a TF-IDF + logistic-regression classifier, fitted on the training prompts, predicts for the
+  served ones: black-box shift detection (Lipton, Wang & Smola, "Detecting and Correcting for Label Shift
+  with Black Box Predictors", ICML 2018; Rabanser, Günnemann & Lipton, "Failing Loudly", NeurIPS 2019).
+* ``out_of_domain``: share of served prompts whose nearest training prompt has a TF-IDF cosine
+  similarity below ``ood_similarity_min`` (nearest-neighbour novelty detection, scikit-learn
+  ``NearestNeighbors``); drifts above ``ood_share_max``.
+* ``negative_feedback``: share of thumbs-down among the answers rated in the window; drifts above
+  ``negative_feedback_rate_max`` once at least ``min_feedback`` answers were rated.
+
+Corrected answers are not drift but new training data: at ``corrected_answers_min`` of them since the
+version was registered, the report calls for a retrain too.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from compactlm.config.monitor import CHECKS, MonitorConfig
+
+WORD = re.compile(r"[a-z0-9']+")
+LENGTH_BINS = (0, 2, 4, 6, 8, 10, 12, 15, 20, 25, 30, 40, 60, 100, 10**9)
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens (letters, digits, apostrophes) of ``text``."""
+    return WORD.findall(text.lower())
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One drift check: its statistic against its threshold.
+
+    ``statistic`` is None when the check could not be computed (``detail`` says why); such a check never
+    drifts. ``extra`` holds secondary figures (a p-value, the out-of-vocabulary rate, the largest shifts).
+    """
+
+    name: str
+    statistic: float | None
+    threshold: float
+    drifted: bool
+    detail: str
+    method: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DriftReport:
+    """The monitor's verdict on one window of served traffic.
+
+    Attributes:
+        model_name, model_version: the serving version; data_version: the DVC version it trained on.
+        window_start, window_end: the window (UTC); n_served: requests served in it; n_prompts: those with
+            their prompt text stored (the text checks use these); n_reference: training prompts compared.
+        checks: one ``CheckResult`` per name of ``CHECKS``.
+        feedback: ``{"up", "down", "rated"}`` counts in the window.
+        corrected_answers: corrected answers stored since the version was registered.
+        distributions: the data behind the plots (length histograms, intent shares).
+    """
+
+    model_name: str
+    model_version: str | None
+    data_version: str | None
+    window_start: datetime
+    window_end: datetime
+    n_served: int
+    n_prompts: int
+    n_reference: int
+    checks: list[CheckResult]
+    feedback: dict[str, int]
+    corrected_answers: int
+    corrected_answers_min: int
+    retrain_on: list[str]
+    distributions: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drifted(self) -> list[str]:
+        """The names of the checks that drifted."""
+        return [c.name for c in self.checks if c.drifted]
+
+    @property
+    def retrain_reasons(self) -> list[str]:
+        """Why a retrain is called for: drifted checks listed in ``retrain_on``, and enough corrected answers."""
+        reasons = [name for name in self.drifted if name in self.retrain_on]
+        if self.corrected_answers >= self.corrected_answers_min:
+            reasons.append("corrected_answers")
+        return reasons
+
+    @property
+    def retrain_needed(self) -> bool:
+        """True when ``retrain_reasons`` is not empty."""
+        return bool(self.retrain_reasons)
+
+    def figures(self) -> dict[str, float]:
+        """Every computed statistic as ``{"drift.<check>": value}`` plus counts (MLflow metrics, event payload)."""
+        out: dict[str, float] = {f"drift.{c.name}": float(c.statistic) for c in self.checks if c.statistic is not None}
+        for check in self.checks:
+            for key, value in check.extra.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    out[f"drift.{check.name}.{key}"] = float(value)
+        out.update({"served_requests": float(self.n_served), "served_prompts": float(self.n_prompts),
+                    "reference_prompts": float(self.n_reference), "feedback_rated": float(self.feedback["rated"]),
+                    "corrected_answers": float(self.corrected_answers)})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain values (times in ISO 8601)."""
+        out = asdict(self)
+        out["window_start"], out["window_end"] = self.window_start.isoformat(), self.window_end.isoformat()
+        out.update(drifted=self.drifted, retrain_reasons=self.retrain_reasons, retrain_needed=self.retrain_needed)
+        return out
+
+    def summary(self) -> str:
+        """One line: the verdict, with the drifted checks."""
+        head = f"{self.model_name} v{self.model_version}: {self.n_prompts} served prompts vs {self.n_reference} training"
+        if not self.retrain_needed:
+            return f"{head}: no retrain needed" + (f" (drifted, not retraining on: {', '.join(self.drifted)})"
+                                                   if self.drifted else "")
+        return f"{head}: retrain needed ({', '.join(self.retrain_reasons)})"
+
+    def to_markdown(self) -> str:
+        """The report as a markdown table (the Prefect artifact and the MLflow ``reports/monitor.md``)."""
+        lines = [f"# Monitor: {self.model_name} version {self.model_version}", "",
+                 f"Window {self.window_start:%Y-%m-%d %H:%M} to {self.window_end:%Y-%m-%d %H:%M} UTC: "
+                 f"{self.n_served} requests served, {self.n_prompts} with their prompt text; "
+                 f"compared with {self.n_reference} training prompts of data version "
+                 f"`{(self.data_version or 'unknown')[:12]}`.", "",
+                 f"**{'Retrain needed: ' + ', '.join(self.retrain_reasons) if self.retrain_needed else 'No retrain needed'}**",
+                 "", "| check | statistic | threshold | drifted | detail |", "|---|---|---|---|---|"]
+        for c in self.checks:
+            stat = "n/a" if c.statistic is None else f"{c.statistic:.4f}"
+            lines.append(f"| {c.name} | {stat} | {c.threshold:g} | {'**yes**' if c.drifted else 'no'} | {c.detail} |")
+        lines += ["", f"Feedback in the window: {self.feedback['up']} up, {self.feedback['down']} down. "
+                      f"Corrected answers since the version was registered: {self.corrected_answers} "
+                      f"(retrain at {self.corrected_answers_min}).", "", "Methods:", ""]
+        lines += [f"- {c.name}: {c.method}" for c in self.checks]
+        return "\n".join(lines) + "\n"
+
+
+def _distribution(counts: Counter, keys: Sequence[str]) -> np.ndarray:
+    values = np.array([counts.get(k, 0) for k in keys], dtype=float)
+    total = values.sum()
+    return values / total if total else values
+
+
+def length_check(reference: Sequence[str], served: Sequence[str], config: MonitorConfig) -> tuple[CheckResult, dict]:
+    """Two-sample Kolmogorov-Smirnov test on prompt lengths in words (see the module)."""
+    from scipy.stats import ks_2samp
+
+    ref = np.array([len(words(t)) for t in reference], dtype=float)
+    cur = np.array([len(words(t)) for t in served], dtype=float)
+    result = ks_2samp(ref, cur)
+    stat, p_value = float(result.statistic), float(result.pvalue)
+    drifted = stat > config.length_ks_max and p_value < config.length_p_value
+    detail = (f"median {np.median(cur):g} words served vs {np.median(ref):g} in training; p = {p_value:.2g}")
+    hist = {"bins": list(LENGTH_BINS[:-1]), "reference": np.histogram(ref, LENGTH_BINS)[0].tolist(),
+            "served": np.histogram(cur, LENGTH_BINS)[0].tolist()}
+    return CheckResult("length", stat, config.length_ks_max, drifted, detail,
+                       "two-sample Kolmogorov-Smirnov statistic D of word counts (scipy.stats.ks_2samp), with "
+                       f"p < {config.length_p_value:g}",
+                       {"p_value": p_value, "median_served": float(np.median(cur)),
+                        "median_reference": float(np.median(ref))}), hist
+
+
+def vocabulary_check(reference: Sequence[str], served: Sequence[str], config: MonitorConfig) -> CheckResult:
+    """Jensen-Shannon distance of the word distributions, and the out-of-vocabulary rate (see the module)."""
+    from scipy.spatial.distance import jensenshannon
+
+    ref = Counter(w for t in reference for w in words(t))
+    cur = Counter(w for t in served for w in words(t))
+    vocab = sorted(set(ref) | set(cur))
+    distance = float(jensenshannon(_distribution(ref, vocab), _distribution(cur, vocab), base=2)) if vocab else 0.0
+    distance = 0.0 if math.isnan(distance) else distance
+    served_total = sum(cur.values())
+    oov = sum(n for w, n in cur.items() if w not in ref) / served_total if served_total else 0.0
+    new_words = [w for w, _ in cur.most_common() if w not in ref][:8]
+    detail = f"{oov:.1%} of served words never seen in training" + (
+        f" (most frequent: {', '.join(new_words)})" if new_words else "")
+    return CheckResult("vocabulary", distance, config.vocabulary_js_max, distance > config.vocabulary_js_max,
+                       detail, "Jensen-Shannon distance, base 2, of word unigram distributions "
+                       "(scipy.spatial.distance.jensenshannon)", {"oov_rate": oov})
+
+
+def _vectorizer(reference: Sequence[str]):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(lowercase=True, ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    return vectorizer, vectorizer.fit_transform(reference)
+
+
+def intent_check(reference: Sequence[str], labels: Sequence[str] | None, served: Sequence[str],
+                 config: MonitorConfig, vectorized: tuple | None = None) -> tuple[CheckResult, dict]:
+    """Black-box label shift: training label shares vs the shares a TF-IDF classifier predicts for served prompts."""
+    from scipy.spatial.distance import jensenshannon
+    from sklearn.linear_model import LogisticRegression
+
+    method = ("Jensen-Shannon distance, base 2, of training labels vs labels predicted for served prompts by a "
+              "TF-IDF + logistic-regression classifier fitted on the training prompts (black-box shift detection)")
+    classes = sorted({str(label) for label in labels}) if labels is not None else []
+    if len(classes) < 2:
+        return CheckResult("intent", None, config.intent_js_max, False,
+                           "not computed: the training data has no label/intent column with 2+ values", method), {}
+    vectorizer, ref_matrix = vectorized or _vectorizer(reference)
+    classifier = LogisticRegression(max_iter=1000)
+    classifier.fit(ref_matrix, [str(label) for label in labels])
+    predicted = classifier.predict(vectorizer.transform(served))
+    ref_share = _distribution(Counter(str(label) for label in labels), classes)
+    cur_share = _distribution(Counter(predicted), classes)
+    distance = float(jensenshannon(ref_share, cur_share, base=2))
+    distance = 0.0 if math.isnan(distance) else distance
+    moved = sorted(zip(classes, cur_share - ref_share), key=lambda kv: -abs(kv[1]))[:3]
+    detail = "largest shifts: " + ", ".join(f"{name} {delta:+.1%}" for name, delta in moved)
+    return (CheckResult("intent", distance, config.intent_js_max, distance > config.intent_js_max, detail, method),
+            {"labels": classes, "reference": ref_share.tolist(), "served": cur_share.tolist()})
+
+
+def out_of_domain_check(reference: Sequence[str], served: Sequence[str], config: MonitorConfig,
+                        vectorized: tuple | None = None) -> CheckResult:
+    """Share of served prompts far (TF-IDF cosine) from every training prompt (see the module)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    vectorizer, ref_matrix = vectorized or _vectorizer(reference)
+    index = NearestNeighbors(n_neighbors=1, metric="cosine").fit(ref_matrix)
+    distances, _ = index.kneighbors(vectorizer.transform(served))
+    similarity = 1.0 - distances[:, 0]
+    share = float(np.mean(similarity < config.ood_similarity_min))
+    return CheckResult("out_of_domain", share, config.ood_share_max, share > config.ood_share_max,
+                       f"{share:.1%} of served prompts have no training prompt with cosine similarity >= "
+                       f"{config.ood_similarity_min:g}",
+                       "share of served prompts whose nearest training prompt (TF-IDF, cosine) is below "
+                       "monitor.ood_similarity_min (nearest-neighbour novelty detection)",
+                       {"median_similarity": float(np.median(similarity))})
+
+
+def feedback_check(up: int, down: int, config: MonitorConfig) -> CheckResult:
+    """Thumbs-down share of the rated answers, once ``min_feedback`` were rated."""
+    rated = up + down
+    method = "thumbs-down share of the answers rated in the window"
+    if rated < config.min_feedback:
+        return CheckResult("negative_feedback", None, config.negative_feedback_rate_max, False,
+                           f"not enough feedback: {rated} rated answers (monitor.min_feedback = {config.min_feedback})",
+                           method, {"rated": rated})
+    rate = down / rated
+    return CheckResult("negative_feedback", rate, config.negative_feedback_rate_max,
+                       rate > config.negative_feedback_rate_max, f"{down} of {rated} rated answers were thumbs-down",
+                       method, {"rated": rated})
+
+
+def compare_traffic(reference_texts: Sequence[str], reference_labels: Sequence[str] | None,
+                    served_texts: Sequence[str], *, n_served: int, feedback_up: int, feedback_down: int,
+                    corrected_answers: int, config: MonitorConfig, model_name: str, model_version: str | None,
+                    data_version: str | None, window: tuple[datetime, datetime]) -> DriftReport:
+    """Run every check of one window of served traffic against the training data.
+
+    Args:
+        reference_texts: the training prompts (the task's prompt column), ``n`` strings.
+        reference_labels: their labels/intents (``n`` values), or None for a task without labels.
+        served_texts: the served prompts of the window with their text stored (empty when redacted).
+        n_served: requests served in the window (with or without text).
+        feedback_up, feedback_down: ratings stored in the window.
+        corrected_answers: corrected answers stored since the version was registered.
+        config: the thresholds; model_name, model_version, data_version: what the report is about.
+        window: ``(start, end)`` in UTC.
+
+    Returns:
+        The ``DriftReport``. With fewer than ``config.min_requests`` served prompts (or none stored) the
+        text checks are reported as not computed and do not drift.
+    """
+    served = [t for t in served_texts if t and t.strip()]
+    checks: dict[str, CheckResult] = {}
+    distributions: dict[str, Any] = {}
+    text_checks = ("length", "vocabulary", "intent", "out_of_domain")
+    if len(served) < config.min_requests or not reference_texts:
+        if not reference_texts:
+            why = "not computed: no training prompts to compare with"
+        elif n_served >= config.min_requests and not served:
+            why = "not computed: the service stores no prompt text (set serve.redact_prompts: false to monitor it)"
+        else:
+            why = (f"not enough traffic: {len(served)} served prompts with text "
+                   f"(monitor.min_requests = {config.min_requests})")
+        thresholds = {"length": config.length_ks_max, "vocabulary": config.vocabulary_js_max,
+                      "intent": config.intent_js_max, "out_of_domain": config.ood_share_max}
+        for name in text_checks:
+            checks[name] = CheckResult(name, None, thresholds[name], False, why, "see compactlm.monitoring.drift")
+    else:
+        checks["length"], distributions["length"] = length_check(reference_texts, served, config)
+        checks["vocabulary"] = vocabulary_check(reference_texts, served, config)
+        vectorized = _vectorizer(reference_texts)
+        checks["intent"], intent_shares = intent_check(reference_texts, reference_labels, served, config, vectorized)
+        if intent_shares:
+            distributions["intent"] = intent_shares
+        checks["out_of_domain"] = out_of_domain_check(reference_texts, served, config, vectorized)
+    checks["negative_feedback"] = feedback_check(feedback_up, feedback_down, config)
+    return DriftReport(model_name=model_name, model_version=model_version, data_version=data_version,
+                       window_start=window[0], window_end=window[1], n_served=n_served, n_prompts=len(served),
+                       n_reference=len(reference_texts), checks=[checks[name] for name in CHECKS],
+                       feedback={"up": feedback_up, "down": feedback_down, "rated": feedback_up + feedback_down},
+                       corrected_answers=corrected_answers, corrected_answers_min=config.corrected_answers_min,
+                       retrain_on=list(config.retrain_on), distributions=distributions)
