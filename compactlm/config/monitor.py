@@ -28,7 +28,7 @@ class MonitorConfig:
     model_alias: str = "champion"  # the serving version: models:/<registry.model_name>@<alias>
     traffic_db: str = "default"  # the traffic store (serve.traffic_db's values; COMPACTLM_TRAFFIC_DB wins)
     window_hours: float = 24.0  # served requests of the last window_hours are compared
-    min_requests: int = 50  # fewer served prompts: no drift verdict ("not enough traffic")
+    min_requests: int = 100  # fewer served prompts: no drift verdict ("not enough traffic")
     max_reference_rows: int = 20000  # training rows compared (a seeded sample above this)
     length_ks_max: float = 0.2  # two-sample Kolmogorov-Smirnov statistic of prompt lengths in words
     length_p_value: float = 0.01  # ...and its p-value must be below this too

@@ -7,12 +7,17 @@ served them, and drifts when its statistic passes its threshold in ``MonitorConf
   Hodges, "The significance probability of the Smirnov two-sample test", Arkiv för Matematik 3, 1958).
   Drifts when the statistic D exceeds ``length_ks_max`` and its p-value is below ``length_p_value``.
 * ``vocabulary``: Jensen-Shannon distance, base 2 (0 = same, 1 = disjoint), between the word unigram
-  distributions (``scipy.spatial.distance.jensenshannon``; Lin, "Divergence measures based on the Shannon
-  entropy", IEEE Trans. Inf. Theory 37(1), 1991). The out-of-vocabulary rate is reported beside it.
-* ``intent``: Jensen-Shannon distance between the training label distribution and the distribution of
-  labels a TF-IDF + logistic-regression classifier, fitted on the training prompts, predicts for the
-  served ones: black-box shift detection (Lipton, Wang & Smola, "Detecting and Correcting for Label Shift
-  with Black Box Predictors", ICML 2018; Rabanser, Günnemann & Lipton, "Failing Loudly", NeurIPS 2019).
+  distributions, words unseen in training pooled in one cell (``scipy.spatial.distance.jensenshannon``;
+  Lin, "Divergence measures based on the Shannon entropy", IEEE Trans. Inf. Theory 37(1), 1991). The
+  out-of-vocabulary rate is reported beside it.
+* ``intent``: Jensen-Shannon distance between the intents a TF-IDF + logistic-regression classifier,
+  fitted on half of the training prompts, predicts for the other half and for the served prompts:
+  black-box shift detection (Lipton, Wang & Smola, "Detecting and Correcting for Label Shift with Black
+  Box Predictors", ICML 2018; Rabanser, Günnemann & Lipton, "Failing Loudly", NeurIPS 2019).
+
+The two distances are biased upwards on small samples: each drifts only above its threshold *and* above
+the 99th percentile of the same distance between the reference and reference samples of the served size
+(a bootstrap null; Efron & Tibshirani, "An Introduction to the Bootstrap", 1993).
 * ``out_of_domain``: share of served prompts whose nearest training prompt has a TF-IDF cosine
   similarity below ``ood_similarity_min`` (nearest-neighbour novelty detection, scikit-learn
   ``NearestNeighbors``); drifts above ``ood_share_max``.
@@ -39,6 +44,8 @@ from compactlm.config.monitor import CHECKS, MonitorConfig
 
 WORD = re.compile(r"[a-z0-9']+")
 LENGTH_BINS = (0, 2, 4, 6, 8, 10, 12, 15, 20, 25, 30, 40, 60, 100, 10**9)
+NULL_DRAWS = 100  # reference samples drawn for each no-drift percentile
+NULL_QUANTILE = 0.99  # a drift must pass this quantile of the no-drift distances (1 % false alarms per check)
 
 
 def words(text: str) -> list[str]:
@@ -181,23 +188,66 @@ def length_check(reference: Sequence[str], served: Sequence[str], config: Monito
                         "median_reference": float(np.median(ref))}), hist
 
 
-def vocabulary_check(reference: Sequence[str], served: Sequence[str], config: MonitorConfig) -> CheckResult:
-    """Jensen-Shannon distance of the word distributions, and the out-of-vocabulary rate (see the module)."""
+def _null_quantile(statistic, pool: Sequence, n: int, draws: int = NULL_DRAWS, seed: int = 0) -> float:
+    """The ``NULL_QUANTILE`` (99th) percentile of ``statistic(sample)`` over ``draws`` random size-``n`` samples of ``pool``.
+
+    This is the statistic's spread under "no drift" at this sample size (a bootstrap null, Efron & Tibshirani,
+    "An Introduction to the Bootstrap", 1993): plug-in distances of sparse distributions are biased upwards
+    on small samples, so a fixed threshold alone would flag noise.
+    """
+    rng = np.random.default_rng(seed)
+    replace = n > len(pool)  # a small pool: samples drawn with replacement
+    values = [statistic([pool[i] for i in rng.choice(len(pool), size=n, replace=replace)]) for _ in range(draws)]
+    return float(np.quantile(values, NULL_QUANTILE))
+
+
+def _js(p: np.ndarray, q: np.ndarray) -> float:
     from scipy.spatial.distance import jensenshannon
 
-    ref = Counter(w for t in reference for w in words(t))
-    cur = Counter(w for t in served for w in words(t))
-    vocab = sorted(set(ref) | set(cur))
-    distance = float(jensenshannon(_distribution(ref, vocab), _distribution(cur, vocab), base=2)) if vocab else 0.0
-    distance = 0.0 if math.isnan(distance) else distance
+    if not p.sum() or not q.sum():
+        return 0.0
+    value = float(jensenshannon(p, q, base=2))
+    return 0.0 if math.isnan(value) else value
+
+
+def vocabulary_check(reference: Sequence[str], served: Sequence[str], config: MonitorConfig) -> CheckResult:
+    """Jensen-Shannon distance of the word distributions, and the out-of-vocabulary rate (see the module).
+
+    The served words are compared with half of the training prompts; samples of the served size from the
+    other half give the no-drift spread. Drifts when the distance passes ``vocabulary_js_max`` and the 99th
+    percentile of that spread (``_null_quantile``).
+    """
+    ref_words = [words(t) for t in reference]
+    ref = Counter(w for ws in ref_words for w in ws)
+    # the served words are compared with one half; samples of the other half give the no-drift spread
+    order = np.random.default_rng(0).permutation(len(ref_words))
+    half, pool = [ref_words[i] for i in order[: (len(order) + 1) // 2]], [ref_words[i] for i in order[(len(order) + 1) // 2:]]
+    base = Counter(w for ws in half for w in ws)
+    vocab = sorted(base)
+    index = {w: i for i, w in enumerate(vocab)}
+    ref_share = _distribution(base, vocab)
+
+    def distance(sample_words: Sequence[list[str]]) -> float:
+        counts = np.zeros(len(vocab) + 1)  # the last cell pools every unseen word
+        for ws in sample_words:
+            for w in ws:
+                counts[index.get(w, len(vocab))] += 1
+        return _js(np.append(ref_share, 0.0), counts / counts.sum() if counts.sum() else counts)
+
+    cur_words = [words(t) for t in served]
+    value = distance(cur_words)
+    null = _null_quantile(distance, pool or half, len(cur_words))
+    cur = Counter(w for ws in cur_words for w in ws)
     served_total = sum(cur.values())
     oov = sum(n for w, n in cur.items() if w not in ref) / served_total if served_total else 0.0
     new_words = [w for w, _ in cur.most_common() if w not in ref][:8]
     detail = f"{oov:.1%} of served words never seen in training" + (
-        f" (most frequent: {', '.join(new_words)})" if new_words else "")
-    return CheckResult("vocabulary", distance, config.vocabulary_js_max, distance > config.vocabulary_js_max,
-                       detail, "Jensen-Shannon distance, base 2, of word unigram distributions "
-                       "(scipy.spatial.distance.jensenshannon)", {"oov_rate": oov})
+        f" (most frequent: {', '.join(new_words)})" if new_words else "") + f"; no-drift p99 {null:.3f}"
+    return CheckResult("vocabulary", value, config.vocabulary_js_max,
+                       value > config.vocabulary_js_max and value > null, detail,
+                       "Jensen-Shannon distance, base 2, of word unigram distributions, unseen words pooled "
+                       "(scipy.spatial.distance.jensenshannon), above the no-drift 99th percentile at this sample "
+                       "size (bootstrap)", {"oov_rate": oov, "null_p99": null})
 
 
 def _vectorizer(reference: Sequence[str]):
@@ -208,28 +258,45 @@ def _vectorizer(reference: Sequence[str]):
 
 
 def intent_check(reference: Sequence[str], labels: Sequence[str] | None, served: Sequence[str],
-                 config: MonitorConfig, vectorized: tuple | None = None) -> tuple[CheckResult, dict]:
-    """Black-box label shift: training label shares vs the shares a TF-IDF classifier predicts for served prompts."""
-    from scipy.spatial.distance import jensenshannon
+                 config: MonitorConfig, seed: int = 0) -> tuple[CheckResult, dict]:
+    """Black-box shift detection on predicted intents (see the module).
+
+    A TF-IDF + logistic-regression classifier is fitted on half of the training prompts; the shares of its
+    predictions on a quarter (the reference) are compared with the shares of its predictions on the
+    served prompts (the last quarter gives the no-drift spread), so both carry the same classifier errors (Lipton et al. 2018). Drifts when the
+    Jensen-Shannon distance passes ``intent_js_max`` and the no-drift 99th percentile at this sample size.
+    """
     from sklearn.linear_model import LogisticRegression
 
-    method = ("Jensen-Shannon distance, base 2, of training labels vs labels predicted for served prompts by a "
-              "TF-IDF + logistic-regression classifier fitted on the training prompts (black-box shift detection)")
+    method = ("Jensen-Shannon distance, base 2, of the intents a TF-IDF + logistic-regression classifier predicts "
+              "for held-out training prompts vs served prompts (black-box shift detection), above the no-drift "
+              "99th percentile at this sample size (bootstrap)")
     classes = sorted({str(label) for label in labels}) if labels is not None else []
-    if len(classes) < 2:
+    if len(classes) < 2 or len(reference) < 4:
         return CheckResult("intent", None, config.intent_js_max, False,
                            "not computed: the training data has no label/intent column with 2+ values", method), {}
-    vectorizer, ref_matrix = vectorized or _vectorizer(reference)
+    # half fits the classifier; a quarter gives the reference shares; the last quarter the no-drift spread
+    order = np.random.default_rng(seed).permutation(len(reference))
+    fit, held, pool = np.split(order, [len(order) // 2, (3 * len(order)) // 4])
+    vectorizer, fit_matrix = _vectorizer([reference[i] for i in fit])
     classifier = LogisticRegression(max_iter=1000)
-    classifier.fit(ref_matrix, [str(label) for label in labels])
-    predicted = classifier.predict(vectorizer.transform(served))
-    ref_share = _distribution(Counter(str(label) for label in labels), classes)
-    cur_share = _distribution(Counter(predicted), classes)
-    distance = float(jensenshannon(ref_share, cur_share, base=2))
-    distance = 0.0 if math.isnan(distance) else distance
+    fit_labels = [str(labels[i]) for i in fit]
+    if len(set(fit_labels)) < 2:
+        return CheckResult("intent", None, config.intent_js_max, False,
+                           "not computed: too few labelled training prompts", method), {}
+    classifier.fit(fit_matrix, fit_labels)
+    held_predicted = list(classifier.predict(vectorizer.transform([reference[i] for i in held])))
+    ref_share = _distribution(Counter(held_predicted), classes)
+    cur_share = _distribution(Counter(classifier.predict(vectorizer.transform(served))), classes)
+    value = _js(ref_share, cur_share)
+    pool_predicted = list(classifier.predict(vectorizer.transform([reference[i] for i in pool])))
+    null = _null_quantile(lambda sample: _js(ref_share, _distribution(Counter(sample), classes)), pool_predicted,
+                          len(served))
     moved = sorted(zip(classes, cur_share - ref_share), key=lambda kv: -abs(kv[1]))[:3]
-    detail = "largest shifts: " + ", ".join(f"{name} {delta:+.1%}" for name, delta in moved)
-    return (CheckResult("intent", distance, config.intent_js_max, distance > config.intent_js_max, detail, method),
+    detail = "largest shifts: " + ", ".join(f"{name} {delta:+.1%}" for name, delta in moved) + \
+        f"; no-drift p99 {null:.3f}"
+    return (CheckResult("intent", value, config.intent_js_max, value > config.intent_js_max and value > null, detail,
+                        method, {"null_p99": null}),
             {"labels": classes, "reference": ref_share.tolist(), "served": cur_share.tolist()})
 
 
@@ -304,11 +371,10 @@ def compare_traffic(reference_texts: Sequence[str], reference_labels: Sequence[s
     else:
         checks["length"], distributions["length"] = length_check(reference_texts, served, config)
         checks["vocabulary"] = vocabulary_check(reference_texts, served, config)
-        vectorized = _vectorizer(reference_texts)
-        checks["intent"], intent_shares = intent_check(reference_texts, reference_labels, served, config, vectorized)
+        checks["intent"], intent_shares = intent_check(reference_texts, reference_labels, served, config)
         if intent_shares:
             distributions["intent"] = intent_shares
-        checks["out_of_domain"] = out_of_domain_check(reference_texts, served, config, vectorized)
+        checks["out_of_domain"] = out_of_domain_check(reference_texts, served, config)
     checks["negative_feedback"] = feedback_check(feedback_up, feedback_down, config)
     return DriftReport(model_name=model_name, model_version=model_version, data_version=data_version,
                        window_start=window[0], window_end=window[1], n_served=n_served, n_prompts=len(served),
