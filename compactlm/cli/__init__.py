@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from compactlm.cli import config, data, evaluate, feedback, models, pipeline, registry, serve
+from compactlm.cli import config, data, evaluate, feedback, models, monitor, pipeline, registry, serve
 from compactlm.cli.common import terminal
 from compactlm.errors import CompactLMError
 
@@ -25,6 +25,7 @@ app.add_typer(config.app, name="config")
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(models.app, name="models")
 app.add_typer(feedback.app, name="feedback")
+app.add_typer(monitor.app, name="monitor")
 # The first docstring line is the help: the rest (Raises...) is for readers of the code.
 for _name, _command in (("serve", serve.serve), ("predict", serve.predict), ("quantize", serve.quantize)):
     app.command(_name, help=(_command.__doc__ or "").split("\n")[0])(_command)

@@ -84,6 +84,7 @@ def create_app(config: ServeConfig, api_keys: Iterable[str] = (), preloaded: Loa
         traffic, config.traffic_queue, on_drop=lambda reason, n: metrics.traffic_dropped.labels(reason=reason).inc(n))
     if writer is not None:
         metrics.watch_traffic(lambda: writer.pending)
+        metrics.watch_drift(traffic.latest_monitor_checks)
         logger.info("recording served requests", extra={"event": "traffic_store", "store": traffic.display_url,
                                                         "prompt_text": not config.redact_prompts})
 

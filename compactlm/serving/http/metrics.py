@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import logging
+import threading
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -45,7 +51,8 @@ class ServiceMetrics:
         self.reloads = Counter("compactlm_model_reloads", "Model loads and reloads, by outcome.", ["outcome"],
                                registry=r)
         self.ready = Gauge("compactlm_ready", "1 when a model is loaded and requests are served.", registry=r)
-        self.feedback = Counter("compactlm_feedback", "Feedback stored, by rating (up, down).", ["rating"], registry=r)
+        self.feedback = Counter("compactlm_feedback", "Feedback stored, by rating (up, down) and the model version "
+                                "that gave the rated answer.", ["rating", "version"], registry=r)
         self.traffic_dropped = Counter("compactlm_traffic_dropped", "Served-request records not stored, by reason "
                                        "(queue_full: the store is too slow; write_error).", ["reason"], registry=r)
         self.traffic_pending = Gauge("compactlm_traffic_pending", "Served-request records waiting to be stored.",
@@ -55,6 +62,16 @@ class ServiceMetrics:
         """Read queue depth and in-flight count at scrape time (always current, no bookkeeping)."""
         self.queue_depth.set_function(depth)
         self.in_flight.set_function(in_flight)
+
+    def watch_drift(self, latest: Callable[[], list[dict]], cache_s: float = 30.0) -> None:
+        """Expose the newest monitor run's checks (``TrafficStore.latest_monitor_checks``) at scrape time.
+
+        Gauges ``compactlm_drift_statistic``, ``compactlm_drift_threshold`` and ``compactlm_drift_detected``
+        (1/0), labelled by check and model version; ``compactlm_drift_checked_timestamp_seconds`` says when
+        the monitor ran. The store is read at most every ``cache_s`` seconds; an unreachable store leaves
+        the drift metrics out of that scrape (the rest still answers).
+        """
+        self.registry.register(_DriftCollector(latest, cache_s))
 
     def watch_traffic(self, pending: Callable[[], float]) -> None:
         """Read the traffic writer's backlog at scrape time."""
@@ -68,3 +85,50 @@ class ServiceMetrics:
     def render(self) -> bytes:
         """Every metric in the Prometheus text format (the ``GET /metrics`` body)."""
         return generate_latest(self.registry)
+
+
+logger = logging.getLogger("compactlm.serving")
+
+
+class _DriftCollector(Collector):
+    """The drift gauges, read from the traffic store's newest monitor run (cached ``cache_s`` seconds)."""
+
+    def __init__(self, latest: Callable[[], list[dict]], cache_s: float):
+        self.latest, self.cache_s = latest, cache_s
+        self._rows: list[dict] = []
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def describe(self):
+        return []  # nothing is read at registration: the store is only asked at scrape time
+
+    def _current(self) -> list[dict]:
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.cache_s:
+                try:
+                    self._rows = self.latest()
+                except Exception as exc:  # a scrape must not fail because the store is down
+                    logger.warning("drift metrics not read", extra={"event": "drift_metrics_failed",
+                                                                    "error": f"{type(exc).__name__}"})
+                    self._rows = []
+                self._read_at = time.monotonic()
+            return self._rows
+
+    def collect(self):
+        rows = self._current()
+        labels = ["check", "version"]
+        statistic = GaugeMetricFamily("compactlm_drift_statistic", "The newest monitor run's drift statistic, by "
+                                      "check (NaN: not computed).", labels=labels)
+        threshold = GaugeMetricFamily("compactlm_drift_threshold", "The threshold of each drift check.", labels=labels)
+        detected = GaugeMetricFamily("compactlm_drift_detected", "1 when the check drifted in the newest monitor run.",
+                                     labels=labels)
+        checked = GaugeMetricFamily("compactlm_drift_checked_timestamp_seconds",
+                                    "When the newest monitor run ended (Unix time).")
+        for row in rows:
+            values = [row["check"], row["model_version"] or ""]
+            statistic.add_metric(values, float("nan") if row["statistic"] is None else row["statistic"])
+            threshold.add_metric(values, row["threshold"])
+            detected.add_metric(values, 1.0 if row["drifted"] else 0.0)
+        if rows:
+            checked.add_metric([], rows[0]["created_at"].timestamp())
+        yield from (statistic, threshold, detected, checked)

@@ -154,6 +154,9 @@ def add_feedback_route(app: FastAPI, guard: Callable, store: TrafficStore | None
                                                        "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"})
             raise ApiError(503, "The traffic store is unavailable; the feedback was not stored.", "server_error",
                            code="store_unavailable", headers={"Retry-After": "5"}) from None
-        metrics.feedback.labels(rating="up" if body.score > 0 else "down").inc()
+        version = writer.recent_version(request_id) if writer is not None else None
+        if version is None:
+            version = ((await asyncio.to_thread(store.request, request_id)) or {}).get("model_version")
+        metrics.feedback.labels(rating="up" if body.score > 0 else "down", version=version or "").inc()
         request.state.log.update(feedback_id=stored, feedback_for=request_id)
         return FeedbackCreated(id=stored, request_id=request_id, rating=body.score, created=int(time.time()))

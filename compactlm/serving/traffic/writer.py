@@ -51,7 +51,7 @@ class TrafficWriter:
         self.written = 0
         self.dropped: collections.Counter[str] = collections.Counter()
         self._queue: queue.Queue = queue.Queue(max_queue)
-        self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._recent: collections.OrderedDict[str, str | None] = collections.OrderedDict()  # id -> model version
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0  # submitted, not yet written or dropped
@@ -89,7 +89,7 @@ class TrafficWriter:
                                extra={"event": "traffic_queue_full", "store": self.store.display_url})
             return False
         with self._lock:
-            self._recent[record.request_id] = None
+            self._recent[record.request_id] = record.model_version
             if len(self._recent) > RECENT_IDS:
                 self._recent.popitem(last=False)
         return True
@@ -98,6 +98,11 @@ class TrafficWriter:
         """True when this process queued a record with this id lately (it may not be written yet)."""
         with self._lock:
             return request_id in self._recent
+
+    def recent_version(self, request_id: str) -> str | None:
+        """The model version of a request this process queued lately (None if unknown or not recent)."""
+        with self._lock:
+            return self._recent.get(request_id)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every submitted record is written or dropped (the thread must be running).

@@ -78,10 +78,32 @@ def test_a_chat_answer_is_recorded_and_rated_by_its_response_id(serve, tmp_path)
     assert feedback["corrected_answer"] == "It ships tomorrow." and feedback["reason"] == "vague"
     assert feedback["request_model_version"] == "7"
     metrics = httpx.get(f"{live.url}/metrics").text
-    assert 'compactlm_feedback_total{rating="down"} 1.0' in metrics
+    assert 'compactlm_feedback_total{rating="down",version="7"} 1.0' in metrics  # the version that answered
     assert 'compactlm_requests_total{method="POST",route="/v1/chat/completions",status="200",version="7"} 1.0' \
         in metrics  # request metrics carry the version that answered
     reader.close()
+
+
+def test_metrics_expose_the_newest_monitor_runs_drift(serve, tmp_path):
+    from datetime import UTC, datetime
+
+    store = _store(tmp_path)
+    at = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    old = {"run_id": "r0", "created_at": datetime(2026, 11, 30, tzinfo=UTC), "model_name": "m", "model_version": "6",
+           "check": "out_of_domain", "statistic": 0.01, "threshold": 0.2, "drifted": False}
+    store.write_monitor_checks([old, *({"run_id": "r1", "created_at": at, "model_name": "m", "model_version": "7",
+                                        **check} for check in (
+        {"check": "out_of_domain", "statistic": 0.62, "threshold": 0.2, "drifted": True},
+        {"check": "negative_feedback", "statistic": None, "threshold": 0.3, "drifted": False}))])
+    live = serve(store)
+    metrics = httpx.get(f"{live.url}/metrics").text
+    assert 'compactlm_drift_statistic{check="out_of_domain",version="7"} 0.62' in metrics, metrics[-3000:]
+    assert 'compactlm_drift_threshold{check="out_of_domain",version="7"} 0.2' in metrics
+    assert 'compactlm_drift_detected{check="out_of_domain",version="7"} 1.0' in metrics
+    assert 'compactlm_drift_statistic{check="negative_feedback",version="7"} NaN' in metrics
+    assert 'version="6"' not in metrics  # only the newest monitor run
+    (checked,) = re.findall(r"^compactlm_drift_checked_timestamp_seconds (\S+)$", metrics, re.M)
+    assert float(checked) == at.timestamp()
 
 
 def test_a_stream_is_recorded_after_its_last_byte_without_text_by_default(serve, tmp_path):
