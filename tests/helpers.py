@@ -101,7 +101,8 @@ def served_records(prompts: list[str], model_name: str, version: str, start=None
     from compactlm.serving.traffic.store import RequestRecord
 
     start = start or datetime.now(UTC) - timedelta(hours=1)
-    return [RequestRecord(request_id=f"req-{version}-{start.timestamp():.0f}-{i}", created_at=start + timedelta(seconds=i),
+    return [RequestRecord(request_id=f"req-{version}-{start.timestamp():.0f}-{i}",
+                          created_at=start + timedelta(seconds=i),
                           route="/v1/chat/completions", model_name=model_name, model_version=str(version), status=200,
                           latency_ms=12.0, prompt_tokens=len(text.split()), completion_tokens=8, prompt_text=text,
                           completion_text="ok") for i, text in enumerate(prompts)]

@@ -209,3 +209,35 @@ def mebibytes(quantity: str) -> float:
 
 def cores(quantity: str) -> float:
     return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_service_exposes():
+    """infra/grafana/compactlm-service.json: every PromQL metric name is one ``GET /metrics`` really serves."""
+    from datetime import UTC, datetime
+
+    from compactlm.serving.http.metrics import ServiceMetrics
+
+    dashboard = json.loads((K8S.parent / "grafana" / "compactlm-service.json").read_text())
+    metrics = ServiceMetrics()  # one sample of each labelled family, so every series name appears
+    metrics.requests.labels(route="/v1/completions", method="POST", status="200", version="1").inc()
+    metrics.latency.labels(route="/v1/completions", version="1").observe(0.1)
+    metrics.first_token.observe(0.01)
+    metrics.finished.labels(reason="stop").inc()
+    metrics.rejected.labels(reason="queue_full").inc()
+    metrics.feedback.labels(rating="down", version="1").inc()
+    metrics.traffic_dropped.labels(reason="queue_full").inc()
+    metrics.set_model("m", "1", "fp32")
+    metrics.watch_traffic(lambda: 0)
+    metrics.watch_queue(lambda: 0, lambda: 0)
+    metrics.watch_drift(lambda: [{"check": "length", "model_version": "1", "statistic": 0.1, "threshold": 0.2,
+                                  "drifted": False, "created_at": datetime.now(UTC)}])
+    exposed = set(re.findall(r"^(compactlm_\w+)", metrics.render().decode(), re.M))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) >= 12
+    queried = {name for expr in exprs for name in re.findall(r"\b(compactlm_\w+)", expr)}
+    assert queried - exposed == set(), f"the dashboard queries series the service does not expose: {queried - exposed}"
+    for needed in ("compactlm_requests_total", "compactlm_request_latency_seconds_bucket", "compactlm_queue_depth",
+                   "compactlm_completion_tokens_total", "compactlm_feedback_total", "compactlm_drift_statistic"):
+        assert needed in queried, needed  # requests, latency, queue, tokens, feedback, drift: all on the dashboard
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)) and all(p["datasource"]["uid"] == "${datasource}" for p in dashboard["panels"])

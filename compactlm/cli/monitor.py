@@ -52,7 +52,8 @@ def monitor_run(
     verdict = (f"retrain needed: {', '.join(report['retrain_reasons'])}" if result["retrain_needed"]
                else "no retrain needed")
     event = f"; event {result['event_id']}" if result["event_id"] else ""
-    console.print(f"{report['n_prompts']} served prompts vs {report['n_reference']} training prompts: {verdict}{event}. "
+    console.print(f"{report['n_prompts']} served prompts vs {report['n_reference']} training prompts: "
+                  f"{verdict}{event}. "
                   f"Report: MLflow run {result['mlflow_run_id']} (experiment compactlm-monitor).", soft_wrap=True)
 
 

@@ -28,7 +28,8 @@ class MonitorConfig:
     """
 
     model_alias: str = "champion"  # the serving version: models:/<registry.model_name>@<alias>
-    traffic_db: Annotated[str, BeforeValidator(lambda v: "off" if v is False or v is None else v)] = "default"  # the traffic store (serve.traffic_db's values; COMPACTLM_TRAFFIC_DB wins)
+    # the traffic store: serve.traffic_db's values (YAML's `off` is read as "off"); COMPACTLM_TRAFFIC_DB wins
+    traffic_db: Annotated[str, BeforeValidator(lambda v: "off" if v is False or v is None else v)] = "default"
     window_hours: float = 24.0  # served requests of the last window_hours are compared
     min_requests: int = 100  # fewer served prompts: no drift verdict ("not enough traffic")
     max_reference_rows: int = 20000  # training rows compared (a seeded sample above this)

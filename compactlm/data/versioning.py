@@ -303,7 +303,8 @@ def read_split(version_path: str | Path, split: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def read_version_split(root: str | Path, name: str, md5: str, split: str, remote_url: str | None = None) -> pd.DataFrame:
+def read_version_split(root: str | Path, name: str, md5: str, split: str,
+                       remote_url: str | None = None) -> pd.DataFrame:
     """Read one split of any recorded version, without checking it out (the dataset folder is left alone).
 
     The current version is read from the dataset folder; an older one from DVC's cache, through the

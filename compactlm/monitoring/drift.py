@@ -138,7 +138,8 @@ class DriftReport:
 
     def summary(self) -> str:
         """One line: the verdict, with the drifted checks."""
-        head = f"{self.model_name} v{self.model_version}: {self.n_prompts} served prompts vs {self.n_reference} training"
+        head = (f"{self.model_name} v{self.model_version}: {self.n_prompts} served prompts vs {self.n_reference} "
+                "training")
         if not self.retrain_needed:
             return f"{head}: no retrain needed" + (f" (drifted, not retraining on: {', '.join(self.drifted)})"
                                                    if self.drifted else "")
@@ -146,12 +147,13 @@ class DriftReport:
 
     def to_markdown(self) -> str:
         """The report as a markdown table (the Prefect artifact and the MLflow ``reports/monitor.md``)."""
+        verdict = ("Retrain needed: " + ", ".join(self.retrain_reasons)) if self.retrain_needed else "No retrain needed"
         lines = [f"# Monitor: {self.model_name} version {self.model_version}", "",
                  f"Window {self.window_start:%Y-%m-%d %H:%M} to {self.window_end:%Y-%m-%d %H:%M} UTC: "
                  f"{self.n_served} requests served, {self.n_prompts} with their prompt text; "
                  f"compared with {self.n_reference} training prompts of data version "
                  f"`{(self.data_version or 'unknown')[:12]}`.", "",
-                 f"**{'Retrain needed: ' + ', '.join(self.retrain_reasons) if self.retrain_needed else 'No retrain needed'}**",
+                 f"**{verdict}**",
                  "", "| check | statistic | threshold | drifted | detail |", "|---|---|---|---|---|"]
         for c in self.checks:
             stat = "n/a" if c.statistic is None else f"{c.statistic:.4f}"
@@ -189,7 +191,7 @@ def length_check(reference: Sequence[str], served: Sequence[str], config: Monito
 
 
 def _null_quantile(statistic, pool: Sequence, n: int, draws: int = NULL_DRAWS, seed: int = 0) -> float:
-    """The ``NULL_QUANTILE`` (99th) percentile of ``statistic(sample)`` over ``draws`` random size-``n`` samples of ``pool``.
+    """The ``NULL_QUANTILE`` (99th) percentile of ``statistic(sample)`` over ``draws`` size-``n`` samples of ``pool``.
 
     This is the statistic's spread under "no drift" at this sample size (a bootstrap null, Efron & Tibshirani,
     "An Introduction to the Bootstrap", 1993): plug-in distances of sparse distributions are biased upwards
@@ -221,7 +223,8 @@ def vocabulary_check(reference: Sequence[str], served: Sequence[str], config: Mo
     ref = Counter(w for ws in ref_words for w in ws)
     # the served words are compared with one half; samples of the other half give the no-drift spread
     order = np.random.default_rng(0).permutation(len(ref_words))
-    half, pool = [ref_words[i] for i in order[: (len(order) + 1) // 2]], [ref_words[i] for i in order[(len(order) + 1) // 2:]]
+    cut = (len(order) + 1) // 2
+    half, pool = [ref_words[i] for i in order[:cut]], [ref_words[i] for i in order[cut:]]
     base = Counter(w for ws in half for w in ws)
     vocab = sorted(base)
     index = {w: i for i, w in enumerate(vocab)}
@@ -263,8 +266,9 @@ def intent_check(reference: Sequence[str], labels: Sequence[str] | None, served:
 
     A TF-IDF + logistic-regression classifier is fitted on half of the training prompts; the shares of its
     predictions on a quarter (the reference) are compared with the shares of its predictions on the
-    served prompts (the last quarter gives the no-drift spread), so both carry the same classifier errors (Lipton et al. 2018). Drifts when the
-    Jensen-Shannon distance passes ``intent_js_max`` and the no-drift 99th percentile at this sample size.
+    served prompts (the last quarter gives the no-drift spread), so both carry the same classifier errors
+    (Lipton et al. 2018). Drifts when the Jensen-Shannon distance passes ``intent_js_max`` and the no-drift
+    99th percentile at this sample size.
     """
     from sklearn.linear_model import LogisticRegression
 

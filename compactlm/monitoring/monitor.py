@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from compactlm.config import PipelineConfig
 from compactlm.errors import CompactLMError

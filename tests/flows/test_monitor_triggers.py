@@ -50,7 +50,8 @@ def _deployment_runs(api: str, name: str, expected: int, timeout: float = 90.0) 
         deployment = client.read_deployment_by_name(name)
         deadline = time.monotonic() + timeout
         while True:
-            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
             if len(runs) >= expected or time.monotonic() > deadline:
                 return runs
             time.sleep(1)

@@ -279,7 +279,8 @@ class TrafficStore:
                                                                       MonitorCheck.id.desc()).limit(1))
             if newest is None:
                 return []
-            query = select(*MonitorCheck.__table__.columns).where(MonitorCheck.run_id == newest).order_by(MonitorCheck.id)
+            query = (select(*MonitorCheck.__table__.columns).where(MonitorCheck.run_id == newest)
+                     .order_by(MonitorCheck.id))
             return [dict(row) for row in conn.execute(query).mappings()]
 
     def close(self) -> None:
