@@ -42,7 +42,7 @@ def drift_figures(report: DriftReport) -> dict[str, Any]:
         names = intent["labels"]
         x = np.arange(len(names))
         fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names)), 4))
-        ax.bar(x - 0.2, intent["reference"], 0.4, label="training labels")
+        ax.bar(x - 0.2, intent["reference"], 0.4, label="training (held-out, predicted)")
         ax.bar(x + 0.2, intent["served"], 0.4, label="served (predicted)")
         ax.set_xticks(x, names, rotation=60, ha="right")
         ax.set_ylabel("share")
