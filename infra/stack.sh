@@ -85,6 +85,7 @@ stack_env() {
   export COMPACTLM_DVC_REMOTE="s3://compactlm-data/datasets"
   export STACK_PREFECT_DB_URL="postgresql+asyncpg://compactlm:$pw@$HOST:$PG_PORT/prefect"
   export STACK_MLFLOW_DB_URL="postgresql://compactlm:$pw@$HOST:$PG_PORT/mlflow"
+  export STACK_TRAFFIC_DB_URL="postgresql://compactlm:$pw@$HOST:$PG_PORT/traffic"  # served requests, feedback, drift
   export STACK_DIR STACK_LOGS="$LOGS" STACK_SECRETS="$SECRETS"
 }
 
@@ -108,12 +109,12 @@ up_postgres() {
   fi
   head -1 "$PGDATA_DIR/postmaster.pid" > "$RUN/postgres.pid"
   local db
-  for db in prefect mlflow; do
+  for db in prefect mlflow traffic; do
     PGPASSWORD=$(cat "$SECRETS/pg_password") "$bin/psql" -h "$HOST" -p "$PG_PORT" -U compactlm -d postgres -qtA \
       -c "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1 \
       || PGPASSWORD=$(cat "$SECRETS/pg_password") "$bin/createdb" -h "$HOST" -p "$PG_PORT" -U compactlm "$db"
   done
-  say "PostgreSQL up on $HOST:$PG_PORT (PID $(cat "$RUN/postgres.pid")): databases prefect, mlflow"
+  say "PostgreSQL up on $HOST:$PG_PORT (PID $(cat "$RUN/postgres.pid")): databases prefect, mlflow, traffic"
 }
 
 up() {
@@ -159,7 +160,8 @@ EOF
   "$BIN/prefect" --no-prompt work-pool create compactlm-process --type process >"$LOGS/work-pool.log" 2>&1 \
     || grep -q "already exists" "$LOGS/work-pool.log" || die "could not create the work pool; see $LOGS/work-pool.log"
   if ! alive worker; then
-    PREFECT_HOME="$STACK_DIR/worker" COMPACTLM_HOME="$STACK_DIR/home" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
+    PREFECT_HOME="$STACK_DIR/worker" COMPACTLM_HOME="$STACK_DIR/home" COMPACTLM_TRAFFIC_DB="$STACK_TRAFFIC_DB_URL" \
+      HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
       start_bg worker "$BIN/prefect" worker start --pool compactlm-process --name stack-worker
     sleep 3; alive worker || die "the worker exited; see $LOGS/worker.log"
   fi
@@ -219,7 +221,10 @@ case "${1:-}" in
       printf 'export %s=%q\n' "$v" "${!v}"
     done
     # the secret by reference: eval reads the file, the terminal never shows the value
-    printf 'export AWS_SECRET_ACCESS_KEY="$(cat %q)"\n' "$SECRETS/s3_secret_key" ;;
+    printf 'export AWS_SECRET_ACCESS_KEY="$(cat %q)"\n' "$SECRETS/s3_secret_key"
+    # the traffic store of `compactlm serve` and the monitor flow (PostgreSQL; the password by reference too)
+    printf 'export COMPACTLM_TRAFFIC_DB="postgresql://compactlm:$(cat %q)@%s:%s/traffic"\n' "$SECRETS/pg_password" \
+      "$HOST" "$PG_PORT" ;;
   check)
     [[ -d $SECRETS ]] || die "the stack is not up (no $SECRETS): infra/stack.sh up"
     stack_env

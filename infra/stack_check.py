@@ -13,8 +13,11 @@ Each step prints its time and exits non-zero naming itself on failure:
    ``approval=rejected`` in MLflow (the scheduled sweep), and ``champion`` stays A (point 2).
 5. tag: a third retrain's review, suspended, is decided by the MLflow tag ``approval=approved`` set as in the
    MLflow UI: the version becomes ``champion`` with ``approval.source=mlflow-tag`` (point 4).
-6. storage: the DVC remote and MLflow's artifacts are objects in the S3 buckets.
-7. secrets: no generated secret (PostgreSQL password, S3 secret key) appears in any server, worker or flow-run log.
+6. loop: off-domain prompts of the champion written to the PostgreSQL traffic store make ``monitor/hourly``, run
+   by the worker, emit ``compactlm.monitor.retrain-needed``; the server's automation (the deployment trigger in
+   prefect.yaml) starts exactly one ``retrain/on-drift`` run with the event as its ``trigger`` (then cancelled).
+7. storage: the DVC remote and MLflow's artifacts are objects in the S3 buckets.
+8. secrets: no generated secret (PostgreSQL password, S3 secret key) appears in any server, worker or flow-run log.
 
 Environment: what ``infra/stack.sh env`` exports, plus PGBIN, STACK_PG_PORT, STACK_LOGS, STACK_SECRETS.
 """
@@ -263,11 +266,66 @@ def step_secrets() -> None:
     say(f"  no credential in {len(logs)} server/worker logs nor in the flow-run logs")
 
 
+OFF_DOMAIN = [f"{ask} {topic}?" for ask in ("how do I cook", "what is the best recipe for", "tell me a fun fact about",
+                                            "what's the weather like for", "who won the last match of")
+              for topic in ("pasta carbonara", "the moon", "tennis", "a sunny afternoon in rome", "bread", "jazz")]
+
+
+def step_loop(version: str) -> None:
+    """Drifted traffic of the champion in the PostgreSQL traffic store -> ``monitor/hourly`` on the worker ->
+    its event -> the server's automation starts ``retrain/on-drift`` with the event as ``trigger``."""
+    from datetime import UTC, datetime, timedelta
+
+    from prefect.deployments import run_deployment
+
+    from compactlm.serving.traffic.store import RequestRecord, TrafficStore
+
+    store = TrafficStore.open(os.environ["STACK_TRAFFIC_DB_URL"])
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    store.write_requests([RequestRecord(
+        request_id=f"stack-drift-{int(start.timestamp())}-{i}", created_at=start + timedelta(seconds=i),
+        route="/v1/chat/completions", model_name=MODEL, model_version=str(version), status=200, latency_ms=20.0,
+        prompt_tokens=8, completion_tokens=8, prompt_text=text, completion_text="ok")
+        for i, text in enumerate(OFF_DOMAIN * 2)])
+    store.close()
+    say(f"  {len(OFF_DOMAIN) * 2} off-domain prompts served by champion v{version} written to the PostgreSQL "
+        "traffic store (the worker's COMPACTLM_TRAFFIC_DB)")
+    before = {str(r.id) for r in runs_of("retrain/on-drift")}
+    run = run_deployment("monitor/hourly", timeout=0, parameters={
+        "config_path": "configs/ci.yaml", "overrides": ["monitor.min_requests=20"]})
+    final = wait_for("the monitor run to finish", lambda: (r := flow_run(run.id)).state.is_final() and r, 600, 3)
+    if not final.state.is_completed():
+        raise StepFailed(f"monitor ended {final.state.name}: {final.state.message}")
+    if "monitor" not in artifact_keys(run.id):
+        raise StepFailed(f"the monitor run has no 'monitor' artifact (has {artifact_keys(run.id)})")
+    say(f"  monitor run {run.name} ({flow_run_link(str(run.id))}) Completed with its 'monitor' artifact")
+    triggered = wait_for("the drift event to start retrain/on-drift",
+                         lambda: [r for r in runs_of("retrain/on-drift") if str(r.id) not in before], 120, 2)
+    if len(triggered) != 1:
+        raise StepFailed(f"the drift event started {len(triggered)} retrain runs (expected 1)")
+    trigger = triggered[0].parameters.get("trigger") or {}
+    payload = trigger.get("payload") or {}
+    if trigger.get("event") != "compactlm.monitor.retrain-needed" or "out_of_domain" not in payload.get("reasons", []):
+        raise StepFailed(f"the triggered retrain's trigger parameter is {trigger}")
+    say(f"  the server's automation started retrain/on-drift run {triggered[0].name} with trigger event "
+        f"{trigger.get('event_id')}: reasons {payload['reasons']}, out-of-domain share "
+        f"{payload['figures']['drift.out_of_domain']:.2f}")
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelled
+
+    with prefect_client() as client:  # its retrain is retrain/weekly's, checked above: cancel it to save time
+        if not flow_run(triggered[0].id).state.is_final():
+            client.set_flow_run_state(triggered[0].id, Cancelled(message="stack check: trigger proven"), force=True)
+    wait_for("the triggered retrain to stop", lambda: flow_run(triggered[0].id).state.type in (
+        StateType.CANCELLED, StateType.COMPLETED, StateType.FAILED, StateType.CRASHED), 180, 3)
+
+
 def main() -> int:
     state: dict[str, str] = {}
     steps: list[tuple[str, Callable[[], Any]]] = [("backend", step_backend), ("schedule", step_schedule),
              ("approve", lambda: state.update(champion=step_approve())),
              ("timeout", lambda: step_timeout(state["champion"])), ("tag", step_tag),
+             ("loop", lambda: step_loop(champion())),
              ("storage", step_storage), ("secrets", step_secrets)]
     for name, step in steps:
         start = time.monotonic()
