@@ -46,3 +46,16 @@ def test_the_generator_cannot_be_watched(tmp_path):
     with pytest.raises(DataError) as excinfo:
         source_changes(DataConfig(), tmp_path)
     one_line_error(excinfo, "generator", "watched")
+
+
+def test_an_s3_prefix_is_watched_by_etag_without_downloading(tmp_path, s3):
+    body = "\n".join([HEADER, *ROWS]) + "\n"
+    config = DataConfig(source="s3://compactlm-data/incoming/", min_rows=10)
+    s3.put_object(Bucket="compactlm-data", Key="incoming/a.csv", Body=body.encode())
+    first = source_changes(config, tmp_path / "repo")
+    assert first.new == ["a.csv"] and first.source == "s3://compactlm-data/incoming/"
+    ingest_version(config, tmp_path / "repo", str(tmp_path / "remote"))
+    assert not source_changes(config, tmp_path / "repo").any
+    changed = body + "late refund question,Sure.,get_refund\n"
+    s3.put_object(Bucket="compactlm-data", Key="incoming/a.csv", Body=changed.encode())
+    assert source_changes(config, tmp_path / "repo").changed == ["a.csv"]
