@@ -5,9 +5,11 @@ Both only measure and emit a Prefect event; the deployment triggers in prefect.y
 every triggered run carries the event in its ``trigger`` parameter.
 """
 
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.settings import PREFECT_API_URL
 
 from compactlm.config import load_run_config
 from compactlm.monitoring.monitor import recent_retrain_request, record_retrain_request, retrain_request_file
@@ -17,6 +19,20 @@ from tasks.monitor import emit_data_arrived, emit_retrain_needed, list_source_ch
 from tasks.tracking import tracked_flow_run
 
 MONITOR_EXPERIMENT = "compactlm-monitor"
+NO_SERVER = ("not sent: no Prefect server (PREFECT_API_URL is unset), so no automation could react; run it against "
+             "the server holding the deployments to trigger")
+
+
+def _events_reach_a_server() -> bool:
+    """True when this run talks to a configured Prefect server (where the deployment triggers live). Without
+    one the flow runs on a temporary server that exits with the run: an event sent there is lost, so it is
+    not sent and not remembered (the cool-down and the watcher's announcements only count delivered events)."""
+    return bool(PREFECT_API_URL.value())
+
+
+def _retrain_overrides(overrides: list[str] | None) -> list[str]:
+    """The monitor's overrides the triggered retrain gets: its ``monitor.*`` settings are the monitor's own."""
+    return [o for o in overrides or [] if not o.strip().startswith("monitor.")]
 
 
 @flow(name="monitor")
@@ -37,21 +53,27 @@ def monitor(config_path: str | None = None, overrides: list[str] | None = None) 
     with tracked_flow_run(config, "monitor", experiment=MONITOR_EXPERIMENT) as run_id:
         report = measure_drift(config, run_id)
         report_drift(report, run_id)
-        event_id = None
+        event_id, event_note = None, None
         requested = retrain_request_file(paths.home, report.model_name)
         recent = recent_retrain_request(requested, report.model_version, config.monitor.retrain_cooldown_hours)
-        if not report.retrain_needed or not config.monitor.emit_events:
-            logger.info(report.summary() + ("" if config.monitor.emit_events else " (monitor.emit_events is off)"))
+        if not report.retrain_needed:
+            logger.info(report.summary())
+        elif not config.monitor.emit_events:
+            event_note = "not sent: monitor.emit_events is off"
         elif recent is not None:
-            logger.info("%s; a retrain of this version was already requested at %s (event %s): no new event "
-                        "within monitor.retrain_cooldown_hours=%g", report.summary(), recent["at"],
-                        recent.get("event_id"), config.monitor.retrain_cooldown_hours)
+            event_note = (f"not sent: a retrain of this version was requested at {recent['at']} (event "
+                          f"{recent.get('event_id')}), within monitor.retrain_cooldown_hours="
+                          f"{config.monitor.retrain_cooldown_hours:g}")
+        elif not _events_reach_a_server():
+            event_note = NO_SERVER
         else:
-            event_id = emit_retrain_needed(report, run_id, config_path, overrides)
+            event_id = emit_retrain_needed(report, run_id, config_path, _retrain_overrides(overrides))
             record_retrain_request(requested, report.model_version, event_id, report.retrain_reasons)
-            logger.warning("%s: emitted compactlm.monitor.retrain-needed (event %s)", report.summary(), event_id)
-    return {"report": report.to_dict(), "retrain_needed": report.retrain_needed, "event_id": event_id,
-            "mlflow_run_id": run_id}
+            event_note = f"sent: compactlm.monitor.retrain-needed, event {event_id}"
+        if event_note:
+            logger.warning("%s; event %s", report.summary(), event_note)
+    return {"report": report.to_dict(), "verdict": report.verdict, "retrain_needed": report.retrain_needed,
+            "event_id": event_id, "event": event_note, "mlflow_run_id": run_id}
 
 
 @flow(name="watch-data")
@@ -70,16 +92,23 @@ def watch_data(config_path: str | None = None, overrides: list[str] | None = Non
     logger = get_run_logger()
     config = load_run_config(config_path, overrides)
     paths = configure_environment(config.home)
-    source = source or config.monitor.watch_source or str(paths.home / "incoming")
+    if not (source or config.monitor.watch_source):  # the default drop folder: created, so users find it
+        source = str(paths.home / "incoming")
+        Path(source).mkdir(parents=True, exist_ok=True)
+    source = source or config.monitor.watch_source
     changes = list_source_changes(config, source)
     marker = announced_file(paths.home, config.data.dataset_name)
-    event_id = None
-    if changes.any and not already_announced(marker, changes):
+    event_id, event_note = None, None
+    if not changes.any:
+        logger.info(changes.summary())
+    elif already_announced(marker, changes):
+        event_note = "not sent: this listing was announced already (its ingest was asked for)"
+    elif not _events_reach_a_server():
+        event_note = NO_SERVER
+    else:
         event_id = emit_data_arrived(changes, config_path, overrides)
         record_announced(marker, changes)
-        logger.info("%s: emitted compactlm.data.arrived (event %s)", changes.summary(), event_id)
-    elif changes.any:
-        logger.info("%s (already announced: its ingest was asked for)", changes.summary())
-    else:
-        logger.info(changes.summary())
-    return {"changes": changes.to_dict(), "event_id": event_id}
+        event_note = f"sent: compactlm.data.arrived, event {event_id}"
+    if event_note:
+        logger.info("%s; event %s", changes.summary(), event_note)
+    return {"changes": changes.to_dict(), "event_id": event_id, "event": event_note}

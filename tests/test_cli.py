@@ -69,6 +69,30 @@ def test_user_errors_print_one_line_and_exit_non_zero(tmp_path, args, fragments)
     assert not (tmp_path / "state" / "mlflow.db").exists()  # nothing tracked or registered
 
 
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["monitor", "run", "--set", "registry.model_name=nothing-here"],
+         ["registered model 'nothing-here' has no alias 'champion'"]),
+        (["monitor", "run", "--set", "monitor.traffic_db=off"], ["'compactlm-support-chat' has no alias"]),
+        (["monitor", "run", "--set", "monitor.ood_share_max=2"], ["monitor.ood_share_max must be between 0 and 1"]),
+        (["monitor", "watch", "--source", "no/such/folder"], ["no/such/folder: no such file or folder to watch"]),
+        (["monitor", "watch", "--source", "generator"], ["only a folder, a file or an s3:// prefix can be watched"]),
+    ],
+)
+def test_monitor_user_errors_fail_before_any_flow_or_mlflow_run(tmp_path, args, fragments):
+    started = time.monotonic()
+    done = run_cli(*args, home=tmp_path / "state")
+    assert_one_line_error(done, *fragments)
+    assert "Flow run" not in done.stderr and time.monotonic() - started < 30
+    import mlflow
+
+    store = tmp_path / "state" / "mlflow.db"
+    if store.exists():  # the registry was asked for the champion; no monitor run was logged
+        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}")
+        assert client.get_experiment_by_name("compactlm-monitor") is None
+
+
 @pytest.mark.slow
 def test_pipeline_on_a_file_with_missing_columns_fails_cleanly(tmp_path):
     source = tmp_path / "tickets.csv"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from compactlm.cli.common import ConfigOption, SetOption, config_home, prepare_runtime, quiet_user_error_tracebacks
+from compactlm.cli.common import ConfigOption, SetOption, load_state, quiet_user_error_tracebacks
 
 app = typer.Typer(help="Monitor served traffic and watched data sources (Prefect flows).", no_args_is_help=True)
 
@@ -28,7 +28,13 @@ def monitor_run(
         MonitorError: no champion to monitor or the traffic store is off; DataError: its training data is
             unreadable; TrafficStoreError: the store is unreachable.
     """
-    prepare_runtime(config_home(config, set_))
+    from compactlm.monitoring.monitor import serving_version, traffic_store_url
+    from compactlm.registry.store import point_tracking
+
+    cfg, paths = load_state(config, set_)  # user errors fail here, in a second, before any flow or MLflow run
+    point_tracking(paths)
+    serving_version(cfg.registry.model_name, cfg.monitor.model_alias)
+    traffic_store_url(paths, cfg)
     from flows.monitor import monitor
 
     quiet_user_error_tracebacks()
@@ -41,17 +47,19 @@ def monitor_run(
 
     report = result["report"]
     table = Table(title=f"Monitor: {report['model_name']} version {report['model_version']}")
-    for column in ("check", "statistic", "threshold", "drifted", "detail"):
+    for column in ("check", "statistic", "threshold applied (configured)", "drifted", "detail"):
         table.add_column(column, overflow="fold")
     for check in report["checks"]:
         stat = "n/a" if check["statistic"] is None else f"{check['statistic']:.4f}"
-        table.add_row(check["name"], stat, f"{check['threshold']:g}", "yes" if check["drifted"] else "no",
-                      check["detail"])
+        bar = f"{check['applied_threshold']:.4g}" + (
+            f" ({check['threshold']:g})" if check["applied_threshold"] != check["threshold"] else "")
+        table.add_row(check["name"], stat, bar, "yes" if check["drifted"] else "no", check["detail"])
     console = Console()
     console.print(table)
-    verdict = (f"retrain needed: {', '.join(report['retrain_reasons'])}" if result["retrain_needed"]
-               else "no retrain needed")
-    event = f"; event {result['event_id']}" if result["event_id"] else ""
+    verdict = {"retrain-needed": f"retrain needed: {', '.join(report['retrain_reasons'])}",
+               "no-drift": "no drift, no retrain needed",
+               "no-verdict": "no verdict, too little traffic (monitor.min_requests)"}[result["verdict"]]
+    event = f"; event {result['event']}" if result["event"] else ""
     console.print(f"{report['n_prompts']} served prompts vs {report['n_reference']} training prompts: "
                   f"{verdict}{event}. "
                   f"Report: MLflow run {result['mlflow_run_id']} (experiment compactlm-monitor).", soft_wrap=True)
@@ -70,7 +78,11 @@ def monitor_watch(
     Raises:
         DataError: the source cannot be watched (the generator, a hub dataset) or is unreadable.
     """
-    prepare_runtime(config_home(config, set_))
+    from compactlm.monitoring.watch import check_watchable
+
+    cfg, _paths = load_state(config, set_)
+    if source or cfg.monitor.watch_source:
+        check_watchable(source or cfg.monitor.watch_source)  # a typo fails here, in a second
     from flows.monitor import watch_data
 
     quiet_user_error_tracebacks()
@@ -83,5 +95,4 @@ def monitor_watch(
         typer.echo(f"{changes['source']}: no new data since the last ingest")
         return
     typer.echo(f"{changes['source']}: {len(changes['new'])} new, {len(changes['changed'])} changed, "
-               f"{len(changes['removed'])} removed file(s)"
-               + (f"; event {result['event_id']}" if result["event_id"] else "; already announced"))
+               f"{len(changes['removed'])} removed file(s); event {result['event']}")

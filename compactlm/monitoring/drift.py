@@ -44,6 +44,20 @@ from compactlm.config.monitor import CHECKS, MonitorConfig
 
 WORD = re.compile(r"[a-z0-9']+")
 LENGTH_BINS = (0, 2, 4, 6, 8, 10, 12, 15, 20, 25, 30, 40, 60, 100, 10**9)
+TEXT_CHECKS = ("length", "vocabulary", "intent", "out_of_domain")
+METHODS = {
+    "length": "two-sample Kolmogorov-Smirnov statistic D of word counts (scipy.stats.ks_2samp), with p below "
+              "monitor.length_p_value",
+    "vocabulary": "Jensen-Shannon distance, base 2, of word unigram distributions, unseen words pooled "
+                  "(scipy.spatial.distance.jensenshannon), above the no-drift 99th percentile at this sample size "
+                  "(bootstrap)",
+    "intent": "Jensen-Shannon distance, base 2, of the intents a TF-IDF + logistic-regression classifier predicts "
+              "for held-out training prompts vs served prompts (black-box shift detection), above the no-drift "
+              "99th percentile at this sample size (bootstrap)",
+    "out_of_domain": "share of served prompts whose nearest training prompt (TF-IDF, cosine) is below "
+                     "monitor.ood_similarity_min (nearest-neighbour novelty detection)",
+    "negative_feedback": "thumbs-down share of the answers rated in the window (each answer's latest rating)",
+}
 NULL_DRAWS = 100  # reference samples drawn for each no-drift percentile
 NULL_QUANTILE = 0.99  # a drift must pass this quantile of the no-drift distances (1 % false alarms per check)
 
@@ -68,6 +82,12 @@ class CheckResult:
     detail: str
     method: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def applied_threshold(self) -> float:
+        """The bar the statistic had to pass: the configured threshold, or the no-drift 99th percentile at this
+        sample size when that is higher (the two Jensen-Shannon checks)."""
+        return max(self.threshold, float(self.extra.get("null_p99", self.threshold)))
 
 
 @dataclass
@@ -117,6 +137,19 @@ class DriftReport:
         """True when ``retrain_reasons`` is not empty."""
         return bool(self.retrain_reasons)
 
+    @property
+    def enough_traffic(self) -> bool:
+        """True when the text checks ran (at least ``monitor.min_requests`` served prompts with their text)."""
+        return any(c.statistic is not None for c in self.checks if c.name in TEXT_CHECKS)
+
+    @property
+    def verdict(self) -> str:
+        """``retrain-needed``, ``no-drift``, or ``no-verdict`` (too little traffic to judge, nothing else calls
+        for a retrain)."""
+        if self.retrain_needed:
+            return "retrain-needed"
+        return "no-drift" if self.enough_traffic else "no-verdict"
+
     def figures(self) -> dict[str, float]:
         """Every computed statistic as ``{"drift.<check>": value}`` plus counts (MLflow metrics, event payload)."""
         out: dict[str, float] = {f"drift.{c.name}": float(c.statistic) for c in self.checks if c.statistic is not None}
@@ -133,13 +166,19 @@ class DriftReport:
         """The report as plain values (times in ISO 8601)."""
         out = asdict(self)
         out["window_start"], out["window_end"] = self.window_start.isoformat(), self.window_end.isoformat()
-        out.update(drifted=self.drifted, retrain_reasons=self.retrain_reasons, retrain_needed=self.retrain_needed)
+        out.update(drifted=self.drifted, retrain_reasons=self.retrain_reasons, retrain_needed=self.retrain_needed,
+                   verdict=self.verdict, enough_traffic=self.enough_traffic)
+        for check, row in zip(self.checks, out["checks"]):
+            row["applied_threshold"] = check.applied_threshold
         return out
 
     def summary(self) -> str:
         """One line: the verdict, with the drifted checks."""
         head = (f"{self.model_name} v{self.model_version}: {self.n_prompts} served prompts vs {self.n_reference} "
                 "training")
+        if self.verdict == "no-verdict":
+            why = next(c.detail for c in self.checks if c.name == "length")
+            return f"{head}: no verdict ({why})"
         if not self.retrain_needed:
             return f"{head}: no retrain needed" + (f" (drifted, not retraining on: {', '.join(self.drifted)})"
                                                    if self.drifted else "")
@@ -147,17 +186,22 @@ class DriftReport:
 
     def to_markdown(self) -> str:
         """The report as a markdown table (the Prefect artifact and the MLflow ``reports/monitor.md``)."""
-        verdict = ("Retrain needed: " + ", ".join(self.retrain_reasons)) if self.retrain_needed else "No retrain needed"
+        verdict = {"retrain-needed": "Retrain needed: " + ", ".join(self.retrain_reasons),
+                   "no-drift": "No retrain needed",
+                   "no-verdict": "No verdict: too little traffic to judge drift"}[self.verdict]
         lines = [f"# Monitor: {self.model_name} version {self.model_version}", "",
                  f"Window {self.window_start:%Y-%m-%d %H:%M} to {self.window_end:%Y-%m-%d %H:%M} UTC: "
                  f"{self.n_served} requests served, {self.n_prompts} with their prompt text; "
                  f"compared with {self.n_reference} training prompts of data version "
                  f"`{(self.data_version or 'unknown')[:12]}`.", "",
                  f"**{verdict}**",
-                 "", "| check | statistic | threshold | drifted | detail |", "|---|---|---|---|---|"]
+                 "", "| check | statistic | threshold applied (configured) | drifted | detail |",
+                 "|---|---|---|---|---|"]
         for c in self.checks:
             stat = "n/a" if c.statistic is None else f"{c.statistic:.4f}"
-            lines.append(f"| {c.name} | {stat} | {c.threshold:g} | {'**yes**' if c.drifted else 'no'} | {c.detail} |")
+            bar = f"{c.threshold:g}" if c.applied_threshold == c.threshold else \
+                f"{c.applied_threshold:.4g} ({c.threshold:g})"
+            lines.append(f"| {c.name} | {stat} | {bar} | {'**yes**' if c.drifted else 'no'} | {c.detail} |")
         lines += ["", f"Feedback in the window: {self.feedback['up']} up, {self.feedback['down']} down. "
                       f"Corrected answers since the version was registered: {self.corrected_answers} "
                       f"(retrain at {self.corrected_answers_min}).", "", "Methods:", ""]
@@ -183,9 +227,7 @@ def length_check(reference: Sequence[str], served: Sequence[str], config: Monito
     detail = (f"median {np.median(cur):g} words served vs {np.median(ref):g} in training; p = {p_value:.2g}")
     hist = {"bins": list(LENGTH_BINS[:-1]), "reference": np.histogram(ref, LENGTH_BINS)[0].tolist(),
             "served": np.histogram(cur, LENGTH_BINS)[0].tolist()}
-    return CheckResult("length", stat, config.length_ks_max, drifted, detail,
-                       "two-sample Kolmogorov-Smirnov statistic D of word counts (scipy.stats.ks_2samp), with "
-                       f"p < {config.length_p_value:g}",
+    return CheckResult("length", stat, config.length_ks_max, drifted, detail, METHODS["length"],
                        {"p_value": p_value, "median_served": float(np.median(cur)),
                         "median_reference": float(np.median(ref))}), hist
 
@@ -247,10 +289,8 @@ def vocabulary_check(reference: Sequence[str], served: Sequence[str], config: Mo
     detail = f"{oov:.1%} of served words never seen in training" + (
         f" (most frequent: {', '.join(new_words)})" if new_words else "") + f"; no-drift p99 {null:.3f}"
     return CheckResult("vocabulary", value, config.vocabulary_js_max,
-                       value > config.vocabulary_js_max and value > null, detail,
-                       "Jensen-Shannon distance, base 2, of word unigram distributions, unseen words pooled "
-                       "(scipy.spatial.distance.jensenshannon), above the no-drift 99th percentile at this sample "
-                       "size (bootstrap)", {"oov_rate": oov, "null_p99": null})
+                       value > config.vocabulary_js_max and value > null, detail, METHODS["vocabulary"],
+                       {"oov_rate": oov, "null_p99": null})
 
 
 def _vectorizer(reference: Sequence[str]):
@@ -272,9 +312,7 @@ def intent_check(reference: Sequence[str], labels: Sequence[str] | None, served:
     """
     from sklearn.linear_model import LogisticRegression
 
-    method = ("Jensen-Shannon distance, base 2, of the intents a TF-IDF + logistic-regression classifier predicts "
-              "for held-out training prompts vs served prompts (black-box shift detection), above the no-drift "
-              "99th percentile at this sample size (bootstrap)")
+    method = METHODS["intent"]
     classes = sorted({str(label) for label in labels}) if labels is not None else []
     if len(classes) < 2 or len(reference) < 4:
         return CheckResult("intent", None, config.intent_js_max, False,
@@ -317,15 +355,13 @@ def out_of_domain_check(reference: Sequence[str], served: Sequence[str], config:
     return CheckResult("out_of_domain", share, config.ood_share_max, share > config.ood_share_max,
                        f"{share:.1%} of served prompts have no training prompt with cosine similarity >= "
                        f"{config.ood_similarity_min:g}",
-                       "share of served prompts whose nearest training prompt (TF-IDF, cosine) is below "
-                       "monitor.ood_similarity_min (nearest-neighbour novelty detection)",
-                       {"median_similarity": float(np.median(similarity))})
+                       METHODS["out_of_domain"], {"median_similarity": float(np.median(similarity))})
 
 
 def feedback_check(up: int, down: int, config: MonitorConfig) -> CheckResult:
     """Thumbs-down share of the rated answers, once ``min_feedback`` were rated."""
     rated = up + down
-    method = "thumbs-down share of the answers rated in the window"
+    method = METHODS["negative_feedback"]
     if rated < config.min_feedback:
         return CheckResult("negative_feedback", None, config.negative_feedback_rate_max, False,
                            f"not enough feedback: {rated} rated answers (monitor.min_feedback = {config.min_feedback})",
@@ -359,7 +395,7 @@ def compare_traffic(reference_texts: Sequence[str], reference_labels: Sequence[s
     served = [t for t in served_texts if t and t.strip()]
     checks: dict[str, CheckResult] = {}
     distributions: dict[str, Any] = {}
-    text_checks = ("length", "vocabulary", "intent", "out_of_domain")
+    text_checks = TEXT_CHECKS
     if len(served) < config.min_requests or not reference_texts:
         if not reference_texts:
             why = "not computed: no training prompts to compare with"
@@ -371,7 +407,7 @@ def compare_traffic(reference_texts: Sequence[str], reference_labels: Sequence[s
         thresholds = {"length": config.length_ks_max, "vocabulary": config.vocabulary_js_max,
                       "intent": config.intent_js_max, "out_of_domain": config.ood_share_max}
         for name in text_checks:
-            checks[name] = CheckResult(name, None, thresholds[name], False, why, "see compactlm.monitoring.drift")
+            checks[name] = CheckResult(name, None, thresholds[name], False, why, METHODS[name])
     else:
         checks["length"], distributions["length"] = length_check(reference_texts, served, config)
         checks["vocabulary"] = vocabulary_check(reference_texts, served, config)

@@ -50,7 +50,7 @@ def serving_version(model_name: str, alias: str) -> ServingVersion:
         found = MlflowClient().get_model_version_by_alias(model_name, alias)
     except MlflowException:
         raise MonitorError(f"registered model '{model_name}' has no alias '{alias}': no served version to monitor "
-                           "(promote one first, e.g. make demo)") from None
+                           "(check registry.model_name and monitor.model_alias, or promote a version first)") from None
     tags = dict(found.tags or {})
     if not tags.get("data_version"):
         raise MonitorError(f"{model_name} version {found.version} has no data_version tag: its training data is "
@@ -139,7 +139,8 @@ def monitor_traffic(paths: StatePaths, config: PipelineConfig, now: datetime | N
                                  window=(start, end))
         store.write_monitor_checks([
             {"run_id": run_id or end.strftime("%Y%m%dT%H%M%S"), "created_at": end, "model_name": serving.model_name,
-             "model_version": serving.version, "check": c.name, "statistic": c.statistic, "threshold": c.threshold,
+             "model_version": serving.version, "check": c.name, "statistic": c.statistic,
+             "threshold": c.applied_threshold,
              "drifted": c.drifted} for c in report.checks])
     finally:
         store.close()

@@ -51,6 +51,20 @@ class SourceChanges:
                 f"file(s) since the last ingest")
 
 
+def check_watchable(source: str) -> SourceKind:
+    """The kind of ``source`` when it can be watched: a local file or folder that exists, or an S3 prefix.
+
+    Raises:
+        DataError: the generator, a hub dataset, a feedback store or another scheme, or a missing local path.
+    """
+    kind = source_kind(source)
+    if kind not in (SourceKind.LOCAL, SourceKind.S3):
+        raise DataError(f"{source}: only a folder, a file or an s3:// prefix can be watched for new data")
+    if kind is SourceKind.LOCAL and not Path(source).exists():
+        raise DataError(f"{source}: no such file or folder to watch")
+    return kind
+
+
 def source_changes(config: DataConfig, root: str | Path, source: str | None = None) -> SourceChanges:
     """Compare the files at ``source`` (default ``data.source``) with the dataset's last ingest.
 
@@ -61,19 +75,16 @@ def source_changes(config: DataConfig, root: str | Path, source: str | None = No
 
     Returns:
         The changes; every file is new when the dataset was never ingested from this source; none when
-        a local folder does not exist yet or is empty.
+        a local folder is empty.
 
     Raises:
         DataError: the source is not a folder, file or S3 prefix (the generator and hub datasets have no
-            files to watch), or it is unreadable (see ``list_files``).
+            files to watch), a local path does not exist, or it is unreadable (see ``list_files``).
     """
     source = source or config.source
-    kind = source_kind(source)
-    if kind not in (SourceKind.LOCAL, SourceKind.S3):
-        raise DataError(f"{source}: only a folder, a file or an s3:// prefix can be watched for new data")
+    kind = check_watchable(source)
     manifest = _read_manifest(DataLayout(Path(root)), config.dataset_name)
-    if kind is SourceKind.LOCAL and (not Path(source).exists()
-                                     or (Path(source).is_dir() and not any(Path(source).iterdir()))):
+    if kind is SourceKind.LOCAL and Path(source).is_dir() and not any(Path(source).iterdir()):
         return SourceChanges(source, config.dataset_name)  # nothing has landed yet: not an error for a watcher
     same_source = manifest.get("source") == source
     known = {k: SourceFile(**v) for k, v in manifest.get("files", {}).items()} if same_source else {}

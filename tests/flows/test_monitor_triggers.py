@@ -77,6 +77,13 @@ def test_drift_starts_retrain_and_new_data_starts_ingest_through_the_prefect_yam
     store = TrafficStore.open(f"sqlite:///{state_paths(home).traffic_db}")
     store.write_requests(served_records(test_split["instruction"].tolist()[:40], NAME, registered))
 
+    offline = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    store.write_requests(served_records(OFF_DOMAIN_PROMPTS * 2, NAME, registered,
+                                        start=datetime.now(UTC) - timedelta(days=2)))  # outside the window below
+    lost = _flow(f"flows.monitor:monitor(overrides={OVERRIDES + ['monitor.window_hours=49']!r})", offline)
+    assert lost["retrain_needed"] and lost["event_id"] is None and "no Prefect server" in lost["event"]
+    # ...and it is not remembered: the cool-down only counts events a server received
+
     calm = _flow(f"flows.monitor:monitor(overrides={OVERRIDES!r})", env)
     assert not calm["retrain_needed"] and calm["event_id"] is None, calm["report"]["checks"]
 
@@ -96,10 +103,13 @@ def test_drift_starts_retrain_and_new_data_starts_ingest_through_the_prefect_yam
     assert trigger["payload"]["figures"]["drift.out_of_domain"] > 0.2
     assert trigger["payload"]["model_version"] == registered
     assert trigger["payload"]["monitor_mlflow_run_id"] == drifted["mlflow_run_id"]
-    assert parameters["overrides"] == OVERRIDES and parameters["approval"] == "handoff"  # retrains what was monitored
+    # retrains what was monitored, without the monitor's own settings
+    assert parameters["overrides"] == [o for o in OVERRIDES if not o.startswith("monitor.")]
+    assert parameters["approval"] == "handoff"
 
     again = _flow(f"flows.monitor:monitor(overrides={OVERRIDES!r})", env)
     assert again["retrain_needed"] and again["event_id"] is None  # cool-down: one retrain per version and day
+    assert "monitor.retrain_cooldown_hours" in again["event"] and drifted["event_id"] in again["event"]
     assert len(_deployment_runs(api, "retrain/on-drift", expected=2, timeout=10)) == 1
 
     incoming = tmp_path / "incoming"

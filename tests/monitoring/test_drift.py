@@ -38,7 +38,7 @@ def test_held_out_support_questions_do_not_drift(frames):
     for check in report.checks[1:3]:  # sampling noise of 100 prompts stays under the no-drift spread
         assert check.statistic <= check.extra["null_p99"], check
     assert report.checks[-1].statistic is None  # no feedback: no verdict
-    assert "no retrain needed" in report.summary()
+    assert "no retrain needed" in report.summary() and report.verdict == "no-drift"
 
 
 def test_off_domain_questions_drift_on_every_text_check(frames):
@@ -54,6 +54,9 @@ def test_off_domain_questions_drift_on_every_text_check(frames):
     assert figures["drift.out_of_domain"] == ood.statistic and figures["served_prompts"] == len(OFF_DOMAIN_PROMPTS)
     markdown = report.to_markdown()
     assert "Retrain needed: length, vocabulary, intent, out_of_domain" in markdown and "Kolmogorov" in markdown
+    assert report.verdict == "retrain-needed"
+    assert vocab.applied_threshold == max(0.35, vocab.extra["null_p99"])  # the bar the distance had to pass
+    assert report.to_dict()["checks"][1]["applied_threshold"] == vocab.applied_threshold
 
 
 def test_a_drift_outside_retrain_on_is_reported_without_calling_for_a_retrain(frames):
@@ -68,6 +71,8 @@ def test_too_little_traffic_or_redacted_prompts_give_no_text_verdict(frames):
     few = compare(reference, OFF_DOMAIN_PROMPTS[:5])
     assert few.drifted == [] and all(c.statistic is None for c in few.checks[:4])
     assert "not enough traffic: 5 served prompts" in few.checks[0].detail
+    assert few.verdict == "no-verdict" and "no verdict (not enough traffic" in few.summary()
+    assert "Kolmogorov" in few.checks[0].method  # the method is stated even when not computed
     redacted = compare(reference, [], n_served=500)
     assert "stores no prompt text" in redacted.checks[0].detail and redacted.drifted == []
 

@@ -51,12 +51,16 @@ def test_the_monitor_compares_served_prompts_with_the_champions_training_data(ch
     other_version = served_records(OFF_DOMAIN_PROMPTS, NAME, "99", start=datetime.now(UTC) - timedelta(minutes=30))
     store.write_requests(other_version)  # traffic of another version: not this version's drift
     store.add_feedback(FeedbackRecord(on_topic[0].request_id, -1, corrected_answer="Here is the fix.", prompt="q"))
+    for _ in range(5):  # clicking thumbs-down again on the same answer is still one rated answer
+        store.add_feedback(FeedbackRecord(on_topic[0].request_id, -1))
+    store.add_feedback(FeedbackRecord(on_topic[1].request_id, -1))
+    store.add_feedback(FeedbackRecord(on_topic[1].request_id, 1))  # changed its mind: the latest rating counts
 
     report = monitor_traffic(paths, config_for(home), run_id="run-a")
     assert report.model_version == registered and report.data_version == version.md5
     assert report.n_served == 40 and report.n_prompts == 40 and report.n_reference > 300
     assert report.drifted == [] and report.retrain_reasons == [], report.to_markdown()
-    assert report.feedback == {"up": 0, "down": 1, "rated": 1} and report.corrected_answers == 1
+    assert report.feedback == {"up": 1, "down": 1, "rated": 2} and report.corrected_answers == 1
     stored = store.latest_monitor_checks()
     assert [row["check"] for row in stored] == [c.name for c in report.checks] and stored[0]["run_id"] == "run-a"
 

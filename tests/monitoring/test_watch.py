@@ -18,9 +18,11 @@ ROWS = [f"where is my order number {i}?,It ships tomorrow.,track_order" for i in
 def test_new_changed_and_removed_files_since_the_last_ingest(tmp_path):
     incoming, root = tmp_path / "incoming", tmp_path / "repo"
     config = DataConfig(source=str(incoming), min_rows=10)
-    assert not source_changes(config, root).any  # nothing landed yet: quiet, not an error
+    with pytest.raises(DataError) as excinfo:  # a typo in the path must not mean watching nothing forever
+        source_changes(config, root)
+    one_line_error(excinfo, str(incoming), "no such file or folder")
     incoming.mkdir()
-    assert not source_changes(config, root).any
+    assert not source_changes(config, root).any  # nothing landed yet: quiet, not an error
     write_csv(incoming / "a.csv", HEADER, ROWS)
     first = source_changes(config, root)
     assert first.new == ["a.csv"] and first.any and first.last_version is None

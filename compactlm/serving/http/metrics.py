@@ -118,7 +118,8 @@ class _DriftCollector(Collector):
         labels = ["check", "version"]
         statistic = GaugeMetricFamily("compactlm_drift_statistic", "The newest monitor run's drift statistic, by "
                                       "check (NaN: not computed).", labels=labels)
-        threshold = GaugeMetricFamily("compactlm_drift_threshold", "The threshold of each drift check.", labels=labels)
+        threshold = GaugeMetricFamily("compactlm_drift_threshold", "The threshold each drift check applied (for the "
+                                      "Jensen-Shannon checks at least their no-drift 99th percentile).", labels=labels)
         detected = GaugeMetricFamily("compactlm_drift_detected", "1 when the check drifted in the newest monitor run.",
                                      labels=labels)
         checked = GaugeMetricFamily("compactlm_drift_checked_timestamp_seconds",

@@ -90,5 +90,5 @@ class MonitorCheck(Base):
     model_version: Mapped[str | None] = mapped_column(String(64))
     check: Mapped[str] = mapped_column(String(64))
     statistic: Mapped[float | None] = mapped_column(Float)  # None: not computed (too little traffic...)
-    threshold: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)  # the bar applied (a JS check: at least its no-drift p99)
     drifted: Mapped[bool] = mapped_column(default=False)

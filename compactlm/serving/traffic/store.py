@@ -249,20 +249,24 @@ class TrafficStore:
 
     def feedback_counts(self, since: datetime, until: datetime | None = None,
                         model_version: str | None = None) -> dict[str, int]:
-        """Feedback stored in ``[since, until)``: ``{"up", "down", "corrected"}``, for answers of ``model_version``
-        when given (joined on the request id)."""
-        def count(*where):
-            query = select(func.count()).select_from(Feedback).where(Feedback.created_at >= _utc(since), *where)
-            if until is not None:
-                query = query.where(Feedback.created_at < _utc(until))
-            if model_version is not None:
-                query = query.join(ServedRequest, ServedRequest.request_id == Feedback.request_id).where(
-                    ServedRequest.model_version == str(model_version))
-            return int(conn.scalar(query) or 0)
-
+        """Rated answers in ``[since, until)``: ``{"up", "down", "corrected"}``, one vote per answer (its latest
+        rating in the window: rating one answer 25 times counts once), for answers of ``model_version`` when
+        given (joined on the request id). ``corrected``: answers with a corrected answer among their feedback."""
+        window = [Feedback.created_at >= _utc(since)]
+        if until is not None:
+            window.append(Feedback.created_at < _utc(until))
+        latest = select(func.max(Feedback.id)).where(*window).group_by(Feedback.request_id)
+        corrected = (select(func.count(func.distinct(Feedback.request_id)))
+                     .where(*window, Feedback.corrected_answer.is_not(None)))
+        votes = select(Feedback.rating).where(Feedback.id.in_(latest))
+        if model_version is not None:
+            same_version = select(ServedRequest.request_id).where(ServedRequest.model_version == str(model_version))
+            votes = votes.where(Feedback.request_id.in_(same_version))
+            corrected = corrected.where(Feedback.request_id.in_(same_version))
         with self.engine.connect() as conn:
-            return {"up": count(Feedback.rating > 0), "down": count(Feedback.rating < 0),
-                    "corrected": count(Feedback.corrected_answer.is_not(None))}
+            ratings = list(conn.scalars(votes))
+            return {"up": sum(r > 0 for r in ratings), "down": sum(r < 0 for r in ratings),
+                    "corrected": int(conn.scalar(corrected) or 0)}
 
     def write_monitor_checks(self, rows: list[dict]) -> int:
         """Store one monitor run's checks (dicts with the ``monitor_check`` columns but ``id``); returns the count."""

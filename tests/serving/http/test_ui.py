@@ -31,6 +31,9 @@ def test_the_page_is_served_without_a_key_with_a_strict_policy(client):
     assert "unsafe" not in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"] == "no-referrer"
+    head = client.head("/ui")  # curl -I, load-balancer probes
+    assert head.status_code == 200
+    assert head.headers["content-security-policy"] == page.headers["content-security-policy"]
 
 
 def test_the_page_has_no_inline_script_style_or_handlers(client):

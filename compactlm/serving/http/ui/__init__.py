@@ -32,7 +32,7 @@ def add_ui_routes(app: FastAPI, peers: Sequence[str] = ()) -> None:
                "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
     page = (UI_DIR / "index.html").read_bytes()
 
-    @app.get("/ui", include_in_schema=False)
+    @app.api_route("/ui", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: what curl -I and probes send
     async def ui_page() -> Response:
         return Response(page, media_type="text/html; charset=utf-8", headers=headers)
 
