@@ -41,6 +41,8 @@ say "building llama-server llama-bench llama-quantize with $JOBS jobs (several m
 cmake --build "$ROOT/build" -j "$JOBS" --target llama-server llama-bench llama-quantize >"$ROOT/build.log" 2>&1 \
   || { say "build failed; see $ROOT/build.log"; exit 1; }
 "$BIN/llama-bench" --help >/dev/null 2>&1 || { say "$BIN/llama-bench does not run on this CPU"; exit 1; }
+# convert_hf_to_gguf.py imports sentencepiece before it falls back to the BPE tokenizer SmolLM2 has
+"$PIP" install -q "sentencepiece>=0.2" || { say "could not install sentencepiece (for convert_hf_to_gguf.py)"; exit 1; }
 touch "$ROOT/build/.complete"
 say "built in $(( SECONDS - start )) s: $BIN"
 echo "$BIN"
