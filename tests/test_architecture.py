@@ -124,3 +124,17 @@ def test_no_library_module_is_over_400_lines():
     long = {str(path.relative_to(ROOT)): n for name, path in MODULES.items() if name.startswith("compactlm")
             and (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_test_module_basenames_are_unique():
+    """pytest's default (rootdir) import mode imports test files by basename: two ``test_x.py`` in
+    different folders break collection on a clean clone ("import file mismatch")."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if path.name in ("__init__.py", "conftest.py"):
+            continue
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, "test modules share a basename: " + "; ".join(clashes)
