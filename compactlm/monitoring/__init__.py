@@ -1,7 +1,7 @@
 """Monitoring of served traffic: drift against the serving version's training data, and new data at the source.
 
 * ``drift`` — the statistics (Kolmogorov-Smirnov, Jensen-Shannon, black-box label shift, nearest-neighbour
-  novelty, negative-feedback rate) and ``DriftReport``.
+  novelty, negative-feedback rate); ``report`` — ``CheckResult`` and ``DriftReport``.
 * ``monitor`` — the serving version, its training prompts and the traffic window, put together.
 * ``plots`` — the report's figures (matplotlib).
 * ``watch`` — new or changed files in a watched source since its last ingest.

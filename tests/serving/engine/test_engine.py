@@ -49,6 +49,30 @@ def test_prefill_and_decode_logits_match_transformers(make_decoder, tokenizer, k
         assert torch.allclose(multi[1], short_reference, atol=1e-4)
 
 
+@pytest.mark.parametrize("scheme", ["fp32", "int8"])
+def test_rotary_folded_into_the_weights_or_applied_per_step_gives_the_same_logits(make_decoder, tokenizer, scheme):
+    from compactlm.serving.engine.decoder import FastDecoder
+    from compactlm.serving.engine.weights import DecoderWeights, quantize_decoder
+
+    model = make_decoder(seed=3, kv_heads=2)
+    weights = quantize_decoder(DecoderWeights.from_hf(model), scheme)
+    folded, plain = (FastDecoder(weights, max_batch_size=2, fold_rotary=fold) for fold in (True, False))
+    assert folded.fold_rotary and not plain.fold_rotary
+    assert FastDecoder(weights, max_batch_size=1).fold_rotary  # a tiny model folds by default
+    ids = prompt_ids(tokenizer, PROMPTS[1])
+    with torch.inference_mode():
+        assert torch.allclose(folded.forward([ids], all_logits=True), plain.forward([ids], all_logits=True), atol=1e-4)
+        for decoder in (folded, plain):
+            decoder.forward([ids[:6]], first_row=0)
+        for pos in range(6, 10):
+            assert torch.allclose(folded.decode([ids[pos]], [pos]), plain.decode([ids[pos]], [pos]), atol=1e-4)
+        multi = [decoder.decode([ids[10:13]], [10]) for decoder in (folded, plain)]
+        assert torch.allclose(multi[0], multi[1], atol=1e-4)
+    if scheme == "fp32":  # and both equal transformers
+        reference = model(torch.tensor([ids])).logits[0]
+        assert torch.allclose(plain.forward([ids], all_logits=True)[0], reference, atol=1e-4)
+
+
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
 def test_fp32_lm_head_keeps_one_table_when_tied_and_matches_transformers(make_decoder, tokenizer, tied):
     model = make_decoder(seed=3)
