@@ -9,8 +9,10 @@ Both servers are real HTTP servers on loopback, pinned to the same ``--cores`` w
 same weights: the HF folder of SmolLM2-135M for the engine (quantized at load: fp32, int8, int4) and GGUFs
 written from that very folder for llama.cpp (``convert_hf_to_gguf.py --outtype f32|q8_0``, Q4_0 by
 ``llama-quantize``). Matched precisions: engine fp32 / F32, int8 / Q8_0, int4 / Q4_0. The engine runs without
-speculative decoding (``serve.speculative_tokens=0``) unless ``--speculative N`` is given; llama-server gets
-``--parallel`` = the engine's batch (``--batch``, 32) and a context of 512 tokens per slot.
+speculative decoding (``serve.speculative_tokens=0``); one extra run, ``engine+spec``, at ``--speculative-at``
+(int8) drafts ``--speculative`` (8) tokens per step from the server's own earlier answers (no prompt is
+sent twice unless ``repeated_prompts`` says so). llama-server gets ``--parallel`` = the engine's batch
+(``--batch``, 32) and a context of 512 tokens per slot.
 
 Prompts are held-out support messages (the generator's test split, a seed no model here trained on) sent
 as raw ``/v1/completions`` prompts in the same order to both servers; sampling is greedy with exactly
@@ -24,7 +26,8 @@ as raw ``/v1/completions`` prompts in the same order to both servers; sampling i
 * greedy agreement at fp32: how many of ``--agreement`` prompts give the same 32-token text on both.
 
 Ratios are engine / llama.cpp of the same run (>1 is the engine faster, except ``ttft8_ratio`` and
-``rss_ratio`` where lower is better). Targets (issue 12): decode ratio >= 1.0 at every precision,
+``rss_ratio`` where lower is better); ``rps32_ratio``/``ttft8_ratio``/``rss_ratio`` are at ``ratios_at`` (int8)
+and again per precision (``rps32_ratio_fp32``...). Targets (issue 12): decode ratio >= 1.0 at every precision,
 ``rps32_ratio`` >= 1.5, ``ttft8_ratio`` <= 1.0, ``rss_ratio`` <= 1.5.
 """
 
@@ -116,7 +119,7 @@ class RssWatch:
 
 def body(kind: str, prompt: str, tokens: int, stream: bool = False) -> dict:
     payload = {"prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": stream}
-    if kind == "engine":
+    if kind.startswith("engine"):
         payload.update(model=SERVED["engine"], min_tokens=tokens)
     else:
         payload.update(ignore_eos=True, n_predict=tokens, cache_prompt=False)
@@ -153,7 +156,15 @@ async def complete(client, kind: str, prompt: str, tokens: int) -> tuple[float, 
 async def measure(kind: str, url: str, prompts: list[str], long_prompt: str, args) -> dict:
     import httpx
 
-    feed = iter(prompts * 1000)
+    sent = [0]
+
+    def prompt_feed():
+        while True:
+            for prompt in prompts:
+                sent[0] += 1
+                yield prompt
+
+    feed = prompt_feed()
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=url, timeout=1800, limits=limits) as client:
         for _ in range(2):  # warm-up
@@ -194,6 +205,7 @@ async def measure(kind: str, url: str, prompts: list[str], long_prompt: str, arg
                 "p50_ms": round(1000 * q[len(q) // 2], 1) if q else None,
                 "p95_ms": round(1000 * q[min(len(q) - 1, int(0.95 * len(q)))], 1) if q else None,
                 "first_error": errors[0] if errors else None}
+    out["prompts_sent"], out["repeated_prompts"] = sent[0], max(0, sent[0] - len(prompts))
     return out
 
 
@@ -205,15 +217,16 @@ async def texts(kind: str, url: str, prompts: list[str], tokens: int = 32) -> li
 
 
 def run_server(kind: str, precision: str, args, model_dir: Path, gguf: Path, llama_bin: Path, workdir: Path,
-               job) -> tuple[dict, list[str] | None]:
+               job) -> tuple[dict, float]:
     port = free_port()
     log_path = workdir / f"{kind}-{precision}.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(args.threads)}
-    if kind == "engine":
+    if kind.startswith("engine"):
+        speculative = args.speculative if kind == "engine+spec" else 0
         command = [str(REPO / ".venv" / "bin" / "compactlm"), "serve", "--model-dir", str(model_dir), "--port",
                    str(port), "--host", "127.0.0.1", "--set", f"serve.quantization={precision}", "--set",
                    f"serve.threads={args.threads}", "--set", f"serve.max_batch_size={args.batch}", "--set",
-                   f"serve.speculative_tokens={args.speculative}", "--set", "serve.traffic_db=none", "--set",
+                   f"serve.speculative_tokens={speculative}", "--set", "serve.traffic_db=none", "--set",
                    f"serve.max_seq_len={args.context}"]
         ready = f"http://127.0.0.1:{port}/ready"
     else:
@@ -225,7 +238,7 @@ def run_server(kind: str, precision: str, args, model_dir: Path, gguf: Path, lla
     watch = RssWatch(process.pid)
     try:
         wait_until(ready, process, log_path, timeout=600)
-        if kind == "engine":
+        if kind.startswith("engine"):
             import httpx
 
             SERVED["engine"] = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["id"]
@@ -255,7 +268,9 @@ def main() -> None:
     parser.add_argument("--decode-requests", type=int, default=3)
     parser.add_argument("--long-prompt-tokens", type=int, default=256)
     parser.add_argument("--agreement", type=int, default=10, help="prompts compared for greedy text at fp32")
-    parser.add_argument("--speculative", type=int, default=0, help="engine speculative tokens (0: off)")
+    parser.add_argument("--speculative", type=int, default=8,
+                        help="drafted tokens of the extra 'engine+spec' run (0: no such run)")
+    parser.add_argument("--speculative-at", default="int8", help="the precision of the 'engine+spec' run")
     parser.add_argument("--workdir", default=str(REPO / ".compactlm" / "peer-bench"))
     args = parser.parse_args()
     args.cores = [int(c) for c in args.cores.split(",")]
@@ -288,7 +303,10 @@ def main() -> None:
     results: dict = {}
     agreement: dict = {}
     for precision in precisions:
-        for kind in ("llama.cpp", "engine"):
+        kinds = ["llama.cpp", "engine"]
+        if args.speculative and precision == args.speculative_at:
+            kinds.append("engine+spec")
+        for kind in kinds:
             log(f"{kind} at {precision} ({GGUF_TYPES[precision] if kind == 'llama.cpp' else precision})")
             sample = prompts[: args.agreement]
 
@@ -308,8 +326,8 @@ def main() -> None:
             agreement = {"prompts": len(a), "same_text": sum(x.strip() == y.strip() for x, y in zip(a, b)),
                          "example_engine": a[0][:120], "example_llama": b[0][:120]}
 
-    def ratio(precision: str, key: str, sub: str | None = None) -> float | None:
-        engine, peer = results.get(f"engine/{precision}"), results.get(f"llama.cpp/{precision}")
+    def ratio(precision: str, key: str, sub: str | None = None, kind: str = "engine") -> float | None:
+        engine, peer = results.get(f"{kind}/{precision}"), results.get(f"llama.cpp/{precision}")
         if not engine or not peer:
             return None
         e, p = (engine[sub][key], peer[sub][key]) if sub else (engine[key], peer[key])
@@ -319,9 +337,20 @@ def main() -> None:
     summary = {f"decode_tps_ratio_{p}": ratio(p, "decode_tps_batch1") for p in precisions}
     summary.update({"rps32_ratio": ratio(ref, "rps", "clients_32") if 32 in args.clients else None,
                     "ttft8_ratio": ratio(ref, "ttft8_p50_ms"), "rss_ratio": ratio(ref, "peak_rss_mb"),
-                    "ratios_at": ref, "greedy_agreement_fp32": agreement, "results": results,
+                    "ratios_at": ref})
+    for p in precisions:  # the same three at every precision
+        summary[f"rps32_ratio_{p}"] = ratio(p, "rps", "clients_32") if 32 in args.clients else None
+        summary[f"ttft8_ratio_{p}"] = ratio(p, "ttft8_p50_ms")
+        summary[f"rss_ratio_{p}"] = ratio(p, "peak_rss_mb")
+    if args.speculative and f"engine+spec/{args.speculative_at}" in results:  # with drafts (not a target)
+        at = args.speculative_at
+        summary[f"decode_tps_ratio_{at}_speculative"] = ratio(at, "decode_tps_batch1", kind="engine+spec")
+        summary["rps32_ratio_speculative"] = (ratio(at, "rps", "clients_32", kind="engine+spec")
+                                              if 32 in args.clients else None)
+    summary.update({"greedy_agreement_fp32": agreement, "results": results,
                     "setup": {"cores": args.cores, "threads": args.threads, "batch": args.batch,
                               "new_tokens": args.new_tokens, "seconds": args.seconds, "speculative": args.speculative,
+                              "speculative_at": args.speculative_at,
                               "model_dir": str(model_dir), "machine": platform.machine(), "cpus": os.cpu_count(),
                               "load_average": os.getloadavg()}})
     targets = {"decode_tps_ratio": all((summary.get(f"decode_tps_ratio_{p}") or 0) >= 1.0 for p in precisions),
