@@ -53,6 +53,8 @@ class FastDecoder:
             ops per layer and costs the extra rows' bytes on every step; None folds only while those rows are
             at most ``FOLD_ROTARY_MAX_ELEMENTS`` per layer (the demo model: yes; SmolLM2-135M: no, the copies
             would add 53 MB, 9 %, to the weights a batch-1 step reads).
+        consume_weights: drop each of ``weights``' layers (and its embedding) once this decoder holds its own
+            copy, so building it needs one extra layer of memory, not a second model; ``weights`` is emptied.
 
     Raises:
         ConfigError: a budget below one chunk of one sequence, ``cache_chunk`` below 1, or another dtype.
@@ -60,7 +62,7 @@ class FastDecoder:
 
     def __init__(self, weights: DecoderWeights, max_batch_size: int = 32, max_seq_len: int | None = None,
                  kv_cache_mb: float = 0.0, cache_chunk: int = DEFAULT_CHUNK, kv_cache_dtype: str = "float32",
-                 fold_rotary: bool | None = None):
+                 fold_rotary: bool | None = None, consume_weights: bool = False):
         shape = weights.shape
         self.shape, self.scheme = shape, weights.scheme
         self.max_batch_size = max_batch_size
@@ -104,6 +106,10 @@ class FastDecoder:
                 qkv = concat_rows([q, k, rotate_rows(q, heads, dim), rotate_rows(k, kv_heads, dim), v])
             self.layers.append(_Layer(make_linear(qkv), make_linear(layer.o), make_linear(layer.gate_up),
                                       make_linear(layer.down)))
+            if consume_weights:
+                weights.layers[len(self.layers) - 1] = None
+        if consume_weights:
+            weights.embed = weights.lm_head = None
         self._rows = torch.arange(max_batch_size)
 
     def _positions(self, length: int) -> None:

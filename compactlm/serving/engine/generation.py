@@ -93,10 +93,11 @@ class GenerationEngine:
     @classmethod
     def from_weights(cls, weights: DecoderWeights, tokenizer, max_batch_size: int = 32, max_seq_len: int | None = None,
                      speculative_tokens: int = 8, kv_cache_mb: float = 0.0,
-                     kv_cache_dtype: str = "float32") -> GenerationEngine:
-        """Build a decoder on extracted (optionally quantized) weights and warm it up; arguments as ``from_hf``."""
+                     kv_cache_dtype: str = "float32", consume_weights: bool = False) -> GenerationEngine:
+        """Build a decoder on extracted (optionally quantized) weights and warm it up; arguments as ``from_hf``
+        (``consume_weights``: see ``FastDecoder``; ``weights`` is emptied)."""
         decoder = FastDecoder(weights, max_batch_size=max_batch_size, max_seq_len=max_seq_len, kv_cache_mb=kv_cache_mb,
-                              kv_cache_dtype=kv_cache_dtype)
+                              kv_cache_dtype=kv_cache_dtype, consume_weights=consume_weights)
         decoder.warmup()
         return cls(decoder, tokenizer, speculative_tokens=speculative_tokens)
 

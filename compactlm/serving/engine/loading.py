@@ -79,10 +79,14 @@ def _weights_from_directory(directory: Path) -> tuple[DecoderWeights, Any]:
     if not (directory / "config.json").is_file():
         raise ModelNotFoundError(f"{directory} holds neither a saved transformers model (config.json) nor engine "
                                  "weights")
-    from transformers import AutoModelForCausalLM  # ~3 s of imports, only for transformers folders
+    from transformers import AutoConfig, AutoModelForCausalLM  # ~3 s of imports, only for transformers folders
 
-    model = AutoModelForCausalLM.from_pretrained(str(directory))
-    return DecoderWeights.from_hf(model), load_tokenizer(directory)
+    config = AutoConfig.from_pretrained(str(directory))
+    try:  # layer by layer from the safetensors: peak memory one copy of the weights, not two
+        return DecoderWeights.from_safetensors(directory, config), load_tokenizer(directory)
+    except (FileNotFoundError, KeyError):  # .bin checkpoints, other tensor names: through transformers
+        model = AutoModelForCausalLM.from_pretrained(str(directory))
+        return DecoderWeights.from_hf(model, consume=True), load_tokenizer(directory)
 
 
 def _weights_from_registry(uri: str) -> tuple[DecoderWeights, Any]:
@@ -93,7 +97,7 @@ def _weights_from_registry(uri: str) -> tuple[DecoderWeights, Any]:
     if hasattr(python_model, "weights"):  # an engine folder (FastChatModel)
         return python_model.weights, python_model.tokenizer
     if hasattr(python_model, "model") and hasattr(python_model, "tokenizer"):  # the fp32 CompactLM flavor
-        return DecoderWeights.from_hf(python_model.model), python_model.tokenizer
+        return DecoderWeights.from_hf(python_model.model, consume=True), python_model.tokenizer  # discarded after
     raise ModelNotFoundError(f"{uri} is a {type(python_model).__name__}, not a CompactLM chat model")
 
 
@@ -156,10 +160,11 @@ def load_model(model_uri: str | None = None, model_dir: str | Path | None = None
             raise ConfigError(f"{source} is already quantized ({weights.scheme}); cannot serve it as {scheme}")
         scheme = weights.scheme
     else:
-        weights = quantize_decoder(weights, scheme)
+        weights = quantize_decoder(weights, scheme, consume=True)
+    # Peak memory at load: one copy of the weights plus one layer in transit (each step consumes its source).
     engine = GenerationEngine.from_weights(weights, tokenizer, max_batch_size=max_batch_size, max_seq_len=max_seq_len,
                                            speculative_tokens=speculative_tokens, kv_cache_mb=kv_cache_mb,
-                                           kv_cache_dtype=kv_cache_dtype)
+                                           kv_cache_dtype=kv_cache_dtype, consume_weights=True)
     del weights  # the engine holds its own fused copies: hand the source tensors' memory back
     gc.collect()
     return_freed_memory()

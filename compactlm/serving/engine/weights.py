@@ -17,8 +17,10 @@ Supported: ``LlamaForCausalLM`` with SiLU MLP, default RoPE, no biases, any ``nu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -106,6 +108,8 @@ def check_supported(config) -> DecoderShape:
 
 
 LINEAR_NAMES = ("qkv", "o", "gate_up", "down")
+_HF_LAYER_TENSORS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+                     "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm")
 
 
 @dataclass
@@ -122,6 +126,17 @@ class LayerWeights:
     down: Weight
 
 
+def _fuse_layer(shape: DecoderShape, own: Callable[[torch.Tensor], torch.Tensor], q, k, v, o, gate, up, down,
+                norm_in, norm_post) -> LayerWeights:
+    """One layer's HF tensors (``[out, in]``) fused and folded (see ``LayerWeights``); ``own`` makes o/down fp32
+    tensors of our own (a copy, or the tensor itself when the source is given up)."""
+    norm_in, norm_post = norm_in.detach().float(), norm_post.detach().float()
+    q = q.detach().float() * shape.head_dim ** -0.5
+    qkv = torch.cat([q, k.detach().float(), v.detach().float()], 0) * norm_in
+    gate_up = torch.cat([gate.detach().float(), up.detach().float()], 0) * norm_post
+    return LayerWeights(qkv=qkv.contiguous(), o=own(o), gate_up=gate_up.contiguous(), down=own(down))
+
+
 @dataclass
 class DecoderWeights:
     """All weights of a decoder, ready for the engine: fp32 tensors, or quantized ones (``scheme``)."""
@@ -134,31 +149,83 @@ class DecoderWeights:
     scheme: str = "fp32"
 
     @classmethod
-    def from_hf(cls, model) -> DecoderWeights:
+    def from_hf(cls, model, consume: bool = False) -> DecoderWeights:
         """Extract (copy) the weights of a ``LlamaForCausalLM``; the model itself is left untouched.
 
         Args:
             model: a ``transformers`` ``LlamaForCausalLM`` (any dtype; copied to fp32).
+            consume: take the tensors instead of copying where no arithmetic is needed and replace each layer
+                of ``model`` by ``nn.Identity`` once extracted. The model is unusable afterwards.
 
         Raises:
             UnsupportedModelError: the architecture differs from what the engine implements.
         """
         shape = check_supported(model.config)
+        own = (lambda t: t.detach().float()) if consume else (lambda t: t.detach().float().clone())
         layers = []
         with torch.no_grad():
-            for layer in model.model.layers:
+            for index, layer in enumerate(model.model.layers):
                 attn, mlp = layer.self_attn, layer.mlp
-                norm_in = layer.input_layernorm.weight.float()
-                norm_post = layer.post_attention_layernorm.weight.float()
-                q = attn.q_proj.weight.float() * shape.head_dim ** -0.5
-                qkv = torch.cat([q, attn.k_proj.weight.float(), attn.v_proj.weight.float()], 0) * norm_in
-                gate_up = torch.cat([mlp.gate_proj.weight.float(), mlp.up_proj.weight.float()], 0) * norm_post
-                layers.append(LayerWeights(qkv=qkv.contiguous(), o=attn.o_proj.weight.float().clone(),
-                                           gate_up=gate_up.contiguous(), down=mlp.down_proj.weight.float().clone()))
-            embed = model.model.embed_tokens.weight.float().clone()
-            lm_head = None if shape.tied_embeddings else model.lm_head.weight.float().clone()
-            final_norm = model.model.norm.weight.float().clone()
+                layers.append(_fuse_layer(shape, own, attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight,
+                                          attn.o_proj.weight, mlp.gate_proj.weight, mlp.up_proj.weight,
+                                          mlp.down_proj.weight, layer.input_layernorm.weight,
+                                          layer.post_attention_layernorm.weight))
+                if consume:
+                    model.model.layers[index] = torch.nn.Identity()
+            embed = own(model.model.embed_tokens.weight)
+            lm_head = None if shape.tied_embeddings else own(model.lm_head.weight)
+            final_norm = model.model.norm.weight.detach().float().clone()
         return cls(shape=shape, embed=embed, final_norm=final_norm, lm_head=lm_head, layers=layers)
+
+    @classmethod
+    def from_safetensors(cls, directory: str | Path, config) -> DecoderWeights:
+        """Read a saved ``LlamaForCausalLM`` folder's safetensors one layer at a time, without ``transformers``.
+
+        Each layer's tensors are read (copied out of the file's memory map, which is closed again) and fused
+        before the next layer is read, so the peak memory is the fused weights plus one layer, where loading
+        the model first holds the file's pages and the fused copies together (~2x). Sharded checkpoints
+        (``model.safetensors.index.json``) are read through their index.
+
+        Args:
+            directory: the folder (``config.json`` and ``*.safetensors`` with the standard Llama tensor names).
+            config: its ``transformers`` config.
+
+        Raises:
+            UnsupportedModelError: the architecture differs from what the engine implements.
+            FileNotFoundError: no safetensors file; KeyError: a tensor name is missing (callers fall back to
+                ``from_hf``).
+        """
+        from safetensors import safe_open
+
+        shape = check_supported(config)
+        directory = Path(directory)
+        index = directory / "model.safetensors.index.json"
+        if index.is_file():
+            files = {name: directory / file for name, file in json.loads(index.read_text())["weight_map"].items()}
+        elif (directory / "model.safetensors").is_file():
+            files = None
+        else:
+            raise FileNotFoundError(f"no model.safetensors in {directory}")
+
+        def read(*names: str) -> list[torch.Tensor]:
+            out: dict[str, torch.Tensor] = {}
+            for file in {files[n] if files else directory / "model.safetensors" for n in names}:
+                with safe_open(str(file), framework="pt") as handle:
+                    for name in names:
+                        if files is None or files[name] == file:
+                            out[name] = handle.get_tensor(name)
+            return [out[name] for name in names]
+
+        layers = []
+        with torch.no_grad():
+            for i in range(shape.num_layers):
+                p = f"model.layers.{i}."
+                # read out of the closed map: fresh tensors already, so o/down need no copy (torch.Tensor.float)
+                layers.append(_fuse_layer(shape, torch.Tensor.float,
+                                          *read(*(p + n + ".weight" for n in _HF_LAYER_TENSORS))))
+            embed, final_norm = read("model.embed_tokens.weight", "model.norm.weight")
+            lm_head = None if shape.tied_embeddings else read("lm_head.weight")[0].float()
+        return cls(shape=shape, embed=embed.float(), final_norm=final_norm.float(), lm_head=lm_head, layers=layers)
 
     def named_weights(self) -> dict[str, Weight]:
         """Flat ``name -> weight`` view (the names of the on-disk format); the final norm excluded."""
@@ -170,20 +237,30 @@ class DecoderWeights:
                 out[f"layers.{i}.{name}"] = getattr(layer, name)
         return out
 
-    def map_weights(self, fn: Callable[[Weight], Weight], scheme: str) -> DecoderWeights:
-        """A copy with ``fn`` applied to every matrix (embedding, LM head, layer projections), labelled ``scheme``."""
-        layers = [LayerWeights(**{name: fn(getattr(layer, name)) for name in LINEAR_NAMES}) for layer in self.layers]
+    def map_weights(self, fn: Callable[[Weight], Weight], scheme: str, consume: bool = False) -> DecoderWeights:
+        """A copy with ``fn`` applied to every matrix (embedding, LM head, layer projections), labelled ``scheme``.
+
+        ``consume``: drop each of this object's layers once mapped (peak memory: the result plus one source
+        layer); this object keeps its embedding but no layers afterwards.
+        """
+        layers = []
+        for index, layer in enumerate(self.layers):
+            layers.append(LayerWeights(**{name: fn(getattr(layer, name)) for name in LINEAR_NAMES}))
+            if consume:
+                self.layers[index] = None
         return replace(self, embed=fn(self.embed), lm_head=None if self.lm_head is None else fn(self.lm_head),
                        layers=layers, scheme=scheme)
 
 
-def quantize_decoder(weights: DecoderWeights, scheme: str, group_size: int = 32) -> DecoderWeights:
+def quantize_decoder(weights: DecoderWeights, scheme: str, group_size: int = 32,
+                     consume: bool = False) -> DecoderWeights:
     """Quantize every matrix of fp32 weights (norms stay fp32); ``fp32`` returns them unchanged.
 
     Args:
         weights: fp32 decoder weights (``weights.scheme == "fp32"``).
         scheme: ``fp32``/``none``, ``int8`` or ``int4`` (see ``quantize`` for the formats).
         group_size: int4 input columns per group.
+        consume: free each fp32 layer once quantized (``DecoderWeights.map_weights``); ``weights`` keeps no layers.
 
     Raises:
         ConfigError: an unknown scheme, already-quantized weights, or shapes int4 cannot group.
@@ -193,4 +270,4 @@ def quantize_decoder(weights: DecoderWeights, scheme: str, group_size: int = 32)
         raise ConfigError(f"these weights are already quantized ({weights.scheme}); quantize from fp32")
     if scheme == "fp32":
         return weights
-    return weights.map_weights(lambda w: quantize_weight(w, scheme, group_size), scheme)
+    return weights.map_weights(lambda w: quantize_weight(w, scheme, group_size), scheme, consume)

@@ -253,3 +253,19 @@ def test_sampled_rows_share_a_speculative_step_with_greedy_ones(make_decoder, to
     mixed = engine.generate(prompts, [SamplingParams(max_tokens=15), SamplingParams(max_tokens=15), sampled])
     assert engine.stats["accepted"] > 0
     assert [c.token_ids for c in mixed] == [*greedy, alone]
+
+
+@pytest.mark.parametrize("shard", [None, "200KB"], ids=["one-file", "sharded"])
+def test_safetensors_are_read_layer_by_layer_into_the_same_weights_as_the_model(make_decoder, tmp_path, shard):
+    from compactlm.serving.engine.weights import DecoderWeights
+
+    model = make_decoder(seed=4, kv_heads=2)
+    model.save_pretrained(tmp_path, **({"max_shard_size": shard} if shard else {}))
+    assert (tmp_path / "model.safetensors.index.json").is_file() == bool(shard)
+    ours = DecoderWeights.from_safetensors(tmp_path, model.config)
+    reference = DecoderWeights.from_hf(model)
+    for name, weight in reference.named_weights().items():
+        assert torch.equal(ours.named_weights()[name], weight), name
+    assert torch.equal(ours.final_norm, reference.final_norm)
+    with pytest.raises(FileNotFoundError):
+        DecoderWeights.from_safetensors(tmp_path / "missing", model.config)
