@@ -72,7 +72,7 @@ def resolve_version(uri: str) -> str | None:
                                  f"{hint}") from None
 
 
-def _weights_from_directory(directory: Path) -> tuple[DecoderWeights, Any]:
+def _weights_from_directory(directory: Path, scheme: str = "fp32") -> tuple[DecoderWeights, Any]:
     if is_engine_artifact(directory):
         weights, tokenizer, _ = load_engine_weights(directory)
         return weights, tokenizer
@@ -83,10 +83,12 @@ def _weights_from_directory(directory: Path) -> tuple[DecoderWeights, Any]:
 
     config = AutoConfig.from_pretrained(str(directory))
     try:  # layer by layer from the safetensors: peak memory one copy of the weights, not two
-        return DecoderWeights.from_safetensors(directory, config), load_tokenizer(directory)
+        return DecoderWeights.from_safetensors(directory, config, scheme), load_tokenizer(directory)
     except (FileNotFoundError, KeyError):  # .bin checkpoints, other tensor names: through transformers
         model = AutoModelForCausalLM.from_pretrained(str(directory))
-        return DecoderWeights.from_hf(model, consume=True), load_tokenizer(directory)
+        weights = DecoderWeights.from_hf(model, consume=True)
+        del model
+        return quantize_decoder(weights, scheme, consume=True), load_tokenizer(directory)
 
 
 def _weights_from_registry(uri: str) -> tuple[DecoderWeights, Any]:
@@ -101,13 +103,15 @@ def _weights_from_registry(uri: str) -> tuple[DecoderWeights, Any]:
     raise ModelNotFoundError(f"{uri} is a {type(python_model).__name__}, not a CompactLM chat model")
 
 
-def load_weights(model_uri: str | None = None, model_dir: str | Path | None = None,
+def load_weights(model_uri: str | None = None, model_dir: str | Path | None = None, quantization: str = "fp32",
                  ) -> tuple[DecoderWeights, Any, str, str | None, str]:
     """Weights and tokenizer from a registry URI or a folder: ``(weights, tokenizer, model_id, version, source)``.
 
     Args:
         model_uri: ``models:/<name>@<alias>``, ``models:/<name>/<version>`` or any MLflow model URI.
         model_dir: a folder (a saved ``transformers`` model or engine weights); wins over ``model_uri``.
+        quantization: a ``transformers`` folder's fp32 weights are quantized to this scheme layer by layer as
+            they are read (lower peak memory than quantizing afterwards); other sources come back as stored.
 
     Raises:
         ModelNotFoundError: the folder, registered model, version or alias does not exist, or holds no chat model.
@@ -118,7 +122,7 @@ def load_weights(model_uri: str | None = None, model_dir: str | Path | None = No
         directory = Path(model_dir)
         if not directory.is_dir():
             raise ModelNotFoundError(f"model folder {directory} does not exist")
-        weights, tokenizer = _weights_from_directory(directory)
+        weights, tokenizer = _weights_from_directory(directory, normalize_scheme(quantization))
         return weights, tokenizer, directory.resolve().name, None, str(directory)
     if not model_uri:
         raise ConfigError("give a model URI (models:/<name>@<alias>) or a model folder")
@@ -154,7 +158,7 @@ def load_model(model_uri: str | None = None, model_dir: str | Path | None = None
         ModelNotFoundError: as ``load_weights``.
     """
     scheme = normalize_scheme(quantization)
-    weights, tokenizer, model_id, version, source = load_weights(model_uri, model_dir)
+    weights, tokenizer, model_id, version, source = load_weights(model_uri, model_dir, quantization=scheme)
     if weights.scheme != "fp32":
         if scheme not in ("fp32", weights.scheme):
             raise ConfigError(f"{source} is already quantized ({weights.scheme}); cannot serve it as {scheme}")

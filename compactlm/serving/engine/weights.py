@@ -178,7 +178,8 @@ class DecoderWeights:
         return cls(shape=shape, embed=embed, final_norm=final_norm, lm_head=lm_head, layers=layers)
 
     @classmethod
-    def from_safetensors(cls, directory: str | Path, config) -> DecoderWeights:
+    def from_safetensors(cls, directory: str | Path, config, scheme: str = "fp32",
+                         group_size: int = 32) -> DecoderWeights:
         """Read a saved ``LlamaForCausalLM`` folder's safetensors one layer at a time, without ``transformers``.
 
         Each layer's tensors are read (copied out of the file's memory map, which is closed again) and fused
@@ -189,16 +190,25 @@ class DecoderWeights:
         Args:
             directory: the folder (``config.json`` and ``*.safetensors`` with the standard Llama tensor names).
             config: its ``transformers`` config.
+            scheme: quantize each layer as it is read (``fp32``, ``int8``, ``int4``; same result as
+                ``quantize_decoder`` afterwards, without holding every fp32 layer at once).
+            group_size: int4 input columns per group.
 
         Raises:
             UnsupportedModelError: the architecture differs from what the engine implements.
+            ConfigError: an unknown scheme, or a shape int4 cannot group.
             FileNotFoundError: no safetensors file; KeyError: a tensor name is missing (callers fall back to
                 ``from_hf``).
         """
         from safetensors import safe_open
 
         shape = check_supported(config)
+        scheme = normalize_scheme(scheme)
         directory = Path(directory)
+
+        def stored(weight: torch.Tensor) -> Weight:
+            return weight if scheme == "fp32" else quantize_weight(weight, scheme, group_size)
+
         index = directory / "model.safetensors.index.json"
         if index.is_file():
             files = {name: directory / file for name, file in json.loads(index.read_text())["weight_map"].items()}
@@ -221,11 +231,12 @@ class DecoderWeights:
             for i in range(shape.num_layers):
                 p = f"model.layers.{i}."
                 # read out of the closed map: fresh tensors already, so o/down need no copy (torch.Tensor.float)
-                layers.append(_fuse_layer(shape, torch.Tensor.float,
-                                          *read(*(p + n + ".weight" for n in _HF_LAYER_TENSORS))))
+                fused = _fuse_layer(shape, torch.Tensor.float, *read(*(p + n + ".weight" for n in _HF_LAYER_TENSORS)))
+                layers.append(LayerWeights(**{name: stored(getattr(fused, name)) for name in LINEAR_NAMES}))
             embed, final_norm = read("model.embed_tokens.weight", "model.norm.weight")
-            lm_head = None if shape.tied_embeddings else read("lm_head.weight")[0].float()
-        return cls(shape=shape, embed=embed.float(), final_norm=final_norm.float(), lm_head=lm_head, layers=layers)
+            lm_head = None if shape.tied_embeddings else stored(read("lm_head.weight")[0].float())
+        return cls(shape=shape, embed=stored(embed.float()), final_norm=final_norm.float(), lm_head=lm_head,
+                   layers=layers, scheme=scheme)
 
     def named_weights(self) -> dict[str, Weight]:
         """Flat ``name -> weight`` view (the names of the on-disk format); the final norm excluded."""

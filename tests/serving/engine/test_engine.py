@@ -269,3 +269,10 @@ def test_safetensors_are_read_layer_by_layer_into_the_same_weights_as_the_model(
     assert torch.equal(ours.final_norm, reference.final_norm)
     with pytest.raises(FileNotFoundError):
         DecoderWeights.from_safetensors(tmp_path / "missing", model.config)
+    from compactlm.serving.engine.weights import quantize_decoder
+
+    int8 = DecoderWeights.from_safetensors(tmp_path, model.config, "int8")  # quantized layer by layer
+    expected = quantize_decoder(reference, "int8")
+    assert int8.scheme == "int8"
+    for name, weight in expected.named_weights().items():
+        assert torch.equal(int8.named_weights()[name].q, weight.q), name

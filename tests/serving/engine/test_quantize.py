@@ -89,3 +89,26 @@ def test_an_int4_folder_loads_back_with_the_group_size_it_was_quantized_with(mak
     before = GenerationEngine.from_weights(quantized, tokenizer, max_batch_size=1).generate([ids], params)
     after = GenerationEngine.from_weights(loaded, tokenizer, max_batch_size=1).generate([ids], params)
     assert before[0].token_ids == after[0].token_ids
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int4"])
+def test_a_quantized_embedding_stays_quantized_and_looks_up_its_dequantized_rows(make_decoder, scheme):
+    from compactlm.serving.engine.decoder import FastDecoder
+    from compactlm.serving.engine.quantize import dequantize
+
+    quantized = quantize_decoder(DecoderWeights.from_hf(make_decoder(std=None)), scheme)
+    decoder = FastDecoder(quantized, max_batch_size=1)
+    assert not isinstance(decoder.embed, torch.Tensor)  # no fp32 copy of the table
+    ids = torch.tensor([5, 0, 5, 17])
+    assert torch.equal(decoder._embedding(ids), dequantize(quantized.embed)[ids])
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int4"])
+def test_tall_matrices_are_quantized_in_row_blocks_with_the_same_result(monkeypatch, scheme):
+    from compactlm.serving.engine import quantize
+
+    weight = torch.randn(100, 64)
+    whole = quantize.quantize_weight(weight, scheme)
+    monkeypatch.setattr(quantize, "QUANTIZE_ROWS", 16)  # 7 blocks, the last one short
+    blocks = quantize.quantize_weight(weight, scheme)
+    assert torch.equal(quantize.dequantize(whole), quantize.dequantize(blocks))
