@@ -43,18 +43,15 @@ def default_model_dir() -> Path:
 def weight_bytes(decoder: FastDecoder) -> int:
     """Bytes of every tensor a decode step reads (the layers' kernels and the LM head)."""
     seen, total = set(), 0
-    objects = [decoder._head] + [part for layer in decoder.layers for part in (layer.qkv, layer.o, layer.gate_up,
+    kernels = [decoder._head] + [part for layer in decoder.layers for part in (layer.qkv, layer.o, layer.gate_up,
                                                                                 layer.down)]
-    for obj in objects:
-        for value in vars(obj).values() if hasattr(obj, "__dict__") else []:
-            tensors = [value] if isinstance(value, torch.Tensor) else []
-            for tensor in tensors:
-                if tensor.data_ptr() not in seen and not tensor.is_quantized:
-                    seen.add(tensor.data_ptr())
-                    total += tensor.numel() * tensor.element_size()
-        packed = getattr(obj, "packed", None)
-        if packed is not None and hasattr(obj, "out_features") and not isinstance(packed, torch.Tensor):
-            total += obj.out_features * decoder.shape.hidden_size  # fbgemm int8: ~1 byte per weight
+    for kernel in kernels:
+        for value in vars(kernel).values():
+            if isinstance(value, torch.Tensor) and value.data_ptr() not in seen:
+                seen.add(value.data_ptr())
+                total += value.numel() * value.element_size()
+            elif value is getattr(kernel, "packed", None) and not isinstance(value, torch.Tensor):
+                total += kernel.out_features * decoder.shape.hidden_size  # fbgemm's opaque int8 pack: 1 byte/weight
     return total
 
 

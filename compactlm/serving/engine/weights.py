@@ -150,7 +150,7 @@ class DecoderWeights:
 
     @classmethod
     def from_hf(cls, model, consume: bool = False) -> DecoderWeights:
-        """Extract (copy) the weights of a ``LlamaForCausalLM``; the model itself is left untouched.
+        """Extract (copy) the weights of a ``LlamaForCausalLM``; the model is left untouched unless ``consume``.
 
         Args:
             model: a ``transformers`` ``LlamaForCausalLM`` (any dtype; copied to fp32).
