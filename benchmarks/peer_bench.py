@@ -227,7 +227,7 @@ def run_server(kind: str, precision: str, args, model_dir: Path, gguf: Path, lla
                    str(port), "--host", "127.0.0.1", "--set", f"serve.quantization={precision}", "--set",
                    f"serve.threads={args.threads}", "--set", f"serve.max_batch_size={args.batch}", "--set",
                    f"serve.speculative_tokens={speculative}", "--set", "serve.traffic_db=none", "--set",
-                   f"serve.max_seq_len={args.context}"]
+                   f"serve.max_seq_len={args.context}", "--set", f"serve.kv_cache_dtype={args.kv_cache_dtype}"]
         ready = f"http://127.0.0.1:{port}/ready"
     else:
         command = [str(llama_bin / "llama-server"), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
@@ -262,6 +262,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--context", type=int, default=512, help="tokens per sequence (llama: per slot)")
+    parser.add_argument("--kv-cache-dtype", default="bfloat16", choices=("bfloat16", "float32"),
+                        help="the engine's KV cache (llama-server's default cache is F16: 2 bytes, as bfloat16)")
     parser.add_argument("--new-tokens", type=int, default=100)
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -350,7 +352,7 @@ def main() -> None:
     summary.update({"greedy_agreement_fp32": agreement, "results": results,
                     "setup": {"cores": args.cores, "threads": args.threads, "batch": args.batch,
                               "new_tokens": args.new_tokens, "seconds": args.seconds, "speculative": args.speculative,
-                              "speculative_at": args.speculative_at,
+                              "speculative_at": args.speculative_at, "kv_cache_dtype": args.kv_cache_dtype,
                               "model_dir": str(model_dir), "machine": platform.machine(), "cpus": os.cpu_count(),
                               "load_average": os.getloadavg()}})
     targets = {"decode_tps_ratio": all((summary.get(f"decode_tps_ratio_{p}") or 0) >= 1.0 for p in precisions),

@@ -112,12 +112,14 @@ def serve(
     import uvicorn
 
     from compactlm.serving.http.app import create_app
+    from compactlm.serving.engine.kv_cache import limit_heap_retention
     from compactlm.serving.http.logs import configure_json_logging
     from compactlm.serving.traffic import TrafficStore, resolve_traffic_url
 
     traffic_url = resolve_traffic_url(serve_cfg.traffic_db, paths.traffic_db)
     store = TrafficStore.open(traffic_url) if traffic_url else None  # fail now, with one line, if unreachable
     _set_threads(serve_cfg.threads)
+    limit_heap_retention()  # before the model is read: freed load buffers go back to the OS
     configure_json_logging()
     app = create_app(serve_cfg, api_keys=keys, traffic=store)
     typer.echo(f"Serving {uri or directory} on http://{serve_cfg.host}:{serve_cfg.port}/v1 "

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import math
 import mmap
+import os
 
 import torch
 
@@ -46,6 +47,34 @@ def kv_dtype(name: str) -> torch.dtype:
     if name not in KV_DTYPES:
         raise ConfigError(f"serve.kv_cache_dtype must be one of {', '.join(KV_DTYPES)}, got {name!r}")
     return KV_DTYPES[name]
+
+
+MMAP_THRESHOLD = 1 << 20  # bytes: allocations at least this big get their own memory map (see below)
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+
+
+def limit_heap_retention(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Give every allocation of at least ``threshold`` bytes its own memory map, returned to the OS when freed.
+
+    glibc raises its mmap threshold each time a mapped block is freed (up to 32 MiB), so after a model load
+    the multi-MB layer tensors being read, fused and quantized come from the heap, whose top cannot shrink
+    past a live block: on SmolLM2-135M int8 that left the heap at 680 MB (445 MB of it free) and the load's
+    peak at 1.06 GB. A fixed threshold (which also turns the dynamic adjustment off; ``mallopt(3)``,
+    ``M_MMAP_THRESHOLD``) keeps it at what is in use: 634 MB peak. Process-wide; a no-op off glibc, and when
+    the user set ``MALLOC_MMAP_THRESHOLD_`` (theirs wins).
+
+    Args:
+        threshold: bytes (glibc caps it at 32 MiB on 64-bit).
+
+    Returns:
+        Whether glibc accepted it.
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, int(threshold)))
+    except (OSError, AttributeError):
+        return False
 
 
 def return_freed_memory() -> None:

@@ -235,7 +235,7 @@ class DecoderWeights:
                 layers.append(LayerWeights(**{name: stored(getattr(fused, name)) for name in LINEAR_NAMES}))
             embed, final_norm = read("model.embed_tokens.weight", "model.norm.weight")
             lm_head = None if shape.tied_embeddings else stored(read("lm_head.weight")[0].float())
-        return cls(shape=shape, embed=stored(embed.float()), final_norm=final_norm.float(), lm_head=lm_head,
+        return cls(shape=shape, embed=stored(embed.float()), final_norm=final_norm.float().clone(), lm_head=lm_head,
                    layers=layers, scheme=scheme)
 
     def named_weights(self) -> dict[str, Weight]:

@@ -257,6 +257,9 @@ def test_sampled_rows_share_a_speculative_step_with_greedy_ones(make_decoder, to
 
 @pytest.mark.parametrize("shard", [None, "200KB"], ids=["one-file", "sharded"])
 def test_safetensors_are_read_layer_by_layer_into_the_same_weights_as_the_model(make_decoder, tmp_path, shard):
+    import gc
+    from pathlib import Path
+
     from compactlm.serving.engine.weights import DecoderWeights
 
     model = make_decoder(seed=4, kv_heads=2)
@@ -271,7 +274,11 @@ def test_safetensors_are_read_layer_by_layer_into_the_same_weights_as_the_model(
         DecoderWeights.from_safetensors(tmp_path / "missing", model.config)
     from compactlm.serving.engine.weights import quantize_decoder
 
+    del ours
     int8 = DecoderWeights.from_safetensors(tmp_path, model.config, "int8")  # quantized layer by layer
+    # no tensor is left viewing the file's memory map (one would keep every page read from it resident)
+    gc.collect()
+    assert str(tmp_path) not in Path("/proc/self/maps").read_text()
     expected = quantize_decoder(reference, "int8")
     assert int8.scheme == "int8"
     for name, weight in expected.named_weights().items():

@@ -223,3 +223,14 @@ def test_kv_cache_dtype_is_validated_in_one_line():
         ServeConfig(kv_cache_dtype="float16")
     with pytest.raises(ConfigError, match="not torch.float16"):
         KVCache(2, 2, 4, 4, 64, dtype=torch.float16)
+
+
+def test_heap_retention_is_limited_unless_the_user_set_glibc_s_threshold(monkeypatch):
+    import platform
+
+    from compactlm.serving.engine.kv_cache import MMAP_THRESHOLD, limit_heap_retention
+
+    if platform.libc_ver()[0] == "glibc":
+        assert limit_heap_retention(MMAP_THRESHOLD) is True
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert limit_heap_retention() is False  # the user's setting wins
