@@ -111,8 +111,8 @@ def serve(
         raise CompactLMError(f"model folder {directory} does not exist")
     import uvicorn
 
-    from compactlm.serving.http.app import create_app
     from compactlm.serving.engine.kv_cache import limit_heap_retention
+    from compactlm.serving.http.app import create_app
     from compactlm.serving.http.logs import configure_json_logging
     from compactlm.serving.traffic import TrafficStore, resolve_traffic_url
 
