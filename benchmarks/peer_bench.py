@@ -18,7 +18,10 @@ Prompts are held-out support messages (the generator's test split, a seed no mod
 as raw ``/v1/completions`` prompts in the same order to both servers; sampling is greedy with exactly
 ``--new-tokens`` (100) new tokens (``min_tokens`` for the engine, ``ignore_eos`` for llama-server). Measured:
 
-* decode tokens/s per stream at batch 1: streamed requests, (tokens - 1) / (last token - first token);
+* decode tokens/s per stream at batch 1: streamed requests, (tokens - 1) / (last token - first token), median of
+  ``--decode-requests`` requests sent to the two servers in turns while both are up and idle (``decode in turns``:
+  this VM's speed drifts by +-15 % within minutes); each server's own figure from its solo run is kept as
+  ``decode_tps_alone``;
 * prefill tokens/s of a 256-token prompt and time to first token at batch 1 (``max_tokens`` 1);
 * requests/s and p50/p95 latency with ``--clients`` (1, 8, 32) closed-loop clients for ``--seconds`` each;
 * time to first token p50 at 8 concurrent streaming clients;
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -216,8 +220,9 @@ async def texts(kind: str, url: str, prompts: list[str], tokens: int = 32) -> li
         return [(await complete(client, kind, p, tokens))[1] for p in prompts]
 
 
-def run_server(kind: str, precision: str, args, model_dir: Path, gguf: Path, llama_bin: Path, workdir: Path,
-               job) -> tuple[dict, float]:
+@contextlib.contextmanager
+def server(kind: str, precision: str, args, model_dir: Path, gguf: Path, llama_bin: Path, workdir: Path):
+    """A running server of ``kind`` at ``precision``: yields ``(url, rss_watch)``; stopped on exit."""
     port = free_port()
     log_path = workdir / f"{kind}-{precision}.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(args.threads)}
@@ -242,15 +247,52 @@ def run_server(kind: str, precision: str, args, model_dir: Path, gguf: Path, lla
             import httpx
 
             SERVED["engine"] = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["id"]
-        figures = job(f"http://127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}", watch
     finally:
         process.terminate()
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-    rss = watch.stop()
-    return figures, rss
+        watch.stop()
+
+
+def run_server(kind: str, precision: str, args, model_dir: Path, gguf: Path, llama_bin: Path, workdir: Path,
+               job) -> tuple[dict, float]:
+    """Run ``job(url)`` against one server alone; returns its figures and the server's peak RSS (MB)."""
+    with server(kind, precision, args, model_dir, gguf, llama_bin, workdir) as (url, watch):
+        figures = job(url)
+    return figures, watch.stop()
+
+
+def decode_duel(precision: str, args, model_dir: Path, gguf: Path, llama_bin: Path, workdir: Path,
+                prompts: list[str]) -> dict[str, list[float]]:
+    """Batch-1 decode tokens/s of both servers, measured in turns (A B, B A, ...) while both are up and idle.
+
+    This VM's speed drifts by +-15 % within minutes; one request to each in alternation, each with the same
+    prompt, makes the decode ratio compare the two under the same conditions instead of minutes apart.
+    """
+    import httpx
+
+    async def rounds(urls: dict[str, str]) -> dict[str, list[float]]:
+        rates: dict[str, list[float]] = {kind: [] for kind in urls}
+        clients = {kind: httpx.AsyncClient(base_url=url, timeout=1800) for kind, url in urls.items()}
+        try:
+            for kind, client in clients.items():  # warm-up
+                await complete(client, kind, prompts[0], 8)
+            for i in range(args.decode_requests):
+                order = list(clients) if i % 2 == 0 else list(reversed(clients))
+                for kind in order:
+                    rates[kind].append((await streamed(clients[kind], kind, prompts[1 + i], args.new_tokens))
+                                       ["decode_tps"])
+        finally:
+            for client in clients.values():
+                await client.aclose()
+        return rates
+
+    with server("llama.cpp", precision, args, model_dir, gguf, llama_bin, workdir) as (peer, _), \
+            server("engine", precision, args, model_dir, gguf, llama_bin, workdir) as (engine, _):
+        return asyncio.run(rounds({"llama.cpp": peer, "engine": engine}))
 
 
 def main() -> None:
@@ -322,6 +364,16 @@ def main() -> None:
             figures["peak_rss_mb"] = rss
             results[f"{kind}/{precision}"] = figures
             log(f"  {json.dumps({k: v for k, v in figures.items() if k != 'agreement_texts'})}")
+        if args.decode_requests:
+            log(f"decode duel at {precision}: {args.decode_requests} streamed requests to each server in turns")
+            duel = decode_duel(precision, args, model_dir, files[precision], llama_bin, workdir,
+                               prompts[args.agreement:])
+            for kind, rates in duel.items():
+                results[f"{kind}/{precision}"]["decode_tps_alone"] = results[f"{kind}/{precision}"][
+                    "decode_tps_batch1"]
+                results[f"{kind}/{precision}"]["decode_tps_samples"] = [round(r, 2) for r in rates]
+                results[f"{kind}/{precision}"]["decode_tps_batch1"] = round(statistics.median(rates), 2)
+            log(f"  decode in turns: {json.dumps(duel)}")
         if precision == "fp32" and args.agreement:
             a = results["engine/fp32"].pop("agreement_texts")
             b = results["llama.cpp/fp32"].pop("agreement_texts")
