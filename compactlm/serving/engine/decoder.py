@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from compactlm.serving.engine import native
 from compactlm.serving.engine.kernels import DenseLinear, Linear, make_linear
 from compactlm.serving.engine.kv_cache import DEFAULT_CHUNK, MIB, KVCache, kv_dtype
 from compactlm.serving.engine.quantize import concat_rows, dequantize, rotate_rows, slice_rows, take_rows
@@ -55,6 +56,10 @@ class FastDecoder:
             would add 53 MB, 9 %, to the weights a batch-1 step reads).
         consume_weights: drop each of ``weights``' layers (and its embedding) once this decoder holds its own
             copy, so building it needs one extra layer of memory, not a second model; ``weights`` is emptied.
+        native_glue: run a single sequence's decode step through the compiled glue
+            (``compactlm.serving.engine.native``: norms, RoPE, KV-cache writes, attention and SiLU in three C
+            calls per layer; the GEMMs stay torch's). None: when it builds on this machine (then RoPE is not
+            folded, whatever the model's size); False: torch ops only.
 
     Raises:
         ConfigError: a budget below one chunk of one sequence, ``cache_chunk`` below 1, or another dtype.
@@ -62,7 +67,7 @@ class FastDecoder:
 
     def __init__(self, weights: DecoderWeights, max_batch_size: int = 32, max_seq_len: int | None = None,
                  kv_cache_mb: float = 0.0, cache_chunk: int = DEFAULT_CHUNK, kv_cache_dtype: str = "float32",
-                 fold_rotary: bool | None = None, consume_weights: bool = False):
+                 fold_rotary: bool | None = None, consume_weights: bool = False, native_glue: bool | None = None):
         shape = weights.shape
         self.shape, self.scheme = shape, weights.scheme
         self.max_batch_size = max_batch_size
@@ -96,9 +101,15 @@ class FastDecoder:
             else:
                 self._head = make_linear(head)
         self.layers: list[_Layer] = []
-        if fold_rotary is None:
-            fold_rotary = self._rope * shape.hidden_size <= FOLD_ROTARY_MAX_ELEMENTS
+        glue = native.library() if native_glue is not False else None
+        if fold_rotary is None:  # the compiled glue does RoPE itself: folding would only add weight rows to read
+            fold_rotary = glue is None and self._rope * shape.hidden_size <= FOLD_ROTARY_MAX_ELEMENTS
         self.fold_rotary = fold_rotary
+        self._glue = None if fold_rotary else glue
+        if self._glue is not None:  # the glue's buffers, reused by every batch-1 step
+            self._xn, self._att = torch.empty(1, shape.hidden_size), torch.empty(1, self._q)
+            self._act, self._qrot = torch.empty(1, self._inter), torch.empty(self._rope)
+            self._scores = torch.empty(self.max_seq_len)
         self._v = 2 * self._rope if fold_rotary else self._rope  # where v's columns start
         for layer in weights.layers:
             qkv = layer.qkv
@@ -171,6 +182,8 @@ class FastDecoder:
         """
         batch = len(tokens)
         multi = isinstance(tokens[0], list)
+        if batch == 1 and not multi and self._glue is not None:
+            return self._decode_one(tokens[0], positions[0])
         width = len(tokens[0]) if multi else 1
         heads, kv_heads, dim = self.shape.num_heads, self.shape.num_kv_heads, self.shape.head_dim
         start = torch.tensor(positions)
@@ -209,6 +222,35 @@ class FastDecoder:
             h = self._mlp(layer, h)
         logits = self._logits(h)
         return logits.view(batch, width, -1) if multi else logits
+
+    def _decode_one(self, token: int, position: int) -> torch.Tensor:
+        """``decode([token], [position])`` for cache row 0 through the compiled glue: fp32 logits ``[1, vocab]``."""
+        glue, shape, cache = self._glue, self.shape, self.cache
+        length = position + 1
+        cache.reserve(1, length)
+        self._positions(length)
+        h = self._embedding(torch.tensor([token])).contiguous()
+        columns = self._cos.shape[1]
+        cos = self._cos.data_ptr() + position * columns * 4  # this position's rows of the fp32 tables
+        sin = self._sin.data_ptr() + position * columns * 4
+        bf16 = int(cache.dtype == torch.bfloat16)
+        xn, att, act = self._xn, self._att, self._act
+        xn_p, att_p, act_p, qrot_p, scores_p = (xn.data_ptr(), att.data_ptr(), act.data_ptr(), self._qrot.data_ptr(),
+                                                self._scores.data_ptr())
+        hidden, eps, inter = shape.hidden_size, self._eps, self._inter
+        heads, kv_heads, dim = shape.num_heads, shape.num_kv_heads, shape.head_dim
+        for layer, keys, values in zip(self.layers, cache.keys, cache.values):
+            glue.compactlm_rms_norm(h.data_ptr(), hidden, eps, xn_p)
+            qkv = layer.qkv(xn).contiguous()
+            glue.compactlm_attention_step(qkv.data_ptr(), heads, kv_heads, dim, cos, sin, keys.data_ptr(),
+                                          values.data_ptr(), cache.length, position, bf16, 1.0, qrot_p, scores_p,
+                                          att_p)
+            h = layer.o.add_to(h, att)
+            glue.compactlm_rms_norm(h.data_ptr(), hidden, eps, xn_p)
+            gate_up = layer.gate_up(xn).contiguous()
+            glue.compactlm_silu_mul(gate_up.data_ptr(), inter, act_p)
+            h = layer.down.add_to(h, act)
+        return self._logits(h)
 
     @torch.inference_mode()
     def forward(self, prompts: list[list[int]], first_row: int | None = None,

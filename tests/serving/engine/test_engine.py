@@ -51,6 +51,7 @@ def test_prefill_and_decode_logits_match_transformers(make_decoder, tokenizer, k
 
 @pytest.mark.parametrize("scheme", ["fp32", "int8"])
 def test_rotary_folded_into_the_weights_or_applied_per_step_gives_the_same_logits(make_decoder, tokenizer, scheme):
+    from compactlm.serving.engine import native
     from compactlm.serving.engine.decoder import FastDecoder
     from compactlm.serving.engine.weights import DecoderWeights, quantize_decoder
 
@@ -58,7 +59,8 @@ def test_rotary_folded_into_the_weights_or_applied_per_step_gives_the_same_logit
     weights = quantize_decoder(DecoderWeights.from_hf(model), scheme)
     folded, plain = (FastDecoder(weights, max_batch_size=2, fold_rotary=fold) for fold in (True, False))
     assert folded.fold_rotary and not plain.fold_rotary
-    assert FastDecoder(weights, max_batch_size=1).fold_rotary  # a tiny model folds by default
+    assert FastDecoder(weights, max_batch_size=1, native_glue=False).fold_rotary  # a tiny model folds by default...
+    assert FastDecoder(weights, max_batch_size=1).fold_rotary == (native.library() is None)  # ...without the glue
     ids = prompt_ids(tokenizer, PROMPTS[1])
     with torch.inference_mode():
         assert torch.allclose(folded.forward([ids], all_logits=True), plain.forward([ids], all_logits=True), atol=1e-4)
