@@ -42,7 +42,8 @@ class LoadedModel:
         """What ``/ready`` and the logs say about the model (JSON-ready), with the KV-cache memory per sequence."""
         return {"id": self.model_id, "source": self.source, "version": self.version,
                 "quantization": self.quantization, "max_batch_size": self.engine.max_batch_size,
-                "context_length": self.engine.max_seq_len, "kv_cache": self.engine.decoder.cache.describe()}
+                "context_length": self.engine.max_seq_len, "kv_cache": self.engine.decoder.cache.describe(),
+                "single_sequence_decode": self.engine.decoder.glue_status}
 
 
 def resolve_version(uri: str) -> str | None:

@@ -30,6 +30,7 @@ def test_batch_one_decode_through_the_glue_is_as_accurate_as_the_torch_ops(make_
                     for flag in (None, False))
     truth = FastDecoder(fp32, max_batch_size=1, native_glue=False)  # fp32 weights, fp32 cache, torch ops
     assert glued._glue is not None and plain._glue is None
+    assert glued.glue_status.startswith("compiled glue (") and plain.glue_status.startswith("torch ops (")
     ids = prompt_ids(tokenizer, PROMPTS[2])
 
     def error(a: torch.Tensor, b: torch.Tensor) -> float:
