@@ -44,12 +44,14 @@ models: install
 demo: install
 	$(BIN)/compactlm pipeline run --config configs/demo.yaml --auto-approve
 
-# System packages some tests need (Debian): PostgreSQL (a real server for the traffic store and the stack) and
-# Chromium (the chat UI's browser test). Installed when missing and running as root; otherwise those tests fail
-# naming the package.
-SYSTEM_PACKAGES := postgresql chromium
+# System packages some tests need (Debian): PostgreSQL (a real server for the traffic store and the stack),
+# Chromium (the chat UI's browser test) and gcc (the engine's compiled decode glue; without a compiler the
+# engine runs torch ops instead, and the test that checks the glue is on fails). Installed when missing and
+# running as root; otherwise those tests fail naming the package.
+SYSTEM_PACKAGES := postgresql chromium gcc
 system-deps:
 	@missing=""; \
+	command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
