@@ -66,7 +66,9 @@ def log(message: str) -> None:
 
 def ggufs(model_dir: Path, llama_bin: Path, workdir: Path, precisions: list[str]) -> dict[str, Path]:
     """The GGUF of each precision, written from ``model_dir`` once (cached in ``workdir``)."""
-    src = LLAMA_DIR / "src" / "vendor" / "llama.cpp"
+    src = llama_bin.parents[1] / "src" / "vendor" / "llama.cpp"  # <build dir>/bin -> the build's own source tree
+    if not (src / "convert_hf_to_gguf.py").is_file():
+        src = LLAMA_DIR / "src" / "vendor" / "llama.cpp"
     out: dict[str, Path] = {}
     f32 = workdir / "model-F32.gguf"
     for precision in precisions:
