@@ -80,8 +80,12 @@ def ggufs(model_dir: Path, llama_bin: Path, workdir: Path, precisions: list[str]
         tmp = path.with_suffix(".tmp")
         if kind in ("F32", "Q8_0"):
             env = {**os.environ, "PYTHONPATH": str(src / "gguf-py"), "NO_LOCAL_GGUF": ""}
-            subprocess.run([sys.executable, str(src / "convert_hf_to_gguf.py"), str(model_dir), "--outtype",
-                            kind.lower(), "--outfile", str(tmp)], check=True, env=env, capture_output=True)
+            done = subprocess.run([sys.executable, str(src / "convert_hf_to_gguf.py"), str(model_dir), "--outtype",
+                                   kind.lower(), "--outfile", str(tmp)], env=env, capture_output=True, text=True)
+            if done.returncode != 0:  # e.g. sentencepiece missing (build_llama_cpp.sh installs it)
+                last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                sys.exit(f"error: convert_hf_to_gguf.py could not write the {kind} GGUF: {last}"
+                         + (" (pip install sentencepiece)" if "sentencepiece" in last else ""))
         else:
             if not f32.is_file():
                 ggufs(model_dir, llama_bin, workdir, ["fp32"])
@@ -375,7 +379,7 @@ def main() -> None:
                     "decode_tps_batch1"]
                 results[f"{kind}/{precision}"]["decode_tps_samples"] = [round(r, 2) for r in rates]
                 results[f"{kind}/{precision}"]["decode_tps_batch1"] = round(statistics.median(rates), 2)
-            log(f"  decode in turns: {json.dumps(duel)}")
+            log(f"  decode in turns (tok/s): {json.dumps({k: [round(r, 2) for r in v] for k, v in duel.items()})}")
         if precision == "fp32" and args.agreement:
             a = results["engine/fp32"].pop("agreement_texts")
             b = results["llama.cpp/fp32"].pop("agreement_texts")
@@ -410,7 +414,7 @@ def main() -> None:
                               "model_dir": str(model_dir), "machine": platform.machine(), "cpus": os.cpu_count(),
                               "load_average": os.getloadavg()}})
     targets = {"decode_tps_ratio": all((summary.get(f"decode_tps_ratio_{p}") or 0) >= 1.0 for p in precisions),
-               "rps32_ratio": (summary["rps32_ratio"] or 0) >= 1.5,
+               "rps32_ratio": None if summary["rps32_ratio"] is None else summary["rps32_ratio"] >= 1.5,
                "ttft8_ratio": summary["ttft8_ratio"] is not None and summary["ttft8_ratio"] <= 1.0,
                "rss_ratio": summary["rss_ratio"] is not None and summary["rss_ratio"] <= 1.5}
     summary["targets_met"] = targets

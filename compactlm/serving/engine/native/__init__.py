@@ -68,7 +68,7 @@ def _compile(compiler: str, target: Path) -> str | None:
 
 def _build() -> tuple[ctypes.CDLL | None, str]:
     if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
-        return None, f"off ({ENV}=0)"
+        return None, f"{ENV}=0"
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         return None, f"not x86-64 Linux ({platform.system()} {platform.machine()})"
     missing = [flag for flag in CPU_FLAGS if flag not in _cpu_flags()]
@@ -107,6 +107,6 @@ def library() -> ctypes.CDLL | None:
 
 
 def status() -> str:
-    """``on (<path of the shared object>)``, or why the decoder uses torch ops instead."""
+    """``on (<path of the shared object>)``, or why the decoder uses torch ops instead (one phrase)."""
     library()
     return str(_state["status"])
