@@ -61,6 +61,7 @@ def test_data_generate_writes_every_format(tmp_path, suffix):
         (["pipeline", "run", "--set", "model.preset=decoder-huge"], ["model.preset must be one of"]),
         (["data", "generate", "--rows", "0", "-o", "x.csv"], ["n_rows", "0"]),
         (["data", "generate", "-o", "x.xlsx"], ["unsupported output format '.xlsx'"]),
+        (["serve", "--model-dir", str(Path(__file__).parent)], ["holds neither a saved transformers model"]),
     ],
 )
 def test_user_errors_print_one_line_and_exit_non_zero(tmp_path, args, fragments):

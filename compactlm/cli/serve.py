@@ -109,6 +109,12 @@ def serve(
         resolve_version(uri)  # fail now, with one line, if there is nothing to serve
     elif not Path(directory).is_dir():
         raise CompactLMError(f"model folder {directory} does not exist")
+    else:
+        from compactlm.serving.engine.artifact import MANIFEST, is_engine_artifact
+
+        if not is_engine_artifact(directory) and not (Path(directory) / "config.json").is_file():
+            raise CompactLMError(f"model folder {directory} holds neither a saved transformers model (config.json) "
+                                 f"nor engine weights ({MANIFEST})")
     import uvicorn
 
     from compactlm.serving.engine.kv_cache import limit_heap_retention
