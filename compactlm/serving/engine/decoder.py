@@ -1,8 +1,8 @@
 """The fast decoder: a Llama-style forward pass on extracted weights with a KV cache allocated by need.
 
 Why it is fast on a CPU with a ~1M-parameter model: the arithmetic per token is a few MFLOP, so the
-time goes to per-op overhead, not math. One decode step here is ~12 torch ops per layer (fused QKV and
-gate/up GEMMs, residual adds fused into ``addmm``, RoPE as two multiplies and an add, one SDPA call
+time goes to per-op overhead, not math. A batch's decode step here is ~15 torch ops per layer (fused QKV
+and gate/up GEMMs, residual adds fused into ``addmm``, RoPE as two multiplies and an add, one SDPA call
 over the cache), with no module hooks, no cache objects, no per-step allocation beyond the activations,
 and the whole batch of concurrent sequences in the same ops. A single sequence's step goes further: where
 the compiled glue builds (``compactlm.serving.engine.native``, x86-64 with AVX2 and a C compiler), the
