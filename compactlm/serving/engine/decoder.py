@@ -83,7 +83,6 @@ class FastDecoder:
         self.cache = KVCache(shape.num_layers, kv_heads, dim, max_batch_size, self.max_seq_len,
                              int(kv_cache_mb * MIB), cache_chunk, kv_dtype(kv_cache_dtype))
         self._cos = self._sin = torch.zeros(0, (heads + kv_heads) * dim)  # RoPE tables grow with the positions used
-        self._half_signs = torch.tensor([-1.0, 1.0]).view(2, 1)
         self._arange = torch.arange(self.max_seq_len)
         self._final_norm: torch.Tensor | None = weights.final_norm.float()  # the weight of the last rms_norm
         self._embed_t: torch.Tensor | None = None  # the tied fp32 table as [hidden, vocab] (also the LM head)
@@ -149,7 +148,8 @@ class FastDecoder:
             self._cos, self._sin = rope_tables(shape.head_dim, shape.rope_theta, shape.num_heads + shape.num_kv_heads,
                                                max(length, self.cache.rounded(length)))
             if not self.fold_rotary:  # rotate_half(x) * sin == flip_halves(x) * [-sin1, sin2]: the sign goes here
-                self._sin = self._sin.unflatten(-1, (-1, 2, shape.head_dim // 2)).mul(self._half_signs).flatten(-3)
+                halves = self._sin.unflatten(-1, (-1, 2, shape.head_dim // 2))
+                self._sin = halves.mul(torch.tensor([[-1.0], [1.0]])).flatten(-3)
 
     def _rotary(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """RoPE on the q and k columns of a fused projection's output ``[..., columns]`` -> ``[..., q + k]``."""

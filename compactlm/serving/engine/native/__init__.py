@@ -17,13 +17,14 @@ torch's by float rounding (~1e-6 relative).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from compactlm.fileio import files_digest
 
 SOURCE = Path(__file__).with_name("glue.c")
 FLAGS = ("-O3", "-mavx2", "-mfma", "-ffast-math", "-shared", "-fPIC")
@@ -79,8 +80,7 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         return None, "no C compiler (cc/gcc) to build it"
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + compiler.encode()).hexdigest()[:16]
-    target = _cache_dir() / f"glue-{key}.so"
+    target = _cache_dir() / f"glue-{files_digest([SOURCE], seed=' '.join((*FLAGS, compiler)))}.so"
     if not target.is_file():
         error = _compile(compiler, target)
         if error:
